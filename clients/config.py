@@ -1,0 +1,21 @@
+"""Member settings for the ``trustwire member`` CLI (layered like the exchange's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MemberConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberConfig:
+    member_id: str
+    key_file: Path
+    """File holding the member's Ed25519 seed in hex (mode 0600)."""
+    operator_public_key: str
+    """Hex Ed25519 public key of the operator: the trust anchor for key events."""
+    exchange: str = "127.0.0.1:7443"
+    state: Path = Path("trustwire-member.db")
+    policy: Path | None = None
+    account_secret_file: Path | None = None

@@ -1,0 +1,347 @@
+"""The member SDK: publish signed entries, consume the stream with end-to-end
+verification, keep a bank, match content and feed the moderation queue.
+
+    client = MemberClient(target, member_id="northwind", signer=key, operator_key=op_pub, state="nw.db")
+    client.publish([client.signal("pdq", pdq_hex, labels=["csam"], groups=["hash-sharing"])])
+    client.sync()                                  # verify every entry, fill bank + queue
+    matches = client.match_files(["upload.jpg"])   # hash, match, enqueue per policy
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from clients.bank import Bank, BankSignal, Match
+from clients.media import MediaHashes, hash_file, iter_files, pdq_distance
+from clients.policy import Action, Decision, MatchFacts, Policy
+from clients.queue import ModerationQueue
+from clients.store import MemberStore
+from clients.transport import PublishOutcome, connect, publish_envelopes, translate_errors
+from exchange.core import signals
+from exchange.core.dsse import sign_envelope
+from exchange.core.entries import (
+    RETRACTION_REASON_BY_NAME,
+    SEVERITY_BY_NAME,
+    TLP_BY_NAME,
+    VERDICT_BY_NAME,
+    Entry,
+    by_name,
+    encode_entry,
+    ms_to_timestamp,
+)
+from exchange.core.errors import InvalidValue, UntrustedEntry
+from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import Signer
+from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
+from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
+
+__all__ = ["MemberClient", "PublishOutcome", "SyncReport", "FileMatches"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncReport:
+    verified: int = 0
+    quarantined: int = 0
+    key_events: int = 0
+    signals: int = 0
+    retractions: int = 0
+    opinions: int = 0
+    queued: int = 0
+    withdrawn: int = 0
+    next_index: int = 0
+    head: int = 0
+    quarantine_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FileMatches:
+    hashes: MediaHashes
+    matches: list[tuple[Match, Decision]]
+
+
+class MemberClient:
+    def __init__(
+        self,
+        target: str,
+        *,
+        member_id: str,
+        signer: Signer,
+        operator_key: bytes,
+        state: str | Path | None = None,
+        policy: Policy | None = None,
+        on_auto_action: Callable[[Match, Decision], None] | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.member_id = member_id
+        self.signer = signer
+        self.operator_key = operator_key
+        self._clock_ms = clock_ms
+        self._channel = channel or connect(target, signer, member_id)
+        self._stub = xgrpc.ExchangeServiceStub(self._channel)
+        self.policy = policy or Policy(rules=())
+        self._on_auto_action = on_auto_action
+        self.store = MemberStore(state) if state is not None else None
+        self.bank = Bank(self.store, clock_ms=clock_ms) if self.store else None
+        self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
+        self._verifier = self._load_verifier()
+
+    def close(self) -> None:
+        self._channel.close()
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> MemberClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- building entries ------------------------------------------------------------------
+
+    def signal(
+        self,
+        type: str,
+        value: str,
+        *,
+        groups: Sequence[str],
+        signal_id: str | None = None,
+        labels: Sequence[str] = (),
+        confidence: int = 50,
+        severity: str = "medium",
+        tlp: str = "amber",
+        valid_from_ms: int | None = None,
+        valid_until_ms: int | None = None,
+        related: Sequence[str] = (),
+        description: str = "",
+        created_at_ms: int | None = None,
+    ) -> pb.Signal:
+        """A Signal of this member with ``value`` normalized for its type."""
+        s = pb.Signal(
+            signal_id=signal_id or uuid.uuid4().hex,
+            member_id=self.member_id,
+            type=type,
+            value=signals.normalize(type, value),
+            labels=list(labels),
+            confidence=confidence,
+            severity=by_name(SEVERITY_BY_NAME, severity, "severity"),
+            sharing=pb.Sharing(groups=list(groups), tlp=by_name(TLP_BY_NAME, tlp, "tlp")),
+            related=list(related),
+            description=description,
+            created_at=ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms()),
+        )
+        if valid_from_ms is not None:
+            s.valid_from.CopyFrom(ms_to_timestamp(valid_from_ms))
+        if valid_until_ms is not None:
+            s.valid_until.CopyFrom(ms_to_timestamp(valid_until_ms))
+        return s
+
+    def retraction(self, signal_id: str, reason: str = "error", created_at_ms: int | None = None) -> pb.Retraction:
+        return pb.Retraction(
+            member_id=self.member_id,
+            signal=pb.SignalRef(member_id=self.member_id, signal_id=signal_id),
+            reason=by_name(RETRACTION_REASON_BY_NAME, reason, "reason"),
+            created_at=ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms()),
+        )
+
+    def opinion(
+        self, publisher: str, signal_id: str, verdict: str, created_at_ms: int | None = None
+    ) -> pb.Opinion:
+        return pb.Opinion(
+            member_id=self.member_id,
+            signal=pb.SignalRef(member_id=publisher, signal_id=signal_id),
+            verdict=by_name(VERDICT_BY_NAME, verdict, "verdict"),
+            created_at=ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms()),
+        )
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def sign(self, entry: Entry) -> bytes:
+        payload_type, payload = encode_entry(entry)
+        return sign_envelope(payload_type, payload, self.signer).raw
+
+    def publish_envelopes(self, envelopes: Sequence[bytes], batch_size: int = 500) -> list[PublishOutcome]:
+        """Send already-signed envelopes in batches; one outcome per envelope, in order."""
+        return publish_envelopes(self._stub, envelopes, batch_size)
+
+    def publish(self, entries: Iterable[Entry], batch_size: int = 500) -> list[PublishOutcome]:
+        """Sign locally and publish; re-publishing the same entries is idempotent."""
+        return self.publish_envelopes([self.sign(e) for e in entries], batch_size)
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def _load_verifier(self) -> EntryVerifier:
+        verifier = EntryVerifier(self.operator_key, KeyDirectory())
+        if self.store is not None:
+            for raw in self.store.key_event_records():
+                verifier.verify(raw)
+            verifier.last_index = self.store.cursor - 1
+        return verifier
+
+    def _prime_directory(self, verifier: EntryVerifier, until: int) -> None:
+        """Verify the key events before ``until`` when starting mid-ledger."""
+        with translate_errors():
+            reply = self._stub.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=until), timeout=60)
+        for raw in reply.records:
+            v = verifier.verify(raw)
+            if self.store is not None:
+                self.store.add_key_event(v.index, v.record)
+        verifier.last_index = until - 1
+
+    def _pages(self, start: int, follow: bool) -> Iterator[xpb.SubscribeResponse]:
+        request = xpb.SubscribeRequest(from_index=start, stop_at_head=not follow)
+        with translate_errors():
+            yield from self._stub.Subscribe(request)
+
+    def subscribe(
+        self,
+        from_index: int = 0,
+        follow: bool = True,
+        on_untrusted: Callable[[UntrustedEntry], None] | None = None,
+    ) -> Iterator[VerifiedEntry]:
+        """Yield every visible entry from ``from_index``, each verified end to end.
+
+        Entries that fail verification are reported to ``on_untrusted`` (default:
+        logged) and skipped; the stream goes on.
+        """
+        verifier = EntryVerifier(self.operator_key, KeyDirectory())
+        if from_index > 0:
+            self._prime_directory(verifier, from_index)
+        for page in self._pages(from_index, follow):
+            for raw in page.records:
+                try:
+                    yield verifier.verify(raw)
+                except UntrustedEntry as exc:
+                    (on_untrusted or (lambda e: log.warning("untrusted entry skipped: %s", e)))(exc)
+
+    def sync(self, follow: bool = False, stop: Callable[[], bool] | None = None) -> SyncReport:
+        """Verify the stream from the stored cursor into the bank and queue.
+
+        Each page is one transaction: entries applied, queue items written and the
+        cursor advanced commit together.
+        """
+        if self.store is None:
+            raise InvalidValue("sync needs a state file (MemberClient(state=...))")
+        report = SyncReport(next_index=self.store.cursor)
+        if report.next_index > 0 and self._verifier.directory.last_index < 0:
+            self._prime_directory(self._verifier, report.next_index)
+        for page in self._pages(report.next_index, follow):
+            try:
+                with self.store.transaction():
+                    for raw in page.records:
+                        self._ingest(raw, report)
+                    self.store.set_cursor(page.next_index)
+            except BaseException:
+                self._verifier = self._load_verifier()  # memory follows the rolled-back store
+                raise
+            report.next_index, report.head = page.next_index, page.head
+            if stop is not None and stop():
+                break
+        return report
+
+    def _ingest(self, raw: bytes, report: SyncReport) -> None:
+        assert self.store is not None and self.bank is not None and self.queue is not None  # noqa: S101
+        try:
+            v = self._verifier.verify(raw)
+        except UntrustedEntry as exc:
+            index = self._verifier.last_index + 1
+            self.store.quarantine(index, str(exc), raw, self._clock_ms())
+            report.quarantined += 1
+            report.quarantine_reasons.append(str(exc))
+            log.warning("quarantined: %s", exc)
+            return
+        report.verified += 1
+        e = v.entry
+        if isinstance(e, pb.KeyEvent):
+            self.store.add_key_event(v.index, v.record)
+            report.key_events += 1
+        elif isinstance(e, pb.Signal):
+            report.signals += 1
+            if self.bank.add_signal(e, v.index):
+                report.queued += self._rematch(e)
+        elif isinstance(e, pb.Retraction):
+            report.retractions += 1
+            self.bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
+            reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
+            report.withdrawn += self.queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
+        elif isinstance(e, pb.Opinion):
+            report.opinions += 1
+            self.bank.add_opinion(e, v.index)
+
+    def _rematch(self, s: pb.Signal) -> int:
+        """Match a newly banked signal against the member's already-hashed content."""
+        assert self.store is not None and self.bank is not None  # noqa: S101
+        banked = self.bank.get(s.member_id, s.signal_id)
+        if banked is None or not banked.live_at(self._clock_ms()):
+            return 0
+        conn = self.store.conn
+        hits: list[tuple[str, int]] = []
+        if s.type in ("md5", "video_md5"):
+            hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE md5 = ?", (s.value,))]
+        elif s.type == "sha256":
+            hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE sha256 = ?", (s.value,))]
+        elif s.type == "pdq":
+            for ref, pdq in conn.execute("SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= 50"):
+                d = pdq_distance(pdq, s.value)
+                if d <= self.bank.pdq_threshold:
+                    hits.append((ref, d))
+        return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
+
+    # -- matching -------------------------------------------------------------------------
+
+    def facts(self, match: Match) -> MatchFacts:
+        s: BankSignal = match.signal
+        counts = self.bank.opinion_counts(s.publisher, s.signal_id) if self.bank else {}
+        return MatchFacts(
+            type=s.type,
+            labels=frozenset(s.labels),
+            confidence=s.confidence,
+            severity=s.severity,
+            publisher=s.publisher,
+            groups=frozenset(s.groups),
+            true_positive=counts.get(pb.VERDICT_TRUE_POSITIVE, 0),
+            false_positive=counts.get(pb.VERDICT_FALSE_POSITIVE, 0),
+            distance=match.distance,
+        )
+
+    def _route(self, match: Match) -> int:
+        """Apply the policy to one match; 1 if a new queue item was written."""
+        assert self.queue is not None  # noqa: S101
+        decision = self.policy.decide(self.facts(match))
+        added = self.queue.enqueue(match, decision)
+        if added and decision.action is Action.AUTO_ACTION and self._on_auto_action is not None:
+            self._on_auto_action(match, decision)
+        return int(added)
+
+    def match_files(self, paths: Iterable[str | Path], progress: Callable[[Path], None] | None = None) -> list[FileMatches]:
+        """Hash files (directories recursively), match them, enqueue per policy."""
+        if self.store is None or self.bank is None:
+            raise InvalidValue("matching needs a state file (MemberClient(state=...))")
+        results = []
+        for path in iter_files(paths):
+            h = hash_file(path)
+            with self.store.transaction() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?, ?)",
+                    (h.path, h.md5, h.sha256, h.pdq, h.pdq_quality, self._clock_ms()),
+                )
+                pairs = []
+                for m in self.bank.match_media(h):
+                    decision = self.policy.decide(self.facts(m))
+                    self._route(m)
+                    pairs.append((m, decision))
+            results.append(FileMatches(h, pairs))
+            if progress is not None:
+                progress(path)
+        return results

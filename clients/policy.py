@@ -1,0 +1,176 @@
+"""Member policy: TOML rules that turn a match into a queue item, an auto-action or nothing.
+
+Rules are tried in order; the first whose conditions all hold decides. Example::
+
+    default = "ignore"            # what happens when no rule matches
+
+    [[rule]]
+    name = "csam-high-confidence"
+    types = ["pdq", "md5", "sha256"]
+    labels_any = ["csam"]
+    min_confidence = 70
+    action = "enqueue"
+    priority = 0                  # 0 = most urgent … 3
+
+    [[rule]]
+    name = "disputed"
+    min_false_positive = 2        # members that marked the signal false_positive
+    action = "ignore"
+
+Conditions: ``types``, ``labels_any``, ``labels_all``, ``min_confidence``,
+``max_confidence``, ``min_severity`` (low/medium/high/critical), ``publishers``,
+``groups``, ``min_true_positive``, ``min_false_positive``, ``max_false_positive``,
+``max_distance``. Actions: ``enqueue`` (with ``priority``), ``auto_action`` (calls
+the member's hook), ``ignore``. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from exchange.core.errors import ConfigError
+
+__all__ = ["Action", "Decision", "MatchFacts", "Policy", "Rule", "SEVERITIES"]
+
+SEVERITIES = {"unspecified": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class Action(StrEnum):
+    ENQUEUE = "enqueue"
+    AUTO_ACTION = "auto_action"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchFacts:
+    """What a rule can look at: the signal, its feedback, and the match."""
+
+    type: str
+    labels: frozenset[str]
+    confidence: int
+    severity: int
+    publisher: str
+    groups: frozenset[str]
+    true_positive: int = 0
+    false_positive: int = 0
+    distance: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    action: Action
+    priority: int
+    rule: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    name: str
+    action: Action
+    priority: int = 2
+    types: frozenset[str] | None = None
+    labels_any: frozenset[str] | None = None
+    labels_all: frozenset[str] = field(default_factory=frozenset)
+    min_confidence: int = 0
+    max_confidence: int = 100
+    min_severity: int = 0
+    publishers: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+    min_true_positive: int = 0
+    min_false_positive: int = 0
+    max_false_positive: int | None = None
+    max_distance: int | None = None
+
+    def matches(self, f: MatchFacts) -> bool:
+        checks = (
+            self.types is None or f.type in self.types,
+            self.labels_any is None or bool(self.labels_any & f.labels),
+            self.labels_all <= f.labels,
+            self.min_confidence <= f.confidence <= self.max_confidence,
+            f.severity >= self.min_severity,
+            self.publishers is None or f.publisher in self.publishers,
+            self.groups is None or bool(self.groups & f.groups),
+            f.true_positive >= self.min_true_positive,
+            f.false_positive >= self.min_false_positive,
+            self.max_false_positive is None or f.false_positive <= self.max_false_positive,
+            self.max_distance is None or f.distance <= self.max_distance,
+        )
+        return all(checks)
+
+
+_SETS = ("types", "labels_any", "labels_all", "publishers", "groups")
+_INTS = (
+    "priority", "min_confidence", "max_confidence", "min_true_positive",
+    "min_false_positive", "max_false_positive", "max_distance",
+)
+
+
+def _rule(raw: Mapping[str, Any], where: str) -> Rule:
+    known = {"name", "action", "min_severity", *_SETS, *_INTS}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {"name": str(raw.get("name", where))}
+    try:
+        kwargs["action"] = Action(raw.get("action", "enqueue"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: action must be enqueue, auto_action or ignore") from exc
+    for key in _SETS:
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of strings")
+            kwargs[key] = frozenset(value)
+    for key in _INTS:
+        if key in raw:
+            if not isinstance(raw[key], int) or isinstance(raw[key], bool):
+                raise ConfigError(f"{where}: {key} must be an integer")
+            kwargs[key] = raw[key]
+    if "min_severity" in raw:
+        if raw["min_severity"] not in SEVERITIES:
+            raise ConfigError(f"{where}: min_severity must be one of {', '.join(SEVERITIES)}")
+        kwargs["min_severity"] = SEVERITIES[raw["min_severity"]]
+    if not 0 <= kwargs.get("priority", 2) <= 3:
+        raise ConfigError(f"{where}: priority is 0 (most urgent) to 3")
+    return Rule(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rules: Sequence[Rule]
+    default: Action = Action.IGNORE
+    default_priority: int = 3
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "policy") -> Policy:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+        unknown = sorted(set(data) - {"default", "default_priority", "rule"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        rules = [_rule(r, f"{source} rule {i + 1}") for i, r in enumerate(data.get("rule", []))]
+        try:
+            default = Action(data.get("default", "ignore"))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: default must be enqueue, auto_action or ignore") from exc
+        return cls(rules=tuple(rules), default=default, default_priority=int(data.get("default_priority", 3)))
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            return cls.from_toml(Path(path).read_text(), str(path))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"policy file {path} does not exist") from exc
+
+    def decide(self, facts: MatchFacts) -> Decision:
+        for rule in self.rules:
+            if rule.matches(facts):
+                return Decision(action=rule.action, priority=rule.priority, rule=rule.name)
+        return Decision(action=self.default, priority=self.default_priority, rule="default")

@@ -1,0 +1,143 @@
+"""The member's local state: one SQLite file holding the cursor, the verified key
+events, the bank, the member's own hashed content and the moderation queue.
+
+Keeping them in one file lets a sync commit "entries applied + queue items written +
+cursor advanced" in a single transaction: after a crash the member resumes from a
+cursor that matches its bank and queue exactly (delivery is at least once, and
+applying an entry twice is a no-op).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["MemberStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS key_events (idx INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (
+    publisher TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    value TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    confidence INTEGER NOT NULL,
+    severity INTEGER NOT NULL,
+    groups TEXT NOT NULL,
+    tlp INTEGER NOT NULL,
+    valid_from_ms INTEGER,
+    valid_until_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    retracted_idx INTEGER,
+    PRIMARY KEY (publisher, signal_id)
+);
+CREATE INDEX IF NOT EXISTS signals_value ON signals(type, value);
+CREATE TABLE IF NOT EXISTS opinions (
+    publisher TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    verdict INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (publisher, signal_id, author)
+);
+CREATE TABLE IF NOT EXISTS content (
+    ref TEXT PRIMARY KEY,
+    md5 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    pdq TEXT,
+    pdq_quality INTEGER,
+    hashed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS content_md5 ON content(md5);
+CREATE INDEX IF NOT EXISTS content_sha256 ON content(sha256);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    content_ref TEXT NOT NULL,
+    publisher TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    signal_idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    distance INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    reviewer TEXT,
+    reason TEXT,
+    UNIQUE (content_ref, publisher, signal_id)
+);
+CREATE INDEX IF NOT EXISTS queue_state ON queue(state, priority);
+CREATE TABLE IF NOT EXISTS quarantine (
+    idx INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    record BLOB NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
+
+
+class MemberStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.conn.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (re-entrant: nested calls join the outer one)."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    @property
+    def cursor(self) -> int:
+        return int(self.get_meta("cursor", "0") or 0)
+
+    def set_cursor(self, next_index: int) -> None:
+        self.set_meta("cursor", str(next_index))
+
+    def key_event_records(self) -> list[bytes]:
+        return [r[0] for r in self.conn.execute("SELECT record FROM key_events ORDER BY idx")]
+
+    def add_key_event(self, index: int, record: bytes) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO key_events VALUES (?, ?)", (index, record))
+
+    def quarantine(self, index: int, reason: str, record: bytes, now_ms: int) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?)", (index, reason, record, now_ms))
+
+    def quarantined(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT idx, reason FROM quarantine ORDER BY idx")]
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,107 @@
+"""Channels to the exchange: per-call signatures and errors mapped back to the tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+
+from exchange.core.callauth import sign_call
+from exchange.core.entries import timestamp_to_ms
+from exchange.core.errors import TrustwireError, Unavailable, error_for
+from exchange.core.keys import Signer
+from exchange.core.records import Receipt
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
+from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
+
+__all__ = ["PublishOutcome", "REASON_HEADER", "connect", "publish_envelopes", "translate_errors"]
+
+REASON_HEADER = "tw-reason"
+PUBLISH_TIMEOUT_S = 60.0
+PublishOutcome = Receipt | TrustwireError
+
+
+class _CallSigner(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds fresh call credentials (timestamp, nonce, signature) to every call."""
+
+    def __init__(self, signer: Signer, principal: str) -> None:
+        self._signer = signer
+        self._principal = principal
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or []) + sign_call(self._signer, self._principal, details.method)
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+def connect(target: str, signer: Signer, principal: str, max_message_bytes: int = 32 * 1024 * 1024) -> grpc.Channel:
+    """An insecure channel to ``target`` that signs every call as ``principal``."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    channel = grpc.insecure_channel(target, options=options)
+    return grpc.intercept_channel(channel, _CallSigner(signer, principal))
+
+
+def rpc_error(exc: grpc.RpcError) -> TrustwireError:
+    """The TrustwireError an RpcError stands for."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    reason = ""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == REASON_HEADER:
+            reason = value
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not reason:
+        return Unavailable(f"exchange unavailable ({code.name}): {details}")
+    return error_for(code.name, reason, details or code.name)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise grpc.RpcError as the matching TrustwireError subclass."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise rpc_error(exc) from None
+
+
+def publish_envelopes(
+    stub: xgrpc.ExchangeServiceStub, envelopes: Sequence[bytes], batch_size: int = 500
+) -> list[PublishOutcome]:
+    """Publish signed envelopes in batches; one outcome per envelope, in order."""
+    out: list[PublishOutcome] = []
+    for start in range(0, len(envelopes), batch_size):
+        chunk = list(envelopes[start : start + batch_size])
+        with translate_errors():
+            response = stub.Publish(xpb.PublishRequest(envelopes=chunk), timeout=PUBLISH_TIMEOUT_S)
+        for r in response.results:
+            if r.HasField("receipt"):
+                out.append(
+                    Receipt(
+                        index=r.receipt.index,
+                        accepted_at_ms=timestamp_to_ms(r.receipt.accepted_at),
+                        leaf_hash=r.receipt.leaf_hash,
+                    )
+                )
+            else:
+                out.append(error_for(r.error.status, r.error.reason, r.error.message))
+    return out

@@ -1,0 +1,228 @@
+"""Entry kinds, their DSSE payload types, strict decoding and stateless validation.
+
+A payload is decoded only after its signature has been verified, and must be the
+canonical protobuf encoding of its message (no unknown fields). Validation here is
+what can be checked from the entry alone; rules that need the ledger or the key
+directory (group membership, key validity, signal existence) live with their state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NewType, TypeAlias
+
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from exchange.core import signals
+from exchange.core.errors import InvalidValue, MalformedEntry
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+__all__ = [
+    "Entry",
+    "EntryKind",
+    "GroupId",
+    "MemberId",
+    "OPERATOR",
+    "PAYLOAD_TYPES",
+    "decode_entry",
+    "encode_entry",
+    "group_id",
+    "member_id",
+    "ms_to_timestamp",
+    "publisher_of",
+    "timestamp_to_ms",
+    "validate_entry",
+]
+
+MemberId = NewType("MemberId", str)
+
+TLP_BY_NAME = {
+    "clear": pb.TLP_CLEAR, "green": pb.TLP_GREEN, "amber": pb.TLP_AMBER,
+    "amber+strict": pb.TLP_AMBER_STRICT, "red": pb.TLP_RED,
+}
+SEVERITY_BY_NAME = {
+    "low": pb.SEVERITY_LOW, "medium": pb.SEVERITY_MEDIUM, "high": pb.SEVERITY_HIGH, "critical": pb.SEVERITY_CRITICAL,
+}
+RETRACTION_REASON_BY_NAME = {
+    "false_positive": pb.RETRACTION_REASON_FALSE_POSITIVE, "error": pb.RETRACTION_REASON_ERROR,
+    "legal": pb.RETRACTION_REASON_LEGAL, "expired": pb.RETRACTION_REASON_EXPIRED,
+}
+VERDICT_BY_NAME = {
+    "seen": pb.VERDICT_SEEN, "true_positive": pb.VERDICT_TRUE_POSITIVE,
+    "false_positive": pb.VERDICT_FALSE_POSITIVE, "disputed": pb.VERDICT_DISPUTED,
+}
+
+
+def by_name(names: dict[str, int], value: str, what: str) -> int:
+    """Look up an enum value by its lowercase name, or raise InvalidValue listing the choices."""
+    try:
+        return names[value.lower()]
+    except KeyError:
+        raise InvalidValue(f"{what} must be one of {', '.join(names)}") from None
+
+GroupId = NewType("GroupId", str)
+
+OPERATOR = MemberId("operator")
+"""The reserved principal id of the exchange operator."""
+
+Entry: TypeAlias = pb.Signal | pb.Retraction | pb.Opinion | pb.KeyEvent
+
+
+class EntryKind(StrEnum):
+    SIGNAL = "signal"
+    RETRACTION = "retraction"
+    OPINION = "opinion"
+    KEY_EVENT = "keyevent"
+
+    @property
+    def payload_type(self) -> str:
+        return f"application/vnd.trustwire.{self.value}.v1+protobuf"
+
+
+_MESSAGES: dict[EntryKind, type[Message]] = {
+    EntryKind.SIGNAL: pb.Signal,
+    EntryKind.RETRACTION: pb.Retraction,
+    EntryKind.OPINION: pb.Opinion,
+    EntryKind.KEY_EVENT: pb.KeyEvent,
+}
+PAYLOAD_TYPES: dict[str, EntryKind] = {k.payload_type: k for k in EntryKind}
+
+_MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_GROUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_SIGNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+MAX_LABELS = 32
+MAX_RELATED = 64
+MAX_DESCRIPTION = 512
+
+
+def member_id(text: str) -> MemberId:
+    if not _MEMBER_ID.match(text):
+        raise InvalidValue("member ids are 2..63 lowercase letters, digits and hyphens")
+    return MemberId(text)
+
+
+def group_id(text: str) -> GroupId:
+    if not _GROUP_ID.match(text):
+        raise InvalidValue("group ids are 2..63 lowercase letters, digits and hyphens")
+    return GroupId(text)
+
+
+def ms_to_timestamp(ms: int) -> Timestamp:
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def timestamp_to_ms(ts: Timestamp) -> int:
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def encode_entry(entry: Entry) -> tuple[str, bytes]:
+    """Return (payload_type, canonical payload bytes) for an entry message."""
+    for kind, cls in _MESSAGES.items():
+        if isinstance(entry, cls):
+            return kind.payload_type, entry.SerializeToString(deterministic=True)
+    raise TypeError(f"not an entry message: {type(entry).__name__}")
+
+
+def decode_entry(payload_type: str, payload: bytes) -> tuple[EntryKind, Entry]:
+    """Decode a verified payload; raise MalformedEntry for anything non-canonical."""
+    kind = PAYLOAD_TYPES.get(payload_type)
+    if kind is None:
+        raise MalformedEntry("unknown payload_type; expected application/vnd.trustwire.<kind>.v1+protobuf")
+    msg = _MESSAGES[kind]()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise MalformedEntry(f"payload is not a valid {kind.value} protobuf") from exc
+    if msg.SerializeToString(deterministic=True) != payload:
+        raise MalformedEntry(f"{kind.value} payload is not canonically encoded (unknown or repeated fields)")
+    return kind, msg  # type: ignore[return-value]
+
+
+def publisher_of(entry: Entry) -> MemberId:
+    """The principal that must have signed the entry."""
+    if isinstance(entry, pb.KeyEvent):
+        return OPERATOR
+    return MemberId(entry.member_id)
+
+
+def _check_timestamp(name: str, ts: Timestamp, required: bool) -> None:
+    if required and ts.seconds <= 0:
+        raise MalformedEntry(f"{name} is required")
+    if ts.nanos % 1_000_000:
+        raise MalformedEntry(f"{name} has sub-millisecond precision; round it to milliseconds")
+
+
+def _validate_signal(s: pb.Signal) -> None:
+    _require(_SIGNAL_ID.match(s.signal_id), "signal_id must be 1..128 letters, digits and ._:-")
+    member_id(s.member_id)
+    kind = signals.signal_type(s.type)
+    kind.check(s.value)
+    _require(len(s.labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
+    _require(all(_LABEL.match(label) for label in s.labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
+    _require(len(set(s.labels)) == len(s.labels), "labels must be unique")
+    _require(s.confidence <= 100, "confidence is 0..100")
+    _require(s.severity in pb.Severity.values(), "unknown severity")
+    _require(len(s.sharing.groups) >= 1, "sharing needs at least one group")
+    for g in s.sharing.groups:
+        group_id(g)
+    _require(len(set(s.sharing.groups)) == len(s.sharing.groups), "sharing groups must be unique")
+    _require(s.sharing.tlp != pb.TLP_UNSPECIFIED and s.sharing.tlp in pb.Tlp.values(), "sharing needs a TLP level")
+    _check_timestamp("created_at", s.created_at, required=True)
+    _check_timestamp("valid_from", s.valid_from, required=False)
+    _check_timestamp("valid_until", s.valid_until, required=False)
+    if s.HasField("valid_until") and s.HasField("valid_from"):
+        _require(timestamp_to_ms(s.valid_until) > timestamp_to_ms(s.valid_from), "valid_until must be after valid_from")
+    _require(len(s.related) <= MAX_RELATED, f"at most {MAX_RELATED} related ids")
+    _require(all(_SIGNAL_ID.match(r) for r in s.related), "related entries are signal ids")
+    _require(len(s.description) <= MAX_DESCRIPTION, f"description is at most {MAX_DESCRIPTION} characters")
+
+
+def _validate_ref(ref: pb.SignalRef) -> None:
+    member_id(ref.member_id)
+    _require(_SIGNAL_ID.match(ref.signal_id), "signal_id must be 1..128 letters, digits and ._:-")
+
+
+def _validate_key_event(e: pb.KeyEvent) -> None:
+    _check_timestamp("created_at", e.created_at, required=True)
+    _require(e.WhichOneof("event") is not None, "key event carries no event")
+
+
+def validate_entry(kind: EntryKind, entry: Entry) -> None:
+    """Stateless checks on a decoded entry; raise InvalidInput subclasses."""
+    try:
+        if isinstance(entry, pb.Signal):
+            _validate_signal(entry)
+        elif isinstance(entry, pb.Retraction):
+            member_id(entry.member_id)
+            _validate_ref(entry.signal)
+            _require(entry.reason != pb.RETRACTION_REASON_UNSPECIFIED, "retraction needs a reason")
+            _check_timestamp("created_at", entry.created_at, required=True)
+        elif isinstance(entry, pb.Opinion):
+            member_id(entry.member_id)
+            _validate_ref(entry.signal)
+            _require(entry.verdict != pb.VERDICT_UNSPECIFIED, "opinion needs a verdict")
+            _check_timestamp("created_at", entry.created_at, required=True)
+        else:
+            _validate_key_event(entry)
+    except MalformedEntry:
+        raise
+    except InvalidValue as exc:
+        # keep the precise subclass (e.g. NonNormalizedValue) but say which entry part
+        raise type(exc)(f"{kind.value}: {exc.message}") from exc
+
+
+def _require(ok: object, message: str) -> None:
+    if not ok:
+        raise MalformedEntry(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalKey:
+    """Identifies every version of one signal."""
+
+    publisher: MemberId
+    signal_id: str

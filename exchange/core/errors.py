@@ -1,0 +1,257 @@
+"""The one error tree of Trustwire, shared by the exchange, the SDK and the CLIs.
+
+Every error knows its gRPC status name, its CLI exit code, a stable machine-readable
+``reason`` (sent on the wire, so the client can raise the same class again) and a
+message a human can act on. Messages never carry secrets, payloads or account
+identifiers.
+
+    TrustwireError                      INTERNAL
+    ├── InvalidInput                    INVALID_ARGUMENT
+    │   ├── MalformedEnvelope           malformed-envelope
+    │   ├── MalformedEntry              malformed-entry
+    │   ├── MalformedRecord             malformed-record
+    │   ├── InvalidValue                invalid-value
+    │   ├── NonNormalizedValue          non-normalized-value
+    │   ├── InvalidKeyEvent             invalid-key-event
+    │   └── ConfigError                 invalid-config
+    ├── AuthenticationError             UNAUTHENTICATED
+    │   ├── ForgedSignature             forged-signature
+    │   ├── UnknownKey                  unknown-key
+    │   ├── MissingCredentials          missing-credentials
+    │   ├── ReplayedCall                replayed-call
+    │   └── ExpiredCall                 expired-call-timestamp
+    ├── PermissionDenied                PERMISSION_DENIED
+    │   ├── WrongMember                 wrong-member
+    │   ├── KeyNotValid                 key-not-valid
+    │   ├── MemberSuspended             member-suspended
+    │   ├── GroupNotAllowed             group-not-allowed
+    │   └── TlpNotAllowed               tlp-not-allowed
+    ├── NotFound                        NOT_FOUND
+    ├── ResourceExhausted               RESOURCE_EXHAUSTED
+    │   └── BatchTooLarge               oversized-batch
+    ├── Unavailable                     UNAVAILABLE
+    ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
+    │   ├── UntrustedEntry              untrusted-entry
+    │   └── LedgerGap                   ledger-gap
+    └── LedgerCorrupt                   DATA_LOSS
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "BatchTooLarge",
+    "ConfigError",
+    "ExitCode",
+    "ExpiredCall",
+    "ForgedSignature",
+    "GroupNotAllowed",
+    "InvalidInput",
+    "InvalidKeyEvent",
+    "InvalidValue",
+    "KeyNotValid",
+    "LedgerCorrupt",
+    "LedgerGap",
+    "MalformedEntry",
+    "MalformedEnvelope",
+    "MalformedRecord",
+    "MemberSuspended",
+    "MissingCredentials",
+    "NonNormalizedValue",
+    "NotFound",
+    "PermissionDenied",
+    "ReplayedCall",
+    "ResourceExhausted",
+    "SecurityError",
+    "TlpNotAllowed",
+    "TrustwireError",
+    "Unavailable",
+    "UnknownKey",
+    "UntrustedEntry",
+    "WrongMember",
+    "error_for",
+]
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the ``trustwire`` CLI."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    INVALID_INPUT = 3
+    UNAUTHENTICATED = 4
+    PERMISSION_DENIED = 5
+    NOT_FOUND = 6
+    UNAVAILABLE = 7
+    SECURITY = 8
+    RESOURCE_EXHAUSTED = 9
+    INTERRUPTED = 130
+
+
+class TrustwireError(Exception):
+    """Base of every error Trustwire raises on purpose."""
+
+    status: ClassVar[str] = "INTERNAL"
+    reason: ClassVar[str] = "internal"
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(TrustwireError):
+    status = "INVALID_ARGUMENT"
+    reason = "invalid-input"
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class MalformedEnvelope(InvalidInput):
+    reason = "malformed-envelope"
+
+
+class MalformedEntry(InvalidInput):
+    reason = "malformed-entry"
+
+
+class MalformedRecord(InvalidInput):
+    reason = "malformed-record"
+
+
+class InvalidValue(InvalidInput):
+    reason = "invalid-value"
+
+
+class NonNormalizedValue(InvalidInput):
+    reason = "non-normalized-value"
+
+
+class InvalidKeyEvent(InvalidInput):
+    reason = "invalid-key-event"
+
+
+class ConfigError(InvalidInput):
+    reason = "invalid-config"
+    exit_code = ExitCode.USAGE
+
+
+class AuthenticationError(TrustwireError):
+    status = "UNAUTHENTICATED"
+    reason = "unauthenticated"
+    exit_code = ExitCode.UNAUTHENTICATED
+
+
+class ForgedSignature(AuthenticationError):
+    reason = "forged-signature"
+
+
+class UnknownKey(AuthenticationError):
+    reason = "unknown-key"
+
+
+class MissingCredentials(AuthenticationError):
+    reason = "missing-credentials"
+
+
+class ReplayedCall(AuthenticationError):
+    reason = "replayed-call"
+
+
+class ExpiredCall(AuthenticationError):
+    reason = "expired-call-timestamp"
+
+
+class PermissionDenied(TrustwireError):
+    status = "PERMISSION_DENIED"
+    reason = "permission-denied"
+    exit_code = ExitCode.PERMISSION_DENIED
+
+
+class WrongMember(PermissionDenied):
+    reason = "wrong-member"
+
+
+class KeyNotValid(PermissionDenied):
+    reason = "key-not-valid"
+
+
+class MemberSuspended(PermissionDenied):
+    reason = "member-suspended"
+
+
+class GroupNotAllowed(PermissionDenied):
+    reason = "group-not-allowed"
+
+
+class TlpNotAllowed(PermissionDenied):
+    reason = "tlp-not-allowed"
+
+
+class NotFound(TrustwireError):
+    status = "NOT_FOUND"
+    reason = "not-found"
+    exit_code = ExitCode.NOT_FOUND
+
+
+class ResourceExhausted(TrustwireError):
+    status = "RESOURCE_EXHAUSTED"
+    reason = "resource-exhausted"
+    exit_code = ExitCode.RESOURCE_EXHAUSTED
+
+
+class BatchTooLarge(ResourceExhausted):
+    reason = "oversized-batch"
+
+
+class Unavailable(TrustwireError):
+    status = "UNAVAILABLE"
+    reason = "unavailable"
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class SecurityError(TrustwireError):
+    """A verifier caught the exchange (or a publisher) breaking the protocol."""
+
+    status = "DATA_LOSS"
+    reason = "security-error"
+    exit_code = ExitCode.SECURITY
+
+
+class UntrustedEntry(SecurityError):
+    reason = "untrusted-entry"
+
+
+class LedgerGap(SecurityError):
+    reason = "ledger-gap"
+
+
+class LedgerCorrupt(TrustwireError):
+    status = "DATA_LOSS"
+    reason = "ledger-corrupt"
+    exit_code = ExitCode.SECURITY
+
+
+def _all_subclasses(cls: type[TrustwireError]) -> list[type[TrustwireError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+_BY_REASON: dict[str, type[TrustwireError]] = {c.reason: c for c in _all_subclasses(TrustwireError)}
+_BY_STATUS: dict[str, type[TrustwireError]] = {}
+for _cls in reversed(_all_subclasses(TrustwireError)):
+    _BY_STATUS[_cls.status] = _cls  # the shallowest class wins for each status
+
+
+def error_for(status: str, reason: str, message: str) -> TrustwireError:
+    """Rebuild the error a peer reported (by reason, else by status)."""
+    cls = _BY_REASON.get(reason) or _BY_STATUS.get(status) or TrustwireError
+    return cls(message)

@@ -1,0 +1,62 @@
+"""Ledger records: ``index + accepted_at + envelope bytes``, serialized once.
+
+The record bytes are what the audit log hashes (leaf = SHA-256(0x00 || record)), so
+they are produced once at acceptance and only ever copied afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from exchange.core.errors import MalformedRecord
+from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
+from exchange.pb.trustwire.v1 import ledger_pb2
+
+__all__ = ["Receipt", "Record", "encode_record", "leaf_hash"]
+
+
+def leaf_hash(record: bytes) -> bytes:
+    """RFC 6962 leaf hash of a ledger record."""
+    return hashlib.sha256(b"\x00" + record).digest()
+
+
+def encode_record(index: int, accepted_at_ms: int, envelope: bytes) -> bytes:
+    msg = ledger_pb2.LedgerRecord(index=index, accepted_at=ms_to_timestamp(accepted_at_ms), envelope=envelope)
+    return msg.SerializeToString(deterministic=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """Proof of acceptance handed to a publisher: where its entry sits in the ledger."""
+
+    index: int
+    accepted_at_ms: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    index: int
+    accepted_at_ms: int
+    envelope: bytes
+    raw: bytes
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return leaf_hash(self.raw)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Record:
+        msg = ledger_pb2.LedgerRecord()
+        try:
+            msg.ParseFromString(raw)
+        except DecodeError as exc:
+            raise MalformedRecord("bytes are not a LedgerRecord protobuf") from exc
+        if msg.SerializeToString(deterministic=True) != raw:
+            raise MalformedRecord("ledger record is not canonically encoded")
+        if not msg.envelope:
+            raise MalformedRecord("ledger record carries no envelope")
+        return cls(index=msg.index, accepted_at_ms=timestamp_to_ms(msg.accepted_at), envelope=msg.envelope, raw=raw)

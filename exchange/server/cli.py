@@ -1,0 +1,57 @@
+"""``trustwire serve``: run an exchange until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from exchange.core.errors import ExitCode
+from exchange.core.settings import load_settings
+from exchange.server.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run an exchange", description="Run an exchange (settings: file → TRUSTWIRE_* → flags).")
+    p.add_argument("--config", type=Path, help="TOML settings file ([exchange] section or top level)")
+    p.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:7443)")
+    p.add_argument("--engine", choices=["sqlite"], help="stream engine (default sqlite)")
+    p.add_argument("--ledger-path", type=Path, help="SQLite ledger file")
+    p.add_argument("--operator-public-key", help="hex Ed25519 operator public key (trust anchor)")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
+    overrides = {
+        "listen": args.listen,
+        "engine": args.engine,
+        "ledger_path": args.ledger_path,
+        "operator_public_key": args.operator_public_key,
+    }
+    return load_settings(ServerConfig, file=args.config, env=env, overrides=overrides, section=None)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from exchange.server.grpc_server import build_server
+
+    config = config_from_args(args, env)
+    server = build_server(config)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"trustwire exchange listening on port {server.port} (ledger {config.ledger_path})", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop(grace=2.0)
+    return int(ExitCode.OK)

@@ -1,0 +1,24 @@
+"""Exchange settings (``trustwire serve``); see exchange.core.settings for layering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ServerConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    operator_public_key: str
+    """Hex Ed25519 public key of the operator: the trust anchor of the key directory."""
+    listen: str = "127.0.0.1:7443"
+    engine: str = "sqlite"
+    ledger_path: Path = Path("trustwire-ledger.db")
+    name: str = "trustwire.invalid/exchange"
+    max_batch: int = 1000
+    max_message_bytes: int = 32 * 1024 * 1024
+    call_window_s: int = 120
+    verify_workers: int = 0
+    """Threads verifying signatures in parallel; 0 = one per core."""
+    rpc_workers: int = 16

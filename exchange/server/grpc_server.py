@@ -1,0 +1,220 @@
+"""gRPC wiring: one interceptor for authentication and error mapping, a thin
+servicer, health and reflection, and :func:`build_server`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from exchange.core.callauth import CallAuthenticator, CallCredentials
+from exchange.core.entries import ms_to_timestamp
+from exchange.core.errors import ConfigError, TrustwireError
+from exchange.core.keys import parse_public_key
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
+from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
+from exchange.server.admission import Admission, Limits
+from exchange.server.config import ServerConfig
+from exchange.server.ledger import Ledger, Receipt, SqliteLedger
+from exchange.server.service import ExchangeCore
+
+__all__ = ["RunningServer", "build_server", "REASON_HEADER"]
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "tw-reason"
+_UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+_caller: contextvars.ContextVar[CallCredentials] = contextvars.ContextVar("trustwire_caller")
+
+
+def _abort(context: grpc.ServicerContext, err: TrustwireError) -> None:
+    context.set_trailing_metadata(((REASON_HEADER, err.reason),))
+    context.abort(grpc.StatusCode[err.status], err.message)
+
+
+class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates every call and maps errors to status codes.
+
+    TrustwireError becomes its own status and reason; anything else becomes
+    INTERNAL with a correlation id that is also logged (with the traceback).
+    """
+
+    def __init__(self, auth: CallAuthenticator) -> None:
+        self._auth = auth
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        _caller.set(self._auth.authenticate(method, metadata))
+
+    @staticmethod
+    def _fail(method: str, context: grpc.ServicerContext, exc: BaseException) -> None:
+        if isinstance(exc, TrustwireError):
+            _abort(context, exc)
+        correlation = uuid.uuid4().hex[:12]
+        log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation})")
+
+    def _wrap_unary(self, method: str, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                self._enter(method, context)
+                return behavior(request, context)
+            except Exception as exc:
+                self._fail(method, context, exc)
+
+        return wrapped
+
+    def _wrap_stream(self, method: str, behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Any]:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                self._enter(method, context)
+                yield from behavior(request, context)
+            except Exception as exc:
+                self._fail(method, context, exc)
+
+        return wrapped
+
+
+def _receipt_pb(r: Receipt) -> xpb.Receipt:
+    return xpb.Receipt(index=r.index, accepted_at=ms_to_timestamp(r.accepted_at_ms), leaf_hash=r.leaf_hash)
+
+
+class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
+    """Decode, call the core, encode. Nothing else."""
+
+    def __init__(self, core: ExchangeCore) -> None:
+        self._core = core
+
+    def Publish(self, request: xpb.PublishRequest, context: grpc.ServicerContext) -> xpb.PublishResponse:
+        outcomes = self._core.publish(_caller.get().principal, list(request.envelopes))
+        results = []
+        for o in outcomes:
+            if isinstance(o, Receipt):
+                results.append(xpb.PublishResult(receipt=_receipt_pb(o)))
+            else:
+                results.append(
+                    xpb.PublishResult(error=xpb.EntryError(status=o.status, reason=o.reason, message=o.message))
+                )
+        return xpb.PublishResponse(results=results)
+
+    def Subscribe(self, request: xpb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[xpb.SubscribeResponse]:
+        pages = self._core.subscribe(
+            _caller.get().principal, request.from_index, request.stop_at_head, context.is_active
+        )
+        for page in pages:
+            yield xpb.SubscribeResponse(records=page.records, next_index=page.next_index, head=page.head)
+
+    def GetEntries(self, request: xpb.GetEntriesRequest, context: grpc.ServicerContext) -> xpb.GetEntriesResponse:
+        page = self._core.page(_caller.get().principal, request.from_index, request.limit)
+        return xpb.GetEntriesResponse(records=page.records, next_index=page.next_index, head=page.head)
+
+    def GetKeyDirectory(
+        self, request: xpb.GetKeyDirectoryRequest, context: grpc.ServicerContext
+    ) -> xpb.GetKeyDirectoryResponse:
+        records, head = self._core.key_event_records(_caller.get().principal, request.until_index)
+        return xpb.GetKeyDirectoryResponse(records=records, head=head)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    core: ExchangeCore
+    ledger: Ledger
+    health: health.HealthServicer
+    _pool: ThreadPoolExecutor
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self._pool.shutdown(wait=False)
+        self.ledger.close()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def open_ledger(config: ServerConfig, clock_ms: Callable[[], int]) -> Ledger:
+    if config.engine == "sqlite":
+        Path(config.ledger_path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteLedger(config.ledger_path, clock_ms=clock_ms)
+    raise ConfigError(f"unknown engine {config.engine!r}; this build supports: sqlite")
+
+
+def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None) -> RunningServer:
+    """Wire ledger → admission → core → servicer, bind, and start serving."""
+    clock = clock_ms or (lambda: int(time.time() * 1000))
+    try:
+        operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
+    except ValueError as exc:
+        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    ledger = open_ledger(config, clock)
+    workers = config.verify_workers or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
+    admission = Admission(ledger, operator_key, clock, Limits(max_batch=config.max_batch), pool if workers > 1 else None)
+    core = ExchangeCore(ledger, admission, clock)
+    auth = CallAuthenticator(core.key_for_call, window_ms=config.call_window_s * 1000, clock_ms=clock)
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=config.rpc_workers, thread_name_prefix="rpc"),
+        interceptors=[_Interceptor(auth)],
+        options=options,
+        maximum_concurrent_rpcs=config.rpc_workers * 4,
+    )
+    xgrpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(core), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_names = (
+        xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(service_names, server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        ledger.close()
+        raise ConfigError(f"cannot listen on {config.listen}")
+    server.start()
+    for name in ("", service_names[0]):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("exchange serving on port %d (engine %s, ledger head %d)", port, config.engine, ledger.head())
+    return RunningServer(server=server, port=port, core=core, ledger=ledger, health=health_servicer, _pool=pool)

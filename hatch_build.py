@@ -1,0 +1,76 @@
+"""Build hook: generate the protobuf / gRPC modules from proto/ at build time.
+
+The .proto files live at buf-style paths (``proto/trustwire/v1/*.proto``, package
+``trustwire.v1``). protoc would emit absolute imports such as
+``from trustwire.v1 import entries_pb2``; we rewrite them to the import package
+``exchange.pb.trustwire.v1`` so that ``exchange`` and ``clients`` stay the only
+top-level packages. Nothing generated is committed (see .gitignore).
+
+Runs for ``pip install .`` (wheel) and ``pip install -e .`` (editable); run
+``python hatch_build.py`` to regenerate by hand after editing a .proto file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+PROTO_ROOT = "proto"
+OUT_PACKAGE = ("exchange", "pb")
+_IMPORT = re.compile(r"^(from|import) trustwire\.v1\b", re.MULTILINE)
+
+
+def generate(root: Path) -> list[Path]:
+    """Run protoc over every .proto under proto/ and return the generated files."""
+    from grpc_tools import protoc  # build-time dependency only
+
+    proto_dir = root / PROTO_ROOT
+    out = root.joinpath(*OUT_PACKAGE)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    sources = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
+    include = str(Path(protoc.__file__).parent / "_proto")
+    args = [
+        "protoc",
+        f"-I{proto_dir}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        *sources,
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError("protoc failed: " + " ".join(args))
+    generated = sorted(p for p in out.rglob("*") if p.suffix in (".py", ".pyi"))
+    prefix = ".".join(OUT_PACKAGE)
+    for path in generated:
+        text = path.read_text()
+        path.write_text(_IMPORT.sub(lambda m: f"{m.group(1)} {prefix}.trustwire.v1", text))
+    for package in [out, *(d for d in out.rglob("*") if d.is_dir())]:
+        (package / "__init__.py").touch()
+    (out / "py.typed").touch()
+    return generated
+
+
+try:
+    from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+except ImportError:  # pragma: no cover - only when run by hand without hatchling
+    BuildHookInterface = object  # type: ignore[misc,assignment]
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel":
+            return
+        generate(Path(self.root))
+
+
+if __name__ == "__main__":
+    files = generate(Path(__file__).resolve().parent)
+    print(f"generated {len(files)} files", file=sys.stderr)
