@@ -1,0 +1,116 @@
+"""Shared fixtures: a real exchange on 127.0.0.1:0 with a small enrolled task force."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from clients.member import MemberClient
+from clients.operator import OperatorClient
+from exchange.core.keys import Signer
+from exchange.core.records import Receipt
+from exchange.server.config import ServerConfig
+from exchange.server.grpc_server import RunningServer, build_server
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+VECTORS = SHARED / "vectors"
+
+GROUP_ALL = "all-members"
+GROUP_NCII = "ncii-response"
+MEMBERS = {"alice": [GROUP_ALL, GROUP_NCII], "bob": [GROUP_ALL], "carol": [GROUP_ALL]}
+KEYS_VALID_FROM_MS = 1_700_000_000_000
+
+
+def insecure_signer(name: str) -> Signer:
+    """Deterministic INSECURE test keys."""
+    return Signer.from_seed(hashlib.sha256(f"trustwire-test-INSECURE:{name}".encode()).digest())
+
+
+@dataclass
+class TaskForce:
+    server: RunningServer
+    operator: Signer
+    signers: dict[str, Signer]
+    tmp: Path
+    _clients: list[MemberClient] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return self.server.target
+
+    def client(self, name: str, state: bool = False, **kwargs: object) -> MemberClient:
+        c = MemberClient(
+            self.target,
+            member_id=name,
+            signer=self.signers[name],
+            operator_key=self.operator.public_key,
+            state=(self.tmp / f"{name}-{len(self._clients)}.db") if state else None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self._clients.append(c)
+        return c
+
+    def operator_client(self) -> OperatorClient:
+        return OperatorClient(self.target, self.operator)
+
+    def ledger_snapshot(self) -> tuple[int, list[bytes]]:
+        """Head and every record, to assert that a rejected call changed nothing."""
+        head = self.server.ledger.head()
+        return head, [s.record for s in self.server.ledger.read(0, head + 1)]
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
+        self.server.stop(grace=0.2)
+
+
+def start_taskforce(tmp: Path, **config: object) -> TaskForce:
+    operator = insecure_signer("operator")
+    server = build_server(
+        ServerConfig(
+            operator_public_key=operator.public_key.hex(),
+            listen="127.0.0.1:0",
+            ledger_path=tmp / "ledger.db",
+            **config,  # type: ignore[arg-type]
+        )
+    )
+    tf = TaskForce(server=server, operator=operator, signers={m: insecure_signer(m) for m in MEMBERS}, tmp=tmp)
+    op = tf.operator_client()
+    events = [
+        op.create_group(GROUP_ALL, "Everyone", "amber"),
+        op.create_group(GROUP_NCII, "NCII response", "amber+strict"),
+    ]
+    for name, groups in MEMBERS.items():
+        events.append(op.enrol(name, name.title(), groups))
+        events.append(op.add_key(name, tf.signers[name].public_key, KEYS_VALID_FROM_MS))
+    outcomes = op.publish(events)
+    op.close()
+    if not all(isinstance(o, Receipt) for o in outcomes):
+        tf.close()
+        raise RuntimeError(f"enrolment failed: {outcomes}")
+    return tf
+
+
+@pytest.fixture
+def taskforce(tmp_path: Path) -> Iterator[TaskForce]:
+    tf = start_taskforce(tmp_path)
+    try:
+        yield tf
+    finally:
+        tf.close()
+
+
+def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Bounded retry on a condition (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met within %.1fs" % timeout)
