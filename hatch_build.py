@@ -69,6 +69,10 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         if self.target_name != "wheel":
             return
         generate(Path(self.root))
+        if version == "standard":
+            # Ship the demo task force inside a regular wheel so `trustwire demo` works after
+            # `pip install .`; editable installs read seeds/ from the checkout.
+            build_data["force_include"][str(Path(self.root) / "seeds")] = "clients/_seeds"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""The Trustwire member SDK: publish, verify, bank, match, queue."""
+
+from clients.bank import Bank, BankSignal, Match
+from clients.member import FileMatches, MemberClient, SyncReport
+from clients.policy import Action, Decision, Policy
+from clients.queue import ModerationQueue, QueueItem, State
+from exchange.core.errors import TrustwireError
+from exchange.core.keys import Signer
+from exchange.core.records import Receipt
+from exchange.core.verify import VerifiedEntry
+
+__all__ = [
+    "Action",
+    "Bank",
+    "BankSignal",
+    "Decision",
+    "FileMatches",
+    "Match",
+    "MemberClient",
+    "ModerationQueue",
+    "Policy",
+    "QueueItem",
+    "Receipt",
+    "Signer",
+    "State",
+    "SyncReport",
+    "TrustwireError",
+    "VerifiedEntry",
+]

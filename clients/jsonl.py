@@ -8,6 +8,8 @@
     {"kind": "retraction", "id": "nw-0001", "reason": "false_positive"}
     {"kind": "opinion", "publisher": "lumen", "id": "lm-0007", "verdict": "true_positive"}
 
+``created_at`` (ISO 8601) defaults to now; give it to make re-running an import
+idempotent (the same line then signs the same bytes and gets the same receipt).
 A ``note`` field is a comment for humans and is never sent. Values are normalized
 before signing. Account identifiers are turned into HMACs with
 the task-force secret before anything leaves the machine.
