@@ -15,7 +15,12 @@ class MemberConfig:
     """File holding the member's Ed25519 seed in hex (mode 0600)."""
     operator_public_key: str
     """Hex Ed25519 public key of the operator: the trust anchor for key events."""
+    log_key: str
+    """The log's verifier key (signed-note vkey): the trust anchor for checkpoints."""
     exchange: str = "127.0.0.1:7443"
     state: Path = Path("trustwire-member.db")
     policy: Path | None = None
     account_secret_file: Path | None = None
+    witnesses: tuple[str, ...] = ()
+    """Witness verifier keys (tlog-cosignature vkeys) whose cosignatures count."""
+    witness_quorum: int = 0

@@ -36,9 +36,11 @@ from exchange.core.entries import (
     encode_entry,
     ms_to_timestamp,
 )
-from exchange.core.errors import InvalidValue, UntrustedEntry
+from exchange.core.errors import InvalidValue, SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import Signer
+from exchange.core.logview import LogView
+from exchange.core.records import Record
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -78,6 +80,9 @@ class MemberClient:
         member_id: str,
         signer: Signer,
         operator_key: bytes,
+        log_key: str,
+        witnesses: Sequence[str] = (),
+        witness_quorum: int = 0,
         state: str | Path | None = None,
         policy: Policy | None = None,
         on_auto_action: Callable[[Match, Decision], None] | None = None,
@@ -87,6 +92,7 @@ class MemberClient:
         self.member_id = member_id
         self.signer = signer
         self.operator_key = operator_key
+        self._log_trust = (log_key, tuple(witnesses), witness_quorum)
         self._clock_ms = clock_ms
         self._channel = channel or connect(target, signer, member_id)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)
@@ -96,6 +102,13 @@ class MemberClient:
         self.bank = Bank(self.store, clock_ms=clock_ms) if self.store else None
         self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
         self._verifier = self._load_verifier()
+        self.log_view = self._load_log_view()
+
+    def _load_log_view(self) -> LogView:
+        """The last checkpoint this member trusts (from its state file, if any)."""
+        log_key, witnesses, quorum = self._log_trust
+        trusted = self.store.get_meta("trusted_checkpoint") if self.store is not None else None
+        return LogView(log_key, witnesses, quorum, trusted_note=trusted)
 
     def close(self) -> None:
         self._channel.close()
@@ -199,10 +212,24 @@ class MemberClient:
                 self.store.add_key_event(v.index, v.record)
         verifier.last_index = until - 1
 
-    def _pages(self, start: int, follow: bool) -> Iterator[xpb.SubscribeResponse]:
-        request = xpb.SubscribeRequest(from_index=start, stop_at_head=not follow)
+    def _pages(self, start: int, follow: bool, view: LogView) -> Iterator[xpb.SubscribeResponse]:
+        """Subscribe pages whose checkpoint extends ``view`` and whose records it includes.
+
+        A fork, a rollback or a bad proof raises a SecurityError and ends delivery.
+        """
+        trusted = view.trusted.size if view.trusted is not None else 0
+        request = xpb.SubscribeRequest(from_index=start, stop_at_head=not follow, trusted_size=trusted)
         with translate_errors():
-            yield from self._stub.Subscribe(request)
+            for page in self._stub.Subscribe(request):
+                c = page.consistency
+                view.advance(page.checkpoint, c.old_size, list(c.hashes))
+                if len(page.proofs) != len(page.records):
+                    raise SecurityError(f"{len(page.records)} records came with {len(page.proofs)} inclusion proofs")
+                for raw, proof in zip(page.records, page.proofs, strict=True):
+                    view.check_inclusion(raw, proof.index, proof.tree_size, list(proof.hashes))
+                    if _claimed_index(raw, fallback=-1) != proof.index:
+                        raise SecurityError(f"inclusion proof for entry {proof.index} came with another record")
+                yield page
 
     def subscribe(
         self,
@@ -218,7 +245,7 @@ class MemberClient:
         verifier = EntryVerifier(self.operator_key, KeyDirectory())
         if from_index > 0:
             self._prime_directory(verifier, from_index)
-        for page in self._pages(from_index, follow):
+        for page in self._pages(from_index, follow, self._load_log_view()):
             for raw in page.records:
                 try:
                     yield verifier.verify(raw)
@@ -236,14 +263,17 @@ class MemberClient:
         report = SyncReport(next_index=self.store.cursor)
         if report.next_index > 0 and self._verifier.directory.last_index < 0:
             self._prime_directory(self._verifier, report.next_index)
-        for page in self._pages(report.next_index, follow):
+        for page in self._pages(report.next_index, follow, self.log_view):
             try:
                 with self.store.transaction():
                     for raw in page.records:
                         self._ingest(raw, report)
                     self.store.set_cursor(page.next_index)
+                    self.store.set_meta("trusted_checkpoint", page.checkpoint)
             except BaseException:
-                self._verifier = self._load_verifier()  # memory follows the rolled-back store
+                # memory follows the rolled-back store
+                self._verifier = self._load_verifier()
+                self.log_view = self._load_log_view()
                 raise
             report.next_index, report.head = page.next_index, page.head
             if stop is not None and stop():
@@ -255,7 +285,9 @@ class MemberClient:
         try:
             v = self._verifier.verify(raw)
         except UntrustedEntry as exc:
-            index = self._verifier.last_index + 1
+            # the index the record claims: the verifier's position is wrong after records
+            # hidden from this member, and repeats for consecutive bad records
+            index = _claimed_index(raw, fallback=self._verifier.last_index + 1)
             self.store.quarantine(index, str(exc), raw, self._clock_ms())
             report.quarantined += 1
             report.quarantine_reasons.append(str(exc))
@@ -345,3 +377,11 @@ class MemberClient:
             if progress is not None:
                 progress(path)
         return results
+
+
+def _claimed_index(raw: bytes, fallback: int) -> int:
+    """The ledger index an unverified record claims, for quarantine bookkeeping only."""
+    try:
+        return Record.decode(raw).index
+    except TrustwireError:
+        return fallback

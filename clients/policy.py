@@ -132,7 +132,7 @@ def _rule(raw: Mapping[str, Any], where: str) -> Rule:
                 raise ConfigError(f"{where}: {key} must be an integer")
             kwargs[key] = raw[key]
     if "min_severity" in raw:
-        if raw["min_severity"] not in SEVERITIES:
+        if not isinstance(raw["min_severity"], str) or raw["min_severity"] not in SEVERITIES:
             raise ConfigError(f"{where}: min_severity must be one of {', '.join(SEVERITIES)}")
         kwargs["min_severity"] = SEVERITIES[raw["min_severity"]]
     if not 0 <= kwargs.get("priority", 2) <= 3:
@@ -155,12 +155,18 @@ class Policy:
         unknown = sorted(set(data) - {"default", "default_priority", "rule"})
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        rules = [_rule(r, f"{source} rule {i + 1}") for i, r in enumerate(data.get("rule", []))]
+        raw_rules = data.get("rule", [])
+        if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
+            raise ConfigError(f"{source}: rules are an array of tables ([[rule]])")
+        rules = [_rule(r, f"{source} rule {i + 1}") for i, r in enumerate(raw_rules)]
         try:
             default = Action(data.get("default", "ignore"))
         except ValueError as exc:
             raise ConfigError(f"{source}: default must be enqueue, auto_action or ignore") from exc
-        return cls(rules=tuple(rules), default=default, default_priority=int(data.get("default_priority", 3)))
+        default_priority = data.get("default_priority", 3)
+        if not isinstance(default_priority, int) or isinstance(default_priority, bool) or not 0 <= default_priority <= 3:
+            raise ConfigError(f"{source}: default_priority is 0 (most urgent) to 3")
+        return cls(rules=tuple(rules), default=default, default_priority=default_priority)
 
     @classmethod
     def load(cls, path: Path) -> Policy:

@@ -30,15 +30,16 @@ class _CallSigner(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
         self._signer = signer
         self._principal = principal
 
-    def _details(self, details: Any) -> Any:
-        metadata = list(details.metadata or []) + sign_call(self._signer, self._principal, details.method)
+    def _details(self, details: Any, request: Any) -> Any:
+        body = request.SerializeToString(deterministic=True)
+        metadata = list(details.metadata or []) + sign_call(self._signer, self._principal, details.method, body)
         return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
 
     def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
+        return continuation(self._details(details, request), request)
 
     def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
+        return continuation(self._details(details, request), request)
 
 
 class _Details(grpc.ClientCallDetails):  # type: ignore[misc]

@@ -44,12 +44,18 @@ class TaskForce:
     def target(self) -> str:
         return self.server.target
 
+    @property
+    def log_key(self) -> str:
+        """The log's verifier key (signed-note vkey), the members' second trust anchor."""
+        return self.server.checkpoints.verifier_key
+
     def client(self, name: str, state: bool = False, **kwargs: object) -> MemberClient:
         c = MemberClient(
             self.target,
             member_id=name,
             signer=self.signers[name],
             operator_key=self.operator.public_key,
+            log_key=self.log_key,
             state=(self.tmp / f"{name}-{len(self._clients)}.db") if state else None,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -72,9 +78,13 @@ class TaskForce:
 
 def start_taskforce(tmp: Path, **config: object) -> TaskForce:
     operator = insecure_signer("operator")
+    log_key_file = tmp / "log.key"
+    log_key_file.write_text(insecure_signer("log").seed.hex())
+    config.setdefault("name", "test.trustwire.invalid/log")
     server = build_server(
         ServerConfig(
             operator_public_key=operator.public_key.hex(),
+            log_key_file=log_key_file,
             listen="127.0.0.1:0",
             ledger_path=tmp / "ledger.db",
             **config,  # type: ignore[arg-type]

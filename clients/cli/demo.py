@@ -122,9 +122,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for m in tf["member"]
     ]
     workdir, temporary = _prepare_workdir(args.workdir)
+    log_key_file = workdir / "log.key"
+    log_key_file.write_text(tf["log_seed"] + "\n")
     server = build_server(
         ServerConfig(
             operator_public_key=operator.public_key.hex(),
+            log_key_file=log_key_file,
             listen="127.0.0.1:0",
             ledger_path=workdir / "ledger.db",
             name=tf["exchange"],
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         clients = {
             m.id: MemberClient(
                 server.target, member_id=m.id, signer=m.signer, operator_key=operator.public_key,
-                state=workdir / f"{m.id}.db", policy=Policy.load(m.policy),
+                log_key=server.checkpoints.verifier_key, state=workdir / f"{m.id}.db", policy=Policy.load(m.policy),
             )
             for m in members
         }

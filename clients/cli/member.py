@@ -37,6 +37,7 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--member-id")
         q.add_argument("--key-file", type=Path)
         q.add_argument("--operator-public-key")
+        q.add_argument("--log-key", help="the log's verifier key (printed by `trustwire serve`)")
         q.add_argument("--state", type=Path, help="local state file (bank, queue, cursor)")
         q.add_argument("--policy", type=Path)
         q.add_argument("--json", action="store_true", help="machine-readable output")
@@ -99,6 +100,7 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> MemberConfi
         "member_id": args.member_id,
         "key_file": args.key_file,
         "operator_public_key": args.operator_public_key,
+        "log_key": args.log_key,
         "state": args.state,
         "policy": args.policy,
     }
@@ -126,6 +128,9 @@ def open_client(config: MemberConfig) -> MemberClient:
         member_id=config.member_id,
         signer=read_seed(config.key_file),
         operator_key=operator_key,
+        log_key=config.log_key,
+        witnesses=config.witnesses,
+        witness_quorum=config.witness_quorum,
         state=config.state,
         policy=policy,
     )

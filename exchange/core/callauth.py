@@ -3,22 +3,27 @@ timestamp and nonce, carried in gRPC metadata.
 
 Signed message (UTF-8, each line ends in ``\\n``)::
 
-    trustwire-call-v1
+    trustwire-call-v2
     <full method, e.g. /trustwire.v1.ExchangeService/Publish>
     <principal id>
     <keyid>
     <unix time in milliseconds>
     <nonce: 32 lowercase hex>
+    <lowercase hex SHA-256 of the deterministically serialized request message>
 
-The server accepts a call when the signature verifies with a key the principal may
-use, the timestamp is within the replay window of its clock, and the nonce was not
-seen within that window. Nonces are remembered only for validly signed calls, so
-nobody can fill the cache without a key.
+The server first checks the signature with the key ``keyid`` names (so nobody
+without a key learns anything about keys or members), then that the principal may
+use that key now, that the timestamp is within the replay window of its clock and
+that the nonce was not seen within that window. Nonces are remembered only for
+validly signed calls, so nobody can fill the cache without a key. Binding the
+request digest stops a man in the middle from reusing fresh credentials with
+another request body.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 import threading
@@ -27,32 +32,49 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from exchange.core.errors import ExpiredCall, MissingCredentials, ReplayedCall, ResourceExhausted
+from exchange.core.errors import (
+    BadCallSignature,
+    ExpiredCall,
+    ForgedSignature,
+    MissingCredentials,
+    ReplayedCall,
+    ResourceExhausted,
+)
 from exchange.core.keys import KeyId, Signer, verify_signature
 
 __all__ = ["CallAuthenticator", "CallCredentials", "NonceCache", "sign_call", "HEADERS"]
 
-VERSION = "trustwire-call-v1"
+VERSION = "trustwire-call-v2"
 H_PRINCIPAL = "tw-principal"
 H_KEYID = "tw-keyid"
 H_TIMESTAMP = "tw-timestamp"
 H_NONCE = "tw-nonce"
 H_SIGNATURE = "tw-signature"
 HEADERS = (H_PRINCIPAL, H_KEYID, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
-_NONCE = re.compile(r"^[0-9a-f]{32}$")
-_KEYID = re.compile(r"^[0-9a-f]{64}$")
-_PRINCIPAL = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+_NONCE = re.compile(r"^[0-9a-f]{32}\Z")
+_KEYID = re.compile(r"^[0-9a-f]{64}\Z")
+_PRINCIPAL = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
+_TIMESTAMP = re.compile(r"^[0-9]{1,15}\Z")
 
 
-def call_message(method: str, principal: str, keyid: str, timestamp_ms: int, nonce: str) -> bytes:
-    return f"{VERSION}\n{method}\n{principal}\n{keyid}\n{timestamp_ms}\n{nonce}\n".encode()
+def request_digest(request: bytes) -> str:
+    return hashlib.sha256(request).hexdigest()
 
 
-def sign_call(signer: Signer, principal: str, method: str, now_ms: int | None = None) -> list[tuple[str, str]]:
-    """The metadata that authenticates one call to ``method`` as ``principal``."""
+def call_message(method: str, principal: str, keyid: str, timestamp_ms: int, nonce: str, digest: str) -> bytes:
+    return f"{VERSION}\n{method}\n{principal}\n{keyid}\n{timestamp_ms}\n{nonce}\n{digest}\n".encode()
+
+
+def sign_call(
+    signer: Signer, principal: str, method: str, request: bytes = b"", now_ms: int | None = None
+) -> list[tuple[str, str]]:
+    """The metadata that authenticates one call to ``method`` as ``principal``.
+
+    ``request`` is the deterministically serialized request message.
+    """
     ts = int(time.time() * 1000) if now_ms is None else now_ms
     nonce = secrets.token_hex(16)
-    sig = signer.sign(call_message(method, principal, signer.keyid, ts, nonce))
+    sig = signer.sign(call_message(method, principal, signer.keyid, ts, nonce, request_digest(request)))
     return [
         (H_PRINCIPAL, principal),
         (H_KEYID, signer.keyid),
@@ -97,35 +119,46 @@ class NonceCache:
 
 
 class CallAuthenticator:
-    """Verify call metadata. ``key_for(principal, keyid)`` returns the public key the
-    principal may use for calls (raising UnknownKey / PermissionDenied otherwise)."""
+    """Verify call metadata.
+
+    ``key_for(keyid)`` returns the public key a key id names (or raises UnknownKey);
+    ``authorize(principal, keyid)`` raises unless the principal may use that key now.
+    """
 
     def __init__(
         self,
-        key_for: Callable[[str, KeyId], bytes],
+        key_for: Callable[[KeyId], bytes],
+        authorize: Callable[[str, KeyId], None],
         window_ms: int = 120_000,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._key_for = key_for
+        self._authorize = authorize
         self._window_ms = window_ms
         self._clock_ms = clock_ms
         self._nonces = NonceCache(window_ms)
 
-    def authenticate(self, method: str, metadata: Mapping[str, str]) -> CallCredentials:
+    def authenticate(self, method: str, metadata: Mapping[str, str], request: bytes = b"") -> CallCredentials:
         missing = [h for h in HEADERS if not metadata.get(h)]
         if missing:
             raise MissingCredentials("call is not authenticated: missing " + ", ".join(missing))
         principal, keyid = metadata[H_PRINCIPAL], metadata[H_KEYID]
         ts_text, nonce = metadata[H_TIMESTAMP], metadata[H_NONCE]
-        if not (_PRINCIPAL.match(principal) and _KEYID.match(keyid) and _NONCE.match(nonce) and ts_text.isdigit()):
+        well_formed = _PRINCIPAL.match(principal) and _KEYID.match(keyid) and _NONCE.match(nonce)
+        if not (well_formed and _TIMESTAMP.match(ts_text)):
             raise MissingCredentials("call credentials are malformed")
         try:
             sig = base64.b64decode(metadata[H_SIGNATURE], validate=True)
         except ValueError as exc:
             raise MissingCredentials("call signature is not base64") from exc
         ts = int(ts_text)
-        public_key = self._key_for(principal, KeyId(keyid))
-        verify_signature(public_key, call_message(method, principal, keyid, ts, nonce), sig)
+        public_key = self._key_for(KeyId(keyid))
+        message = call_message(method, principal, keyid, ts, nonce, request_digest(request))
+        try:
+            verify_signature(public_key, message, sig)
+        except ForgedSignature as exc:
+            raise BadCallSignature("call signature does not verify (wrong key, method or request body)") from exc
+        self._authorize(principal, KeyId(keyid))
         now = self._clock_ms()
         if abs(now - ts) > self._window_ms:
             raise ExpiredCall(

@@ -58,6 +58,8 @@ class Envelope:
             msg.ParseFromString(raw)
         except DecodeError as exc:
             raise MalformedEnvelope("envelope bytes are not a DSSE Envelope protobuf") from exc
+        # protobuf keeps unknown fields and re-emits them; drop them so they fail the check
+        msg.DiscardUnknownFields()
         if msg.SerializeToString(deterministic=True) != raw:
             raise MalformedEnvelope("envelope is not canonically encoded (unknown or repeated fields)")
         if len(msg.signatures) != 1:

@@ -90,10 +90,10 @@ _MESSAGES: dict[EntryKind, type[Message]] = {
 }
 PAYLOAD_TYPES: dict[str, EntryKind] = {k.payload_type: k for k in EntryKind}
 
-_MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_GROUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_SIGNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+_MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
+_GROUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
+_SIGNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}\Z")
 MAX_LABELS = 32
 MAX_RELATED = 64
 MAX_DESCRIPTION = 512
@@ -137,6 +137,7 @@ def decode_entry(payload_type: str, payload: bytes) -> tuple[EntryKind, Entry]:
         msg.ParseFromString(payload)
     except DecodeError as exc:
         raise MalformedEntry(f"payload is not a valid {kind.value} protobuf") from exc
+    msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
     if msg.SerializeToString(deterministic=True) != payload:
         raise MalformedEntry(f"{kind.value} payload is not canonically encoded (unknown or repeated fields)")
     return kind, msg  # type: ignore[return-value]
@@ -152,6 +153,8 @@ def publisher_of(entry: Entry) -> MemberId:
 def _check_timestamp(name: str, ts: Timestamp, required: bool) -> None:
     if required and ts.seconds <= 0:
         raise MalformedEntry(f"{name} is required")
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise MalformedEntry(f"{name} nanos must be 0..999999999")
     if ts.nanos % 1_000_000:
         raise MalformedEntry(f"{name} has sub-millisecond precision; round it to milliseconds")
 

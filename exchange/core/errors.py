@@ -18,6 +18,7 @@ identifiers.
     │   ├── ForgedSignature             forged-signature
     │   ├── UnknownKey                  unknown-key
     │   ├── MissingCredentials          missing-credentials
+    │   ├── BadCallSignature            bad-call-signature
     │   ├── ReplayedCall                replayed-call
     │   └── ExpiredCall                 expired-call-timestamp
     ├── PermissionDenied                PERMISSION_DENIED
@@ -27,6 +28,7 @@ identifiers.
     │   ├── GroupNotAllowed             group-not-allowed
     │   └── TlpNotAllowed               tlp-not-allowed
     ├── NotFound                        NOT_FOUND
+    ├── OutOfRange                      OUT_OF_RANGE
     ├── ResourceExhausted               RESOURCE_EXHAUSTED
     │   └── BatchTooLarge               oversized-batch
     ├── Unavailable                     UNAVAILABLE
@@ -43,6 +45,7 @@ from typing import ClassVar
 
 __all__ = [
     "AuthenticationError",
+    "BadCallSignature",
     "BatchTooLarge",
     "ConfigError",
     "ExitCode",
@@ -62,6 +65,7 @@ __all__ = [
     "MissingCredentials",
     "NonNormalizedValue",
     "NotFound",
+    "OutOfRange",
     "PermissionDenied",
     "ReplayedCall",
     "ResourceExhausted",
@@ -160,6 +164,10 @@ class MissingCredentials(AuthenticationError):
     reason = "missing-credentials"
 
 
+class BadCallSignature(AuthenticationError):
+    reason = "bad-call-signature"
+
+
 class ReplayedCall(AuthenticationError):
     reason = "replayed-call"
 
@@ -198,6 +206,12 @@ class NotFound(TrustwireError):
     status = "NOT_FOUND"
     reason = "not-found"
     exit_code = ExitCode.NOT_FOUND
+
+
+class OutOfRange(TrustwireError):
+    status = "OUT_OF_RANGE"
+    reason = "out-of-range"
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class ResourceExhausted(TrustwireError):

@@ -33,7 +33,7 @@ KeyId = NewType("KeyId", str)
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
-_KEY_ID = re.compile(r"^[0-9a-f]{64}$")
+_KEY_ID = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def key_id(public_key: bytes) -> KeyId:
@@ -60,6 +60,10 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> Non
     """Raise ForgedSignature unless ``signature`` is valid for ``message``."""
     if len(signature) != SIGNATURE_SIZE:
         raise ForgedSignature(f"signature must be {SIGNATURE_SIZE} bytes, got {len(signature)}")
+    # PyNaCl's crypto_sign_open does not check the key length: libsodium would read 32
+    # bytes from whatever it is given (ignoring extra bytes, over-reading short keys).
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise ForgedSignature(f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
     try:
         nacl.bindings.crypto_sign_open(signature + message, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as exc:

@@ -6,21 +6,16 @@ they are produced once at acceptance and only ever copied afterwards.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from exchange.core.errors import MalformedRecord
+from exchange.core.merkle import leaf_hash
 from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
 from exchange.pb.trustwire.v1 import ledger_pb2
 
 __all__ = ["Receipt", "Record", "encode_record", "leaf_hash"]
-
-
-def leaf_hash(record: bytes) -> bytes:
-    """RFC 6962 leaf hash of a ledger record."""
-    return hashlib.sha256(b"\x00" + record).digest()
 
 
 def encode_record(index: int, accepted_at_ms: int, envelope: bytes) -> bytes:
@@ -55,6 +50,7 @@ class Record:
             msg.ParseFromString(raw)
         except DecodeError as exc:
             raise MalformedRecord("bytes are not a LedgerRecord protobuf") from exc
+        msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
         if msg.SerializeToString(deterministic=True) != raw:
             raise MalformedRecord("ledger record is not canonically encoded")
         if not msg.envelope:

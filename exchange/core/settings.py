@@ -34,24 +34,28 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"setting {name} must be true or false")
     if tp is int:
-        if isinstance(value, bool):
+        if isinstance(value, bool | float):
             raise ConfigError(f"setting {name} must be an integer")
         try:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"setting {name} must be an integer") from exc
     if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"setting {name} must be a number")
         try:
             return float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"setting {name} must be a number") from exc
     if tp is Path:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"setting {name} must be a path")
         return Path(value)
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(str(i).strip() for i in items if str(i).strip())
     if tp is str:
-        if not isinstance(value, str | int):
+        if not isinstance(value, str | int) or isinstance(value, bool):
             raise ConfigError(f"setting {name} must be a string")
         return str(value)
     return value

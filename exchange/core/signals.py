@@ -12,6 +12,7 @@ and the seeds reuse them.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from enum import StrEnum
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 MAX_VALUE_LENGTH = 4096
-_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 
 
 class Matcher(StrEnum):
@@ -141,16 +142,51 @@ class Url(SignalType):
         scheme, sep, _ = text.partition("://")
         if not sep or scheme.lower() not in ("http", "https"):
             raise InvalidValue("url must be absolute, with scheme http or https")
-        try:
-            value = url_normalize(text.split("#", 1)[0])
-        except Exception as exc:  # the library raises several types on bad input
-            raise InvalidValue("url cannot be normalized") from exc
-        if not value:
-            raise InvalidValue("url cannot be normalized")
-        host = value.partition("://")[2].split("/", 1)[0]
-        if not host or host.startswith(":") or " " in value:
+        value = text.split("#", 1)[0]
+        # url_normalize is not always idempotent (e.g. an IDNA-mapped trailing "。"
+        # becomes a "." it strips only on the next pass): iterate to its fixed point.
+        for _ in range(4):
+            try:
+                again = url_normalize(value)
+            except Exception as exc:  # the library raises several types on bad input
+                raise InvalidValue("url cannot be normalized") from exc
+            if not again:
+                raise InvalidValue("url cannot be normalized")
+            if again == value:
+                break
+            value = again
+        else:
+            raise InvalidValue("url has no stable canonical form")
+        if len(value) > self.max_length:
+            raise InvalidValue("url must be at most 2048 characters once normalized")
+        if not value.isascii():
+            raise InvalidValue("url must be ASCII once normalized")
+        authority = re.split(r"[/?]", value.partition("://")[2], maxsplit=1)[0]
+        host, port = self._host_port(authority.rpartition("@")[2])
+        if not host or " " in value:
             raise InvalidValue("url must name a host")
+        if port and (not port.isdigit() or port.startswith("0") or int(port) > 65535):
+            raise InvalidValue("url port must be 1..65535")
         return value
+
+    _HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+    @classmethod
+    def _host_port(cls, hostport: str) -> tuple[str, str]:
+        """Split and check the host: DNS labels, IPv4 or a bracketed IPv6 address."""
+        if hostport.startswith("["):
+            addr, _, rest = hostport[1:].partition("]")
+            try:
+                ipaddress.IPv6Address(addr)
+            except ValueError as exc:
+                raise InvalidValue("url host is not a valid IPv6 address") from exc
+            if rest and not rest.startswith(":"):
+                raise InvalidValue("url must name a host")
+            return addr, rest[1:]
+        host, _, port = hostport.partition(":")
+        if host and (len(host) > 253 or not all(cls._HOST_LABEL.match(label) for label in host.split("."))):
+            raise InvalidValue("url host must be a DNS name or an IP address")
+        return host, port
 
 
 class Domain(SignalType):
@@ -162,7 +198,7 @@ class Domain(SignalType):
         ("bücher.example", "xn--bcher-kva.example"),
     )
     bad_examples = ("exa mple.com", "-bad.example", "a..b", "", "x" * 64 + ".com")
-    _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+    _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
     def normalize(self, raw: str) -> str:
         text = raw.strip().rstrip(".")
@@ -203,8 +239,8 @@ class Account(SignalType):
         "examplechat:id:",
         "bad platform:id:1",
     )
-    _PLATFORM = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-    _ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+    _PLATFORM = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}\Z")
+    _ID = re.compile(r"^[\x21-\x7e]{1,256}\Z")
 
     def normalize(self, raw: str) -> str:
         parts = raw.strip().split(":", 2)
@@ -234,7 +270,10 @@ class Text(SignalType):
     bad_examples = ("", "   ", "x" * 1025)
 
     def normalize(self, raw: str) -> str:
-        value = " ".join(unicodedata.normalize("NFKC", raw).casefold().split())
+        # NFKC again after casefold: casefold can leave a non-NFKC string (e.g. "ß\u0301"
+        # -> "ss\u0301"), which would not be a fixed point of this normalizer.
+        folded = unicodedata.normalize("NFKC", raw).casefold()
+        value = " ".join(unicodedata.normalize("NFKC", folded).split())
         if not value or len(value) > self.max_length:
             raise InvalidValue("text must be 1..1024 characters after normalization")
         return value

@@ -190,10 +190,14 @@ class Admission:
         if isinstance(entry, pb.Signal):
             directory.check_sharing(item.publisher, entry.sharing)
             audience = tuple(entry.sharing.groups)
-            batch_signals[(item.publisher, entry.signal_id)] = SignalState(
-                publisher=item.publisher, signal_id=entry.signal_id, audience=audience, last_index=index, retracted=False
+            key = (item.publisher, entry.signal_id)
+            prior = batch_signals.get(key) or self._ledger.signal(*key)
+            # retractions and opinions must reach everyone who saw any version
+            seen_by = tuple(sorted(set(audience) | set(prior.audience if prior else ())))
+            batch_signals[key] = SignalState(
+                publisher=item.publisher, signal_id=entry.signal_id, audience=seen_by, last_index=index, retracted=False
             )
-            return self._pending(item, audience, signal_id=entry.signal_id)
+            return self._pending(item, audience, signal_id=entry.signal_id, signal_audience=seen_by)
         if not isinstance(entry, pb.Retraction | pb.Opinion):
             raise TypeError(f"unexpected entry {type(entry).__name__}")
         ref = (entry.signal.member_id, entry.signal.signal_id)
@@ -215,6 +219,7 @@ class Admission:
         audience: tuple[str, ...] | None,
         *,
         signal_id: str | None = None,
+        signal_audience: tuple[str, ...] | None = None,
         retracts: tuple[str, str] | None = None,
     ) -> Pending:
         return Pending(
@@ -224,5 +229,6 @@ class Admission:
             publisher=item.publisher,
             audience=audience,
             signal_id=signal_id,
+            signal_audience=signal_audience,
             retracts=retracts,
         )

@@ -24,6 +24,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--engine", choices=["sqlite"], help="stream engine (default sqlite)")
     p.add_argument("--ledger-path", type=Path, help="SQLite ledger file")
     p.add_argument("--operator-public-key", help="hex Ed25519 operator public key (trust anchor)")
+    p.add_argument("--log-key-file", type=Path, help="file with the log key's hex seed (signs checkpoints)")
+    p.add_argument("--name", help="the log's origin line, naming this exchange (e.g. example.org/trustwire)")
     p.set_defaults(run=run)
 
 
@@ -33,6 +35,8 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
         "engine": args.engine,
         "ledger_path": args.ledger_path,
         "operator_public_key": args.operator_public_key,
+        "log_key_file": args.log_key_file,
+        "name": args.name,
     }
     return load_settings(ServerConfig, file=args.config, env=env, overrides=overrides, section=None)
 
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"trustwire exchange listening on port {server.port} (ledger {config.ledger_path})", flush=True)
+    print(f"log verifier key: {server.checkpoints.verifier_key}", flush=True)
     try:
         stop.wait()
     finally:

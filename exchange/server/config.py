@@ -12,10 +12,15 @@ __all__ = ["ServerConfig"]
 class ServerConfig:
     operator_public_key: str
     """Hex Ed25519 public key of the operator: the trust anchor of the key directory."""
+    log_key_file: Path
+    """File holding the log key's hex Ed25519 seed; the log key signs checkpoints."""
     listen: str = "127.0.0.1:7443"
     engine: str = "sqlite"
     ledger_path: Path = Path("trustwire-ledger.db")
     name: str = "trustwire.invalid/exchange"
+    """The log's origin line in checkpoints, and its key name: name the exchange."""
+    audit_dir: Path | None = None
+    """Tree and checkpoint store (default: <ledger_path>.audit)."""
     max_batch: int = 1000
     max_message_bytes: int = 32 * 1024 * 1024
     call_window_s: int = 120

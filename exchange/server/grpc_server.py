@@ -22,10 +22,14 @@ from grpc_reflection.v1alpha import reflection
 from exchange.core.callauth import CallAuthenticator, CallCredentials
 from exchange.core.entries import ms_to_timestamp
 from exchange.core.errors import ConfigError, TrustwireError
-from exchange.core.keys import parse_public_key
+from exchange.core import note as notes
+from exchange.core.keys import Signer, parse_public_key
+from exchange.pb.trustwire.v1 import audit_pb2 as apb
+from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from exchange.server.admission import Admission, Limits
+from exchange.server.checkpoints import CheckpointLog
 from exchange.server.config import ServerConfig
 from exchange.server.ledger import Ledger, Receipt, SqliteLedger
 from exchange.server.service import ExchangeCore
@@ -73,9 +77,10 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             )
         return handler
 
-    def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+    def _enter(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-        _caller.set(self._auth.authenticate(method, metadata))
+        body = request.SerializeToString(deterministic=True)
+        _caller.set(self._auth.authenticate(method, metadata, body))
 
     @staticmethod
     def _fail(method: str, context: grpc.ServicerContext, exc: BaseException) -> None:
@@ -88,7 +93,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _wrap_unary(self, method: str, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                self._enter(method, context)
+                self._enter(method, request, context)
                 return behavior(request, context)
             except Exception as exc:
                 self._fail(method, context, exc)
@@ -98,7 +103,7 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _wrap_stream(self, method: str, behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
-                self._enter(method, context)
+                self._enter(method, request, context)
                 yield from behavior(request, context)
             except Exception as exc:
                 self._fail(method, context, exc)
@@ -130,10 +135,27 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
 
     def Subscribe(self, request: xpb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[xpb.SubscribeResponse]:
         pages = self._core.subscribe(
-            _caller.get().principal, request.from_index, request.stop_at_head, context.is_active
+            _caller.get().principal,
+            request.from_index,
+            request.stop_at_head,
+            context.is_active,
+            trusted_size=request.trusted_size,
         )
-        for page in pages:
-            yield xpb.SubscribeResponse(records=page.records, next_index=page.next_index, head=page.head)
+        for proven in pages:
+            page, size = proven.page, proven.checkpoint.size
+            yield xpb.SubscribeResponse(
+                records=page.records,
+                next_index=page.next_index,
+                head=page.head,
+                checkpoint=proven.checkpoint.note,
+                proofs=[
+                    apb.InclusionProof(index=i, tree_size=size, hashes=h)
+                    for i, h in zip(page.indices, proven.inclusion, strict=True)
+                ],
+                consistency=apb.ConsistencyProof(
+                    old_size=proven.consistency_from, new_size=size, hashes=proven.consistency
+                ),
+            )
 
     def GetEntries(self, request: xpb.GetEntriesRequest, context: grpc.ServicerContext) -> xpb.GetEntriesResponse:
         page = self._core.page(_caller.get().principal, request.from_index, request.limit)
@@ -146,12 +168,48 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
         return xpb.GetKeyDirectoryResponse(records=records, head=head)
 
 
+class AuditServicer(agrpc.AuditServiceServicer):  # type: ignore[misc]
+    def __init__(self, core: ExchangeCore) -> None:
+        self._core = core
+
+    def GetCheckpoint(self, request: apb.GetCheckpointRequest, context: grpc.ServicerContext) -> apb.GetCheckpointResponse:
+        cp = self._core.latest_checkpoint(_caller.get().principal)
+        return apb.GetCheckpointResponse(
+            note=cp.note, size=cp.size, log_verifier_key=self._core.checkpoints.verifier_key
+        )
+
+    def ListCheckpoints(
+        self, request: apb.ListCheckpointsRequest, context: grpc.ServicerContext
+    ) -> apb.ListCheckpointsResponse:
+        cps = self._core.list_checkpoints(_caller.get().principal, request.from_size, request.limit)
+        return apb.ListCheckpointsResponse(notes=[c.note for c in cps])
+
+    def GetInclusionProof(
+        self, request: apb.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> apb.InclusionProof:
+        size, hashes = self._core.inclusion_proof(_caller.get().principal, request.index, request.tree_size)
+        return apb.InclusionProof(index=request.index, tree_size=size, hashes=hashes)
+
+    def GetConsistencyProof(
+        self, request: apb.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> apb.ConsistencyProof:
+        size, hashes = self._core.consistency_proof(_caller.get().principal, request.old_size, request.new_size)
+        return apb.ConsistencyProof(old_size=request.old_size, new_size=size, hashes=hashes)
+
+    def GetAllEntries(
+        self, request: apb.GetAllEntriesRequest, context: grpc.ServicerContext
+    ) -> apb.GetAllEntriesResponse:
+        page = self._core.all_entries(_caller.get().principal, request.from_index, request.limit)
+        return apb.GetAllEntriesResponse(records=page.records, next_index=page.next_index, head=page.head)
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
     port: int
     core: ExchangeCore
     ledger: Ledger
+    checkpoints: CheckpointLog
     health: health.HealthServicer
     _pool: ThreadPoolExecutor
 
@@ -163,10 +221,27 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         self._pool.shutdown(wait=False)
+        self.checkpoints.stop()
         self.ledger.close()
 
     def wait(self) -> None:
         self.server.wait_for_termination()
+
+
+def read_seed_file(path: Path, what: str) -> Signer:
+    """An Ed25519 private key stored as a hex seed (never logged)."""
+    try:
+        return Signer.from_seed(bytes.fromhex(Path(path).read_text().strip()))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {path} does not exist") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{what} {path} must hold a 32-byte hex seed") from exc
+
+
+def audit_dir(config: ServerConfig) -> Path:
+    path = config.audit_dir or Path(str(config.ledger_path) + ".audit")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def open_ledger(config: ServerConfig, clock_ms: Callable[[], int]) -> Ledger:
@@ -183,12 +258,16 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
     except ValueError as exc:
         raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    log_signer = notes.NoteSigner(config.name, read_seed_file(config.log_key_file, "log_key_file").signing_key)
     ledger = open_ledger(config, clock)
+    checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock)
     workers = config.verify_workers or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
     admission = Admission(ledger, operator_key, clock, Limits(max_batch=config.max_batch), pool if workers > 1 else None)
-    core = ExchangeCore(ledger, admission, clock)
-    auth = CallAuthenticator(core.key_for_call, window_ms=config.call_window_s * 1000, clock_ms=clock)
+    core = ExchangeCore(ledger, admission, checkpoints, clock)
+    auth = CallAuthenticator(
+        core.call_key, core.authorize_call, window_ms=config.call_window_s * 1000, clock_ms=clock
+    )
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -201,20 +280,26 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         maximum_concurrent_rpcs=config.rpc_workers * 4,
     )
     xgrpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(core), server)
+    agrpc.add_AuditServiceServicer_to_server(AuditServicer(core), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (
         xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
+        apb.DESCRIPTOR.services_by_name["AuditService"].full_name,
         health.SERVICE_NAME,
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(service_names, server)
     port = server.add_insecure_port(config.listen)
     if port == 0:
+        checkpoints.stop()
         ledger.close()
         raise ConfigError(f"cannot listen on {config.listen}")
+    checkpoints.start()
     server.start()
-    for name in ("", service_names[0]):
+    for name in ("", *service_names[:2]):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("exchange serving on port %d (engine %s, ledger head %d)", port, config.engine, ledger.head())
-    return RunningServer(server=server, port=port, core=core, ledger=ledger, health=health_servicer, _pool=pool)
+    return RunningServer(
+        server=server, port=port, core=core, ledger=ledger, checkpoints=checkpoints, health=health_servicer, _pool=pool
+    )

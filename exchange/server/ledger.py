@@ -39,6 +39,8 @@ class Pending:
     publisher: str
     audience: tuple[str, ...] | None  # group ids; None = PUBLIC
     signal_id: str | None = None  # set for signals; the (publisher, signal_id) it creates/updates
+    # for signals: everyone who saw any version (the audience of later retractions/opinions)
+    signal_audience: tuple[str, ...] | None = None
     retracts: tuple[str, str] | None = None  # (publisher, signal_id) for retractions
 
 
@@ -211,11 +213,11 @@ class SqliteLedger:
                 "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (head, record, p.digest, p.kind, p.publisher, _pack(p.audience), now, lh),
             )
-            if p.signal_id is not None and p.audience is not None:
+            if p.signal_id is not None:
                 conn.execute(
                     "INSERT INTO signals VALUES (?, ?, ?, ?, 0) ON CONFLICT (publisher, signal_id) DO UPDATE"
                     " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0",
-                    (p.publisher, p.signal_id, _pack(p.audience), head),
+                    (p.publisher, p.signal_id, _pack(p.signal_audience or p.audience), head),
                 )
             if p.retracts is not None:
                 conn.execute(

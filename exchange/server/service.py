@@ -1,62 +1,96 @@
-"""The exchange's core service: admission plus visibility-filtered reads.
+"""The exchange's core service: admission, visibility-filtered reads and the audit log.
 
-No gRPC here: the servicer decodes requests, calls this, and encodes replies. Every
-method takes the authenticated principal.
+No gRPC here: the servicers decode requests, call this, and encode replies. Every
+method takes the authenticated principal. Members see what their groups allow;
+the operator and auditors see everything.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exchange.core.entries import OPERATOR
-from exchange.core.errors import KeyNotValid, MemberSuspended, PermissionDenied, UnknownKey, WrongMember
+from exchange.core.errors import (
+    KeyNotValid,
+    MemberSuspended,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unavailable,
+    UnknownKey,
+    WrongMember,
+)
 from exchange.core.keys import KeyId
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.admission import Admission, Outcome
+from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
 from exchange.server.ledger import Ledger
 
-__all__ = ["ExchangeCore", "Page"]
+__all__ = ["ExchangeCore", "Page", "ProvenPage"]
 
 log = logging.getLogger(__name__)
 
 PAGE_SCAN = 512  # records read per scan step
 MAX_PAGE = 1000
+MAX_CHECKPOINTS = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Page:
     records: list[bytes]
+    indices: list[int]
     next_index: int
     head: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenPage:
+    """A page of records, a checkpoint covering them, and the proofs that tie them."""
+
+    page: Page
+    checkpoint: LogCheckpoint
+    inclusion: list[list[bytes]] = field(default_factory=list)
+    consistency_from: int = 0
+    consistency: list[bytes] = field(default_factory=list)
+
+
 class ExchangeCore:
-    def __init__(self, ledger: Ledger, admission: Admission, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self, ledger: Ledger, admission: Admission, checkpoints: CheckpointLog, clock_ms: Callable[[], int]
+    ) -> None:
         self.ledger = ledger
         self.admission = admission
+        self.checkpoints = checkpoints
         self._clock_ms = clock_ms
 
     # -- authentication ----------------------------------------------------------------
 
-    def key_for_call(self, principal: str, keyid: KeyId) -> bytes:
-        """Public key ``principal`` may authenticate calls with (current directory)."""
-        if principal == OPERATOR:
-            if keyid != self.admission.operator_keyid:
-                raise UnknownKey("the operator authenticates with the operator key")
+    def call_key(self, keyid: KeyId) -> bytes:
+        """The public key behind ``keyid`` (to check a call signature with)."""
+        if keyid == self.admission.operator_keyid:
             return self.admission.operator_key
-        directory = self.admission.directory
-        info = directory.keys.get(keyid)
+        info = self.admission.directory.keys.get(keyid)
         if info is None:
             raise UnknownKey(f"key {keyid[:16]}… is not in the key directory")
-        if info.member_id != principal:
+        return info.public_key
+
+    def authorize_call(self, principal: str, keyid: KeyId) -> None:
+        """After the call signature verified: may ``principal`` use ``keyid`` now?"""
+        if principal == OPERATOR:
+            if keyid != self.admission.operator_keyid:
+                raise WrongMember("the operator authenticates with the operator key")
+            return
+        directory = self.admission.directory
+        info = directory.keys.get(keyid)
+        if info is None or info.member_id != principal:
             raise WrongMember(f"key {keyid[:16]}… does not belong to {principal}")
         if info.revoked_index is not None or info.valid_from_ms > self._clock_ms():
             raise KeyNotValid(f"key {keyid[:16]}… of {principal} is revoked or not yet valid")
         member = directory.members.get(info.member_id)
         if member is None or member.suspended:
             raise MemberSuspended(f"member {principal} is suspended")
-        return info.public_key
 
     # -- writes ------------------------------------------------------------------------
 
@@ -66,24 +100,34 @@ class ExchangeCore:
     # -- reads -------------------------------------------------------------------------
 
     def _groups(self, principal: str) -> frozenset[str] | None:
-        """None means "sees everything" (the operator)."""
+        """The principal's sharing groups; None means it sees everything."""
         if principal == OPERATOR:
             return None
         member = self.admission.directory.members.get(principal)  # type: ignore[call-overload]
         if member is None:
-            raise PermissionDenied(f"{principal} is not an enrolled member")
+            raise PermissionDenied(f"{principal} is not enrolled")
+        if member.role == pb.ROLE_AUDITOR:
+            return None
         return frozenset(member.groups)
 
-    def page(self, principal: str, start: int, limit: int) -> Page:
-        """Up to ``limit`` visible records from ``start``, scanning at most a bounded window."""
+    def require_full_view(self, principal: str) -> None:
+        if self._groups(principal) is not None:
+            raise PermissionDenied("only auditors and the operator read the whole ledger")
+
+    def page(self, principal: str, start: int, limit: int, until: int | None = None) -> Page:
+        """Up to ``limit`` visible records in ``[start, until)``, scanning a bounded window."""
         groups = self._groups(principal)
-        limit = max(1, min(limit or MAX_PAGE, MAX_PAGE))
         head = self.ledger.head()
+        end = head if until is None else min(until, head)
+        if start > head:
+            raise OutOfRange(f"from_index {start} is beyond the ledger head {head}")
+        limit = max(1, min(limit or MAX_PAGE, MAX_PAGE))
         out: list[bytes] = []
+        indices: list[int] = []
         cursor = start
         scanned = 0
-        while cursor < head and len(out) < limit and scanned < 20 * MAX_PAGE:
-            rows = self.ledger.read(cursor, min(PAGE_SCAN, limit - len(out)) if groups is None else PAGE_SCAN)
+        while cursor < end and len(out) < limit and scanned < 20 * MAX_PAGE:
+            rows = self.ledger.read(cursor, min(PAGE_SCAN, end - cursor))
             if not rows:
                 break
             for row in rows:
@@ -93,29 +137,106 @@ class ExchangeCore:
                 scanned += 1
                 if groups is None or row.visible_to(principal, groups):
                     out.append(row.record)
-        return Page(records=out, next_index=cursor, head=head)
+                    indices.append(row.index)
+        return Page(records=out, indices=indices, next_index=cursor, head=head)
 
     def subscribe(
-        self, principal: str, start: int, stop_at_head: bool, is_active: Callable[[], bool], heartbeat_s: float = 5.0
-    ) -> Iterator[Page]:
-        """Pages from ``start`` on; at the head, wait for growth (heartbeat pages are empty)."""
+        self,
+        principal: str,
+        start: int,
+        stop_at_head: bool,
+        is_active: Callable[[], bool],
+        trusted_size: int = 0,
+        heartbeat_s: float = 5.0,
+    ) -> Iterator[ProvenPage]:
+        """Proven pages from ``start`` on, each covered by a signed checkpoint.
+
+        At the checkpointed head it waits for growth; idle streams get an empty
+        heartbeat page every ``heartbeat_s`` (with the latest checkpoint).
+        """
         cursor = start
+        proven_to = trusted_size
         while is_active():
-            page = self.page(principal, cursor, MAX_PAGE)
+            checkpoint = self._checkpoint_covering(self.ledger.head())
+            if trusted_size > checkpoint.size:
+                raise OutOfRange(
+                    f"you trust a checkpoint of size {trusted_size}; the log's latest is {checkpoint.size}"
+                )
+            page = self.page(principal, cursor, MAX_PAGE, until=checkpoint.size)
             cursor = page.next_index
-            if page.records:
-                yield page
-                continue
-            if cursor < page.head:
-                continue  # scanned a window of invisible records; keep going
-            if stop_at_head:
-                yield page
+            idle = not page.records and cursor >= checkpoint.size
+            if not page.records and not idle:
+                continue  # a window of invisible records; keep scanning
+            if idle and not stop_at_head:
+                grown = self.checkpoints.wait_for(cursor + 1, timeout=heartbeat_s)
+                if grown is not None and grown.size > cursor:
+                    continue
+            yield self._prove(page, checkpoint, proven_to)
+            proven_to = checkpoint.size
+            if idle and stop_at_head:
                 return
-            head = self.ledger.wait_for(cursor, timeout=heartbeat_s)
-            if head <= cursor:
-                yield page  # heartbeat: tells the subscriber the head it is at
+
+    def _checkpoint_covering(self, size: int) -> LogCheckpoint:
+        """The latest checkpoint, once it covers ``size`` entries (the log trails by ms)."""
+        latest = self.checkpoints.latest()
+        if latest is None or latest.size < size:
+            latest = self.checkpoints.wait_for(size, timeout=5.0)
+        if latest is None or latest.size < size:
+            raise Unavailable(f"the audit log has not yet signed a checkpoint covering {size} entries; retry")
+        return latest
+
+    def _prove(self, page: Page, checkpoint: LogCheckpoint, proven_to: int) -> ProvenPage:
+        tree = self.checkpoints.tree
+        inclusion = [tree.inclusion_proof(i, checkpoint.size) for i in page.indices]
+        consistency = (
+            tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
+        )
+        return ProvenPage(
+            page=page, checkpoint=checkpoint, inclusion=inclusion, consistency_from=proven_to, consistency=consistency
+        )
 
     def key_event_records(self, principal: str, until: int) -> tuple[list[bytes], int]:
         self._groups(principal)
         head = self.ledger.head()
-        return self.ledger.key_event_records(until or head), head
+        # clamp: until_index is a uint64 and SQLite integers are signed 64-bit
+        return self.ledger.key_event_records(min(until or head, head)), head
+
+    # -- audit -------------------------------------------------------------------------
+
+    def latest_checkpoint(self, principal: str) -> LogCheckpoint:
+        self._groups(principal)
+        return self._checkpoint_covering(0)
+
+    def list_checkpoints(self, principal: str, from_size: int, limit: int) -> list[LogCheckpoint]:
+        self._groups(principal)
+        return self.checkpoints.checkpoints(from_size, max(1, min(limit or MAX_CHECKPOINTS, MAX_CHECKPOINTS)))
+
+    def _tree_size(self, requested: int) -> int:
+        latest = self._checkpoint_covering(0)
+        size = requested or latest.size
+        if size > latest.size:
+            raise OutOfRange(f"tree size {size} is beyond the latest checkpoint ({latest.size})")
+        return size
+
+    def inclusion_proof(self, principal: str, index: int, tree_size: int) -> tuple[int, list[bytes]]:
+        groups = self._groups(principal)
+        size = self._tree_size(tree_size)
+        hidden = NotFound(f"no entry {index} visible to {principal} in a tree of size {size}")
+        if index >= size:
+            raise hidden
+        if groups is not None:
+            rows = self.ledger.read(index, 1)
+            if not rows or not rows[0].visible_to(principal, groups):
+                raise hidden
+        return size, self.checkpoints.tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, principal: str, old_size: int, new_size: int) -> tuple[int, list[bytes]]:
+        self._groups(principal)
+        size = self._tree_size(new_size)
+        if old_size > size:
+            raise OutOfRange(f"old size {old_size} is larger than new size {size}")
+        return size, self.checkpoints.tree.consistency_proof(old_size, size)
+
+    def all_entries(self, principal: str, start: int, limit: int) -> Page:
+        self.require_full_view(principal)
+        return self.page(principal, start, limit)

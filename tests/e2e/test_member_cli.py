@@ -21,11 +21,14 @@ from tests.conftest import KEYS_VALID_FROM_MS, insecure_signer
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Signer]]:
+def served(tmp_path: Path) -> Iterator[tuple[str, Signer, str]]:
     operator = insecure_signer("cli-operator")
+    log_key = tmp_path / "log.key"
+    log_key.write_text(insecure_signer("cli-log").seed.hex())
     proc = subprocess.Popen(
         [sys.executable, "-m", "clients.cli.main", "serve", "--listen", "127.0.0.1:0",
-         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex()],
+         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
+         "--log-key-file", str(log_key), "--name", "cli.test.invalid/log"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -33,14 +36,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Signer]]:
         line = proc.stdout.readline()  # blocks until the server prints its port (bounded by pytest-timeout)
         port = re.search(r"port (\d+)", line)
         assert port, (line, proc.stderr.read() if proc.poll() is not None else "")
-        yield f"127.0.0.1:{port.group(1)}", operator
+        vkey = proc.stdout.readline().split("log verifier key: ")[1].strip()
+        yield f"127.0.0.1:{port.group(1)}", operator, vkey
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
 
 
-def test_member_cli_round_trip(served: tuple[str, Signer], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    target, operator = served
+def test_member_cli_round_trip(served: tuple[str, Signer, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target, operator, vkey = served
     key = tmp_path / "m.key"
     assert main(["member", "keygen", "--out", str(key), "--json"]) == 0
     public = bytes.fromhex(json.loads(capsys.readouterr().out)["public_key"])
@@ -69,7 +73,7 @@ def test_member_cli_round_trip(served: tuple[str, Signer], tmp_path: Path, capsy
     policy = tmp_path / "policy.toml"
     policy.write_text('default = "enqueue"\n[[rule]]\nname = "csam"\nlabels_any = ["csam"]\npriority = 0\n')
     common = ["--exchange", target, "--member-id", "member-one", "--key-file", str(key),
-              "--operator-public-key", operator.public_key.hex(), "--state", str(tmp_path / "m.db"),
+              "--operator-public-key", operator.public_key.hex(), "--log-key", vkey, "--state", str(tmp_path / "m.db"),
               "--policy", str(policy), "--json"]
 
     assert main(["member", "publish", *common, str(signals)]) == 0
@@ -96,18 +100,19 @@ def test_member_cli_round_trip(served: tuple[str, Signer], tmp_path: Path, capsy
     assert json.loads(capsys.readouterr().out)["state"] == "actioned"
 
 
-def test_member_cli_bad_input_is_one_line_and_exit_code(served: tuple[str, Signer], tmp_path: Path,
+def test_member_cli_bad_input_is_one_line_and_exit_code(served: tuple[str, Signer, str], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    target, operator = served
+    target, operator, vkey = served
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "type": "md5", "value": "nothex", "groups": ["g1"]}\n')
     key = tmp_path / "k"
     assert main(["member", "keygen", "--out", str(key)]) == 0
     capsys.readouterr()
     code = main(["member", "publish", "--exchange", target, "--member-id", "nobody", "--key-file", str(key),
-                 "--operator-public-key", operator.public_key.hex(), "--state", str(tmp_path / "s.db"), str(bad)])
+                 "--operator-public-key", operator.public_key.hex(), "--log-key", vkey, "--state", str(tmp_path / "s.db"),
+                 str(bad)])
     err = capsys.readouterr().err.strip()
     assert code == 3 and err.count("\n") == 0 and "bad.jsonl:1" in err and "md5" in err
     code = main(["member", "sync", "--exchange", target, "--member-id", "nobody", "--key-file", str(tmp_path / "missing"),
-                 "--operator-public-key", operator.public_key.hex()])
+                 "--operator-public-key", operator.public_key.hex(), "--log-key", vkey])
     assert code == 2 and "does not exist" in capsys.readouterr().err

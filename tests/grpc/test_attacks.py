@@ -95,11 +95,13 @@ def test_forged_signature(taskforce: TaskForce, stubs: Stubs) -> None:
     assert taskforce.ledger_snapshot() == before
 
     # a forged *call* signature (the metadata signed by another key) fails the whole call
-    md = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH))
-    md["tw-signature"] = dict(sign_call(taskforce.signers["carol"], "bob", PUBLISH))["tw-signature"]
+    request = xpb.PublishRequest(envelopes=[good])
+    body = request.SerializeToString(deterministic=True)
+    md = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH, body))
+    md["tw-signature"] = dict(sign_call(taskforce.signers["carol"], "bob", PUBLISH, body))["tw-signature"]
     with pytest.raises(grpc.RpcError) as info:
-        stubs.plain().Publish(xpb.PublishRequest(envelopes=[good]), metadata=list(md.items()), timeout=RPC_TIMEOUT_S)
-    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "forged-signature", "does not verify")
+        stubs.plain().Publish(request, metadata=list(md.items()), timeout=RPC_TIMEOUT_S)
+    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "does not verify")
     assert taskforce.ledger_snapshot() == before
 
 
@@ -123,7 +125,11 @@ def test_wrong_member(taskforce: TaskForce, stubs: Stubs) -> None:
     )
     forged_retraction = sign(retraction, bob_key)
 
-    results = publish_raw(as_bob, [claims_alice, relayed, alice_key_for_bob, forged_retraction])
+    # the operator key signing a member entry
+    operator_signed = sign(_signal(taskforce, "bob", MD5_B), taskforce.operator)
+
+    results = publish_raw(as_bob, [claims_alice, relayed, alice_key_for_bob, forged_retraction, operator_signed])
+    assert_entry_error(results[4], "PERMISSION_DENIED", "wrong-member", "signed by the operator key, and only they are")
     assert_entry_error(results[0], "PERMISSION_DENIED", "wrong-member", "caller bob cannot publish an entry of member alice")
     assert_entry_error(results[1], "PERMISSION_DENIED", "wrong-member", "caller bob cannot publish an entry of member alice")
     assert_entry_error(results[2], "PERMISSION_DENIED", "wrong-member", "does not belong to member bob")
@@ -132,16 +138,66 @@ def test_wrong_member(taskforce: TaskForce, stubs: Stubs) -> None:
     assert isinstance(outcome, WrongMember)
 
     # alice's key used to authenticate a call as bob: the whole call is refused
-    md = sign_call(alice_key, "bob", PUBLISH)
+    request = xpb.PublishRequest(envelopes=[relayed])
+    md = sign_call(alice_key, "bob", PUBLISH, request.SerializeToString(deterministic=True))
     with pytest.raises(grpc.RpcError) as info:
-        stubs.plain().Publish(xpb.PublishRequest(envelopes=[relayed]), metadata=md, timeout=RPC_TIMEOUT_S)
+        stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "wrong-member", "does not belong to bob")
 
     # a member key cannot authenticate as the operator either
-    md = sign_call(bob_key, "operator", PUBLISH)
+    md = sign_call(bob_key, "operator", PUBLISH, request.SerializeToString(deterministic=True))
     with pytest.raises(grpc.RpcError) as info:
-        stubs.plain().Publish(xpb.PublishRequest(envelopes=[relayed]), metadata=md, timeout=RPC_TIMEOUT_S)
-    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "unknown-key", "operator key")
+        stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
+    assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "wrong-member", "operator key")
+    assert taskforce.ledger_snapshot() == before
+
+
+def _operator_events(tf: TaskForce, *events: pb.KeyEvent) -> list[Receipt]:
+    op = tf.operator_client()
+    try:
+        outcomes = op.publish(events)
+    finally:
+        op.close()
+    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
+    return outcomes  # type: ignore[return-value]
+
+
+def _now_ts() -> object:
+    return ms_to_timestamp(int(time.time() * 1000))
+
+
+def test_revoked_key(taskforce: TaskForce, stubs: Stubs) -> None:
+    old, new = taskforce.signers["bob"], Signer.from_seed(b"\x42" * 32)
+    _operator_events(
+        taskforce,
+        pb.KeyEvent(created_at=_now_ts(), key_added=pb.KeyAdded(member_id="bob", public_key=new.public_key,
+                                                                 valid_from=ms_to_timestamp(1_700_000_000_000))),
+        pb.KeyEvent(created_at=_now_ts(), key_revoked=pb.KeyRevoked(member_id="bob", keyid=old.keyid,
+                                                                     revoked_at=_now_ts())),
+    )
+    before = taskforce.ledger_snapshot()
+    # an entry signed with the revoked key, sent on a call signed with the new key
+    results = publish_raw(stubs.member("bob", signer=new), [sign(_signal(taskforce, "bob"), old)])
+    assert_entry_error(results[0], "PERMISSION_DENIED", "key-not-valid", f"is not valid at index {before[0]}")
+    # a call signed with the revoked key
+    with pytest.raises(grpc.RpcError) as info:
+        publish_raw(stubs.member("bob", signer=old), [sign(_signal(taskforce, "bob"), new)])
+    assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "key-not-valid", "is revoked or not yet valid")
+    assert taskforce.ledger_snapshot() == before
+    # the new key works
+    (ok,) = publish_raw(stubs.member("bob", signer=new), [sign(_signal(taskforce, "bob"), new)])
+    assert ok.WhichOneof("result") == "receipt"
+
+
+def test_suspended_member(taskforce: TaskForce, stubs: Stubs) -> None:
+    _operator_events(taskforce, pb.KeyEvent(created_at=_now_ts(), member_suspended=pb.MemberSuspended(member_id="bob")))
+    before = taskforce.ledger_snapshot()
+    with pytest.raises(grpc.RpcError) as info:
+        publish_raw(stubs.member("bob"), [sign(_signal(taskforce, "bob"), taskforce.signers["bob"])])
+    assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "member-suspended", "member bob is suspended")
+    with pytest.raises(grpc.RpcError) as info:
+        list(stubs.member("bob").Subscribe(xpb.SubscribeRequest(stop_at_head=True), timeout=RPC_TIMEOUT_S))
+    assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "member-suspended", "member bob is suspended")
     assert taskforce.ledger_snapshot() == before
 
 
@@ -222,21 +278,25 @@ def test_invalid_value(taskforce: TaskForce, stubs: Stubs) -> None:
 def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
     stub = stubs.plain()
     bob = taskforce.signers["bob"]
-    md = sign_call(bob, "bob", PUBLISH)
     first = sign(_signal(taskforce, "bob", MD5_A), bob)
-    response = stub.Publish(xpb.PublishRequest(envelopes=[first]), metadata=md, timeout=RPC_TIMEOUT_S)
+    request = xpb.PublishRequest(envelopes=[first])
+    md = sign_call(bob, "bob", PUBLISH, request.SerializeToString(deterministic=True))
+    response = stub.Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert response.results[0].WhichOneof("result") == "receipt"
     before = taskforce.ledger_snapshot()
 
-    # the exact same call again, and the same credentials carrying a different body
+    # the exact same call again
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
+    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "replayed-call", "nonce was already used")
+    # the same fresh credentials carrying another body: the signature binds the request digest
     second = sign(_signal(taskforce, "bob", MD5_B), bob)
-    for envelopes in ([first], [second]):
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Publish(xpb.PublishRequest(envelopes=envelopes), metadata=md, timeout=RPC_TIMEOUT_S)
-        assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "replayed-call", "nonce was already used")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Publish(xpb.PublishRequest(envelopes=[second]), metadata=md, timeout=RPC_TIMEOUT_S)
+    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "request body")
 
     # reads are protected the same way
-    md_read = sign_call(bob, "bob", GET_ENTRIES)
+    md_read = sign_call(bob, "bob", GET_ENTRIES, xpb.GetEntriesRequest().SerializeToString(deterministic=True))
     stub.GetEntries(xpb.GetEntriesRequest(), metadata=md_read, timeout=RPC_TIMEOUT_S)
     with pytest.raises(grpc.RpcError) as info:
         stub.GetEntries(xpb.GetEntriesRequest(), metadata=md_read, timeout=RPC_TIMEOUT_S)
@@ -244,9 +304,10 @@ def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
 
     # credentials signed for one method do not authenticate another
     with pytest.raises(grpc.RpcError) as info:
-        stub.Publish(xpb.PublishRequest(envelopes=[second]), metadata=sign_call(bob, "bob", GET_ENTRIES),
+        request = xpb.PublishRequest(envelopes=[second])
+        stub.Publish(request, metadata=sign_call(bob, "bob", GET_ENTRIES, request.SerializeToString(deterministic=True)),
                      timeout=RPC_TIMEOUT_S)
-    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "forged-signature", "does not verify")
+    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "does not verify")
     assert taskforce.ledger_snapshot() == before
 
 
@@ -254,10 +315,11 @@ def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
 def test_expired_call_timestamp(taskforce: TaskForce, stubs: Stubs, offset_s: int) -> None:
     before = taskforce.ledger_snapshot()
     now_ms = int(time.time() * 1000) + offset_s * 1000
-    md = sign_call(taskforce.signers["bob"], "bob", PUBLISH, now_ms=now_ms)
     env = sign(_signal(taskforce, "bob"), taskforce.signers["bob"])
+    request = xpb.PublishRequest(envelopes=[env])
+    md = sign_call(taskforce.signers["bob"], "bob", PUBLISH, request.SerializeToString(deterministic=True), now_ms=now_ms)
     with pytest.raises(grpc.RpcError) as info:
-        stubs.plain().Publish(xpb.PublishRequest(envelopes=[env]), metadata=md, timeout=RPC_TIMEOUT_S)
+        stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "expired-call-timestamp", "away from the exchange clock")
     assert "the window is 120s" in info.value.details()  # type: ignore[attr-defined]
     assert taskforce.ledger_snapshot() == before
@@ -426,19 +488,19 @@ def test_mixed_batch_admits_only_the_good_envelope(taskforce: TaskForce, stubs: 
     assert new_records[:head] == records
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (exchange/core/dsse.py Envelope.decode, entries.decode_entry, records.Record.decode): protobuf keeps "
-    "unknown fields and re-serializes them, so the 'canonical re-encoding' check passes for appended unknown fields",
-)
 def test_unknown_fields_smuggled_in_envelope(taskforce: TaskForce, stubs: Stubs) -> None:
-    """Unsigned bytes appended to a signed envelope (unknown field 15) must be refused;
-    otherwise one signed entry can be admitted any number of times under new digests."""
-    good = sign(_signal(taskforce, "bob"), taskforce.signers["bob"])
+    """Unsigned bytes appended to a signed envelope (unknown field 15) are refused;
+    otherwise one signed entry could be admitted again and again under new digests.
+    The same holds for unknown fields inside the signed payload."""
+    bob = taskforce.signers["bob"]
+    good = sign(_signal(taskforce, "bob"), bob)
     stub = stubs.member("bob")
     (first,) = publish_raw(stub, [good])
     assert first.WhichOneof("result") == "receipt"
     before = taskforce.ledger_snapshot()
-    (result,) = publish_raw(stub, [good + b"\x78\x01"])
-    assert_entry_error(result, "INVALID_ARGUMENT", "malformed-envelope", "not canonically encoded")
+    payload = _signal(taskforce, "bob", MD5_B, signal_id="unk").SerializeToString(deterministic=True)
+    signed_unknown = sign_envelope("application/vnd.trustwire.signal.v1+protobuf", payload + b"\x98\x06\x01", bob).raw
+    results = publish_raw(stub, [good + b"\x78\x01", signed_unknown])
+    assert_entry_error(results[0], "INVALID_ARGUMENT", "malformed-envelope", "not canonically encoded")
+    assert_entry_error(results[1], "INVALID_ARGUMENT", "malformed-entry", "not canonically encoded")
     assert taskforce.ledger_snapshot() == before

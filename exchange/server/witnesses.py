@@ -1,0 +1,257 @@
+"""Witness client: asks one C2SP tlog-witness to cosign the log's checkpoints.
+
+:class:`WitnessClient` implements :class:`~exchange.server.checkpoints.Cosigner`
+over HTTP (stdlib ``urllib``).  It remembers the size of the latest checkpoint
+the witness cosigned for this log (0 until it learns better) and sends
+``old <size>`` with the consistency proof from that size.  A ``409`` with a
+``text/x.tlog.size`` body tells it the witness's real size: it retries once
+from there.  A cosignature is returned only after it verified against the
+configured witness key.
+
+Failures raise (the caller decides whether a missing cosignature matters)::
+
+    WitnessUnavailable  (Unavailable)     network error, timeout, 5xx
+    WitnessRejected     (TrustwireError)  any other refusal (400, 403, 404, 413, 422, …)
+    WitnessConflict     (SecurityError)   the witness holds a checkpoint this one does not
+                                          extend (larger size, same-size fork, 409 twice)
+    BadCosignature      (SecurityError)   the 200 body is malformed or has no valid
+                                          cosignature from the configured key
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlsplit
+
+from exchange.core.errors import SecurityError, TrustwireError, Unavailable
+from exchange.core.note import (
+    CosignatureVerifier,
+    NoteError,
+    Signature,
+    parse_note,
+)
+from exchange.core.witness_protocol import (
+    ADD_CHECKPOINT_PATH,
+    MAX_RESPONSE_SIZE,
+    SIZE_CONTENT_TYPE,
+    WitnessProtocolError,
+    encode_add_checkpoint,
+    parse_cosignatures,
+    parse_size,
+)
+
+__all__ = [
+    "BadCosignature",
+    "DEFAULT_TIMEOUT_S",
+    "WitnessClient",
+    "WitnessConflict",
+    "WitnessRejected",
+    "WitnessUnavailable",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S: Final = 5.0
+_ERROR_TEXT_LIMIT: Final = 200
+
+
+class WitnessUnavailable(Unavailable):
+    """The witness could not be reached, timed out or failed internally (5xx)."""
+
+    reason = "witness-unavailable"
+
+
+class WitnessRejected(TrustwireError):
+    """The witness refused the checkpoint with an HTTP status the client cannot fix."""
+
+    status = "FAILED_PRECONDITION"
+    reason = "witness-rejected"
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class WitnessConflict(SecurityError):
+    """The witness cosigned a checkpoint that this checkpoint does not extend."""
+
+    reason = "witness-conflict"
+
+
+class BadCosignature(SecurityError):
+    """The witness answered 200 without a valid cosignature from its configured key."""
+
+    reason = "bad-cosignature"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A witness never redirects; a 3xx is reported as an error, not followed."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+class _Reply:
+    """Status, Content-Type and body of one HTTP exchange."""
+
+    __slots__ = ("status", "content_type", "body")
+
+    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+    def text(self) -> str:
+        """A short printable excerpt of the body, for error messages."""
+        return self.body[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace").strip()
+
+
+class WitnessClient:
+    """A :class:`~exchange.server.checkpoints.Cosigner` backed by one witness.
+
+    ``url`` is the witness's submission prefix (``http[s]://host:port[/path]``);
+    ``witness_key`` is its cosigner verifier key (type 0x04 vkey or verifier).
+    Environment proxies are not used.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        witness_key: CosignatureVerifier | str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        known_size: int = 0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"witness URL {url!r} must be http(s)://host[:port][/prefix]")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.endpoint = url.rstrip("/") + ADD_CHECKPOINT_PATH
+        self.verifier = (
+            CosignatureVerifier.from_string(witness_key) if isinstance(witness_key, str) else witness_key
+        )
+        self.timeout = timeout
+        self._known_size = known_size
+        self._lock = threading.Lock()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+    @property
+    def known_size(self) -> int:
+        """The size of the latest checkpoint the witness is known to have cosigned."""
+        return self._known_size
+
+    def cosign(self, note: str, size: int, consistency: Callable[[int], list[bytes]]) -> list[str]:
+        """Return the witness's verified cosignature lines (without newlines) for ``note``."""
+        with self._lock:
+            return self._cosign(note, size, consistency)
+
+    def _cosign(self, note: str, size: int, consistency: Callable[[int], list[bytes]]) -> list[str]:
+        reply = self._submit(note, size, consistency, self._known_size)
+        if reply.status == 409:
+            witness_size = self._conflicting_size(reply, size)
+            reply = self._submit(note, size, consistency, witness_size)
+            if reply.status == 409:
+                self._conflicting_size(reply, size)  # learns the size if the body has one
+                raise WitnessConflict(
+                    f"witness {self.verifier.name} refused checkpoint {size} twice (409): {reply.text()}"
+                )
+        if reply.status != 200:
+            raise self._refusal(reply)
+        lines = self._verified_lines(note, reply.body)
+        self._known_size = size
+        return lines
+
+    def _submit(
+        self, note: str, size: int, consistency: Callable[[int], list[bytes]], old: int
+    ) -> _Reply:
+        if old > size:
+            raise WitnessConflict(
+                f"witness {self.verifier.name} has cosigned size {old}, larger than checkpoint"
+                f" {size}: the log may have lost entries or forked"
+            )
+        proof = consistency(old) if old > 0 else []
+        body = encode_add_checkpoint(old, proof, note)
+        log.debug("add-checkpoint old=%d size=%d to %s", old, size, self.verifier.name)
+        return self._post(body)
+
+    def _post(self, body: bytes) -> _Reply:
+        request = urllib.request.Request(
+            self.endpoint,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return _Reply(response.status, response.headers.get_content_type(), _read(response))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                reply = _Reply(exc.code, exc.headers.get_content_type(), _read(exc))
+            if reply.status >= 500:
+                raise WitnessUnavailable(
+                    f"witness {self.verifier.name} failed with HTTP {reply.status}: {reply.text()}"
+                ) from exc
+            return reply
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise WitnessUnavailable(f"witness {self.verifier.name} is unreachable: {exc}") from exc
+
+    def _conflicting_size(self, reply: _Reply, size: int) -> int:
+        """The witness's size from a 409 body, if retrying from it can succeed."""
+        if reply.content_type != SIZE_CONTENT_TYPE:
+            raise WitnessConflict(
+                f"witness {self.verifier.name} refused checkpoint {size} (409): {reply.text()}"
+            )
+        try:
+            witness_size = parse_size(reply.body)
+        except WitnessProtocolError as exc:
+            raise WitnessRejected(f"witness {self.verifier.name} sent a bad 409 body: {exc}", 409) from exc
+        self._known_size = witness_size
+        if witness_size > size:
+            raise WitnessConflict(
+                f"witness {self.verifier.name} has cosigned size {witness_size}, larger than"
+                f" checkpoint {size}: the log may have lost entries or forked"
+            )
+        return witness_size
+
+    def _refusal(self, reply: _Reply) -> TrustwireError:
+        message = f"witness {self.verifier.name} answered HTTP {reply.status}: {reply.text()}"
+        if reply.status == 422:
+            return WitnessConflict(message + " (it found the consistency proof invalid)")
+        return WitnessRejected(message, reply.status)
+
+    def _verified_lines(self, note: str, body: bytes) -> list[str]:
+        """Keep the cosignatures by the configured key, each verified; require one."""
+        try:
+            signatures = parse_cosignatures(body)
+        except WitnessProtocolError as exc:
+            raise BadCosignature(f"witness {self.verifier.name}: {exc}") from exc
+        text = parse_note(note).text
+        mine = [s for s in signatures if (s.name, s.key_hash) == (self.verifier.name, self.verifier.key_hash)]
+        if not mine:
+            raise BadCosignature(
+                f"witness {self.verifier.name} returned no cosignature from its configured key"
+            )
+        for signature in mine:
+            try:
+                self.verifier.verify(text, signature.signature)
+            except NoteError as exc:
+                raise BadCosignature(f"witness {self.verifier.name}: {exc}") from exc
+        return [_line(signature) for signature in mine]
+
+
+def _line(signature: Signature) -> str:
+    return signature.to_line().rstrip("\n")
+
+
+def _read(response: http.client.HTTPResponse | urllib.error.HTTPError) -> bytes:
+    body = response.read(MAX_RESPONSE_SIZE + 1)
+    if len(body) > MAX_RESPONSE_SIZE:
+        raise WitnessUnavailable(f"witness response is larger than {MAX_RESPONSE_SIZE} bytes")
+    return body
