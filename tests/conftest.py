@@ -78,6 +78,7 @@ class TaskForce:
 
 def start_taskforce(tmp: Path, **config: object) -> TaskForce:
     operator = insecure_signer("operator")
+    tmp.mkdir(parents=True, exist_ok=True)
     log_key_file = tmp / "log.key"
     log_key_file.write_text(insecure_signer("log").seed.hex())
     config.setdefault("name", "test.trustwire.invalid/log")

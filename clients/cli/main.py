@@ -3,6 +3,7 @@
     trustwire serve …        run an exchange                  (operators)
     trustwire demo           the demo task force, end to end  (everyone)
     trustwire member …       keygen, publish, sync, match, queue (member T&S teams)
+    trustwire audit …        verify, prove, consistency, checkpoint, witness (auditors)
 
 ``main(argv)`` returns the exit code, so tests call it in-process. Results go to
 stdout (``--json`` for machines), messages to stderr.
@@ -27,7 +28,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients.cli import demo, member
+    from clients.cli import audit, demo, member
     from exchange.server import cli as serve
 
     parser = argparse.ArgumentParser(prog="trustwire", description="Signed signal exchange for T&S task forces")
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     demo.add_parser(sub)
     member.add_parser(sub)
+    audit.add_parser(sub)
     return parser
 
 

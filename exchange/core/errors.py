@@ -239,7 +239,13 @@ class SecurityError(TrustwireError):
 
 
 class UntrustedEntry(SecurityError):
+    """A ledger record that fails end-to-end verification; ``cause`` is the precise reason."""
+
     reason = "untrusted-entry"
+
+    def __init__(self, message: str, cause: str = "untrusted-entry") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class LedgerGap(SecurityError):

@@ -17,6 +17,7 @@ from exchange.core.errors import (
     InvalidValue,
     KeyNotValid,
     MemberSuspended,
+    PermissionDenied,
     TlpNotAllowed,
     UnknownKey,
     WrongMember,
@@ -214,6 +215,8 @@ class KeyDirectory:
         m = self.members.get(publisher)
         if m is None or m.suspended:
             raise MemberSuspended(f"member {publisher} is suspended")
+        if m.role != pb.ROLE_MEMBER:
+            raise PermissionDenied(f"{publisher} is enrolled as {pb.Role.Name(m.role)}; only members publish")
         return k
 
     def check_sharing(self, publisher: MemberId, sharing: pb.Sharing) -> None:

@@ -52,13 +52,13 @@ class EntryVerifier:
         record = _decode_record(raw_record)
         i = record.index
         if i <= self.last_index:
-            raise UntrustedEntry(f"entry {i}: delivered out of order (after {self.last_index})")
+            raise UntrustedEntry(f"entry {i}: delivered out of order (after {self.last_index})", cause="ledger-gap")
         try:
             verified = self._verify(record)
         except UntrustedEntry:
             raise
         except TrustwireError as exc:
-            raise UntrustedEntry(f"entry {i}: {exc.reason}: {exc.message}") from exc
+            raise UntrustedEntry(f"entry {i}: {exc.reason}: {exc.message}", cause=exc.reason) from exc
         self.last_index = i
         return verified
 
@@ -70,13 +70,17 @@ class EntryVerifier:
         else:
             info = self.directory.keys.get(env.keyid)
             if info is None:
-                raise UntrustedEntry(f"entry {record.index}: unknown-key: key {env.keyid[:16]}… is not in the directory")
+                raise UntrustedEntry(
+                    f"entry {record.index}: unknown-key: key {env.keyid[:16]}… is not in the directory", cause="unknown-key"
+                )
             env.verify(info.public_key)
         kind, entry = decode_entry(env.payload_type, env.payload)
         validate_entry(kind, entry)
         publisher = publisher_of(entry)
         if signed_by_operator != (publisher == OPERATOR):
-            raise UntrustedEntry(f"entry {record.index}: wrong-member: only key events are signed by the operator")
+            raise UntrustedEntry(
+                f"entry {record.index}: wrong-member: only key events are signed by the operator", cause="wrong-member"
+            )
         if isinstance(entry, pb.KeyEvent):
             self.directory.apply(entry, record.index)
         else:
@@ -98,4 +102,4 @@ def _decode_record(raw: bytes) -> Record:
     try:
         return Record.decode(raw)
     except TrustwireError as exc:
-        raise UntrustedEntry(f"entry ?: {exc.reason}: {exc.message}") from exc
+        raise UntrustedEntry(f"entry ?: {exc.reason}: {exc.message}", cause=exc.reason) from exc

@@ -21,6 +21,8 @@ class ServerConfig:
     """The log's origin line in checkpoints, and its key name: name the exchange."""
     audit_dir: Path | None = None
     """Tree and checkpoint store (default: <ledger_path>.audit)."""
+    witnesses: tuple[str, ...] = ()
+    """Witnesses asked to cosign each checkpoint, each "<url> <cosignature vkey>"."""
     max_batch: int = 1000
     max_message_bytes: int = 32 * 1024 * 1024
     call_window_s: int = 120

@@ -30,6 +30,7 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from exchange.server.admission import Admission, Limits
 from exchange.server.checkpoints import CheckpointLog
+from exchange.server.witnesses import WitnessClient
 from exchange.server.config import ServerConfig
 from exchange.server.ledger import Ledger, Receipt, SqliteLedger
 from exchange.server.service import ExchangeCore
@@ -238,6 +239,13 @@ def read_seed_file(path: Path, what: str) -> Signer:
         raise ConfigError(f"{what} {path} must hold a 32-byte hex seed") from exc
 
 
+def _witness_client(spec: str) -> WitnessClient:
+    url, _, vkey = spec.strip().partition(" ")
+    if not url or not vkey.strip():
+        raise ConfigError(f"a witness is '<url> <cosignature vkey>', got {spec!r}")
+    return WitnessClient(url, vkey.strip())
+
+
 def audit_dir(config: ServerConfig) -> Path:
     path = config.audit_dir or Path(str(config.ledger_path) + ".audit")
     path.mkdir(parents=True, exist_ok=True)
@@ -260,7 +268,8 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         raise ConfigError("operator_public_key must be 64 hex characters") from exc
     log_signer = notes.NoteSigner(config.name, read_seed_file(config.log_key_file, "log_key_file").signing_key)
     ledger = open_ledger(config, clock)
-    checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock)
+    cosigners = tuple(_witness_client(spec) for spec in config.witnesses)
+    checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
     workers = config.verify_workers or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
     admission = Admission(ledger, operator_key, clock, Limits(max_batch=config.max_batch), pool if workers > 1 else None)

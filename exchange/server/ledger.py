@@ -136,6 +136,7 @@ class SqliteLedger:
         self._write_lock = threading.Lock()
         self._grown = threading.Condition()
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         self._conn = self._connect()
         with self._conn:
             self._conn.executescript(_SCHEMA)
@@ -157,6 +158,8 @@ class SqliteLedger:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._write_lock:
+                self._readers.append(conn)
         return conn
 
     def _check_contiguous(self) -> tuple[int, int]:
@@ -271,4 +274,10 @@ class SqliteLedger:
         return self._head
 
     def close(self) -> None:
-        self._conn.close()
+        """Close every connection and fold the WAL back into the main file."""
+        with self._write_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()

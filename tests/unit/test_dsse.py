@@ -534,3 +534,17 @@ def test_key_event_validation() -> None:
         validate_entry(EntryKind.KEY_EVENT, pb.KeyEvent(created_at=ms_to_timestamp(CREATED_MS)))
     with pytest.raises(MalformedEntry):
         validate_entry(EntryKind.KEY_EVENT, pb.KeyEvent(member_suspended=pb.MemberSuspended(member_id="bob")))
+
+
+# -- ledger records share the canonical-bytes rule ---------------------------------------
+
+
+def test_ledger_record_with_unknown_field_is_refused() -> None:
+    from exchange.core.errors import MalformedRecord
+    from exchange.core.records import Record, encode_record
+
+    raw = encode_record(7, CREATED_MS, ENV.raw)
+    record = Record.decode(raw)
+    assert (record.index, record.accepted_at_ms, record.envelope) == (7, CREATED_MS, ENV.raw)
+    with pytest.raises(MalformedRecord):
+        Record.decode(raw + field_varint(99, 1))

@@ -207,6 +207,8 @@ URL = TYPES["url"]
         ("http://[::FFFF]/", "http://[::ffff]/"),
         ("https://example.com./", "https://example.com/"),
         ("https://example.com\u3002/", "https://example.com/"),  # ideographic full stop
+        # needs two passes of url_normalize: the zero-width space goes first, then the dot
+        ("HTTP://EXAMPLE.COM\u3002\u200b", "http://example.com/"),
         ("https://example.com?x", "https://example.com/?x"),
     ],
 )

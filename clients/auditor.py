@@ -1,0 +1,209 @@
+"""The auditor's client: fetch the ledger and the checkpoints, verify, prove.
+
+Works against a running exchange (as an enrolled auditor, or the operator) or
+offline on a copy of the ledger file and the log's checkpoint file, so an auditor
+needs nothing from the exchange but bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from clients.transport import connect, translate_errors
+from exchange.core import merkle
+from exchange.core.audit import AuditReport, Auditor
+from exchange.core.errors import InvalidInput, LedgerCorrupt
+from exchange.core.keys import Signer
+from exchange.core.logview import LogView
+from exchange.core.records import Record
+from exchange.pb.trustwire.v1 import audit_pb2 as apb
+from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
+from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
+
+__all__ = ["AuditClient", "audit_offline", "read_ledger_file", "read_checkpoint_file"]
+
+PAGE = 1000
+RPC_TIMEOUT_S = 60.0
+
+
+def read_ledger_file(path: Path) -> Iterator[bytes]:
+    """Record bytes of an embedded-engine ledger file, in the order of its index column."""
+    if not Path(path).exists():
+        raise InvalidInput(f"ledger file {path} does not exist")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield from (row[0] for row in conn.execute("SELECT record FROM records ORDER BY idx"))
+    except sqlite3.DatabaseError as exc:
+        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def read_checkpoint_file(path: Path) -> list[str]:
+    """Signed checkpoint notes from the log's checkpoints.db, or from a text file of
+    notes separated by blank lines... each note ends after its signature block."""
+    if not Path(path).exists():
+        raise InvalidInput(f"checkpoint file {path} does not exist")
+    if Path(path).suffix == ".db":
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in conn.execute("SELECT note FROM checkpoints ORDER BY size")]
+        finally:
+            conn.close()
+    return split_notes(Path(path).read_text())
+
+
+def split_notes(text: str) -> list[str]:
+    """Split concatenated signed notes (each: body, blank line, signature lines)."""
+    notes: list[str] = []
+    current: list[str] = []
+    in_signatures = False
+    for line in text.splitlines(keepends=True):
+        if in_signatures and not line.startswith("\u2014"):
+            notes.append("".join(current))
+            current, in_signatures = [], False
+            if not line.strip():
+                continue
+        current.append(line)
+        if line == "\n":
+            in_signatures = True
+    if current:
+        notes.append("".join(current))
+    return notes
+
+
+def audit_offline(
+    ledger: Path, checkpoints: list[str], operator_key: bytes, log_key: str, verify_from: int = 0
+) -> AuditReport:
+    auditor = Auditor(operator_key, log_key, checkpoints, verify_from=verify_from)
+    for raw in read_ledger_file(ledger):
+        auditor.add(raw)
+    return auditor.finish()
+
+
+class AuditClient:
+    def __init__(
+        self,
+        target: str,
+        *,
+        principal: str,
+        signer: Signer,
+        operator_key: bytes,
+        log_key: str,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self._channel = channel or connect(target, signer, principal)
+        self._audit = agrpc.AuditServiceStub(self._channel)
+        self._exchange = xgrpc.ExchangeServiceStub(self._channel)
+        self.operator_key = operator_key
+        self.log_key = log_key
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint, verified against the log key."""
+        with translate_errors():
+            reply = self._audit.GetCheckpoint(apb.GetCheckpointRequest(), timeout=RPC_TIMEOUT_S)
+        LogView(self.log_key).open(reply.note)
+        return reply.note
+
+    def checkpoints(self) -> list[str]:
+        out: list[str] = []
+        while True:
+            start = 0 if not out else _size_of(out[-1]) + 1
+            with translate_errors():
+                reply = self._audit.ListCheckpoints(
+                    apb.ListCheckpointsRequest(from_size=start, limit=PAGE), timeout=RPC_TIMEOUT_S
+                )
+            if not reply.notes:
+                return out
+            out.extend(reply.notes)
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """Every ledger record from ``start`` (auditors and the operator only)."""
+        cursor = start
+        while stop is None or cursor < stop:
+            with translate_errors():
+                page = self._audit.GetAllEntries(
+                    apb.GetAllEntriesRequest(from_index=cursor, limit=PAGE), timeout=RPC_TIMEOUT_S
+                )
+            if not page.records:
+                return
+            for raw in page.records:
+                if stop is not None and cursor >= stop:
+                    return
+                yield raw
+                cursor += 1
+
+    def verify(self, verify_from: int = 0, stop: int | None = None) -> AuditReport:
+        auditor = Auditor(self.operator_key, self.log_key, self.checkpoints(), verify_from=verify_from)
+        for raw in self.records(0, stop):
+            auditor.add(raw)
+        return auditor.finish()
+
+    def prove(self, index: int, tree_size: int = 0) -> dict[str, Any]:
+        """Inclusion of entry ``index``, verified locally, as a machine-readable dict."""
+        view = LogView(self.log_key)
+        note = self.checkpoint()
+        trusted = view.advance(note, 0, [])
+        with translate_errors():
+            proof = self._audit.GetInclusionProof(
+                apb.GetInclusionProofRequest(index=index, tree_size=tree_size or trusted.size), timeout=RPC_TIMEOUT_S
+            )
+            try:
+                record = next(iter(self.records(index, index + 1)))
+            except grpc.RpcError:
+                page = self._exchange.GetEntries(xpb.GetEntriesRequest(from_index=index, limit=1), timeout=RPC_TIMEOUT_S)
+                record = page.records[0] if page.records else b""
+        if proof.tree_size != trusted.size:
+            raise InvalidInput("prove against the latest checkpoint only (--tree-size must match it)")
+        if Record.decode(record).index != index:
+            raise InvalidInput(f"entry {index} is not visible to this principal")
+        view.check_inclusion(record, index, proof.tree_size, list(proof.hashes))
+        return {
+            "format": "trustwire-inclusion-proof-v1",
+            "index": index,
+            "tree_size": proof.tree_size,
+            "leaf_hash": merkle.leaf_hash(record).hex(),
+            "record": base64.b64encode(record).decode(),
+            "proof": [h.hex() for h in proof.hashes],
+            "root": trusted.root.hex(),
+            "checkpoint": note,
+            "verified": True,
+        }
+
+    def consistency(self, old_note: str, new_note: str) -> dict[str, Any]:
+        """Check that ``new_note`` extends ``old_note`` with a proof from the exchange."""
+        view = LogView(self.log_key, trusted_note=old_note)
+        old = view.trusted
+        new = LogView(self.log_key).open(new_note)
+        if old is None:
+            raise InvalidInput("old checkpoint missing")
+        with translate_errors():
+            proof = self._audit.GetConsistencyProof(
+                apb.GetConsistencyProofRequest(old_size=old.size, new_size=new.size), timeout=RPC_TIMEOUT_S
+            )
+        view.advance(new_note, old.size, list(proof.hashes))
+        return {
+            "format": "trustwire-consistency-proof-v1",
+            "old_size": old.size,
+            "new_size": new.size,
+            "old_root": old.root.hex(),
+            "new_root": new.root.hex(),
+            "proof": [h.hex() for h in proof.hashes],
+            "consistent": True,
+        }
+
+
+def _size_of(note: str) -> int:
+    from exchange.core import note as notes
+
+    return notes.Checkpoint.parse(notes.parse_note(note).text).size

@@ -1,0 +1,185 @@
+"""``trustwire audit …``: verify the ledger, prove inclusion and consistency, run a witness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clients.auditor import AuditClient, audit_offline, read_checkpoint_file, split_notes
+from exchange.core.audit import AuditReport
+from exchange.core.errors import ConfigError, ExitCode, InvalidInput
+from exchange.core.keys import Signer, parse_public_key
+from exchange.core.settings import load_settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditConfig:
+    operator_public_key: str
+    log_key: str
+    exchange: str = "127.0.0.1:7443"
+    principal: str | None = None
+    key_file: Path | None = None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("audit", help="auditor commands", description="Verify the ledger and its audit log.")
+    asub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+
+    def common(q: argparse.ArgumentParser, online: bool = True) -> None:
+        q.add_argument("--config", type=Path, help="auditor TOML settings")
+        q.add_argument("--operator-public-key", help="hex operator public key (trust anchor)")
+        q.add_argument("--log-key", help="the log's verifier key (trust anchor)")
+        if online:
+            q.add_argument("--exchange", help="exchange host:port")
+            q.add_argument("--principal", help="your enrolled auditor (or member) id")
+            q.add_argument("--key-file", type=Path, help="your hex Ed25519 seed")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+
+    v = asub.add_parser("verify", help="verify every entry and every signed checkpoint")
+    common(v)
+    v.add_argument("--ledger", type=Path, help="verify a ledger file offline instead of asking the exchange")
+    v.add_argument("--checkpoints", type=Path, help="checkpoints.db or a file of signed notes (offline mode)")
+    v.add_argument("--from", dest="start", type=int, default=0, help="first index whose signatures are checked")
+    v.add_argument("--to", dest="stop", type=int, default=None, help="stop before this index (online mode)")
+    v.set_defaults(run=verify)
+
+    pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
+    common(pr)
+    pr.add_argument("--index", type=int, required=True)
+    pr.set_defaults(run=prove)
+
+    c = asub.add_parser("consistency", help="prove that one checkpoint extends another")
+    common(c)
+    c.add_argument("--old", type=Path, required=True, help="file holding the older signed checkpoint")
+    c.add_argument("--new", type=Path, help="file holding the newer one (default: the exchange's latest)")
+    c.set_defaults(run=consistency)
+
+    cp = asub.add_parser("checkpoint", help="print the latest signed checkpoint (verified)")
+    common(cp)
+    cp.set_defaults(run=checkpoint)
+
+    w = asub.add_parser("witness", help="run a C2SP tlog-witness")
+    w.add_argument("--config", type=Path, required=True, help="witness TOML (name, key_file, state, listen, [logs])")
+    w.set_defaults(run=witness)
+
+
+def _config(args: argparse.Namespace, env: Mapping[str, str]) -> AuditConfig:
+    overrides = {
+        "operator_public_key": args.operator_public_key,
+        "log_key": args.log_key,
+        "exchange": getattr(args, "exchange", None),
+        "principal": getattr(args, "principal", None),
+        "key_file": getattr(args, "key_file", None),
+    }
+    return load_settings(AuditConfig, file=args.config, env=env, overrides=overrides)
+
+
+def _operator_key(config: AuditConfig) -> bytes:
+    try:
+        return parse_public_key(bytes.fromhex(config.operator_public_key))
+    except ValueError as exc:
+        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+
+
+def _client(config: AuditConfig) -> AuditClient:
+    if not config.principal or not config.key_file:
+        raise ConfigError("online audit commands need --principal and --key-file")
+    try:
+        signer = Signer.from_seed(bytes.fromhex(config.key_file.read_text().strip()))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"key file {config.key_file} does not exist") from exc
+    except ValueError as exc:
+        raise ConfigError(f"key file {config.key_file} must hold a hex seed") from exc
+    return AuditClient(
+        config.exchange, principal=config.principal, signer=signer,
+        operator_key=_operator_key(config), log_key=config.log_key,
+    )
+
+
+def _print(args: argparse.Namespace, data: Any, human: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else human)
+
+
+def _report_dict(report: AuditReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "entries": report.entries,
+        "verified_signatures": report.verified_signatures,
+        "checkpoints": report.checkpoints,
+        "tree_size": report.tree_size,
+        "root": report.root.hex(),
+        "findings": [
+            {"index": f.index, "checkpoint_size": f.checkpoint_size, "reason": f.reason, "message": f.message}
+            for f in report.findings
+        ],
+    }
+
+
+def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    config = _config(args, env)
+    if args.ledger is not None:
+        cp_file = args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
+        report = audit_offline(
+            args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, args.start
+        )
+    else:
+        client = _client(config)
+        try:
+            report = client.verify(args.start, args.stop)
+        finally:
+            client.close()
+    lines = [f.line() for f in report.findings]
+    summary = (
+        f"{'OK' if report.ok else 'FAILED'}: {report.entries} entries, {report.verified_signatures} signatures, "
+        f"{report.checkpoints} checkpoints; tree size {report.tree_size}, root {report.root.hex()}"
+    )
+    _print(args, _report_dict(report), "\n".join([*lines, summary]))
+    return int(ExitCode.OK if report.ok else ExitCode.SECURITY)
+
+
+def prove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    client = _client(_config(args, env))
+    try:
+        proof = client.prove(args.index)
+    finally:
+        client.close()
+    print(json.dumps(proof, indent=2, sort_keys=True))
+    return int(ExitCode.OK)
+
+
+def _one_note(path: Path) -> str:
+    notes = split_notes(path.read_text())
+    if len(notes) != 1:
+        raise InvalidInput(f"{path} must hold exactly one signed checkpoint")
+    return notes[0]
+
+
+def consistency(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    client = _client(_config(args, env))
+    try:
+        new = _one_note(args.new) if args.new else client.checkpoint()
+        result = client.consistency(_one_note(args.old), new)
+    finally:
+        client.close()
+    _print(args, result, f"consistent: size {result['old_size']} → {result['new_size']}")
+    return int(ExitCode.OK)
+
+
+def checkpoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    client = _client(_config(args, env))
+    try:
+        note = client.checkpoint()
+    finally:
+        client.close()
+    _print(args, {"note": note}, note.rstrip("\n"))
+    return int(ExitCode.OK)
+
+
+def witness(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from clients import witness as w
+
+    return w.main(["--config", str(args.config)])
