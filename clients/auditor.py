@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from clients.transport import connect, translate_errors
+from clients.transport import ClientTls, connect, translate_errors
 from exchange.core import merkle
 from exchange.core.audit import AuditReport, Auditor
 from exchange.core.errors import InvalidInput, LedgerCorrupt
@@ -98,8 +98,9 @@ class AuditClient:
         operator_key: bytes,
         log_key: str,
         channel: grpc.Channel | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        self._channel = channel or connect(target, signer, principal)
+        self._channel = channel or connect(target, signer, principal, tls=tls)
         self._audit = agrpc.AuditServiceStub(self._channel)
         self._exchange = xgrpc.ExchangeServiceStub(self._channel)
         self.operator_key = operator_key

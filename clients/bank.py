@@ -17,6 +17,7 @@ import numpy as np
 from clients.media import MIN_PDQ_QUALITY, MediaHashes
 from clients.store import MemberStore
 from exchange.core.entries import timestamp_to_ms
+from exchange.core.keydir import KeyInfo
 from exchange.core.signals import Matcher, signal_type
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
@@ -96,7 +97,7 @@ class Bank:
 
     # -- applying verified entries ---------------------------------------------------
 
-    def add_signal(self, s: pb.Signal, index: int) -> bool:
+    def add_signal(self, s: pb.Signal, index: int, keyid: str = "", accepted_at_ms: int = 0) -> bool:
         """Store a signal version; False if a newer version is already banked."""
         with self._store.transaction() as c:
             row = c.execute(
@@ -105,7 +106,8 @@ class Bank:
             if row is not None and row[0] >= index:
                 return False
             c.execute(
-                f"INSERT OR REPLACE INTO signals ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                f"INSERT OR REPLACE INTO signals ({_COLUMNS}, keyid, accepted_at_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
                 (
                     s.member_id,
                     s.signal_id,
@@ -120,6 +122,8 @@ class Bank:
                     timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
                     timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
                     timestamp_to_ms(s.created_at),
+                    keyid,
+                    accepted_at_ms,
                 ),
             )
         self._pdq_cache = None
@@ -134,13 +138,36 @@ class Bank:
         self._pdq_cache = None
         return cur.rowcount > 0
 
-    def add_opinion(self, o: pb.Opinion, index: int) -> None:
+    def add_opinion(self, o: pb.Opinion, index: int, keyid: str = "", accepted_at_ms: int = 0) -> None:
         with self._store.transaction() as c:
             c.execute(
-                "INSERT INTO opinions VALUES (?, ?, ?, ?, ?) ON CONFLICT (publisher, signal_id, author)"
-                " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx WHERE excluded.idx > opinions.idx",
-                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index),
+                "INSERT INTO opinions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (publisher, signal_id, author)"
+                " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx, keyid = excluded.keyid,"
+                " accepted_at_ms = excluded.accepted_at_ms WHERE excluded.idx > opinions.idx",
+                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, keyid, accepted_at_ms),
             )
+
+    def drop_tainted(self, key: KeyInfo) -> list[tuple[int, str, str]]:
+        """Remove what ``key`` signed after it was compromised; return (index, publisher, signal_id)
+        of each dropped signal (opinions are dropped too, and not returned)."""
+        dropped: list[tuple[int, str, str]] = []
+        with self._store.transaction() as c:
+            for idx, at, publisher, signal_id in c.execute(
+                "SELECT idx, accepted_at_ms, publisher, signal_id FROM signals WHERE keyid = ?", (key.keyid,)
+            ).fetchall():
+                if key.tainted(idx, at):
+                    c.execute("DELETE FROM signals WHERE publisher = ? AND signal_id = ?", (publisher, signal_id))
+                    dropped.append((idx, publisher, signal_id))
+            for idx, at, publisher, signal_id, author in c.execute(
+                "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
+            ).fetchall():
+                if key.tainted(idx, at):
+                    c.execute(
+                        "DELETE FROM opinions WHERE publisher = ? AND signal_id = ? AND author = ?",
+                        (publisher, signal_id, author),
+                    )
+        self._pdq_cache = None
+        return dropped
 
     # -- queries ---------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from clients.media import MediaHashes, hash_file, iter_files, pdq_distance
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue
 from clients.store import MemberStore
-from clients.transport import PublishOutcome, connect, publish_envelopes, translate_errors
+from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
 from exchange.core import signals
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import (
@@ -38,7 +38,7 @@ from exchange.core.entries import (
 )
 from exchange.core.errors import InvalidValue, SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
-from exchange.core.keys import Signer
+from exchange.core.keys import KeyId, Signer
 from exchange.core.logview import LogView
 from exchange.core.records import Record
 from exchange.core.verify import EntryVerifier, VerifiedEntry
@@ -88,13 +88,14 @@ class MemberClient:
         on_auto_action: Callable[[Match, Decision], None] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         channel: grpc.Channel | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.member_id = member_id
         self.signer = signer
         self.operator_key = operator_key
         self._log_trust = (log_key, tuple(witnesses), witness_quorum)
         self._clock_ms = clock_ms
-        self._channel = channel or connect(target, signer, member_id)
+        self._channel = channel or connect(target, signer, member_id, tls=tls)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)
         self.policy = policy or Policy(rules=())
         self._on_auto_action = on_auto_action
@@ -103,6 +104,12 @@ class MemberClient:
         self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
         self._verifier = self._load_verifier()
         self.log_view = self._load_log_view()
+
+    def _local(self) -> tuple[MemberStore, Bank, ModerationQueue]:
+        """The member's state file, bank and queue (for methods that need them)."""
+        if self.store is None or self.bank is None or self.queue is None:
+            raise InvalidValue("this needs a state file (MemberClient(state=...))")
+        return self.store, self.bank, self.queue
 
     def _load_log_view(self) -> LogView:
         """The last checkpoint this member trusts (from its state file, if any)."""
@@ -281,14 +288,14 @@ class MemberClient:
         return report
 
     def _ingest(self, raw: bytes, report: SyncReport) -> None:
-        assert self.store is not None and self.bank is not None and self.queue is not None  # noqa: S101
+        store, bank, queue = self._local()
         try:
             v = self._verifier.verify(raw)
         except UntrustedEntry as exc:
             # the index the record claims: the verifier's position is wrong after records
             # hidden from this member, and repeats for consecutive bad records
             index = _claimed_index(raw, fallback=self._verifier.last_index + 1)
-            self.store.quarantine(index, str(exc), raw, self._clock_ms())
+            store.quarantine(index, str(exc), raw, self._clock_ms())
             report.quarantined += 1
             report.quarantine_reasons.append(str(exc))
             log.warning("quarantined: %s", exc)
@@ -296,28 +303,45 @@ class MemberClient:
         report.verified += 1
         e = v.entry
         if isinstance(e, pb.KeyEvent):
-            self.store.add_key_event(v.index, v.record)
+            store.add_key_event(v.index, v.record)
             report.key_events += 1
+            if e.WhichOneof("event") == "key_revoked" and e.key_revoked.compromised:
+                self._quarantine_compromised(KeyId(e.key_revoked.keyid), v.index, report)
         elif isinstance(e, pb.Signal):
             report.signals += 1
-            if self.bank.add_signal(e, v.index):
+            if bank.add_signal(e, v.index, v.keyid, v.accepted_at_ms):
                 report.queued += self._rematch(e)
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
-            self.bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
+            bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
             reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
-            report.withdrawn += self.queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
+            report.withdrawn += queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):
             report.opinions += 1
-            self.bank.add_opinion(e, v.index)
+            bank.add_opinion(e, v.index, v.keyid, v.accepted_at_ms)
+
+    def _quarantine_compromised(self, keyid: KeyId, revoked_at_index: int, report: SyncReport) -> None:
+        """Retroactively quarantine what a stolen key signed before its revocation reached us."""
+        store, bank, queue = self._local()
+        key = self._verifier.directory.keys[keyid]
+        for index, publisher, signal_id in bank.drop_tainted(key):
+            reason = (
+                f"entry {index}: compromised-key: signed by key {keyid[:16]}… after its compromise "
+                f"(revoked at entry {revoked_at_index})"
+            )
+            store.quarantine(index, reason, b"", self._clock_ms())
+            queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
+            report.quarantined += 1
+            report.quarantine_reasons.append(reason)
+            log.warning("retroactively quarantined: %s", reason)
 
     def _rematch(self, s: pb.Signal) -> int:
         """Match a newly banked signal against the member's already-hashed content."""
-        assert self.store is not None and self.bank is not None  # noqa: S101
-        banked = self.bank.get(s.member_id, s.signal_id)
+        store, bank, _ = self._local()
+        banked = bank.get(s.member_id, s.signal_id)
         if banked is None or not banked.live_at(self._clock_ms()):
             return 0
-        conn = self.store.conn
+        conn = store.conn
         hits: list[tuple[str, int]] = []
         if s.type in ("md5", "video_md5"):
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE md5 = ?", (s.value,))]
@@ -326,7 +350,7 @@ class MemberClient:
         elif s.type == "pdq":
             for ref, pdq in conn.execute("SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= 50"):
                 d = pdq_distance(pdq, s.value)
-                if d <= self.bank.pdq_threshold:
+                if d <= bank.pdq_threshold:
                     hits.append((ref, d))
         return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
 
@@ -349,9 +373,9 @@ class MemberClient:
 
     def _route(self, match: Match) -> int:
         """Apply the policy to one match; 1 if a new queue item was written."""
-        assert self.queue is not None  # noqa: S101
+        _, _, queue = self._local()
         decision = self.policy.decide(self.facts(match))
-        added = self.queue.enqueue(match, decision)
+        added = queue.enqueue(match, decision)
         if added and decision.action is Action.AUTO_ACTION and self._on_auto_action is not None:
             self._on_auto_action(match, decision)
         return int(added)

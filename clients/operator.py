@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
-from clients.transport import PublishOutcome, connect, publish_envelopes
+from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import OPERATOR, TLP_BY_NAME, by_name, encode_entry, ms_to_timestamp
 from exchange.core.keys import Signer
@@ -24,10 +24,11 @@ class OperatorClient:
         signer: Signer,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         channel: grpc.Channel | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.signer = signer
         self._clock_ms = clock_ms
-        self._channel = channel or connect(target, signer, OPERATOR)
+        self._channel = channel or connect(target, signer, OPERATOR, tls=tls)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)
 
     def close(self) -> None:

@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS signals (
     valid_until_ms INTEGER,
     created_at_ms INTEGER NOT NULL,
     retracted_idx INTEGER,
+    keyid TEXT NOT NULL DEFAULT '',
+    accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id)
 );
+CREATE INDEX IF NOT EXISTS signals_keyid ON signals(keyid);
 CREATE INDEX IF NOT EXISTS signals_value ON signals(type, value);
 CREATE TABLE IF NOT EXISTS opinions (
     publisher TEXT NOT NULL,
@@ -44,6 +47,8 @@ CREATE TABLE IF NOT EXISTS opinions (
     author TEXT NOT NULL,
     verdict INTEGER NOT NULL,
     idx INTEGER NOT NULL,
+    keyid TEXT NOT NULL DEFAULT '',
+    accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id, author)
 );
 CREATE TABLE IF NOT EXISTS content (

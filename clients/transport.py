@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from exchange.core.callauth import sign_call
 from exchange.core.entries import timestamp_to_ms
-from exchange.core.errors import TrustwireError, Unavailable, error_for
+from exchange.core.errors import ConfigError, TrustwireError, Unavailable, error_for
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 
-__all__ = ["PublishOutcome", "REASON_HEADER", "connect", "publish_envelopes", "translate_errors"]
+__all__ = ["ClientTls", "PublishOutcome", "REASON_HEADER", "connect", "publish_envelopes", "translate_errors"]
 
 REASON_HEADER = "tw-reason"
 PUBLISH_TIMEOUT_S = 60.0
@@ -52,13 +54,90 @@ class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
         self.compression = getattr(base, "compression", None)
 
 
-def connect(target: str, signer: Signer, principal: str, max_message_bytes: int = 32 * 1024 * 1024) -> grpc.Channel:
-    """An insecure channel to ``target`` that signs every call as ``principal``."""
-    options = [
+def _read_pem(path: Path, setting: str, kind: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{setting} {path} does not exist") from exc
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"{setting} {path} is not a readable file") from exc
+    marker = b"PRIVATE KEY-----" if kind == "private key" else b"-----BEGIN CERTIFICATE-----"
+    if marker not in data:
+        raise ConfigError(f"{setting} {path} does not hold a PEM {kind}")
+    return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientTls:
+    """TLS settings of a channel: the CA that issued the exchange's certificate and,
+    for mutual TLS, this principal's client certificate and key (all PEM bytes).
+
+    TLS adds to the per-call signatures; it does not replace them. Under mutual TLS
+    the certificate must name the principal the calls are signed as.
+    """
+
+    root_certificates: bytes
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None
+    """Expected name in the exchange's certificate, when it differs from the target host (tests)."""
+
+    def __post_init__(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ConfigError("a TLS client certificate and its private key go together: give both or neither")
+
+    @classmethod
+    def from_files(
+        cls,
+        ca_file: Path,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        server_name: str | None = None,
+    ) -> ClientTls:
+        """Read PEM files (settings tls_ca_file, tls_cert_file, tls_key_file)."""
+        if (cert_file is None) != (key_file is None):
+            raise ConfigError("tls_cert_file and tls_key_file go together: set both for mutual TLS")
+        return cls(
+            root_certificates=_read_pem(ca_file, "tls_ca_file", "certificate"),
+            certificate_chain=_read_pem(cert_file, "tls_cert_file", "certificate") if cert_file else None,
+            private_key=_read_pem(key_file, "tls_key_file", "private key") if key_file else None,
+            server_name=server_name,
+        )
+
+    @property
+    def mutual(self) -> bool:
+        return self.certificate_chain is not None
+
+
+def connect(
+    target: str,
+    signer: Signer,
+    principal: str,
+    max_message_bytes: int = 32 * 1024 * 1024,
+    *,
+    tls: ClientTls | None = None,
+) -> grpc.Channel:
+    """A channel to ``target`` that signs every call as ``principal``.
+
+    Plaintext without ``tls`` (loopback and development only); with it, TLS that
+    verifies the exchange against ``tls.root_certificates`` and, when ``tls`` holds a
+    client certificate, mutual TLS.
+    """
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    channel = grpc.insecure_channel(target, options=options)
+    if tls is None:
+        channel = grpc.insecure_channel(target, options=options)
+    else:
+        if tls.server_name:
+            options.append(("grpc.ssl_target_name_override", tls.server_name))
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.root_certificates,
+            private_key=tls.private_key,
+            certificate_chain=tls.certificate_chain,
+        )
+        channel = grpc.secure_channel(target, credentials, options=options)
     return grpc.intercept_channel(channel, _CallSigner(signer, principal))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +12,8 @@ import pytest
 
 from clients.member import MemberClient
 from clients.operator import OperatorClient
+from clients.transport import ClientTls
+from exchange.core.entries import OPERATOR
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.server.config import ServerConfig
@@ -38,6 +40,8 @@ class TaskForce:
     operator: Signer
     signers: dict[str, Signer]
     tmp: Path
+    tls: Callable[[str], ClientTls | None] = lambda principal: None
+    """The TLS settings each principal's channel uses (None: plaintext, the default)."""
     _clients: list[MemberClient] = field(default_factory=list)
 
     @property
@@ -57,13 +61,13 @@ class TaskForce:
             operator_key=self.operator.public_key,
             log_key=self.log_key,
             state=(self.tmp / f"{name}-{len(self._clients)}.db") if state else None,
-            **kwargs,  # type: ignore[arg-type]
+            **{"tls": self.tls(name), **kwargs},  # type: ignore[arg-type]
         )
         self._clients.append(c)
         return c
 
     def operator_client(self) -> OperatorClient:
-        return OperatorClient(self.target, self.operator)
+        return OperatorClient(self.target, self.operator, tls=self.tls(OPERATOR))
 
     def ledger_snapshot(self) -> tuple[int, list[bytes]]:
         """Head and every record, to assert that a rejected call changed nothing."""
@@ -76,7 +80,11 @@ class TaskForce:
         self.server.stop(grace=0.2)
 
 
-def start_taskforce(tmp: Path, **config: object) -> TaskForce:
+def start_taskforce(
+    tmp: Path, tls: Callable[[str], ClientTls | None] | None = None, **config: object
+) -> TaskForce:
+    """A served, enrolled task force; ``tls(principal)`` gives each client's TLS settings
+    when the server config (``tls_cert_file=…``) asks for TLS."""
     operator = insecure_signer("operator")
     tmp.mkdir(parents=True, exist_ok=True)
     log_key_file = tmp / "log.key"
@@ -92,6 +100,8 @@ def start_taskforce(tmp: Path, **config: object) -> TaskForce:
         )
     )
     tf = TaskForce(server=server, operator=operator, signers={m: insecure_signer(m) for m in MEMBERS}, tmp=tmp)
+    if tls is not None:  # under mutual TLS even the operator's enrolment below needs its certificate
+        tf.tls = tls
     op = tf.operator_client()
     events = [
         op.create_group(GROUP_ALL, "Everyone", "amber"),

@@ -8,6 +8,12 @@
    demo media and fills its moderation queue according to its policy;
 5. a summary. Entries carry fixed timestamps, so every run signs the same bytes and
    prints the same outcome.
+
+With ``--tls`` the same run goes over mutual TLS: a throwaway INSECURE demo CA in
+the work directory issues the exchange's certificate (127.0.0.1/localhost) and one
+client certificate per principal (CN = principal); every client presents its own,
+and the exchange binds each call's principal to it. Only the summary's
+"transport" field differs.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections import Counter
@@ -27,8 +34,9 @@ from clients.jsonl import entries_from_jsonl, parse_time_ms
 from clients.member import MemberClient
 from clients.operator import OperatorClient
 from clients.policy import Policy
+from clients.transport import ClientTls
 from exchange.core.dsse import Envelope
-from exchange.core.entries import Entry
+from exchange.core.entries import OPERATOR, Entry
 from exchange.core.errors import ConfigError, ExitCode, TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
@@ -49,6 +57,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seeds", type=Path, default=None, help="seed directory (default: the bundled seeds/)")
     p.add_argument("--workdir", type=Path, default=None, help="keep ledger and member state here (wiped first)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--tls", action="store_true",
+        help="run over mutual TLS with generated INSECURE demo certificates (kept in the workdir under pki/)",
+    )
     p.set_defaults(run=run)
 
 
@@ -104,6 +116,7 @@ def _ident(entry: Entry) -> str:
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from exchange.server.config import ServerConfig
     from exchange.server.grpc_server import build_server
+    from exchange.server.tls import generate_demo_pki
 
     seeds = args.seeds or seeds_dir()
     try:
@@ -124,6 +137,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     workdir, temporary = _prepare_workdir(args.workdir)
     log_key_file = workdir / "log.key"
     log_key_file.write_text(tf["log_seed"] + "\n")
+    tls_settings: dict[str, Any] = {}
+    tls: dict[str, ClientTls | None] = {}
+    if args.tls:
+        pki = generate_demo_pki(workdir / "pki", ("127.0.0.1", "localhost"), [OPERATOR, *(m.id for m in members)])
+        tls_settings = dict(tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.ca_cert)
+        tls = {p: ClientTls.from_files(pki.ca_cert, pki.client_certs[p], pki.client_keys[p]) for p in pki.client_certs}
     server = build_server(
         ServerConfig(
             operator_public_key=operator.public_key.hex(),
@@ -131,9 +150,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             listen="127.0.0.1:0",
             ledger_path=workdir / "ledger.db",
             name=tf["exchange"],
+            **tls_settings,
         )
     )
-    summary: dict[str, Any] = {"exchange": tf["exchange"], "workdir": None if temporary else str(workdir)}
+    summary: dict[str, Any] = {
+        "exchange": tf["exchange"],
+        "workdir": None if temporary else str(workdir),
+        "transport": "mtls" if args.tls else "plaintext",
+    }
     rejections: list[dict[str, str]] = []
     tally: Counter[str] = Counter()
 
@@ -147,7 +171,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 rejections.append({"member": who, "entry": ident, "reason": o.reason, "message": o.message})
 
     try:
-        op = OperatorClient(server.target, operator)
+        op = OperatorClient(server.target, operator, tls=tls.get(OPERATOR))
         events = [op.create_group(g["id"], g["name"], g["max_tlp"], created_at) for g in tf["group"]]
         for m in members:
             events.append(op.enrol(m.id, m.name, m.groups, created_at_ms=created_at))
@@ -160,6 +184,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             m.id: MemberClient(
                 server.target, member_id=m.id, signer=m.signer, operator_key=operator.public_key,
                 log_key=server.checkpoints.verifier_key, state=workdir / f"{m.id}.db", policy=Policy.load(m.policy),
+                tls=tls.get(m.id),
             )
             for m in members
         }
@@ -208,6 +233,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             ledger_size=server.ledger.head(),
             members=per_member,
         )
+        if args.tls:
+            print(
+                f"trustwire demo: the exchange ran with mutual TLS: the operator and {len(members)} members each "
+                "presented a client certificate from a throwaway INSECURE demo CA"
+                + ("" if temporary else f" (in {workdir / 'pki'})"),
+                file=sys.stderr,
+            )
     except TrustwireError:
         raise
     finally:
@@ -229,7 +261,8 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
     console.print(
         f"[bold]Trustwire demo[/bold] — exchange {summary['exchange']}, ledger of {summary['ledger_size']} entries\n"
         f"entries published {summary['published']}, accepted {summary['accepted']}, "
-        f"rejected {summary['rejected']}"
+        f"rejected {summary['rejected']}\n"
+        f"transport {'mutual TLS (INSECURE demo certificates)' if summary['transport'] == 'mtls' else 'plaintext (loopback)'}"
     )
     if summary["rejections"]:
         t = Table(title="Rejected by the exchange", title_justify="left")

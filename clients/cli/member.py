@@ -15,6 +15,7 @@ from clients.config import MemberConfig
 from clients.member import MemberClient
 from clients.policy import Policy
 from clients.queue import State
+from clients.transport import ClientTls
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput, TrustwireError
 from exchange.core.keys import Signer, parse_public_key
 from exchange.core.records import Receipt
@@ -40,6 +41,9 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--log-key", help="the log's verifier key (printed by `trustwire serve`)")
         q.add_argument("--state", type=Path, help="local state file (bank, queue, cursor)")
         q.add_argument("--policy", type=Path)
+        q.add_argument("--tls-ca-file", type=Path, help="PEM CA of the exchange's certificate (enables TLS)")
+        q.add_argument("--tls-cert-file", type=Path, help="PEM client certificate for mutual TLS")
+        q.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     pub = msub.add_parser("publish", help="sign and publish entries from a JSON Lines file")
@@ -103,6 +107,9 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> MemberConfi
         "log_key": args.log_key,
         "state": args.state,
         "policy": args.policy,
+        "tls_ca_file": args.tls_ca_file,
+        "tls_cert_file": args.tls_cert_file,
+        "tls_key_file": args.tls_key_file,
     }
     return load_settings(MemberConfig, file=args.config, env=env, overrides=overrides)
 
@@ -123,6 +130,11 @@ def open_client(config: MemberConfig) -> MemberClient:
     except ValueError as exc:
         raise ConfigError("operator_public_key must be 64 hex characters") from exc
     policy = Policy.load(config.policy) if config.policy else None
+    tls = None
+    if config.tls_ca_file is not None:
+        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
+    elif config.tls_cert_file is not None or config.tls_key_file is not None:
+        raise ConfigError("tls_cert_file/tls_key_file need tls_ca_file (the CA of the exchange's certificate)")
     return MemberClient(
         config.exchange,
         member_id=config.member_id,
@@ -133,6 +145,7 @@ def open_client(config: MemberConfig) -> MemberClient:
         witness_quorum=config.witness_quorum,
         state=config.state,
         policy=policy,
+        tls=tls,
     )
 
 

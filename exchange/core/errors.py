@@ -11,7 +11,7 @@ identifiers.
     │   ├── MalformedEntry              malformed-entry
     │   ├── MalformedRecord             malformed-record
     │   ├── InvalidValue                invalid-value
-    │   ├── NonNormalizedValue          non-normalized-value
+    │   │   └── NonNormalizedValue      non-normalized-value
     │   ├── InvalidKeyEvent             invalid-key-event
     │   └── ConfigError                 invalid-config
     ├── AuthenticationError             UNAUTHENTICATED
@@ -20,7 +20,8 @@ identifiers.
     │   ├── MissingCredentials          missing-credentials
     │   ├── BadCallSignature            bad-call-signature
     │   ├── ReplayedCall                replayed-call
-    │   └── ExpiredCall                 expired-call-timestamp
+    │   ├── ExpiredCall                 expired-call-timestamp
+    │   └── CertificateMismatch         certificate-mismatch
     ├── PermissionDenied                PERMISSION_DENIED
     │   ├── WrongMember                 wrong-member
     │   ├── KeyNotValid                 key-not-valid
@@ -47,6 +48,7 @@ __all__ = [
     "AuthenticationError",
     "BadCallSignature",
     "BatchTooLarge",
+    "CertificateMismatch",
     "ConfigError",
     "ExitCode",
     "ExpiredCall",
@@ -133,7 +135,7 @@ class InvalidValue(InvalidInput):
     reason = "invalid-value"
 
 
-class NonNormalizedValue(InvalidInput):
+class NonNormalizedValue(InvalidValue):
     reason = "non-normalized-value"
 
 
@@ -174,6 +176,12 @@ class ReplayedCall(AuthenticationError):
 
 class ExpiredCall(AuthenticationError):
     reason = "expired-call-timestamp"
+
+
+class CertificateMismatch(AuthenticationError):
+    """Under mutual TLS, the call's principal is not the one the client certificate names."""
+
+    reason = "certificate-mismatch"
 
 
 class PermissionDenied(TrustwireError):

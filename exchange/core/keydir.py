@@ -36,18 +36,30 @@ class KeyInfo:
     valid_from_ms: int
     added_index: int
     revoked_index: int | None = None
-    revoked_at_ms: int | None = None
+    revoked_at_ms: int | None = None  # retired keys stay valid until then (rotation overlap)
+    compromised: bool = False
     compromised_since_index: int | None = None
+    compromised_since_ms: int | None = None
 
     def usable_at(self, index: int, at_ms: int) -> bool:
         """May this key sign the entry accepted at (index, at_ms)?"""
         if index <= self.added_index or at_ms < self.valid_from_ms:
             return False
+        if self.tainted(index, at_ms):
+            return False
+        if self.revoked_index is None:
+            return True
+        if self.compromised or self.revoked_at_ms is None:
+            return index < self.revoked_index
+        return at_ms < self.revoked_at_ms
+
+    def tainted(self, index: int, at_ms: int) -> bool:
+        """Was an entry at (index, at_ms) signed after this key was compromised?"""
+        if not self.compromised:
+            return False
         if self.compromised_since_index is not None and index >= self.compromised_since_index:
-            return False
-        if self.revoked_index is not None and index > self.revoked_index:
-            return False
-        return True
+            return True
+        return self.compromised_since_ms is not None and at_ms >= self.compromised_since_ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,11 +169,21 @@ class KeyDirectory:
             raise InvalidKeyEvent("key_revoked names a key the member does not hold")
         if k.revoked_index is not None:
             raise InvalidKeyEvent("key is already revoked")
-        since = e.compromised_since_index if e.compromised else None
-        if since is not None and since > index:
+        since_index = e.compromised_since_index if e.compromised and e.compromised_since_index else None
+        since_ms = timestamp_to_ms(e.compromised_since) if e.compromised and e.HasField("compromised_since") else None
+        if e.compromised and since_index is None and since_ms is None:
+            raise InvalidKeyEvent("a compromised key needs compromised_since_index or compromised_since")
+        if since_index is not None and since_index > index:
             raise InvalidKeyEvent("compromised_since_index is after the revocation")
+        if not e.compromised and (e.compromised_since_index or e.HasField("compromised_since")):
+            raise InvalidKeyEvent("compromised_since is only for compromised keys")
         self.keys[k.keyid] = replace(
-            k, revoked_index=index, revoked_at_ms=timestamp_to_ms(e.revoked_at), compromised_since_index=since
+            k,
+            revoked_index=index,
+            revoked_at_ms=timestamp_to_ms(e.revoked_at) if e.HasField("revoked_at") else None,
+            compromised=e.compromised,
+            compromised_since_index=since_index,
+            compromised_since_ms=since_ms,
         )
 
     def _set_suspended(self, mid: str, suspended: bool) -> None:

@@ -15,6 +15,8 @@ class ServerConfig:
     log_key_file: Path
     """File holding the log key's hex Ed25519 seed; the log key signs checkpoints."""
     listen: str = "127.0.0.1:7443"
+    """host:port. Without the tls_* settings the exchange speaks plaintext gRPC: for
+    loopback and development only (see exchange.server.tls)."""
     engine: str = "sqlite"
     ledger_path: Path = Path("trustwire-ledger.db")
     name: str = "trustwire.invalid/exchange"
@@ -29,3 +31,11 @@ class ServerConfig:
     verify_workers: int = 0
     """Threads verifying signatures in parallel; 0 = one per core."""
     rpc_workers: int = 16
+    tls_cert_file: Path | None = None
+    """PEM server certificate (chain); with tls_key_file, enables TLS."""
+    tls_key_file: Path | None = None
+    """PEM private key of tls_cert_file (unencrypted; keep it 0600)."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificate(s); enables mutual TLS: every connection must present a client
+    certificate from this CA, and each call's principal must be the certificate's CN or
+    a DNS SAN. Needs tls_cert_file and tls_key_file."""

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.core.callauth import CallAuthenticator, CallCredentials
+from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentials
 from exchange.core.entries import ms_to_timestamp
 from exchange.core.errors import ConfigError, TrustwireError
 from exchange.core import note as notes
@@ -34,6 +34,7 @@ from exchange.server.witnesses import WitnessClient
 from exchange.server.config import ServerConfig
 from exchange.server.ledger import Ledger, Receipt, SqliteLedger
 from exchange.server.service import ExchangeCore
+from exchange.server.tls import bind_principal, server_credentials
 
 __all__ = ["RunningServer", "build_server", "REASON_HEADER"]
 
@@ -54,10 +55,14 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     TrustwireError becomes its own status and reason; anything else becomes
     INTERNAL with a correlation id that is also logged (with the traceback).
+    With ``bind_certificates`` (mutual TLS), the call's principal must also be the
+    one the client certificate names (CertificateMismatch otherwise), checked before
+    the signature so a mismatched caller touches no key or nonce state.
     """
 
-    def __init__(self, auth: CallAuthenticator) -> None:
+    def __init__(self, auth: CallAuthenticator, bind_certificates: bool = False) -> None:
         self._auth = auth
+        self._bind_certificates = bind_certificates
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -80,6 +85,8 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _enter(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        if self._bind_certificates and metadata.get(H_PRINCIPAL):
+            bind_principal(context.auth_context(), metadata[H_PRINCIPAL])
         body = request.SerializeToString(deterministic=True)
         _caller.set(self._auth.authenticate(method, metadata, body))
 
@@ -262,6 +269,7 @@ def open_ledger(config: ServerConfig, clock_ms: Callable[[], int]) -> Ledger:
 def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None) -> RunningServer:
     """Wire ledger → admission → core → servicer, bind, and start serving."""
     clock = clock_ms or (lambda: int(time.time() * 1000))
+    credentials = server_credentials(config)  # None: plaintext, for loopback and development only
     try:
         operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
     except ValueError as exc:
@@ -284,7 +292,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=config.rpc_workers, thread_name_prefix="rpc"),
-        interceptors=[_Interceptor(auth)],
+        interceptors=[_Interceptor(auth, bind_certificates=config.tls_client_ca_file is not None)],
         options=options,
         maximum_concurrent_rpcs=config.rpc_workers * 4,
     )
@@ -299,7 +307,13 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(service_names, server)
-    port = server.add_insecure_port(config.listen)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
         checkpoints.stop()
         ledger.close()
@@ -308,7 +322,12 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     server.start()
     for name in ("", *service_names[:2]):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("exchange serving on port %d (engine %s, ledger head %d)", port, config.engine, ledger.head())
+    transport = "plaintext" if credentials is None else "mutual TLS" if config.tls_client_ca_file else "TLS"
+    if credentials is None and not config.listen.startswith(("127.", "localhost:", "[::1]:")):
+        log.warning("exchange listens on %s in plaintext; configure tls_cert_file/tls_key_file", config.listen)
+    log.info(
+        "exchange serving on port %d (%s, engine %s, ledger head %d)", port, transport, config.engine, ledger.head()
+    )
     return RunningServer(
         server=server, port=port, core=core, ledger=ledger, checkpoints=checkpoints, health=health_servicer, _pool=pool
     )

@@ -86,7 +86,7 @@ class ExchangeCore:
         info = directory.keys.get(keyid)
         if info is None or info.member_id != principal:
             raise WrongMember(f"key {keyid[:16]}… does not belong to {principal}")
-        if info.revoked_index is not None or info.valid_from_ms > self._clock_ms():
+        if not info.usable_at(directory.last_index + 1, self._clock_ms()):
             raise KeyNotValid(f"key {keyid[:16]}… of {principal} is revoked or not yet valid")
         member = directory.members.get(info.member_id)
         if member is None or member.suspended:

@@ -149,9 +149,33 @@ def test_revoke_compromised() -> None:
     assert d.keys[BOB.keyid].revoked_index == 7
 
 
-def test_compromised_since_is_ignored_unless_compromised() -> None:
-    d = build([revoke("bob", BOB.keyid, compromised=False, since=3)])
-    assert d.keys[BOB.keyid].compromised_since_index is None
+def test_compromised_since_is_refused_unless_compromised() -> None:
+    d = build()
+    with pytest.raises(InvalidKeyEvent, match="only for compromised keys"):
+        d.apply(revoke("bob", BOB.keyid, compromised=False, since=3), 7)
+    assert d.keys[BOB.keyid].revoked_index is None
+
+
+def test_a_compromised_key_needs_a_since_point() -> None:
+    d = build()
+    with pytest.raises(InvalidKeyEvent, match="needs compromised_since"):
+        d.apply(revoke("bob", BOB.keyid, compromised=True, since=0), 7)
+
+
+def test_retired_key_stays_valid_until_revoked_at_then_not() -> None:
+    """A rotation's overlap: the old key signs until revoked_at, even after the event."""
+    d = build([revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 10_000)])
+    d.signing_key(ALICE.keyid, MemberId("alice"), 9, VALID_FROM + 9_999)
+    with pytest.raises(KeyNotValid):
+        d.signing_key(ALICE.keyid, MemberId("alice"), 9, VALID_FROM + 10_000)
+
+
+def test_compromised_since_time_taints_by_acceptance_time() -> None:
+    event = revoke("alice", ALICE.keyid, compromised=True)
+    event.key_revoked.compromised_since.CopyFrom(ms_to_timestamp(VALID_FROM + 500))
+    d = build([event])
+    k = d.keys[ALICE.keyid]
+    assert not k.tainted(6, VALID_FROM + 499) and k.tainted(6, VALID_FROM + 500)
 
 
 def test_compromised_since_may_equal_the_revocation_index() -> None:
@@ -273,15 +297,17 @@ def key_info(**changes: object) -> KeyInfo:
         ({}, 10**9, 5000, True),
         ({}, 6, 999, False),  # before valid_from
         ({}, 6, 1000, True),
-        ({"revoked_index": 10}, 9, 5000, True),
-        ({"revoked_index": 10}, 10, 5000, True),
+        ({"revoked_index": 10}, 9, 5000, True),  # revoked from the event on (no revoked_at)
+        ({"revoked_index": 10}, 10, 5000, False),
         ({"revoked_index": 10}, 11, 5000, False),
-        ({"revoked_index": 10, "compromised_since_index": 8}, 7, 5000, True),
-        ({"revoked_index": 10, "compromised_since_index": 8}, 8, 5000, False),
-        ({"revoked_index": 10, "compromised_since_index": 8}, 9, 5000, False),
-        ({"revoked_index": 10, "compromised_since_index": 8}, 11, 5000, False),
-        ({"revoked_index": 10, "compromised_since_index": 0}, 6, 5000, False),  # stolen from the start
-        ({"revoked_index": 10, "compromised_since_index": 8}, 7, 999, False),
+        ({"revoked_index": 10, "revoked_at_ms": 6000}, 11, 5999, True),  # rotation overlap
+        ({"revoked_index": 10, "revoked_at_ms": 6000}, 11, 6000, False),
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 5000, True),
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 8, 5000, False),
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 9, 5000, False),
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 11, 5000, False),
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 0}, 6, 5000, False),  # stolen from the start
+        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 999, False),
     ],
 )
 def test_usable_at(changes: dict[str, object], index: int, at_ms: int, usable: bool) -> None:
@@ -306,7 +332,7 @@ def test_signing_key_accepts_a_valid_key() -> None:
         ([], ALICE.keyid, "alice", 5, VALID_FROM, KeyNotValid),  # at the key_added index
         ([], ALICE.keyid, "alice", 3, VALID_FROM, KeyNotValid),  # before it
         ([], ALICE.keyid, "alice", 7, VALID_FROM - 1, KeyNotValid),  # before valid_from
-        ([revoke("alice", ALICE.keyid)], ALICE.keyid, "alice", 8, VALID_FROM, KeyNotValid),
+        ([revoke("alice", ALICE.keyid, at_ms=VALID_FROM)], ALICE.keyid, "alice", 8, VALID_FROM, KeyNotValid),
         ([revoke("alice", ALICE.keyid, compromised=True, since=6)], ALICE.keyid, "alice", 6, VALID_FROM, KeyNotValid),
         ([suspend("alice")], ALICE.keyid, "alice", 8, VALID_FROM, MemberSuspended),
     ],
@@ -336,7 +362,7 @@ def test_reinstated_member_may_sign_again() -> None:
 
 
 def test_other_key_still_works_after_one_is_revoked() -> None:
-    d = build([add_key("alice", ALICE2.public_key), revoke("alice", ALICE.keyid)])
+    d = build([add_key("alice", ALICE2.public_key), revoke("alice", ALICE.keyid, at_ms=VALID_FROM)])
     d.signing_key(ALICE2.keyid, MemberId("alice"), 9, VALID_FROM)
     with pytest.raises(KeyNotValid):
         d.signing_key(ALICE.keyid, MemberId("alice"), 9, VALID_FROM)
