@@ -31,7 +31,8 @@ identifiers.
     ├── NotFound                        NOT_FOUND
     ├── OutOfRange                      OUT_OF_RANGE
     ├── ResourceExhausted               RESOURCE_EXHAUSTED
-    │   └── BatchTooLarge               oversized-batch
+    │   ├── BatchTooLarge               oversized-batch
+    │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
     │   ├── UntrustedEntry              untrusted-entry
@@ -69,6 +70,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "QuotaExceeded",
     "ReplayedCall",
     "ResourceExhausted",
     "SecurityError",
@@ -230,6 +232,16 @@ class ResourceExhausted(TrustwireError):
 
 class BatchTooLarge(ResourceExhausted):
     reason = "oversized-batch"
+
+
+class QuotaExceeded(ResourceExhausted):
+    """A member published faster than its quota; retry after ``retry_after_ms``."""
+
+    reason = "quota-exceeded"
+
+    def __init__(self, message: str, retry_after_ms: int = 1000) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 class Unavailable(TrustwireError):

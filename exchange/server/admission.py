@@ -27,7 +27,6 @@ from exchange.core.entries import (
     validate_entry,
 )
 from exchange.core.errors import (
-    BatchTooLarge,
     NotFound,
     TrustwireError,
     UnknownKey,
@@ -37,6 +36,7 @@ from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import Ledger, Pending, Receipt, SignalState
+from exchange.server.quotas import Quotas
 
 __all__ = ["Admission", "Limits", "Outcome"]
 
@@ -47,7 +47,6 @@ Outcome = Receipt | TrustwireError
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
-    max_batch: int = 1000
     parallel_threshold: int = 64  # batches at least this large verify in the pool
 
 
@@ -65,6 +64,7 @@ class Admission:
         ledger: Ledger,
         operator_key: bytes,
         clock_ms: Callable[[], int],
+        quotas: Quotas,
         limits: Limits = Limits(),
         pool: Executor | None = None,
     ) -> None:
@@ -73,6 +73,7 @@ class Admission:
         self.operator_keyid = key_id(operator_key)
         self._clock_ms = clock_ms
         self._limits = limits
+        self._quotas = quotas
         self._pool = pool
         self._lock = threading.Lock()
         self.directory = self._replay_directory()
@@ -129,10 +130,7 @@ class Admission:
     # -- phase 2: stateful, in ledger order ------------------------------------------
 
     def publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
-        if len(envelopes) > self._limits.max_batch:
-            raise BatchTooLarge(
-                f"batch of {len(envelopes)} envelopes exceeds the limit of {self._limits.max_batch}; split it"
-            )
+        self._quotas.take(principal, len(envelopes))
         checked = self._check_all(principal, envelopes)
         with self._lock:
             return self._admit_locked(checked)

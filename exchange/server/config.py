@@ -26,6 +26,12 @@ class ServerConfig:
     witnesses: tuple[str, ...] = ()
     """Witnesses asked to cosign each checkpoint, each "<url> <cosignature vkey>"."""
     max_batch: int = 1000
+    """Envelopes per Publish call, per member (overridable per member)."""
+    publish_rate: float = 2000.0
+    """Entries per second each member may publish (token bucket refill)."""
+    publish_burst: int = 20000
+    quota_overrides: tuple[str, ...] = ()
+    """Per-member quotas, each "member:rate:burst:max_batch"."""
     max_message_bytes: int = 32 * 1024 * 1024
     call_window_s: int = 120
     verify_workers: int = 0

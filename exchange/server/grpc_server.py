@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentials
 from exchange.core.entries import ms_to_timestamp
-from exchange.core.errors import ConfigError, TrustwireError
+from exchange.core.errors import ConfigError, QuotaExceeded, TrustwireError
 from exchange.core import note as notes
 from exchange.core.keys import Signer, parse_public_key
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
@@ -30,6 +30,8 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from exchange.server.admission import Admission, Limits
 from exchange.server.checkpoints import CheckpointLog
+from exchange.server.quotas import Quota, Quotas, parse_overrides
+from exchange.server.rejections import RejectionLog
 from exchange.server.witnesses import WitnessClient
 from exchange.server.config import ServerConfig
 from exchange.server.ledger import Ledger, Receipt, SqliteLedger
@@ -41,12 +43,24 @@ __all__ = ["RunningServer", "build_server", "REASON_HEADER"]
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "tw-reason"
+RETRY_AFTER_HEADER = "retry-after-ms"
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
-_caller: contextvars.ContextVar[CallCredentials] = contextvars.ContextVar("trustwire_caller")
+_caller: contextvars.ContextVar[CallCredentials | None] = contextvars.ContextVar("trustwire_caller")
+
+
+def _principal() -> str:
+    """The authenticated principal of the current call (set by the interceptor)."""
+    caller = _caller.get(None)
+    if caller is None:
+        raise RuntimeError("servicer ran without an authenticated caller")
+    return caller.principal
 
 
 def _abort(context: grpc.ServicerContext, err: TrustwireError) -> None:
-    context.set_trailing_metadata(((REASON_HEADER, err.reason),))
+    trailers = [(REASON_HEADER, err.reason)]
+    if isinstance(err, QuotaExceeded):
+        trailers.append((RETRY_AFTER_HEADER, str(err.retry_after_ms)))
+    context.set_trailing_metadata(tuple(trailers))
     context.abort(grpc.StatusCode[err.status], err.message)
 
 
@@ -60,8 +74,9 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     the signature so a mismatched caller touches no key or nonce state.
     """
 
-    def __init__(self, auth: CallAuthenticator, bind_certificates: bool = False) -> None:
+    def __init__(self, auth: CallAuthenticator, rejections: RejectionLog, bind_certificates: bool = False) -> None:
         self._auth = auth
+        self._rejections = rejections
         self._bind_certificates = bind_certificates
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
@@ -84,15 +99,19 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler
 
     def _enter(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        _caller.set(None)  # threads are reused: forget the previous call's principal
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
         if self._bind_certificates and metadata.get(H_PRINCIPAL):
             bind_principal(context.auth_context(), metadata[H_PRINCIPAL])
         body = request.SerializeToString(deterministic=True)
         _caller.set(self._auth.authenticate(method, metadata, body))
 
-    @staticmethod
-    def _fail(method: str, context: grpc.ServicerContext, exc: BaseException) -> None:
+    def _fail(self, method: str, context: grpc.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, TrustwireError):
+            caller = _caller.get(None)
+            self._rejections.record(
+                caller.principal if caller else "-", method.rsplit("/", 1)[-1], exc.status, exc.reason
+            )
             _abort(context, exc)
         correlation = uuid.uuid4().hex[:12]
         log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
@@ -130,7 +149,7 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
         self._core = core
 
     def Publish(self, request: xpb.PublishRequest, context: grpc.ServicerContext) -> xpb.PublishResponse:
-        outcomes = self._core.publish(_caller.get().principal, list(request.envelopes))
+        outcomes = self._core.publish(_principal(), list(request.envelopes))
         results = []
         for o in outcomes:
             if isinstance(o, Receipt):
@@ -143,7 +162,7 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
 
     def Subscribe(self, request: xpb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[xpb.SubscribeResponse]:
         pages = self._core.subscribe(
-            _caller.get().principal,
+            _principal(),
             request.from_index,
             request.stop_at_head,
             context.is_active,
@@ -166,13 +185,13 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
             )
 
     def GetEntries(self, request: xpb.GetEntriesRequest, context: grpc.ServicerContext) -> xpb.GetEntriesResponse:
-        page = self._core.page(_caller.get().principal, request.from_index, request.limit)
+        page = self._core.page(_principal(), request.from_index, request.limit)
         return xpb.GetEntriesResponse(records=page.records, next_index=page.next_index, head=page.head)
 
     def GetKeyDirectory(
         self, request: xpb.GetKeyDirectoryRequest, context: grpc.ServicerContext
     ) -> xpb.GetKeyDirectoryResponse:
-        records, head = self._core.key_event_records(_caller.get().principal, request.until_index)
+        records, head = self._core.key_event_records(_principal(), request.until_index)
         return xpb.GetKeyDirectoryResponse(records=records, head=head)
 
 
@@ -181,7 +200,7 @@ class AuditServicer(agrpc.AuditServiceServicer):  # type: ignore[misc]
         self._core = core
 
     def GetCheckpoint(self, request: apb.GetCheckpointRequest, context: grpc.ServicerContext) -> apb.GetCheckpointResponse:
-        cp = self._core.latest_checkpoint(_caller.get().principal)
+        cp = self._core.latest_checkpoint(_principal())
         return apb.GetCheckpointResponse(
             note=cp.note, size=cp.size, log_verifier_key=self._core.checkpoints.verifier_key
         )
@@ -189,25 +208,25 @@ class AuditServicer(agrpc.AuditServiceServicer):  # type: ignore[misc]
     def ListCheckpoints(
         self, request: apb.ListCheckpointsRequest, context: grpc.ServicerContext
     ) -> apb.ListCheckpointsResponse:
-        cps = self._core.list_checkpoints(_caller.get().principal, request.from_size, request.limit)
+        cps = self._core.list_checkpoints(_principal(), request.from_size, request.limit)
         return apb.ListCheckpointsResponse(notes=[c.note for c in cps])
 
     def GetInclusionProof(
         self, request: apb.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> apb.InclusionProof:
-        size, hashes = self._core.inclusion_proof(_caller.get().principal, request.index, request.tree_size)
+        size, hashes = self._core.inclusion_proof(_principal(), request.index, request.tree_size)
         return apb.InclusionProof(index=request.index, tree_size=size, hashes=hashes)
 
     def GetConsistencyProof(
         self, request: apb.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> apb.ConsistencyProof:
-        size, hashes = self._core.consistency_proof(_caller.get().principal, request.old_size, request.new_size)
+        size, hashes = self._core.consistency_proof(_principal(), request.old_size, request.new_size)
         return apb.ConsistencyProof(old_size=request.old_size, new_size=size, hashes=hashes)
 
     def GetAllEntries(
         self, request: apb.GetAllEntriesRequest, context: grpc.ServicerContext
     ) -> apb.GetAllEntriesResponse:
-        page = self._core.all_entries(_caller.get().principal, request.from_index, request.limit)
+        page = self._core.all_entries(_principal(), request.from_index, request.limit)
         return apb.GetAllEntriesResponse(records=page.records, next_index=page.next_index, head=page.head)
 
 
@@ -280,8 +299,14 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
     workers = config.verify_workers or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
-    admission = Admission(ledger, operator_key, clock, Limits(max_batch=config.max_batch), pool if workers > 1 else None)
-    core = ExchangeCore(ledger, admission, checkpoints, clock)
+    quotas = Quotas(
+        Quota(rate=config.publish_rate, burst=config.publish_burst, max_batch=config.max_batch),
+        parse_overrides(config.quota_overrides),
+        clock_s=lambda: clock() / 1000,
+    )
+    admission = Admission(ledger, operator_key, clock, quotas, Limits(), pool if workers > 1 else None)
+    rejections = RejectionLog(clock_ms=clock)
+    core = ExchangeCore(ledger, admission, checkpoints, clock, rejections)
     auth = CallAuthenticator(
         core.call_key, core.authorize_call, window_ms=config.call_window_s * 1000, clock_ms=clock
     )
@@ -292,7 +317,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=config.rpc_workers, thread_name_prefix="rpc"),
-        interceptors=[_Interceptor(auth, bind_certificates=config.tls_client_ca_file is not None)],
+        interceptors=[_Interceptor(auth, rejections, bind_certificates=config.tls_client_ca_file is not None)],
         options=options,
         maximum_concurrent_rpcs=config.rpc_workers * 4,
     )

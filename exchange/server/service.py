@@ -8,6 +8,7 @@ the operator and auditors see everything.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from exchange.core.errors import (
     NotFound,
     OutOfRange,
     PermissionDenied,
+    TrustwireError,
     Unavailable,
     UnknownKey,
     WrongMember,
@@ -27,6 +29,7 @@ from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.admission import Admission, Outcome
 from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
 from exchange.server.ledger import Ledger
+from exchange.server.rejections import RejectionLog
 
 __all__ = ["ExchangeCore", "Page", "ProvenPage"]
 
@@ -58,12 +61,18 @@ class ProvenPage:
 
 class ExchangeCore:
     def __init__(
-        self, ledger: Ledger, admission: Admission, checkpoints: CheckpointLog, clock_ms: Callable[[], int]
+        self,
+        ledger: Ledger,
+        admission: Admission,
+        checkpoints: CheckpointLog,
+        clock_ms: Callable[[], int],
+        rejections: RejectionLog | None = None,
     ) -> None:
         self.ledger = ledger
         self.admission = admission
         self.checkpoints = checkpoints
         self._clock_ms = clock_ms
+        self.rejections = rejections or RejectionLog(clock_ms=clock_ms)
 
     # -- authentication ----------------------------------------------------------------
 
@@ -95,20 +104,37 @@ class ExchangeCore:
     # -- writes ------------------------------------------------------------------------
 
     def publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
-        return self.admission.publish(principal, envelopes)
+        if self._role(principal) == pb.ROLE_WITNESS:
+            raise PermissionDenied("witnesses do not publish")
+        outcomes = self.admission.publish(principal, envelopes)
+        refused = Counter((o.status, o.reason) for o in outcomes if isinstance(o, TrustwireError))
+        for (status, reason), count in refused.items():
+            self.rejections.record(principal, "Publish", status, reason, count)
+        return outcomes
 
     # -- reads -------------------------------------------------------------------------
 
-    def _groups(self, principal: str) -> frozenset[str] | None:
-        """The principal's sharing groups; None means it sees everything."""
+    def _role(self, principal: str) -> int:
+        """ROLE_* of an enrolled principal; the operator counts as an auditor for reads."""
         if principal == OPERATOR:
-            return None
+            return pb.ROLE_AUDITOR
         member = self.admission.directory.members.get(principal)  # type: ignore[call-overload]
         if member is None:
             raise PermissionDenied(f"{principal} is not enrolled")
-        if member.role == pb.ROLE_AUDITOR:
+        return member.role
+
+    def _groups(self, principal: str) -> frozenset[str] | None:
+        """The sharing groups whose entries the principal reads; None means everything.
+
+        Scopes: members read what their groups allow, auditors (and the operator)
+        read everything, witnesses read no entries at all.
+        """
+        role = self._role(principal)
+        if role == pb.ROLE_AUDITOR:
             return None
-        return frozenset(member.groups)
+        if role != pb.ROLE_MEMBER:
+            raise PermissionDenied(f"{principal} is enrolled as {pb.Role.Name(role)} and reads no entries")
+        return frozenset(self.admission.directory.groups_of(principal))
 
     def require_full_view(self, principal: str) -> None:
         if self._groups(principal) is not None:
@@ -204,11 +230,11 @@ class ExchangeCore:
     # -- audit -------------------------------------------------------------------------
 
     def latest_checkpoint(self, principal: str) -> LogCheckpoint:
-        self._groups(principal)
+        self._role(principal)  # every enrolled principal, witnesses included
         return self._checkpoint_covering(0)
 
     def list_checkpoints(self, principal: str, from_size: int, limit: int) -> list[LogCheckpoint]:
-        self._groups(principal)
+        self._role(principal)
         return self.checkpoints.checkpoints(from_size, max(1, min(limit or MAX_CHECKPOINTS, MAX_CHECKPOINTS)))
 
     def _tree_size(self, requested: int) -> int:
@@ -231,7 +257,7 @@ class ExchangeCore:
         return size, self.checkpoints.tree.inclusion_proof(index, size)
 
     def consistency_proof(self, principal: str, old_size: int, new_size: int) -> tuple[int, list[bytes]]:
-        self._groups(principal)
+        self._role(principal)
         size = self._tree_size(new_size)
         if old_size > size:
             raise OutOfRange(f"old size {old_size} is larger than new size {size}")
