@@ -35,14 +35,13 @@ from exchange.core.errors import (
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
-from exchange.server.ledger import Ledger, Pending, Receipt, SignalState
+from exchange.server.ledger import Ledger, Outcome, Submission
 from exchange.server.quotas import Quotas
 
 __all__ = ["Admission", "Limits", "Outcome"]
 
 log = logging.getLogger(__name__)
 
-Outcome = Receipt | TrustwireError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,18 +75,11 @@ class Admission:
         self._quotas = quotas
         self._pool = pool
         self._lock = threading.Lock()
-        self.directory = self._replay_directory()
 
-    def _replay_directory(self) -> KeyDirectory:
-        from exchange.core.records import Record
-
-        directory = KeyDirectory()
-        for raw in self._ledger.key_event_records(self._ledger.head()):
-            rec = Record.decode(raw)
-            env = Envelope.decode(rec.envelope)
-            _, event = decode_entry(env.payload_type, env.payload)
-            directory.apply(event, rec.index)  # type: ignore[arg-type]
-        return directory
+    @property
+    def directory(self) -> KeyDirectory:
+        """The key directory as of the ledger head (owned by the ledger)."""
+        return self._ledger.directory
 
     # -- phase 1: stateless, parallel ---------------------------------------------
 
@@ -136,97 +128,60 @@ class Admission:
             return self._admit_locked(checked)
 
     def _admit_locked(self, checked: list[_Checked | TrustwireError]) -> list[Outcome]:
+        """Member rules against the ledger's state, then one append for the batch.
+
+        Key events are checked here for a quick answer and again by the ledger, in
+        order, which has the last word (another replica may have moved it on).
+        """
         ledger = self._ledger
-        directory = self.directory
+        directory = ledger.directory
         staged_dir: KeyDirectory | None = None
-        batch_signals: dict[tuple[str, str], SignalState] = {}
-        pending: list[Pending] = []
-        slots: list[int | TrustwireError | Receipt] = []
-        by_digest: dict[bytes, int] = {}
+        signals_in_batch: set[tuple[str, str]] = set()
+        submissions: list[Submission] = []
+        slots: list[int | TrustwireError] = []
         now = self._clock_ms()
         head = ledger.head()
         for item in checked:
             if isinstance(item, TrustwireError):
                 slots.append(item)
                 continue
-            digest = item.envelope.digest
-            if digest in by_digest:
-                slots.append(by_digest[digest])
-                continue
-            known = ledger.receipt_for(digest)
-            if known is not None:
-                slots.append(known)
-                continue
-            index = head + len(pending)
+            index = head + len(submissions)
             try:
-                if isinstance(item.entry, pb.KeyEvent):
-                    staged_dir = staged_dir or directory.clone()
-                    staged_dir.apply(item.entry, index)
-                    p = self._pending(item, None)
-                else:
-                    directory.signing_key(item.envelope.keyid, item.publisher, index, now)
-                    p = self._member_entry(item, directory, batch_signals, index)
+                if ledger.receipt_for(item.envelope.digest) is None:  # re-publishing skips the rules
+                    if isinstance(item.entry, pb.KeyEvent):
+                        staged_dir = staged_dir or directory.clone()
+                        staged_dir.apply(item.entry, index)
+                    else:
+                        directory.signing_key(item.envelope.keyid, item.publisher, index, now)
+                        self._check_member_entry(item, directory, signals_in_batch)
             except TrustwireError as exc:
                 slots.append(exc)
                 continue
-            by_digest[digest] = len(pending)
-            slots.append(len(pending))
-            pending.append(p)
-        receipts = ledger.append(pending)
-        if staged_dir is not None:
-            self.directory = staged_dir
-        return [receipts[s] if isinstance(s, int) else s for s in slots]
+            slots.append(len(submissions))
+            submissions.append(Submission(envelope=item.envelope.raw, digest=item.envelope.digest))
+        outcomes = ledger.append(submissions)
+        return [outcomes[s] if isinstance(s, int) else s for s in slots]
 
-    def _member_entry(
-        self,
-        item: _Checked,
-        directory: KeyDirectory,
-        batch_signals: dict[tuple[str, str], SignalState],
-        index: int,
-    ) -> Pending:
+    def _check_member_entry(
+        self, item: _Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]
+    ) -> None:
         entry = item.entry
         if isinstance(entry, pb.Signal):
             directory.check_sharing(item.publisher, entry.sharing)
-            audience = tuple(entry.sharing.groups)
-            key = (item.publisher, entry.signal_id)
-            prior = batch_signals.get(key) or self._ledger.signal(*key)
-            # retractions and opinions must reach everyone who saw any version
-            seen_by = tuple(sorted(set(audience) | set(prior.audience if prior else ())))
-            batch_signals[key] = SignalState(
-                publisher=item.publisher, signal_id=entry.signal_id, audience=seen_by, last_index=index, retracted=False
-            )
-            return self._pending(item, audience, signal_id=entry.signal_id, signal_audience=seen_by)
+            signals_in_batch.add((item.publisher, entry.signal_id))
+            return
         if not isinstance(entry, pb.Retraction | pb.Opinion):
             raise TypeError(f"unexpected entry {type(entry).__name__}")
         ref = (entry.signal.member_id, entry.signal.signal_id)
-        state = batch_signals.get(ref) or self._ledger.signal(*ref)
+        state = self._ledger.signal(*ref)
         if isinstance(entry, pb.Retraction):
-            allowed = state is not None and state.publisher == item.publisher
+            allowed = ref[0] == item.publisher and (state is not None or ref in signals_in_batch)
+        elif ref in signals_in_batch and ref[0] == item.publisher:
+            allowed = True
         else:
             allowed = state is not None and (
                 state.publisher == item.publisher
                 or any(g in directory.groups_of(item.publisher) for g in state.audience)
             )
-        if state is None or not allowed:
+        if not allowed:
             raise NotFound(f"member {item.publisher} has no access to a signal {ref[1]!r} of member {ref[0]}")
-        return self._pending(item, state.audience, retracts=ref if isinstance(entry, pb.Retraction) else None)
-
-    @staticmethod
-    def _pending(
-        item: _Checked,
-        audience: tuple[str, ...] | None,
-        *,
-        signal_id: str | None = None,
-        signal_audience: tuple[str, ...] | None = None,
-        retracts: tuple[str, str] | None = None,
-    ) -> Pending:
-        return Pending(
-            envelope=item.envelope.raw,
-            digest=item.envelope.digest,
-            kind=item.kind.value,
-            publisher=item.publisher,
-            audience=audience,
-            signal_id=signal_id,
-            signal_audience=signal_audience,
-            retracts=retracts,
-        )

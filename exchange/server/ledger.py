@@ -1,14 +1,19 @@
 """The ledger seam and its embedded engine, a single SQLite file.
 
-A ledger assigns contiguous indices (0, 1, 2, …) to admitted entries, stores each
-record's bytes once, and keeps the small indexes admission needs: envelope digest
-→ receipt (idempotent publish) and signal → audience (visibility of retractions and
-opinions). An append is one transaction: the batch is all in or all out, and a
-receipt exists only after the commit.
+A ledger orders admitted envelopes: it assigns contiguous indices (0, 1, 2, …),
+stores each record's bytes once, and derives (see :mod:`exchange.server.projection`)
+the state readers and admission need: visibility of each record, signals and who
+saw them, the key directory, and envelope digest → receipt (idempotent publish).
+An append is one transaction: the batch is all in or all out, and a receipt exists
+only after the commit.
+
+:class:`SqliteLedger` is the embedded engine, and also the local materialized view
+that every replica of the Kafka engine keeps (``apply_records``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -18,30 +23,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from exchange.core.errors import LedgerCorrupt, Unavailable
-from exchange.core.records import Receipt, encode_record, leaf_hash
+from exchange.core.entries import EntryKind
+from exchange.core.errors import LedgerCorrupt, TrustwireError, Unavailable
+from exchange.core.keydir import KeyDirectory
+from exchange.core.records import Receipt, Record, encode_record, leaf_hash
+from exchange.server.projection import Meta, project
 
-__all__ = ["Ledger", "Pending", "Receipt", "SignalState", "SqliteLedger", "Stored", "PUBLIC"]
+__all__ = ["Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
 
 log = logging.getLogger(__name__)
 
 PUBLIC = "*"
 """Audience of key events: every principal."""
 
+Outcome = Receipt | TrustwireError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Pending:
-    """An admitted entry waiting for its index."""
+class Submission:
+    """An admitted envelope waiting for its index."""
 
     envelope: bytes
-    digest: bytes
-    kind: str
-    publisher: str
-    audience: tuple[str, ...] | None  # group ids; None = PUBLIC
-    signal_id: str | None = None  # set for signals; the (publisher, signal_id) it creates/updates
-    # for signals: everyone who saw any version (the audience of later retractions/opinions)
-    signal_audience: tuple[str, ...] | None = None
-    retracts: tuple[str, str] | None = None  # (publisher, signal_id) for retractions
+    digest: bytes  # SHA-256 of the envelope bytes: the idempotency key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +67,7 @@ class Stored:
 class SignalState:
     publisher: str
     signal_id: str
-    audience: tuple[str, ...]
+    audience: tuple[str, ...]  # everyone who saw any version
     last_index: int
     retracted: bool
 
@@ -72,11 +75,16 @@ class SignalState:
 class Ledger(Protocol):
     """What the exchange needs from a stream engine."""
 
+    @property
+    def directory(self) -> KeyDirectory:
+        """The key directory as of the head (replace-on-write: safe to read)."""
+
     def head(self) -> int:
         """Number of records (the next index)."""
 
-    def append(self, batch: Sequence[Pending]) -> list[Receipt]:
-        """Durably append in order; entries whose digest is known get their original receipt."""
+    def append(self, batch: Sequence[Submission]) -> list[Outcome]:
+        """Durably append in order. Known digests get their original receipt; key
+        events that contradict the directory at their position get an error."""
 
     def read(self, start: int, limit: int) -> list[Stored]:
         """Records with index >= start, ascending, at most ``limit``."""
@@ -124,7 +132,7 @@ def _pack(groups: tuple[str, ...] | None) -> str | None:
 
 
 def _unpack(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(text.split(_SEP))
+    return None if text is None else tuple(g for g in text.split(_SEP) if g)
 
 
 class SqliteLedger:
@@ -138,10 +146,16 @@ class SqliteLedger:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._conn = self._connect()
-        with self._conn:
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        try:
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as exc:
+            raise LedgerCorrupt(f"ledger {self.path} is unreadable: {exc}") from exc
         self._head, self._last_ms = self._check_contiguous()
+        self._directory = self._replay_directory()
+
+    # -- connections ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -173,17 +187,42 @@ class SqliteLedger:
             raise LedgerCorrupt(f"ledger {self.path} is not contiguous: {count} records span {lo}..{hi}")
         return count, last_ms or 0
 
+    def _replay_directory(self) -> KeyDirectory:
+        directory = KeyDirectory()
+        for raw in self.key_event_records(self._head):
+            record = Record.decode(raw)
+            event = project(record.envelope, lambda p, s: None).event
+            if event is not None:
+                directory.apply(event, record.index)
+        return directory
+
+    # -- writes ---------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> KeyDirectory:
+        return self._directory
+
     def head(self) -> int:
         return self._head
 
-    def append(self, batch: Sequence[Pending]) -> list[Receipt]:
+    def append(self, batch: Sequence[Submission]) -> list[Outcome]:
         if not batch:
             return []
+        return self._write(lambda conn, w: [w.submit(s) for s in batch])
+
+    def apply_records(self, records: Sequence[bytes]) -> None:
+        """Store records already ordered elsewhere (a Kafka replica's view). Each must
+        carry the next index; a record already present (same index, same bytes) is skipped."""
+        if records:
+            self._write(lambda conn, w: [w.replay(r) for r in records])
+
+    def _write(self, body: Callable[[sqlite3.Connection, _Writer], list[Outcome] | list[None]]) -> list[Outcome]:
         with self._write_lock:
             conn = self._conn
+            writer = _Writer(self, conn, self._head, max(self._clock_ms(), self._last_ms))
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                receipts, head, now = self._append_locked(conn, batch)
+                outcomes = body(conn, writer)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -194,41 +233,14 @@ class SqliteLedger:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._head, self._last_ms = head, now
+            self._head, self._last_ms = writer.head, max(self._last_ms, writer.last_ms)
+            if writer.directory is not None:
+                self._directory = writer.directory
         with self._grown:
             self._grown.notify_all()
-        return receipts
+        return [o for o in outcomes if o is not None]
 
-    def _append_locked(
-        self, conn: sqlite3.Connection, batch: Sequence[Pending]
-    ) -> tuple[list[Receipt], int, int]:
-        now = max(self._clock_ms(), self._last_ms)
-        head = self._head
-        receipts: list[Receipt] = []
-        for p in batch:
-            known = self._receipt(conn, p.digest)
-            if known is not None:
-                receipts.append(known)
-                continue
-            record = encode_record(head, now, p.envelope)
-            lh = leaf_hash(record)
-            conn.execute(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (head, record, p.digest, p.kind, p.publisher, _pack(p.audience), now, lh),
-            )
-            if p.signal_id is not None:
-                conn.execute(
-                    "INSERT INTO signals VALUES (?, ?, ?, ?, 0) ON CONFLICT (publisher, signal_id) DO UPDATE"
-                    " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0",
-                    (p.publisher, p.signal_id, _pack(p.signal_audience or p.audience), head),
-                )
-            if p.retracts is not None:
-                conn.execute(
-                    "UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?", p.retracts
-                )
-            receipts.append(Receipt(index=head, accepted_at_ms=now, leaf_hash=lh))
-            head += 1
-        return receipts, head, now
+    # -- reads ----------------------------------------------------------------------------
 
     @staticmethod
     def _receipt(conn: sqlite3.Connection, digest: bytes) -> Receipt | None:
@@ -243,12 +255,11 @@ class SqliteLedger:
             "SELECT idx, record, kind, publisher, audience FROM records WHERE idx >= ? ORDER BY idx LIMIT ?",
             (start, limit),
         ).fetchall()
-        return [
-            Stored(index=i, record=r, kind=k, publisher=p, audience=_unpack(a)) for i, r, k, p, a in rows
-        ]
+        return [Stored(index=i, record=r, kind=k, publisher=p, audience=_unpack(a)) for i, r, k, p, a in rows]
 
-    def signal(self, publisher: str, signal_id: str) -> SignalState | None:
-        row = self._reader().execute(
+    @staticmethod
+    def _signal(conn: sqlite3.Connection, publisher: str, signal_id: str) -> SignalState | None:
+        row = conn.execute(
             "SELECT audience, last_index, retracted FROM signals WHERE publisher = ? AND signal_id = ?",
             (publisher, signal_id),
         ).fetchone()
@@ -261,6 +272,9 @@ class SqliteLedger:
             last_index=row[1],
             retracted=bool(row[2]),
         )
+
+    def signal(self, publisher: str, signal_id: str) -> SignalState | None:
+        return self._signal(self._reader(), publisher, signal_id)
 
     def key_event_records(self, until: int) -> list[bytes]:
         rows = self._reader().execute(
@@ -281,3 +295,70 @@ class SqliteLedger:
             self._readers.clear()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
+
+
+class _Writer:
+    """One write transaction: assigns indices and stores records with their projection."""
+
+    def __init__(self, ledger: SqliteLedger, conn: sqlite3.Connection, head: int, now_ms: int) -> None:
+        self._ledger = ledger
+        self._conn = conn
+        self.head = head
+        self.last_ms = now_ms
+        self._now = now_ms
+        self.directory: KeyDirectory | None = None  # staged copy, once a key event is written
+        self._batch: dict[bytes, Receipt] = {}
+
+    def _seen_by(self, publisher: str, signal_id: str) -> tuple[str, ...] | None:
+        state = SqliteLedger._signal(self._conn, publisher, signal_id)
+        return state.audience if state else None
+
+    def submit(self, s: Submission) -> Outcome:
+        known = self._batch.get(s.digest) or SqliteLedger._receipt(self._conn, s.digest)
+        if known is not None:
+            return known
+        meta = project(s.envelope, self._seen_by)
+        if meta.event is not None:
+            staged = (self.directory or self._ledger.directory).clone()
+            try:
+                staged.apply(meta.event, self.head)
+            except TrustwireError as exc:
+                return exc
+            self.directory = staged
+        record = encode_record(self.head, self._now, s.envelope)
+        receipt = self._store(record, s.digest, self._now, meta)
+        self._batch[s.digest] = receipt
+        return receipt
+
+    def replay(self, raw: bytes) -> None:
+        record = Record.decode(raw)
+        if record.index < self.head:
+            return  # already applied (at-least-once delivery)
+        if record.index != self.head:
+            raise LedgerCorrupt(f"replica view expected entry {self.head}, got {record.index}")
+        digest = hashlib.sha256(record.envelope).digest()
+        meta = project(record.envelope, self._seen_by)
+        if meta.event is not None:
+            staged = (self.directory or self._ledger.directory).clone()
+            staged.apply(meta.event, self.head)
+            self.directory = staged
+        self._store(raw, digest, record.accepted_at_ms, meta)
+        self.last_ms = max(self.last_ms, record.accepted_at_ms)
+
+    def _store(self, record: bytes, digest: bytes, accepted_at_ms: int, meta: Meta) -> Receipt:
+        lh = leaf_hash(record)
+        self._conn.execute(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.head, record, digest, meta.kind, meta.publisher, _pack(meta.audience), accepted_at_ms, lh),
+        )
+        if meta.signal_id is not None:
+            self._conn.execute(
+                "INSERT INTO signals VALUES (?, ?, ?, ?, 0) ON CONFLICT (publisher, signal_id) DO UPDATE"
+                " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0",
+                (meta.publisher, meta.signal_id, _pack(meta.signal_audience), self.head),
+            )
+        if meta.retracts is not None and meta.kind == EntryKind.RETRACTION.value:
+            self._conn.execute("UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?", meta.retracts)
+        receipt = Receipt(index=self.head, accepted_at_ms=accepted_at_ms, leaf_hash=lh)
+        self.head += 1
+        return receipt

@@ -1,0 +1,65 @@
+"""What a ledger derives from each record, deterministically, in index order.
+
+Every engine (and every replica of the Kafka engine) stores the same records and
+must derive the same state from them: who may see the record, which signal it
+creates or retracts, and the key directory. This module is that one function, so
+derived state never depends on which replica admitted an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exchange.core.dsse import Envelope
+from exchange.core.entries import OPERATOR, EntryKind, decode_entry, publisher_of
+from exchange.core.errors import TrustwireError
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+__all__ = ["Meta", "SignalLookup", "project"]
+
+SignalLookup = Callable[[str, str], "tuple[str, ...] | None"]
+"""(publisher, signal_id) → everyone who saw any version of it, or None."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meta:
+    kind: str
+    publisher: str
+    audience: tuple[str, ...] | None  # None: public (key events)
+    signal_id: str | None = None  # signals: the signal this version belongs to
+    signal_audience: tuple[str, ...] | None = None  # signals: union over all versions
+    retracts: tuple[str, str] | None = None
+    event: pb.KeyEvent | None = None
+
+
+def project(envelope: bytes, seen_by: SignalLookup) -> Meta:
+    """Derive a record's metadata. The envelope was verified at admission, so only
+    its structure is read here; a record that cannot be decoded is visible to no
+    member (auditors still see it) and changes nothing."""
+    try:
+        env = Envelope.decode(envelope)
+        kind, entry = decode_entry(env.payload_type, env.payload)
+    except TrustwireError:
+        return Meta(kind="undecodable", publisher=OPERATOR, audience=())
+    publisher = publisher_of(entry)
+    if isinstance(entry, pb.KeyEvent):
+        return Meta(kind=kind.value, publisher=publisher, audience=None, event=entry)
+    if isinstance(entry, pb.Signal):
+        groups = tuple(entry.sharing.groups)
+        before = seen_by(publisher, entry.signal_id) or ()
+        return Meta(
+            kind=kind.value,
+            publisher=publisher,
+            audience=groups,
+            signal_id=entry.signal_id,
+            signal_audience=tuple(sorted(set(groups) | set(before))),
+        )
+    ref = (entry.signal.member_id, entry.signal.signal_id)
+    audience = seen_by(*ref) or ()
+    return Meta(
+        kind=kind.value,
+        publisher=publisher,
+        audience=audience,
+        retracts=ref if kind is EntryKind.RETRACTION else None,
+    )
