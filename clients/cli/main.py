@@ -4,6 +4,7 @@
     trustwire demo           the demo task force, end to end  (everyone)
     trustwire member …       keygen, publish, sync, match, queue (member T&S teams)
     trustwire audit …        verify, prove, consistency, checkpoint, witness (auditors)
+    trustwire ops …          enrol, keys, groups, suspension, directory      (operators)
 
 ``main(argv)`` returns the exit code, so tests call it in-process. Results go to
 stdout (``--json`` for machines), messages to stderr.
@@ -28,7 +29,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients.cli import audit, demo, member
+    from clients.cli import audit, demo, member, ops
     from exchange.server import cli as serve
 
     parser = argparse.ArgumentParser(prog="trustwire", description="Signed signal exchange for T&S task forces")
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     member.add_parser(sub)
     audit.add_parser(sub)
+    ops.add_parser(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ key and the checkpoints the log signed, an :class:`Auditor` checks that
 * every DSSE signature verifies over the exact bytes, with a key that the key
   directory built from the key events *before* that index lets the publisher use,
   and every entry passes the admission rules again;
+* nothing was signed with a key after the point its revocation says it was stolen;
 * every signed checkpoint verifies and its root equals the root recomputed from the
   records (so the log never rewrote or forked history it had signed).
 
@@ -22,7 +23,9 @@ from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import TrustwireError, UntrustedEntry
 from exchange.core.records import Record
-from exchange.core.verify import EntryVerifier
+from exchange.core.keys import KeyId
+from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = ["AuditReport", "Auditor", "Finding"]
 
@@ -65,6 +68,7 @@ class Auditor:
         self._log = notes.NoteVerifier.from_string(log_key)
         self._verify_from = verify_from
         self._frontier = merkle.TreeFrontier()
+        self._signed: dict[KeyId, list[tuple[int, int]]] = {}
         self.report = AuditReport()
         self._pending: dict[int, list[notes.Checkpoint]] = {}
         for note in checkpoints:
@@ -102,8 +106,9 @@ class Auditor:
         if record is not None and expected >= self._verify_from:
             try:
                 self._verifier.last_index = expected - 1
-                self._verifier.verify(raw)
+                verified = self._verifier.verify(raw)
                 self.report.verified_signatures += 1
+                self._track_keys(verified)
             except UntrustedEntry as exc:
                 self._finding(expected, exc.cause, exc.message)
         elif record is not None:
@@ -111,6 +116,23 @@ class Auditor:
         self._frontier.append(merkle.leaf_hash(raw))
         self.report.entries += 1
         self._check_roots(self._frontier.size)
+
+    def _track_keys(self, v: VerifiedEntry) -> None:
+        """Remember who signed what, and flag what a key signed after its compromise
+        once the (later) revocation says so."""
+        e = v.entry
+        if not isinstance(e, pb.KeyEvent):
+            self._signed.setdefault(v.keyid, []).append((v.index, v.accepted_at_ms))
+            return
+        if e.WhichOneof("event") == "key_revoked" and e.key_revoked.compromised:
+            key = self._verifier.directory.keys[KeyId(e.key_revoked.keyid)]
+            for index, at_ms in self._signed.get(key.keyid, []):
+                if key.tainted(index, at_ms):
+                    self._finding(
+                        index,
+                        "compromised-key",
+                        f"signed by key {key.keyid[:16]}… after its compromise (revoked at entry {v.index})",
+                    )
 
     def _track_directory(self, raw: bytes) -> None:
         """Below verify_from: still apply key events, so later checks use the right directory."""

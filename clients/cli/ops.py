@@ -1,0 +1,231 @@
+"""``trustwire ops …``: the operator's membership and key commands.
+
+Every change is a KeyEvent signed with the operator key on this machine and
+published to the ledger, so the key directory itself is auditable. The exchange
+never holds the operator key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clients.jsonl import parse_time_ms
+from clients.operator import OperatorClient
+from clients.transport import ClientTls
+from exchange.core.errors import ConfigError, ExitCode, InvalidInput
+from exchange.core.keys import Signer, parse_public_key
+from exchange.core.records import Receipt
+from exchange.core.settings import load_settings
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+ROLES = {"member": pb.ROLE_MEMBER, "auditor": pb.ROLE_AUDITOR, "witness": pb.ROLE_WITNESS}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpsConfig:
+    operator_key_file: Path
+    exchange: str = "127.0.0.1:7443"
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("ops", help="operator commands", description=__doc__.split("\n\n")[0])
+    osub = p.add_subparsers(dest="ops_command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help: str, run: Any) -> argparse.ArgumentParser:
+        q = osub.add_parser(name, help=help)
+        q.add_argument("--config", type=Path, help="operator TOML settings")
+        q.add_argument("--exchange", help="exchange host:port")
+        q.add_argument("--operator-key-file", type=Path, help="hex seed of the operator key")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(run=run)
+        return q
+
+    q = cmd("enrol", "enrol a member (or an auditor / witness) with its first key", enrol)
+    q.add_argument("member")
+    q.add_argument("--name", required=True)
+    q.add_argument("--groups", default="", help="comma-separated sharing groups")
+    q.add_argument("--role", choices=sorted(ROLES), default="member")
+    q.add_argument("--public-key", required=True, help="hex Ed25519 public key")
+    q.add_argument("--valid-from", help="ISO 8601 (default now)")
+    q = cmd("add-key", "add a key to a member", add_key)
+    q.add_argument("member")
+    q.add_argument("--public-key", required=True)
+    q.add_argument("--valid-from", help="ISO 8601 (default now)")
+    q = cmd("rotate-key", "add a new key and retire the old one after an overlap", rotate_key)
+    q.add_argument("member")
+    q.add_argument("--old-keyid", required=True)
+    q.add_argument("--public-key", required=True, help="the new key")
+    q.add_argument("--overlap", default="7d", help="how long both keys sign, e.g. 12h, 7d")
+    q = cmd("revoke-key", "retire a key, or revoke it as compromised", revoke_key)
+    q.add_argument("member")
+    q.add_argument("--keyid", required=True)
+    q.add_argument("--at", help="retire at this ISO 8601 time (default now)")
+    q.add_argument("--compromised-since-index", type=int, help="flag what it signed from this ledger index")
+    q.add_argument("--compromised-since", help="flag what it signed from this ISO 8601 time")
+    q = cmd("suspend", "suspend a member (it can neither publish nor read)", suspend)
+    q.add_argument("member")
+    q = cmd("reinstate", "reinstate a suspended member", reinstate)
+    q.add_argument("member")
+    q = cmd("set-groups", "replace a member's sharing groups", set_groups)
+    q.add_argument("member")
+    q.add_argument("groups", help="comma-separated")
+    q = cmd("create-group", "create a sharing group", create_group)
+    q.add_argument("group")
+    q.add_argument("--name", required=True)
+    q.add_argument("--max-tlp", required=True, choices=["clear", "green", "amber", "amber+strict", "red"])
+    q = cmd("retire-group", "retire a sharing group", retire_group)
+    q.add_argument("group")
+    cmd("directory", "print the key directory, verified from the ledger", directory)
+
+
+def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
+    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file}
+    config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
+    try:
+        signer = Signer.from_seed(bytes.fromhex(config.operator_key_file.read_text().strip()))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"operator key file {config.operator_key_file} does not exist") from exc
+    except ValueError as exc:
+        raise ConfigError(f"operator key file {config.operator_key_file} must hold a hex seed") from exc
+    tls = None
+    if config.tls_ca_file is not None:
+        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
+    return OperatorClient(config.exchange, signer, tls=tls)
+
+
+def _public_key(text: str) -> bytes:
+    try:
+        return parse_public_key(bytes.fromhex(text))
+    except ValueError as exc:
+        raise InvalidInput("--public-key must be 64 hex characters") from exc
+
+
+def _groups(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def _duration_ms(text: str) -> int:
+    m = _DURATION.match(text)
+    if not m:
+        raise InvalidInput(f"durations look like 30m, 12h or 7d, got {text!r}")
+    return int(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def _publish(args: argparse.Namespace, env: Mapping[str, str], build: Any) -> int:
+    client = _client(args, env)
+    try:
+        events = build(client)
+        events = events if isinstance(events, list) else [events]
+        outcomes = client.publish(events)
+    finally:
+        client.close()
+    rows = []
+    for event, o in zip(events, outcomes, strict=True):
+        what = event.WhichOneof("event")
+        if isinstance(o, Receipt):
+            rows.append({"event": what, "index": o.index})
+        else:
+            rows.append({"event": what, "error": o.reason, "message": o.message})
+    failed = [r for r in rows if "error" in r]
+    human = "\n".join(
+        f"{r['event']}: " + (f"ledger index {r['index']}" if "index" in r else f"REJECTED {r['error']}: {r['message']}")
+        for r in rows
+    )
+    print(json.dumps(rows, indent=2) if args.json else human)
+    return int(ExitCode.INVALID_INPUT if failed else ExitCode.OK)
+
+
+def _valid_from(args: argparse.Namespace, client: OperatorClient) -> int:
+    return parse_time_ms(args.valid_from) if args.valid_from else client.now_ms()
+
+
+def enrol(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    key = _public_key(args.public_key)
+    return _publish(args, env, lambda c: [
+        c.enrol(args.member, args.name, _groups(args.groups), role=ROLES[args.role]),
+        c.add_key(args.member, key, _valid_from(args, c)),
+    ])
+
+
+def add_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    key = _public_key(args.public_key)
+    return _publish(args, env, lambda c: c.add_key(args.member, key, _valid_from(args, c)))
+
+
+def rotate_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    key, overlap = _public_key(args.public_key), _duration_ms(args.overlap)
+    return _publish(args, env, lambda c: c.rotate_key(args.member, args.old_keyid, key, overlap))
+
+
+def revoke_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    since_ms = parse_time_ms(args.compromised_since) if args.compromised_since else None
+    at_ms = parse_time_ms(args.at) if args.at else None
+    return _publish(args, env, lambda c: c.revoke_key(
+        args.member, args.keyid, at_ms=at_ms,
+        compromised_since_index=args.compromised_since_index, compromised_since_ms=since_ms,
+    ))
+
+
+def suspend(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return _publish(args, env, lambda c: c.suspend(args.member))
+
+
+def reinstate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return _publish(args, env, lambda c: c.reinstate(args.member))
+
+
+def set_groups(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return _publish(args, env, lambda c: c.set_groups(args.member, _groups(args.groups)))
+
+
+def create_group(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return _publish(args, env, lambda c: c.create_group(args.group, args.name, args.max_tlp))
+
+
+def retire_group(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return _publish(args, env, lambda c: c.retire_group(args.group))
+
+
+def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    client = _client(args, env)
+    try:
+        d = client.directory()
+    finally:
+        client.close()
+    tlp = {v: k for k, v in {"clear": 1, "green": 2, "amber": 3, "amber+strict": 4, "red": 5}.items()}
+    data = {
+        "groups": [
+            {"id": g.group_id, "name": g.display_name, "max_tlp": tlp.get(g.max_tlp, "?"), "retired": g.retired}
+            for g in d.groups.values()
+        ],
+        "members": [
+            {
+                "id": m.member_id, "name": m.display_name, "role": pb.Role.Name(m.role).removeprefix("ROLE_").lower(),
+                "groups": sorted(m.groups), "suspended": m.suspended,
+                "keys": [
+                    {"keyid": k.keyid, "added_index": k.added_index, "revoked_index": k.revoked_index,
+                     "compromised": k.compromised}
+                    for k in d.keys.values() if k.member_id == m.member_id
+                ],
+            }
+            for m in d.members.values()
+        ],
+    }
+    human = "\n".join(
+        f"{m['id']:<20} {m['role']:<8} {'SUSPENDED ' if m['suspended'] else ''}groups={','.join(m['groups'])} "
+        f"keys={len([k for k in m['keys'] if k['revoked_index'] is None])} live"
+        for m in data["members"]
+    )
+    print(json.dumps(data, indent=2) if args.json else human)
+    return int(ExitCode.OK)
