@@ -26,6 +26,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--operator-public-key", help="hex Ed25519 operator public key (trust anchor)")
     p.add_argument("--log-key-file", type=Path, help="file with the log key's hex seed (signs checkpoints)")
     p.add_argument("--name", help="the log's origin line, naming this exchange (e.g. example.org/trustwire)")
+    p.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (enables TLS)")
+    p.add_argument("--tls-key-file", type=Path, help="PEM server private key")
+    p.add_argument("--tls-client-ca-file", type=Path, help="PEM CA for client certificates (enables mutual TLS)")
     p.set_defaults(run=run)
 
 
@@ -37,6 +40,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
         "operator_public_key": args.operator_public_key,
         "log_key_file": args.log_key_file,
         "name": args.name,
+        "tls_cert_file": args.tls_cert_file,
+        "tls_key_file": args.tls_key_file,
+        "tls_client_ca_file": args.tls_client_ca_file,
     }
     return load_settings(ServerConfig, file=args.config, env=env, overrides=overrides, section=None)
 
