@@ -94,6 +94,8 @@ _MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 _GROUP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 _SIGNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}\Z")
+_SEVERITIES = frozenset(pb.Severity.values())
+_TLPS = frozenset(pb.Tlp.values()) - {pb.TLP_UNSPECIFIED}
 MAX_LABELS = 32
 MAX_RELATED = 64
 MAX_DESCRIPTION = 512
@@ -168,12 +170,12 @@ def _validate_signal(s: pb.Signal) -> None:
     _require(all(_LABEL.match(label) for label in s.labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
     _require(len(set(s.labels)) == len(s.labels), "labels must be unique")
     _require(s.confidence <= 100, "confidence is 0..100")
-    _require(s.severity in pb.Severity.values(), "unknown severity")
+    _require(s.severity in _SEVERITIES, "unknown severity")
     _require(len(s.sharing.groups) >= 1, "sharing needs at least one group")
     for g in s.sharing.groups:
         group_id(g)
     _require(len(set(s.sharing.groups)) == len(s.sharing.groups), "sharing groups must be unique")
-    _require(s.sharing.tlp != pb.TLP_UNSPECIFIED and s.sharing.tlp in pb.Tlp.values(), "sharing needs a TLP level")
+    _require(s.sharing.tlp in _TLPS, "sharing needs a TLP level")
     _check_timestamp("created_at", s.created_at, required=True)
     _check_timestamp("valid_from", s.valid_from, required=False)
     _check_timestamp("valid_until", s.valid_until, required=False)

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 MAX_VALUE_LENGTH = 4096
+_HEX = re.compile(r"[0-9a-f]*")
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 
 
@@ -71,7 +72,7 @@ class _HexDigest(SignalType):
 
     def normalize(self, raw: str) -> str:
         value = raw.strip().lower()
-        if len(value) != self.digits or not all(c in "0123456789abcdef" for c in value):
+        if len(value) != self.digits or not _HEX.fullmatch(value):
             raise InvalidValue(f"{self.name} is {self.digits} hex characters")
         return value
 

@@ -158,7 +158,9 @@ class Admission:
                 slots.append(exc)
                 continue
             slots.append(len(submissions))
-            submissions.append(Submission(envelope=item.envelope.raw, digest=item.envelope.digest))
+            submissions.append(
+                Submission(envelope=item.envelope.raw, digest=item.envelope.digest, decoded=(item.kind, item.entry))
+            )
         outcomes = ledger.append(submissions)
         return [outcomes[s] if isinstance(s, int) else s for s in slots]
 

@@ -19,11 +19,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from exchange.core.entries import EntryKind
+from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import LedgerCorrupt, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
@@ -45,6 +45,7 @@ class Submission:
 
     envelope: bytes
     digest: bytes  # SHA-256 of the envelope bytes: the idempotency key
+    decoded: tuple[EntryKind, Entry] | None = field(default=None, compare=False)  # spares a decode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,7 +318,7 @@ class _Writer:
         known = self._batch.get(s.digest) or SqliteLedger._receipt(self._conn, s.digest)
         if known is not None:
             return known
-        meta = project(s.envelope, self._seen_by)
+        meta = project(s.envelope, self._seen_by, s.decoded)
         if meta.event is not None:
             staged = (self.directory or self._ledger.directory).clone()
             try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exchange.core.dsse import Envelope
-from exchange.core.entries import OPERATOR, EntryKind, decode_entry, publisher_of
+from exchange.core.entries import OPERATOR, Entry, EntryKind, decode_entry, publisher_of
 from exchange.core.errors import TrustwireError
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
@@ -33,15 +33,18 @@ class Meta:
     event: pb.KeyEvent | None = None
 
 
-def project(envelope: bytes, seen_by: SignalLookup) -> Meta:
+def project(envelope: bytes, seen_by: SignalLookup, decoded: tuple[EntryKind, Entry] | None = None) -> Meta:
     """Derive a record's metadata. The envelope was verified at admission, so only
-    its structure is read here; a record that cannot be decoded is visible to no
-    member (auditors still see it) and changes nothing."""
-    try:
-        env = Envelope.decode(envelope)
-        kind, entry = decode_entry(env.payload_type, env.payload)
-    except TrustwireError:
-        return Meta(kind="undecodable", publisher=OPERATOR, audience=())
+    its structure is read here (``decoded`` spares decoding it again); a record that
+    cannot be decoded is visible to no member (auditors still see it) and changes
+    nothing."""
+    if decoded is None:
+        try:
+            env = Envelope.decode(envelope)
+            decoded = decode_entry(env.payload_type, env.payload)
+        except TrustwireError:
+            return Meta(kind="undecodable", publisher=OPERATOR, audience=())
+    kind, entry = decoded
     publisher = publisher_of(entry)
     if isinstance(entry, pb.KeyEvent):
         return Meta(kind=kind.value, publisher=publisher, audience=None, event=entry)

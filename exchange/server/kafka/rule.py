@@ -1,0 +1,67 @@
+"""The ledger rule: which messages of the ledger topic are ledger entries.
+
+Every reader (every replica's view, every auditor replaying the topic) applies this
+one pure function to the ledger topic in offset order, starting from
+``RuleState()``; so they all derive the same ledger, whoever wrote what.
+
+- ``EpochStart(epoch, next_index, id)`` is valid iff ``epoch > state.epoch`` and
+  ``next_index == state.next_index``; it makes its writer the sequencer.
+- ``SequencedEntry(epoch, record)`` is valid iff ``epoch == state.epoch`` and the
+  record is a canonical LedgerRecord whose index is ``state.next_index``; it is then
+  ledger entry ``next_index``.
+- Everything else is ignored: a fenced sequencer's late writes (older epoch),
+  duplicates (index already taken), garbage.
+
+So at most one entry is accepted per index, indices are contiguous, and a sequencer
+that lost its epoch cannot add anything, whatever it still sends. There is no
+consensus of our own: the topic's order decides, and the consumer group decides who
+tries to write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from exchange.core.errors import MalformedRecord
+from exchange.core.records import Record
+from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
+from exchange.server.kafka.wire import decode_ledger_message
+
+__all__ = ["RuleState", "apply"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleState:
+    """Where a reader stands: the next topic offset to read and the ledger so far."""
+
+    offset: int = 0
+    epoch: int = 0
+    next_index: int = 0
+    sequencer_id: str = ""
+    """Who wrote the current epoch's EpochStart."""
+    genesis_offset: int = -1
+    genesis_id: str = ""
+    """The first valid EpochStart: identifies this ledger (a view of another is refused)."""
+
+
+def apply(state: RuleState, offset: int, value: bytes | None) -> tuple[RuleState, bytes | None]:
+    """Apply the message at ``offset``; return the new state and the accepted record, if any."""
+    moved = replace(state, offset=offset + 1)
+    msg = decode_ledger_message(value)
+    if isinstance(msg, kpb.EpochStart):
+        if msg.epoch > state.epoch and msg.next_index == state.next_index:
+            moved = replace(moved, epoch=msg.epoch, sequencer_id=msg.sequencer_id)
+            if state.genesis_offset < 0:
+                moved = replace(moved, genesis_offset=offset, genesis_id=msg.sequencer_id)
+        return moved, None
+    if isinstance(msg, kpb.SequencedEntry):
+        if msg.epoch != state.epoch or state.epoch == 0:
+            return moved, None
+        try:
+            record = Record.decode(msg.record)
+        except MalformedRecord:
+            return moved, None
+        if record.index != state.next_index:
+            return moved, None
+        return replace(moved, next_index=state.next_index + 1), msg.record
+    return moved, None

@@ -1,0 +1,150 @@
+"""Settings of the Kafka engine and the librdkafka configurations derived from them.
+
+Every client routes librdkafka's own log lines into Python :mod:`logging` (logger
+``trustwire.kafka``) and reports client errors there too; nothing is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exchange.core.errors import ConfigError
+
+__all__ = ["KafkaSettings", "KAFKA_LOG", "read_properties"]
+
+KAFKA_LOG = logging.getLogger("trustwire.kafka")
+"""librdkafka's log lines and client errors land here."""
+
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_RESERVED = frozenset({"bootstrap.servers", "group.id", "enable.idempotence", "acks", "logger", "error_cb"})
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _log_client_error(err: Any) -> None:
+    # transport errors repeat while a broker is away; they are expected during failover
+    KAFKA_LOG.warning("kafka client error: %s", err)
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java-style ``.properties`` file (``key=value`` lines, ``#`` comments) of extra
+    librdkafka settings, e.g. ``security.protocol``, ``sasl.*``, ``ssl.*``."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"kafka_client_properties {path} is not readable: {exc.strerror}") from exc
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{number}: expected key=value")
+        if key.strip() in _RESERVED:
+            raise ConfigError(f"{path}:{number}: {key.strip()} is set by trustwire and cannot be overridden")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaSettings:
+    bootstrap: str
+    """Comma-separated host:port list of the cluster's brokers."""
+    view_path: Path
+    """This replica's local materialized view of the ledger (a SQLite file)."""
+    topic_prefix: str = "trustwire"
+    group_session_ms: int = 6000
+    """Session timeout of the sequencer group: a dead sequencer is replaced after about
+    1.5 times this."""
+    fetch_wait_ms: int = 10
+    """fetch.wait.max.ms of the tailing consumers: the latency floor of the stream."""
+    publish_deadline_s: float = 10.0
+    """A publish not confirmed by the sequencer within this fails with UNAVAILABLE."""
+    replication_factor: int = -1
+    """Replication factor of topics trustwire creates (-1: the cluster's default)."""
+    client_properties: Mapping[str, str] = field(default_factory=dict)
+    """Extra librdkafka settings for every client (security, TLS, SASL)."""
+    replica_id: str = field(default_factory=_default_replica_id)
+    ready_timeout_s: float = 30.0
+    """How long start-up may wait for the cluster (topics, catching up)."""
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap.strip():
+            raise ConfigError("kafka_bootstrap is required with engine = kafka (host:port[,host:port…])")
+        if not _PREFIX.match(self.topic_prefix):
+            raise ConfigError("kafka_topic_prefix may hold only letters, digits, '.', '_' and '-' (1–200)")
+        if self.group_session_ms < 1000:
+            raise ConfigError("kafka_group_session_ms must be at least 1000")
+        if not 0 <= self.fetch_wait_ms <= 5000:
+            raise ConfigError("kafka_fetch_wait_ms must be between 0 and 5000")
+        if self.publish_deadline_s <= 0:
+            raise ConfigError("publish_deadline_s must be positive")
+
+    @property
+    def publish_deadline_ms(self) -> int:
+        return max(1, int(self.publish_deadline_s * 1000))
+
+    def _common(self, role: str) -> dict[str, Any]:
+        return {
+            **self.client_properties,
+            "bootstrap.servers": self.bootstrap,
+            "client.id": f"trustwire-{role}-{self.replica_id}",
+            "logger": KAFKA_LOG,
+            "error_cb": _log_client_error,
+        }
+
+    def admin_config(self) -> dict[str, Any]:
+        return self._common("admin")
+
+    def producer_config(self, role: str, message_timeout_ms: int) -> dict[str, Any]:
+        """Idempotent, acks=all: an acknowledged message is durable, in order, once."""
+        return {
+            **self._common(role),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+            "message.timeout.ms": max(1000, message_timeout_ms),
+            "message.max.bytes": 16 * 1024 * 1024,
+        }
+
+    def tail_config(self, role: str) -> dict[str, Any]:
+        """A consumer that follows one partition with assign(): no group membership,
+        no commits (the position is stored by the caller)."""
+        return {
+            **self._common(role),
+            "group.id": f"{self.topic_prefix}.{role}.{self.replica_id}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": self.fetch_wait_ms,
+            "fetch.error.backoff.ms": 50,
+            "isolation.level": "read_uncommitted",
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+        }
+
+    def group_config(self, group: str) -> dict[str, Any]:
+        """The sequencer election: one owner of the submissions partition."""
+        return {
+            **self._common("sequencer"),
+            "group.id": group,
+            "session.timeout.ms": self.group_session_ms,
+            "heartbeat.interval.ms": max(100, self.group_session_ms // 6),
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": self.fetch_wait_ms,
+            "fetch.error.backoff.ms": 50,
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+        }

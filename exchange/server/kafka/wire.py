@@ -1,0 +1,143 @@
+"""Encoding of the engine's Kafka messages (proto/trustwire/v1/kafka.proto).
+
+Decoders never raise on foreign bytes: whatever does not parse is reported as None
+and ignored by the caller (a topic can hold anything anyone with write access put
+there; the ledger rule only accepts what it can check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
+from exchange.core.errors import TrustwireError, error_for
+from exchange.core.records import Receipt
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
+from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
+from exchange.server.ledger import Outcome, Submission
+
+__all__ = [
+    "Batch",
+    "Result",
+    "decode_batch",
+    "decode_ledger_message",
+    "decode_result",
+    "encode_batch",
+    "encode_entry",
+    "encode_epoch_start",
+    "encode_result",
+]
+
+LedgerMessage = kpb.EpochStart | kpb.SequencedEntry
+
+
+def encode_epoch_start(epoch: int, next_index: int, sequencer_id: str) -> bytes:
+    msg = kpb.LedgerMessage(
+        epoch_start=kpb.EpochStart(epoch=epoch, next_index=next_index, sequencer_id=sequencer_id)
+    )
+    return msg.SerializeToString(deterministic=True)
+
+
+def encode_entry(epoch: int, record: bytes) -> bytes:
+    return kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch, record=record)).SerializeToString(
+        deterministic=True
+    )
+
+
+def decode_ledger_message(value: bytes | None) -> LedgerMessage | None:
+    if not value:
+        return None
+    msg = kpb.LedgerMessage()
+    try:
+        msg.ParseFromString(value)
+    except DecodeError:
+        return None
+    kind = msg.WhichOneof("kind")
+    if kind == "epoch_start":
+        return msg.epoch_start
+    if kind == "entry":
+        return msg.entry
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """A replica's request to the sequencer."""
+
+    request_id: bytes
+    replica_id: str
+    submissions: tuple[Submission, ...]
+    deadline_ms: int
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return kpb.SubmissionBatch(
+        request_id=batch.request_id,
+        replica_id=batch.replica_id,
+        envelopes=[kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest) for s in batch.submissions],
+        deadline_ms=batch.deadline_ms,
+    ).SerializeToString()
+
+
+def decode_batch(value: bytes | None) -> Batch | None:
+    msg = kpb.SubmissionBatch()
+    try:
+        msg.ParseFromString(value or b"")
+    except DecodeError:
+        return None
+    if not msg.request_id or any(len(e.digest) != 32 or not e.envelope for e in msg.envelopes):
+        return None
+    return Batch(
+        request_id=msg.request_id,
+        replica_id=msg.replica_id,
+        submissions=tuple(Submission(envelope=e.envelope, digest=e.digest) for e in msg.envelopes),
+        deadline_ms=msg.deadline_ms,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """The sequencer's answer to one batch: one outcome per envelope."""
+
+    request_id: bytes
+    replica_id: str
+    outcomes: tuple[Outcome, ...]
+
+
+def _outcome_pb(outcome: Outcome) -> xpb.PublishResult:
+    if isinstance(outcome, Receipt):
+        return xpb.PublishResult(
+            receipt=xpb.Receipt(
+                index=outcome.index, accepted_at=ms_to_timestamp(outcome.accepted_at_ms), leaf_hash=outcome.leaf_hash
+            )
+        )
+    return xpb.PublishResult(error=xpb.EntryError(status=outcome.status, reason=outcome.reason, message=outcome.message))
+
+
+def _outcome(result: xpb.PublishResult) -> Outcome:
+    if result.HasField("receipt"):
+        r = result.receipt
+        return Receipt(index=r.index, accepted_at_ms=timestamp_to_ms(r.accepted_at), leaf_hash=r.leaf_hash)
+    e = result.error
+    return error_for(e.status, e.reason, e.message)
+
+
+def encode_result(request_id: bytes, replica_id: str, outcomes: Sequence[Outcome]) -> bytes:
+    return kpb.SubmissionResult(
+        request_id=request_id, replica_id=replica_id, results=[_outcome_pb(o) for o in outcomes]
+    ).SerializeToString()
+
+
+def decode_result(value: bytes | None) -> Result | None:
+    msg = kpb.SubmissionResult()
+    try:
+        msg.ParseFromString(value or b"")
+        outcomes = tuple(_outcome(r) for r in msg.results)
+    except (DecodeError, TrustwireError):
+        return None
+    if not msg.request_id:
+        return None
+    return Result(request_id=msg.request_id, replica_id=msg.replica_id, outcomes=outcomes)
