@@ -230,12 +230,11 @@ class MemberClient:
             for page in self._stub.Subscribe(request):
                 c = page.consistency
                 view.advance(page.checkpoint, c.old_size, list(c.hashes))
-                if len(page.proofs) != len(page.records):
-                    raise SecurityError(f"{len(page.records)} records came with {len(page.proofs)} inclusion proofs")
-                for raw, proof in zip(page.records, page.proofs, strict=True):
-                    view.check_inclusion(raw, proof.index, proof.tree_size, list(proof.hashes))
-                    if _claimed_index(raw, fallback=-1) != proof.index:
-                        raise SecurityError(f"inclusion proof for entry {proof.index} came with another record")
+                if page.records:
+                    indices = [_claimed_index(raw, fallback=-1) for raw in page.records]
+                    view.check_batch_inclusion(
+                        list(page.records), indices, page.proof.tree_size, list(page.proof.hashes)
+                    )
                 yield page
 
     def subscribe(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +80,28 @@ CREATE TABLE IF NOT EXISTS queue (
     UNIQUE (content_ref, publisher, signal_id)
 );
 CREATE INDEX IF NOT EXISTS queue_state ON queue(state, priority);
+CREATE INDEX IF NOT EXISTS queue_signal ON queue(publisher, signal_id);
+CREATE TABLE IF NOT EXISTS queue_events (
+    item_id INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reviewer TEXT,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_events_item ON queue_events(item_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    publisher TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    item_id INTEGER,
+    state TEXT NOT NULL,
+    envelope BLOB,
+    ledger_index INTEGER,
+    error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (publisher, signal_id)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     idx INTEGER PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -87,6 +109,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     at_ms INTEGER NOT NULL
 );
 """
+
+
+# Columns added after the first release, applied to older state files on open.
+_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER")],
+    "queue": [("claimed_at_ms", "INTEGER"), ("decided_at_ms", "INTEGER")],
+}
 
 
 class MemberStore:
@@ -98,7 +127,22 @@ class MemberStore:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.executescript(_SCHEMA)
+        self._migrate()
         self._lock = threading.RLock()
+        self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+
+    def _migrate(self) -> None:
+        """Add the columns newer code expects to a state file written by older code."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns:
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        self.conn.execute(
+            "CREATE INDEX IF NOT EXISTS signals_expiry ON signals(valid_until_ms) WHERE valid_until_ms IS NOT NULL"
+        )
+        self.conn.execute("CREATE INDEX IF NOT EXISTS opinions_author ON opinions(author)")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -112,8 +156,26 @@ class MemberStore:
                 yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
+                undo, self._on_rollback, self._after_commit = self._on_rollback, [], []
+                for fn in undo:
+                    fn()
                 raise
             self.conn.execute("COMMIT")
+            done, self._after_commit, self._on_rollback = self._after_commit, [], []
+            for fn in done:
+                fn()
+
+    def after_commit(self, fn: Callable[[], None], on_rollback: Callable[[], None] | None = None) -> None:
+        """Run ``fn`` once the current transaction commits (now, outside one); run
+        ``on_rollback`` instead if it rolls back. Keeps in-memory state (the PDQ index)
+        in step with what the file holds."""
+        with self._lock:
+            if not self.conn.in_transaction:
+                fn()
+                return
+            self._after_commit.append(fn)
+            if on_rollback is not None:
+                self._on_rollback.append(on_rollback)
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -108,6 +108,23 @@ class LogView:
                 f"entry {index} is not in the log's checkpoint of size {trusted.size}: {exc.message}"
             ) from exc
 
+    def check_batch_inclusion(self, records: Sequence[bytes], indices: Sequence[int], tree_size: int,
+                              proof: Sequence[bytes]) -> None:
+        """Raise unless every record is the entry at its index in the trusted checkpoint's tree."""
+        trusted = self.trusted
+        if trusted is None:
+            raise SecurityError("no trusted checkpoint to check inclusion against")
+        if tree_size != trusted.size:
+            raise SecurityError(f"inclusion proven in a tree of size {tree_size}, the checkpoint has {trusted.size}")
+        leaves = [(i, leaf_hash(r)) for i, r in zip(indices, records, strict=True)]
+        try:
+            merkle.verify_batch_inclusion(leaves, trusted.size, list(proof), trusted.root)
+        except merkle.ProofError as exc:
+            raise SecurityError(
+                f"entries {indices[0]}..{indices[-1]} are not all in the log's checkpoint of size {trusted.size}: "
+                f"{exc.message}"
+            ) from exc
+
     @staticmethod
     def _evidence(what: str, old: TrustedCheckpoint, new: TrustedCheckpoint) -> str:
         return f"log fork detected: {what}\n--- trusted checkpoint ---\n{old.note}--- new checkpoint ---\n{new.note}"

@@ -23,12 +23,13 @@ describing the first problem found; they never return a boolean.
 
 from __future__ import annotations
 
-from exchange.core.errors import SecurityError
-
+import bisect
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from exchange.core.errors import SecurityError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -536,3 +537,87 @@ def verify_consistency(
             f"consistency proof leads to new root {computed_new.hex()} at size "
             f"{new_size}, expected {new_root.hex()}"
         )
+
+
+# --------------------------------------------------------------------------
+# Batch inclusion proofs (many leaves, one proof)
+# --------------------------------------------------------------------------
+#
+# Proving k leaves one audit path at a time costs k * log2(n) hashes.  A batch
+# proof instead lists, in a fixed depth-first order, the roots of the maximal
+# RFC 9162 subtrees that contain none of the proven leaves; the verifier walks
+# the same recursion, uses its own leaf hashes where it has them and the listed
+# hashes elsewhere, and must land on the checkpoint's root.  For a contiguous
+# page of k leaves this is about 2 * log2(n) hashes instead of k * log2(n).
+# The recursion splits [lo, hi) at the largest power of two below hi - lo, as
+# RFC 9162 MTH does, so subtrees are aligned and perfect except on the right edge.
+
+
+def _split(lo: int, hi: int) -> int:
+    return lo + (1 << ((hi - lo - 1).bit_length() - 1))
+
+
+def batch_inclusion_proof(indices: Sequence[int], size: int, get_node: NodeGetter) -> list[bytes]:
+    """The hashes proving leaves ``indices`` (sorted, distinct) in the tree of ``size``."""
+    _check_batch(indices, size)
+    out: list[bytes] = []
+    stack = [(0, size, 0, len(indices))]  # range, and the slice of indices inside it
+    while stack:
+        lo, hi, first, last = stack.pop()
+        if first == last:
+            out.append(_subtree_root(lo, hi, get_node))
+        elif hi - lo > 1:
+            mid = _split(lo, hi)
+            cut = bisect.bisect_left(indices, mid, first, last)
+            stack.append((mid, hi, cut, last))  # right after left: depth-first, left first
+            stack.append((lo, mid, first, cut))
+    return out
+
+
+def root_from_batch_proof(leaves: Sequence[tuple[int, bytes]], size: int, proof: Sequence[bytes]) -> bytes:
+    """The root implied by ``leaves`` ((index, leaf hash), sorted by index) and a batch proof."""
+    indices = [i for i, _ in leaves]
+    _check_batch(indices, size)
+    _check_proof_hashes(proof)
+    hashes = iter(proof)
+
+    def walk(lo: int, hi: int, first: int, last: int) -> bytes:
+        if first == last:
+            node = next(hashes, None)
+            if node is None:
+                raise ProofError("batch proof is too short")
+            return node
+        if hi - lo == 1:
+            return leaves[first][1]
+        mid = _split(lo, hi)
+        cut = bisect.bisect_left(indices, mid, first, last)
+        left = walk(lo, mid, first, cut)
+        return node_hash(left, walk(mid, hi, cut, last))
+
+    root = walk(0, size, 0, len(indices))
+    if next(hashes, None) is not None:
+        raise ProofError("batch proof has hashes left over")
+    return root
+
+
+def verify_batch_inclusion(leaves: Sequence[tuple[int, bytes]], size: int, proof: Sequence[bytes], root: bytes) -> None:
+    """Raise ProofError unless every (index, leaf hash) is in the tree ``root`` of ``size``."""
+    _check_hash(root, "root hash")
+    for _, leaf in leaves:
+        _check_hash(leaf, "leaf hash")
+    computed = root_from_batch_proof(leaves, size, proof)
+    if computed != root:
+        raise ProofError(
+            f"batch inclusion proof for {len(leaves)} leaves in a tree of size {size} leads to "
+            f"root {computed.hex()}, expected {root.hex()}"
+        )
+
+
+def _check_batch(indices: Sequence[int], size: int) -> None:
+    _check_size(size, "tree size")
+    if not indices:
+        raise ProofError("a batch proof proves at least one leaf")
+    if any(b <= a for a, b in zip(indices, indices[1:])):
+        raise ProofError("batch proof indices must be sorted and distinct")
+    if indices[0] < 0 or indices[-1] >= size:
+        raise ProofError(f"leaf indices must lie in [0, {size})")

@@ -21,7 +21,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run an exchange", description="Run an exchange (settings: file → TRUSTWIRE_* → flags).")
     p.add_argument("--config", type=Path, help="TOML settings file ([exchange] section or top level)")
     p.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:7443)")
-    p.add_argument("--engine", choices=["sqlite"], help="stream engine (default sqlite)")
+    p.add_argument("--engine", choices=["sqlite", "kafka"], help="stream engine (default sqlite)")
+    p.add_argument("--bootstrap", help="engine kafka: the cluster's bootstrap servers, host:port[,host:port…]")
+    p.add_argument("--kafka-topic-prefix", help="engine kafka: prefix of the topics and group (default trustwire)")
+    p.add_argument("--kafka-view-path", type=Path, help="engine kafka: this replica's local view of the ledger")
     p.add_argument("--ledger-path", type=Path, help="SQLite ledger file")
     p.add_argument("--operator-public-key", help="hex Ed25519 operator public key (trust anchor)")
     p.add_argument("--log-key-file", type=Path, help="file with the log key's hex seed (signs checkpoints)")
@@ -36,6 +39,9 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
     overrides = {
         "listen": args.listen,
         "engine": args.engine,
+        "kafka_bootstrap": args.bootstrap,
+        "kafka_topic_prefix": args.kafka_topic_prefix,
+        "kafka_view_path": args.kafka_view_path,
         "ledger_path": args.ledger_path,
         "operator_public_key": args.operator_public_key,
         "log_key_file": args.log_key_file,

@@ -18,7 +18,25 @@ class ServerConfig:
     """host:port. Without the tls_* settings the exchange speaks plaintext gRPC: for
     loopback and development only (see exchange.server.tls)."""
     engine: str = "sqlite"
+    """Stream engine: "sqlite" (embedded, one file) or "kafka" (a Kafka cluster, many replicas)."""
     ledger_path: Path = Path("trustwire-ledger.db")
+    """sqlite: the ledger file. kafka: where this replica's files go by default."""
+    kafka_bootstrap: str = ""
+    """kafka: the cluster's bootstrap servers, host:port[,host:port…]."""
+    kafka_topic_prefix: str = "trustwire"
+    """kafka: topics <prefix>.ledger/.submissions/.results and group <prefix>.sequencer."""
+    kafka_view_path: Path | None = None
+    """kafka: this replica's local view of the ledger (default: <ledger_path>.kafka-view)."""
+    kafka_group_session_ms: int = 6000
+    """kafka: session timeout of the sequencer group; failover takes about 1.5 times this."""
+    kafka_fetch_wait_ms: int = 10
+    """kafka: fetch.wait.max.ms of the tailing consumers (stream latency floor)."""
+    kafka_replication_factor: int = -1
+    """kafka: replication factor of topics the exchange creates (-1: the cluster default)."""
+    kafka_client_properties: Path | None = None
+    """kafka: a .properties file of extra librdkafka settings (security.protocol, sasl.*, ssl.*)."""
+    publish_deadline_s: float = 10.0
+    """kafka: a publish the sequencer has not confirmed within this fails with UNAVAILABLE."""
     name: str = "trustwire.invalid/exchange"
     """The log's origin line in checkpoints, and its key name: name the exchange."""
     audit_dir: Path | None = None

@@ -175,10 +175,7 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
                 next_index=page.next_index,
                 head=page.head,
                 checkpoint=proven.checkpoint.note,
-                proofs=[
-                    apb.InclusionProof(index=i, tree_size=size, hashes=h)
-                    for i, h in zip(page.indices, proven.inclusion, strict=True)
-                ],
+                proof=apb.BatchInclusionProof(tree_size=size, hashes=proven.inclusion),
                 consistency=apb.ConsistencyProof(
                     old_size=proven.consistency_from, new_size=size, hashes=proven.consistency
                 ),
@@ -282,7 +279,15 @@ def open_ledger(config: ServerConfig, clock_ms: Callable[[], int]) -> Ledger:
     if config.engine == "sqlite":
         Path(config.ledger_path).parent.mkdir(parents=True, exist_ok=True)
         return SqliteLedger(config.ledger_path, clock_ms=clock_ms)
-    raise ConfigError(f"unknown engine {config.engine!r}; this build supports: sqlite")
+    if config.engine == "kafka":
+        try:
+            from exchange.server.kafka import KafkaLedger, settings_from_config
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("confluent_kafka"):
+                raise
+            raise ConfigError("engine kafka needs the kafka extra: pip install 'trustwire[kafka]'") from exc
+        return KafkaLedger(settings_from_config(config), clock_ms=clock_ms)
+    raise ConfigError(f"unknown engine {config.engine!r}; choose sqlite or kafka")
 
 
 def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None) -> RunningServer:

@@ -54,7 +54,7 @@ class ProvenPage:
 
     page: Page
     checkpoint: LogCheckpoint
-    inclusion: list[list[bytes]] = field(default_factory=list)
+    inclusion: list[bytes] = field(default_factory=list)  # batch proof of the page's records
     consistency_from: int = 0
     consistency: list[bytes] = field(default_factory=list)
 
@@ -213,7 +213,7 @@ class ExchangeCore:
 
     def _prove(self, page: Page, checkpoint: LogCheckpoint, proven_to: int) -> ProvenPage:
         tree = self.checkpoints.tree
-        inclusion = [tree.inclusion_proof(i, checkpoint.size) for i in page.indices]
+        inclusion = tree.batch_inclusion_proof(page.indices, checkpoint.size) if page.indices else []
         consistency = (
             tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
         )

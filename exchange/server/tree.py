@@ -96,6 +96,10 @@ class TreeStore:
         self._check_size(size)
         return merkle.inclusion_proof(index, size, self.get_node)
 
+    def batch_inclusion_proof(self, indices: Sequence[int], size: int) -> list[bytes]:
+        self._check_size(size)
+        return merkle.batch_inclusion_proof(indices, size, self.get_node)
+
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         self._check_size(new_size)
         return merkle.consistency_proof(old_size, new_size, self.get_node)

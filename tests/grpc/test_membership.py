@@ -136,7 +136,9 @@ def test_visibility_leak_subscribe(taskforce: TaskForce, stubs: Stubs) -> None:
     pages = list(stubs.member("bob").Subscribe(xpb.SubscribeRequest(stop_at_head=True), timeout=RPC_TIMEOUT_S))
     received = b"".join(p.SerializeToString() for p in pages)
     assert CANARY.encode() not in received and MD5_A.encode() not in received
-    indices = [i for p in pages for i in (pr.index for pr in p.proofs)]
+    from exchange.core.records import Record
+
+    indices = [Record.decode(r).index for p in pages for r in p.records]
     assert hidden.index not in indices and pages[-1].next_index == hidden.index + 1
     alice_pages = list(stubs.member("alice").Subscribe(xpb.SubscribeRequest(stop_at_head=True), timeout=RPC_TIMEOUT_S))
     assert CANARY.encode() in b"".join(p.SerializeToString() for p in alice_pages)  # control

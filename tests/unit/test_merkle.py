@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -568,3 +569,59 @@ def test_frontier_extend_stops_cleanly_on_bad_leaf() -> None:
         frontier.extend([*LEAVES[:5], b"bad", LEAVES[5]])
     assert frontier.size == 5
     assert frontier.root() == _reference_root(LEAVES[:5])
+
+
+from exchange.core import merkle  # noqa: E402
+
+
+# -- batch inclusion proofs --------------------------------------------------------------
+
+
+def _store(leaves: list[bytes]):  # type: ignore[no-untyped-def]
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        prev = levels[-1]
+        levels.append([merkle.node_hash(prev[i], prev[i + 1]) for i in range(0, len(prev) - 1, 2)])
+    return lambda level, index: levels[level][index]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 31, 64, 100])
+def test_batch_proof_round_trips_for_every_subset_shape(size: int) -> None:
+    leaves = [merkle.leaf_hash(bytes([i % 256, i // 256])) for i in range(size)]
+    root = merkle.root_from_leaf_hashes(leaves)
+    get = _store(leaves)
+    rng = random.Random(size)
+    subsets = [[0], [size - 1], list(range(size)), sorted(rng.sample(range(size), max(1, size // 3)))]
+    for subset in subsets:
+        proof = merkle.batch_inclusion_proof(subset, size, get)
+        merkle.verify_batch_inclusion([(i, leaves[i]) for i in subset], size, proof, root)
+        if len(subset) == 1:  # one leaf: the batch proof is its RFC 6962 audit path (in another order)
+            assert sorted(proof) == sorted(merkle.inclusion_proof(subset[0], size, get))
+
+
+def test_batch_proof_of_a_contiguous_page_is_logarithmic() -> None:
+    size = 5000
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    proof = merkle.batch_inclusion_proof(list(range(1000, 2000)), size, _store(leaves))
+    assert len(proof) <= 2 * size.bit_length()
+
+
+def test_batch_proof_rejects_tampering() -> None:
+    size = 40
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(size)]
+    root = merkle.root_from_leaf_hashes(leaves)
+    subset = [3, 4, 17, 39]
+    proof = merkle.batch_inclusion_proof(subset, size, _store(leaves))
+    good = [(i, leaves[i]) for i in subset]
+    with pytest.raises(merkle.ProofError):  # a leaf that is not there
+        merkle.verify_batch_inclusion([(3, leaves[3]), (4, leaves[5]), *good[2:]], size, proof, root)
+    with pytest.raises(merkle.ProofError):  # claiming a leaf sits at another index
+        merkle.verify_batch_inclusion([(3, leaves[3]), (5, leaves[4]), *good[2:]], size, proof, root)
+    with pytest.raises(merkle.ProofError):  # a flipped proof hash
+        merkle.verify_batch_inclusion(good, size, [bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]], root)
+    with pytest.raises(merkle.ProofError):  # too short, too long
+        merkle.verify_batch_inclusion(good, size, proof[:-1], root)
+    with pytest.raises(merkle.ProofError):
+        merkle.verify_batch_inclusion(good, size, [*proof, proof[0]], root)
+    with pytest.raises(merkle.ProofError):  # unsorted indices
+        merkle.verify_batch_inclusion(list(reversed(good)), size, proof, root)

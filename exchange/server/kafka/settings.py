@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from exchange.core.errors import ConfigError
+from exchange.server.config import ServerConfig
 
-__all__ = ["KafkaSettings", "KAFKA_LOG", "read_properties"]
+__all__ = ["KafkaSettings", "KAFKA_LOG", "read_properties", "settings_from_config"]
 
 KAFKA_LOG = logging.getLogger("trustwire.kafka")
 """librdkafka's log lines and client errors land here."""
@@ -148,3 +149,17 @@ class KafkaSettings:
             "fetch.error.backoff.ms": 50,
             "fetch.message.max.bytes": 16 * 1024 * 1024,
         }
+
+
+def settings_from_config(config: ServerConfig) -> KafkaSettings:
+    """The Kafka engine's settings from ``trustwire serve``'s."""
+    return KafkaSettings(
+        bootstrap=config.kafka_bootstrap,
+        topic_prefix=config.kafka_topic_prefix,
+        view_path=config.kafka_view_path or Path(str(config.ledger_path) + ".kafka-view"),
+        group_session_ms=config.kafka_group_session_ms,
+        fetch_wait_ms=config.kafka_fetch_wait_ms,
+        publish_deadline_s=config.publish_deadline_s,
+        replication_factor=config.kafka_replication_factor,
+        client_properties=read_properties(config.kafka_client_properties) if config.kafka_client_properties else {},
+    )

@@ -26,7 +26,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from exchange.core.errors import ConfigError, LedgerCorrupt, TrustwireError
+from exchange.core.errors import ConfigError, LedgerCorrupt, Unavailable
 from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
@@ -146,14 +146,15 @@ class Tailer:
                 if err.code() == KafkaError._PARTITION_EOF:
                     found = ""
                 continue
-            if m.offset() == state.genesis_offset:
+            offset = m.offset()
+            if offset == state.genesis_offset:
                 msg = decode_ledger_message(m.value())
                 found = msg.sequencer_id if isinstance(msg, kpb.EpochStart) else ""
-            elif m.offset() > state.genesis_offset:
+            elif offset is not None and offset > state.genesis_offset:
                 found = ""
         consumer.unassign()
         if found is None:
-            raise TrustwireError(f"could not read {self.view.topic} to check the view; is the cluster up?")
+            raise Unavailable(f"could not read {self.view.topic} to check the view; is the cluster up?")
         if found != state.genesis_id:
             raise LedgerCorrupt(
                 f"the view {self.view.path} belongs to another ledger than topic {self.view.topic} "
@@ -192,9 +193,10 @@ class Tailer:
                     log.warning("ledger tail: %s", err)
                 continue
             at_eof = False
-            if m.offset() < state.offset:
+            offset = m.offset()
+            if offset is None or offset < state.offset:
                 continue  # delivered again (at least once)
-            state, record = rule.apply(state, m.offset(), m.value())
+            state, record = rule.apply(state, offset, m.value())
             if record is not None:
                 records.append(record)
         if state != self.view.state:

@@ -1,0 +1,574 @@
+"""Exact PDQ near-duplicate search at 10M hashes: multi-index hashing over numpy arrays.
+
+A PDQ hash is 256 bits; two images are near-duplicates when the Hamming distance of
+their hashes is at most a threshold (31 by default). :class:`PdqIndex` answers "every
+hash within ``t`` bits of this one" **exactly** (recall 1.0, checked against brute
+force in ``tests/unit/test_pdq_index.py`` and ``bench/bench_pdq.py``), in well under
+a millisecond at 1M hashes and about a millisecond at 10M, in under 1 GB.
+
+Why exact: multi-index hashing and the pigeonhole principle
+-----------------------------------------------------------
+Cut the hash into ``m`` disjoint substrings of ``b`` bits (``m*b <= 256``; bits left
+over are simply not indexed). If ``d(x, q) <= t`` then the substring distances
+``d_j`` add up to at most ``t``. Probe substring ``j`` with every key within radius
+``r_j`` of the query's substring (all flips of up to ``r_j`` bits). If every
+substring missed, each ``d_j >= r_j + 1`` and ``d >= sum(r_j + 1)``; so whenever
+
+    sum_j (r_j + 1) >= t + 1                                   (*)
+
+some substring is within its radius and ``x`` is among the candidates: no false
+negatives. Candidates are then checked with the full 256-bit distance: no false
+positives. Hence the classic remark: 8 substrings of 32 bits guarantee exact recall at
+radius <= 31 only if every substring is probed with up to 3 flipped bits
+(8 * (3 + 1) = 32 >= 32); probing them exactly (``nflip = 0``) guarantees recall only
+up to distance 7, and 1 flip only up to 15. 32-bit substrings with 3 flips cost
+8 * 5,489 = 43,912 probes per query, and faiss's ``IndexBinaryMultiHash`` stores every
+substring table as an ``unordered_map`` of vectors (about 100 B per hash per table):
+about 8 GB at 10M. That is why this index keeps the idea and not that data structure.
+
+Layout
+------
+- ``codes``: ``(n, 4) uint64``, the hash as four 64-bit words, most significant first.
+  32 B per hash, the floor for exact verification.
+- ``ids``: ``uint32`` per row, the caller's id (the bank uses SQLite rowids); the
+  dense reverse map ``row_of[id]`` makes removal O(1) and marks a row dead when its id
+  is removed or re-added with a new hash.
+- **Segments**: each a CSR table per substring, with a dense directory of ``2**b + 1``
+  offsets (``uint32``) and posting lists of row numbers (``uint32``). A segment of
+  ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and ``m = min(16, 256 // b)``; for
+  t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8 substrings and 1 on 4
+  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 4 B per hash per
+  substring. At 10M: codes 320 MB + postings 480 MB + directories 96 MB + ids and
+  reverse map 80 MB, about 0.98 GB (0.91 GiB).
+- **Incremental updates**: adds append to a small *tail* that is searched by brute
+  force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
+  segment is merged into the one before it when it grows past an eighth of its size
+  (a log-structured merge: about log8(n / tail_limit) segments, each row rebuilt a
+  handful of times, no add ever rebuilds the whole index unless it completes a
+  geometric level). Removals only update the reverse map; dead rows are filtered at
+  verification and dropped when their segment is merged, or by a full compaction once
+  a quarter of the rows are dead. Folding is lazy (at the next search), so a bulk
+  load builds once.
+- **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
+  manifest written to a temporary directory and renamed into place; never pickle.
+
+Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
+range) fall back to an exact brute-force scan.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PdqIndex",
+    "DEFAULT_THRESHOLD",
+    "pdq_words",
+    "pdq_words_many",
+    "words_hex",
+    "is_degenerate",
+    "brute_force",
+]
+
+DEFAULT_THRESHOLD = 31
+BITS = 256
+MAX_PROBES = 200_000
+FORMAT = "trustwire-pdq-index/1"
+_U64 = np.uint64
+Words = npt.NDArray[np.uint64]
+
+
+def pdq_words(pdq_hex: str) -> Words:
+    """The (4,) uint64 words of a 64-hex-character PDQ hash, most significant first."""
+    raw = bytes.fromhex(pdq_hex)
+    if len(raw) != 32:
+        raise ValueError("a PDQ hash is 64 hex characters")
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+
+
+def pdq_words_many(hexes: Sequence[str]) -> Words:
+    """(n, 4) uint64 words of many hashes (fast path: one join and one decode)."""
+    if not hexes:
+        return np.zeros((0, 4), dtype=np.uint64)
+    raw = bytes.fromhex("".join(hexes))
+    if len(raw) != 32 * len(hexes):
+        raise ValueError("a PDQ hash is 64 hex characters")
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hexes), 4)
+
+
+def words_hex(words: Words) -> str:
+    return words.astype(">u8").tobytes().hex()
+
+
+def is_degenerate(words: Words, margin: int = 48) -> bool:
+    """True for a hash no PDQ hasher produces from a real image.
+
+    PDQ sets a bit when a DCT coefficient exceeds the median, so real hashes have
+    about 128 bits set. A hash with fewer than ``128 - margin`` or more than
+    ``128 + margin`` set bits (all zeros from a blank image, for instance) would sit
+    close to every other degenerate hash and match noise.
+    """
+    ones = int(np.bitwise_count(words).sum())
+    return abs(ones - BITS // 2) > margin
+
+
+def _popcount_rows(x: Words) -> npt.NDArray[np.int32]:
+    pc = np.bitwise_count(x)
+    return (
+        pc[:, 0].astype(np.int32) + pc[:, 1] + pc[:, 2] + pc[:, 3]  # faster than sum(axis=1) on 4 columns
+    )
+
+
+def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """(row, distance) of every row of ``codes`` within ``threshold`` of ``query``: the reference."""
+    d = _popcount_rows(codes ^ query)
+    rows = np.flatnonzero(d <= threshold)
+    return rows.astype(np.int64), d[rows]
+
+
+# -- substring plans -----------------------------------------------------------------------
+
+
+def _shape_for(n: int) -> tuple[int, int]:
+    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..21."""
+    b = min(21, max(16, int(np.log2(max(n, 1))) + 1))
+    return min(16, BITS // b), b
+
+
+def _window(words: Words, start: int, b: int) -> npt.NDArray[np.uint32]:
+    """Bits [start, start + b) (most significant first) of each row, as integers."""
+    w, off = divmod(start, 64)
+    mask = _U64((1 << b) - 1)
+    if off + b <= 64:
+        v = (words[:, w] >> _U64(64 - off - b)) & mask
+    else:
+        spill = off + b - 64
+        v = ((words[:, w] << _U64(spill)) | (words[:, w + 1] >> _U64(64 - spill))) & mask
+    return v.astype(np.uint32)
+
+
+@lru_cache(maxsize=64)
+def _flips(b: int, r: int) -> npt.NDArray[np.uint32]:
+    """Every b-bit mask with at most r bits set (0 first)."""
+    out = [0]
+    for k in range(1, r + 1):
+        for combo in itertools.combinations(range(b), k):
+            out.append(sum(1 << i for i in combo))
+    return np.array(out, dtype=np.uint32)
+
+
+def radii(m: int, threshold: int) -> list[int]:
+    """Per-substring probe radii r_j with sum(r_j + 1) = threshold + 1 (condition (*));
+    -1 means the substring is not probed."""
+    q, rem = divmod(threshold + 1, m)
+    return [q if j < rem else q - 1 for j in range(m)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sub: npt.NDArray[np.int64]  # substring of each probe
+    mask: npt.NDArray[np.uint32]  # flip mask of each probe
+
+
+@lru_cache(maxsize=256)
+def _plan(m: int, b: int, threshold: int) -> _Plan | None:
+    rs = radii(m, threshold)
+    if max(rs) > b:
+        return None
+    sizes = [len(_flips(b, r)) if r >= 0 else 0 for r in rs]
+    if sum(sizes) > MAX_PROBES:
+        return None
+    subs = np.concatenate([np.full(s, j, dtype=np.int64) for j, s in enumerate(sizes) if s])
+    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0])
+    return _Plan(subs, masks)
+
+
+class _Segment:
+    """A CSR table per substring over a fixed set of rows."""
+
+    __slots__ = ("m", "b", "n", "lo", "hi", "offsets", "postings")
+
+    def __init__(
+        self,
+        m: int,
+        b: int,
+        n: int,
+        lo: int,
+        hi: int,
+        offsets: npt.NDArray[np.integer],
+        postings: npt.NDArray[np.uint32],
+    ) -> None:
+        self.m, self.b, self.n = m, b, n
+        self.lo, self.hi = lo, hi  # the row range this segment covers (rows it indexes are alive ones in it)
+        self.offsets = offsets  # m * (2**b + 1) global positions into postings
+        self.postings = postings  # m * n row numbers, substring-major
+
+    @classmethod
+    def build(cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int) -> _Segment:
+        n = len(rows)
+        m, b = _shape_for(n)
+        width = (1 << b) + 1
+        off_dtype = np.uint32 if m * n < 2**32 else np.int64
+        offsets = np.empty(m * width, dtype=off_dtype)
+        postings = np.empty(m * n, dtype=np.uint32)
+        sub_codes = codes[rows] if not _is_prefix(rows, len(codes)) else codes[: len(rows)]
+        for j in range(m):
+            keys = _window(sub_codes, j * b, b)
+            order = np.argsort(keys, kind="stable")
+            postings[j * n : (j + 1) * n] = rows[order]
+            counts = np.bincount(keys, minlength=1 << b)
+            o = offsets[j * width : (j + 1) * width]
+            o[0] = j * n
+            np.cumsum(counts, out=o[1:])
+            o[1:] += off_dtype(j * n)
+            del keys, order, counts
+        return cls(m, b, n, lo, hi, offsets, postings)
+
+    def candidates(self, qkeys_by_b: dict[int, npt.NDArray[np.uint32]], threshold: int) -> npt.NDArray[np.uint32] | None:
+        plan = _plan(self.m, self.b, threshold)
+        if plan is None:
+            return None
+        qk = qkeys_by_b[self.b]
+        idx = plan.sub * ((1 << self.b) + 1) + (qk[plan.sub] ^ plan.mask)
+        st = self.offsets[idx].astype(np.int64)
+        ln = self.offsets[idx + 1].astype(np.int64) - st
+        nz = ln > 0
+        st, ln = st[nz], ln[nz]
+        total = int(ln.sum())
+        if total == 0:
+            return np.empty(0, dtype=np.uint32)
+        shift = st - np.concatenate(([0], np.cumsum(ln)[:-1]))
+        pos = np.repeat(shift, ln) + np.arange(total, dtype=np.int64)
+        return self.postings[pos]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.postings.nbytes)
+
+
+def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
+    return len(rows) <= n and len(rows) > 0 and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
+
+
+class PdqIndex:
+    """Exact Hamming-radius search over PDQ hashes with incremental adds and removes.
+
+    Ids are the caller's non-negative integers below 2**31, ideally dense (SQLite
+    rowids): the reverse map costs 4 B per possible id. Adding an id that is already
+    present replaces its hash (a new version of a signal).
+    """
+
+    def __init__(self, threshold: int = DEFAULT_THRESHOLD, tail_limit: int = 4096, merge_ratio: int = 8) -> None:
+        if not 0 <= threshold <= BITS:
+            raise ValueError("threshold is 0..256 bits")
+        self.threshold = threshold
+        self.tail_limit = tail_limit
+        self.merge_ratio = merge_ratio
+        self._codes: Words = np.zeros((0, 4), dtype=np.uint64)
+        self._ids: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
+        self._n = 0  # rows used in _codes/_ids
+        self._row_of: npt.NDArray[np.int32] = np.full(0, -1, dtype=np.int32)
+        self._segments: list[_Segment] = []
+        self._indexed = 0  # rows [0, _indexed) are in segments; the rest is the tail
+        self._live = 0
+
+    # -- size ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Live hashes."""
+        return self._live
+
+    def __contains__(self, id_: int) -> bool:
+        return 0 <= id_ < len(self._row_of) and self._row_of[id_] >= 0
+
+    @property
+    def rows(self) -> int:
+        """Rows stored, dead ones included (until the next compaction)."""
+        return self._n
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "live": self._live,
+            "rows": self._n,
+            "dead": self._n - self._live,
+            "segments": len(self._segments),
+            "tail": self._n - self._indexed,
+            "bytes": self.nbytes,
+        }
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (what the index costs in memory)."""
+        n = self._n
+        return int(
+            n * 32 + n * 4 + self._row_of.nbytes + sum(s.nbytes for s in self._segments)
+        )
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        if need <= len(self._codes):
+            return
+        cap = max(need, len(self._codes) + max(len(self._codes) // 8, 1024))
+        codes = np.empty((cap, 4), dtype=np.uint64)
+        codes[: self._n] = self._codes[: self._n]
+        ids = np.empty(cap, dtype=np.uint32)
+        ids[: self._n] = self._ids[: self._n]
+        self._codes, self._ids = codes, ids
+
+    def _reserve_ids(self, max_id: int) -> None:
+        if max_id < len(self._row_of):
+            return
+        if max_id >= 2**31:
+            raise ValueError("ids must be below 2**31")
+        cap = max(max_id + 1, len(self._row_of) + len(self._row_of) // 4 + 1024)
+        row_of = np.full(cap, -1, dtype=np.int32)
+        row_of[: len(self._row_of)] = self._row_of
+        self._row_of = row_of
+
+    def add(self, id_: int, pdq: str | Words) -> None:
+        self.add_many([id_], pdq_words(pdq)[None, :] if isinstance(pdq, str) else np.asarray(pdq).reshape(1, 4))
+
+    def add_many(self, ids: Iterable[int] | npt.NDArray[np.integer], codes: Words | Sequence[str]) -> None:
+        """Add (or replace) hashes; ``codes`` are (n, 4) words or hex strings."""
+        id_arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+        words = pdq_words_many(codes) if not isinstance(codes, np.ndarray) else codes.astype(np.uint64, copy=False)
+        if words.shape != (len(id_arr), 4):
+            raise ValueError("one (4,) uint64 code per id")
+        if len(id_arr) == 0:
+            return
+        if int(id_arr.min()) < 0:
+            raise ValueError("ids must be non-negative")
+        # within one batch the last occurrence of an id wins
+        _, last = np.unique(id_arr[::-1], return_index=True)
+        keep = np.sort(len(id_arr) - 1 - last)
+        id_arr, words = id_arr[keep], words[keep]
+        self._reserve_ids(int(id_arr.max()))
+        self._reserve(len(id_arr))
+        previous = self._row_of[id_arr]
+        self._live -= int((previous >= 0).sum())
+        start = self._n
+        self._codes[start : start + len(id_arr)] = words
+        self._ids[start : start + len(id_arr)] = id_arr
+        self._row_of[id_arr] = np.arange(start, start + len(id_arr), dtype=np.int32)
+        self._n += len(id_arr)
+        self._live += len(id_arr)
+
+    def remove(self, id_: int) -> bool:
+        return self.remove_many([id_]) == 1
+
+    def remove_many(self, ids: Iterable[int]) -> int:
+        id_arr = np.asarray(list(ids), dtype=np.int64)
+        id_arr = id_arr[(id_arr >= 0) & (id_arr < len(self._row_of))]
+        if len(id_arr) == 0:
+            return 0
+        id_arr = np.unique(id_arr)
+        present = id_arr[self._row_of[id_arr] >= 0]
+        self._row_of[present] = -1
+        self._live -= len(present)
+        return len(present)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def _alive_rows(self, lo: int, hi: int) -> npt.NDArray[np.uint32]:
+        rows = np.arange(lo, hi, dtype=np.int64)
+        alive = self._row_of[self._ids[lo:hi]] == rows
+        return rows[alive].astype(np.uint32)
+
+    def fold(self, force: bool = False) -> None:
+        """Index the tail (if over ``tail_limit``, or ``force``) and merge small segments.
+
+        Segments cover contiguous row ranges, so merging the last segments rebuilds the
+        live rows of their ranges; dead rows stay in ``codes`` until :meth:`compact`.
+        """
+        tail = self._n - self._indexed
+        if self._n - self._live > max(self._live // 4, self.tail_limit):
+            self.compact()
+            return
+        if tail == 0 or (tail < self.tail_limit and not force):
+            return
+        sizes = [s.n for s in self._segments] + [tail]
+        k = len(sizes) - 1  # merge segments [k, end) into one
+        while k > 0 and sizes[k] * self.merge_ratio > sizes[k - 1]:
+            sizes[k - 1] += sizes[k]
+            k -= 1
+        lo = self._segments[k].lo if k < len(self._segments) else self._indexed
+        rows = self._alive_rows(lo, self._n)
+        self._segments[k:] = [_Segment.build(self._codes, rows, lo, self._n)] if len(rows) else []
+        self._indexed = self._n
+
+    def compact(self) -> None:
+        """Drop dead rows and rebuild one segment over everything live (O(n))."""
+        alive = self._alive_rows(0, self._n)
+        codes = self._codes[alive]
+        ids = self._ids[alive]
+        self._codes, self._ids, self._n = codes, ids, len(alive)
+        self._row_of[:] = -1
+        self._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)
+        self._segments = (
+            [_Segment.build(self._codes, np.arange(self._n, dtype=np.uint32), 0, self._n)] if self._n else []
+        )
+        self._indexed = self._n
+        self._live = self._n
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
+        """(id, distance) of every live hash within ``threshold`` (default: the index's),
+        nearest first; ties by id."""
+        t = self.threshold if threshold is None else threshold
+        if not 0 <= t <= BITS:
+            raise ValueError("threshold is 0..256 bits")
+        q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
+        self.fold()
+        q2 = q.reshape(1, 4)
+        qkeys: dict[int, npt.NDArray[np.uint32]] = {}
+        parts: list[npt.NDArray[np.int64]] = []
+        for s in self._segments:
+            if s.b not in qkeys:
+                qkeys[s.b] = np.array([_window(q2, j * s.b, s.b)[0] for j in range(s.m)], dtype=np.uint32)
+        brute_ranges: list[tuple[int, int]] = []
+        for s in self._segments:
+            c = s.candidates(qkeys, t)
+            if c is None:
+                brute_ranges.append((s.lo, s.hi))
+            elif len(c):
+                parts.append(c.astype(np.int64))
+        if self._indexed < self._n:
+            brute_ranges.append((self._indexed, self._n))
+        found_rows: list[npt.NDArray[np.int64]] = []
+        found_d: list[npt.NDArray[np.int32]] = []
+        if parts:
+            cand = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            d = _popcount_rows(self._codes[cand] ^ q)
+            ok = d <= t
+            found_rows.append(cand[ok])
+            found_d.append(d[ok])
+        for lo, hi in brute_ranges:
+            rows, d = brute_force(self._codes[lo:hi], q, t)
+            found_rows.append(rows + lo)
+            found_d.append(d)
+        if not found_rows:
+            return []
+        rows = np.concatenate(found_rows)
+        dist = np.concatenate(found_d)
+        if len(rows) == 0:
+            return []
+        alive = self._row_of[self._ids[rows]] == rows
+        rows, dist = rows[alive], dist[alive]
+        rows, first = np.unique(rows, return_index=True)
+        dist = dist[first]
+        ids = self._ids[rows]
+        order = np.lexsort((ids, dist))
+        return [(int(ids[i]), int(dist[i])) for i in order]
+
+    def brute_force_search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
+        """The same answer by scanning every row (the reference for tests and benchmarks)."""
+        t = self.threshold if threshold is None else threshold
+        q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
+        rows, d = brute_force(self._codes[: self._n], q, t)
+        alive = self._row_of[self._ids[rows]] == rows
+        rows, d = rows[alive], d[alive]
+        ids = self._ids[rows]
+        order = np.lexsort((ids, d))
+        return [(int(ids[i]), int(d[i])) for i in order]
+
+    def get(self, id_: int) -> str | None:
+        """The hex hash stored for ``id_``, if live."""
+        if id_ not in self:
+            return None
+        return words_hex(self._codes[int(self._row_of[id_])])
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, directory: str | Path, watermark: str = "") -> None:
+        """Write the index (compacted) to ``directory`` atomically: ``.npy`` files and a
+        JSON manifest; ``watermark`` tells a loader which bank state it reflects."""
+        self.compact()
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".pdq-index-", dir=target.parent))
+        try:
+            np.save(tmp / "codes.npy", self._codes[: self._n])
+            np.save(tmp / "ids.npy", self._ids[: self._n])
+            segs = []
+            for i, s in enumerate(self._segments):
+                np.save(tmp / f"seg{i}.offsets.npy", s.offsets)
+                np.save(tmp / f"seg{i}.postings.npy", s.postings)
+                segs.append({"m": s.m, "b": s.b, "n": s.n})
+            manifest = {
+                "format": FORMAT,
+                "threshold": self.threshold,
+                "rows": self._n,
+                "segments": segs,
+                "watermark": watermark,
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+            for f in tmp.iterdir():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            old = target.with_name(target.name + ".old")
+            if target.exists():
+                if old.exists():
+                    shutil.rmtree(old)
+                target.rename(old)
+            tmp.rename(target)
+            if old.exists():
+                shutil.rmtree(old)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def watermark_of(directory: str | Path) -> str | None:
+        """The watermark a saved index was written with (None if there is none)."""
+        try:
+            manifest = json.loads((Path(directory) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if manifest.get("format") != FORMAT:
+            return None
+        return str(manifest.get("watermark", ""))
+
+    @classmethod
+    def load(cls, directory: str | Path, threshold: int | None = None) -> PdqIndex:
+        d = Path(directory)
+        manifest = json.loads((d / "manifest.json").read_text())
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"{d} is not a {FORMAT} index")
+        index = cls(threshold=int(manifest["threshold"]) if threshold is None else threshold)
+        codes = np.load(d / "codes.npy", allow_pickle=False)
+        ids = np.load(d / "ids.npy", allow_pickle=False)
+        if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != 4 or ids.shape != (len(codes),):
+            raise ValueError(f"{d}: malformed index arrays")
+        index._codes, index._ids, index._n = codes, ids.astype(np.uint32, copy=False), len(codes)
+        if len(ids):
+            index._reserve_ids(int(ids.max()))
+            index._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)
+        covered = 0
+        for i, seg in enumerate(manifest["segments"]):
+            offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
+            postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
+            n = int(seg["n"])
+            s = _Segment(int(seg["m"]), int(seg["b"]), n, covered, covered + n, offsets, postings)
+            if len(s.postings) != s.m * s.n or len(s.offsets) != s.m * ((1 << s.b) + 1):
+                raise ValueError(f"{d}: malformed segment {i}")
+            index._segments.append(s)
+            covered += s.n
+        if covered != len(codes) or int(manifest["rows"]) != len(codes):
+            raise ValueError(f"{d}: segments do not cover the rows")
+        index._indexed = covered
+        index._live = len(codes)
+        return index

@@ -1,0 +1,17 @@
+"""The Kafka engine: the ledger on a Kafka cluster, for many exchange replicas.
+
+    topics.py     the topics (ledger never deleted), created and checked
+    wire.py       the messages on them (proto/trustwire/v1/kafka.proto)
+    rule.py       which ledger-topic messages are ledger entries (pure; every reader)
+    view.py       a replica's local SQLite view of the ledger, and its tailer
+    sequencer.py  the one writer, elected by a consumer group, fenced by the rule
+    results.py    the sequencer's answers, routed to waiting publishers
+    ledger.py     KafkaLedger: the Ledger seam (reads: view; appends: sequencer)
+
+Requires the ``kafka`` extra (confluent-kafka).
+"""
+
+from exchange.server.kafka.ledger import KafkaLedger
+from exchange.server.kafka.settings import KafkaSettings, read_properties, settings_from_config
+
+__all__ = ["KafkaLedger", "KafkaSettings", "read_properties", "settings_from_config"]

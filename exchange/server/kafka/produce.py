@@ -1,0 +1,111 @@
+"""An idempotent producer that replaces itself once it is fenced.
+
+When a message reaches message.timeout.ms, librdkafka cannot know whether the broker
+stored it, and it fences the idempotent producer for good (``_FENCED``,
+``PRODUCER_FENCED`` or a fatal error). Such messages have an unknown fate: callers
+must not assume either way (the ledger rule and dedupe-by-digest make a retry
+exact). This wrapper notices the fencing and builds a fresh producer for the next
+message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from exchange.core.errors import Unavailable
+
+__all__ = ["Delivery", "SafeProducer", "UNKNOWN_FATE"]
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_FATE = frozenset(
+    {KafkaError._MSG_TIMED_OUT, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError._FATAL}
+)
+Delivery = Callable[[KafkaError | None, Message], None]
+
+
+class SafeProducer:
+    def __init__(self, config: dict[str, Any], name: str) -> None:
+        self._config = config
+        self._name = name
+        self._lock = threading.Lock()
+        self._producer = Producer(config)
+        self._broken = False
+
+    def _current(self) -> Producer:
+        with self._lock:
+            if self._broken:
+                self._replace_locked()
+            return self._producer
+
+    def _replace_locked(self) -> None:
+        old = self._producer
+        log.warning("%s producer was fenced or timed out; replacing it", self._name)
+        try:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+            old.poll(0)
+        except KafkaException:
+            pass
+        self._producer = Producer(self._config)
+        self._broken = False
+
+    def reset(self) -> None:
+        """Discard the producer now (after an unknown-fate outcome)."""
+        with self._lock:
+            self._replace_locked()
+
+    def _watch(self, callback: Delivery | None) -> Delivery:
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None and (err.code() in UNKNOWN_FATE or err.fatal()):
+                self._broken = True
+            if callback is not None:
+                callback(err, msg)
+
+        return delivered
+
+    def produce(
+        self, topic: str, value: bytes, *, key: bytes | None = None, on_delivery: Delivery | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """Queue one message for partition 0; BufferError (back-pressure) waits up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            producer = self._current()
+            try:
+                producer.produce(topic, value=value, key=key, partition=0, on_delivery=self._watch(on_delivery))
+                producer.poll(0)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise Unavailable("the Kafka producer queue is full; retry") from None
+                producer.poll(0.05)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or err.code() in UNKNOWN_FATE:
+                    self._broken = True
+                    if time.monotonic() < deadline:
+                        continue
+                raise Unavailable(f"cannot write to Kafka: {err.str()}") from exc
+
+    def flush(self, timeout: float) -> int:
+        """Serve delivery callbacks until everything is delivered; return what is left."""
+        with self._lock:
+            producer = self._producer
+        return int(producer.flush(timeout))
+
+    def poll(self, timeout: float) -> None:
+        with self._lock:
+            producer = self._producer
+        producer.poll(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        with self._lock:
+            left = self._producer.flush(timeout)
+            if left:
+                log.warning("%s producer closed with %d undelivered message(s)", self._name, left)

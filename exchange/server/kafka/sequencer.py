@@ -1,0 +1,309 @@
+"""The sequencer: the one replica that assigns ledger indices, elected by Kafka.
+
+Election is Kafka's consumer group ``<prefix>.sequencer`` over the one-partition
+``<prefix>.submissions`` topic: whoever is assigned the partition tries to
+sequence. Fencing is the ledger rule (:mod:`exchange.server.kafka.rule`): on
+assignment the sequencer reads the ledger to its end, writes
+``EpochStart(highest epoch + 1, head)`` and sequences only once its own view has
+accepted that claim. From then on, anything an older sequencer still writes is
+ignored by every reader. On revoke or loss it stops at once.
+
+For each batch of submissions it dedupes by digest (against the view and the batch),
+checks key events in order against a staged key directory, writes the new entries
+(idempotent, acks=all), waits until its view has accepted them, and only then
+writes the results and commits the submissions' offset. If anything has an
+unknown fate (timeout, fencing) it steps down without answering: the next
+sequencer re-reads the uncommitted submissions and dedupe makes the retry exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from exchange.core.errors import TrustwireError, Unavailable
+from exchange.core.keydir import KeyDirectory
+from exchange.core.records import Receipt, encode_record, leaf_hash
+from exchange.server.kafka.produce import SafeProducer
+from exchange.server.kafka.settings import KafkaSettings
+from exchange.server.kafka.topics import Topics
+from exchange.server.kafka.view import Tailer
+from exchange.server.kafka.wire import Batch, decode_batch, encode_entry, encode_epoch_start, encode_result
+from exchange.server.ledger import Outcome
+from exchange.server.projection import project
+
+__all__ = ["Sequencer"]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES = 64
+"""Submission messages sequenced together (one flush, one confirmation)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class _Draft:
+    """The entries of one sequencing round, before they are written."""
+
+    start: int
+    now_ms: int
+    records: list[bytes] = field(default_factory=list)
+    receipts: dict[bytes, Receipt] = field(default_factory=dict)
+    directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Sequencer:
+    def __init__(
+        self, settings: KafkaSettings, topics: Topics, tailer: Tailer, clock_ms: Callable[[], int]
+    ) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._tailer = tailer
+        self._view = tailer.view
+        self._clock_ms = clock_ms
+        self._deadline_s = settings.publish_deadline_s
+        self._producer = SafeProducer(settings.producer_config("sequencer", settings.publish_deadline_ms), "sequencer")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._assigned = False
+        self._epoch: int | None = None
+        self._next = 0
+        self.epochs_started = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kafka-sequencer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._deadline_s + 10)
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch this replica sequences, or None when it does not."""
+        return self._epoch
+
+    # -- group membership (callbacks run inside consume()) ----------------------------------------
+
+    def _ours(self, partitions: list[TopicPartition]) -> bool:
+        return any(p.topic == self._topics.submissions for p in partitions)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ours(partitions):
+            log.info("assigned %s: claiming the sequencer role", self._topics.submissions)
+            self._assigned = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ours(partitions):
+            self._assigned = False
+            self._resign("partition revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._ours(partitions):
+            self._assigned = False
+            self._resign("partition lost (session expired)")
+
+    def _resign(self, why: str) -> None:
+        if self._epoch is not None:
+            log.warning("stopped sequencing epoch %d: %s", self._epoch, why)
+        self._epoch = None
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = Consumer(self._settings.group_config(self._topics.sequencer_group))
+        try:
+            consumer.subscribe(
+                [self._topics.submissions], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            while not self._stop.is_set():
+                if self._assigned and self._epoch is None and not self._elect(consumer):
+                    consumer.consume(num_messages=1, timeout=0.2)  # back off; keeps callbacks flowing
+                    continue
+                messages = consumer.consume(num_messages=MAX_MESSAGES, timeout=0.1)
+                if messages and self._epoch is not None:
+                    self._sequence(consumer, messages)
+                # unled messages are dropped: the next election seeks back to the committed offset
+        except Exception as exc:  # noqa: BLE001 - log, and let another replica take over
+            log.critical("the sequencer failed: %s", exc, exc_info=exc)
+        finally:
+            self._resign("shutting down")
+            try:
+                consumer.close()  # leaves the group: another replica takes over at once
+            except KafkaException as exc:
+                log.warning("closing the sequencer consumer: %s", exc)
+            self._producer.close()
+
+    # -- election -----------------------------------------------------------------------------
+
+    def _elect(self, consumer: Consumer) -> bool:
+        if not self._tailer.wait_eof(self._deadline_s):
+            log.info("the view has not reached the end of %s yet; not claiming", self._topics.ledger)
+            return False
+        state = self._view.state
+        epoch = state.epoch + 1
+        claim = f"{self._settings.replica_id}/{uuid.uuid4().hex[:12]}"
+        offsets = self._write([encode_epoch_start(epoch, state.next_index, claim)])
+        if offsets is None or not self._tailer.wait_position(offsets[-1] + 1, self._deadline_s):
+            return False
+        now = self._view.state
+        if now.sequencer_id != claim:
+            log.info("claim of epoch %d lost (the ledger is at epoch %d); trying again", epoch, now.epoch)
+            return False
+        if not self._assigned:
+            return False
+        try:
+            self._seek_committed(consumer)
+        except KafkaException as exc:
+            log.warning("cannot rewind %s to its committed offset: %s", self._topics.submissions, exc)
+            return False
+        self._epoch, self._next = epoch, now.next_index
+        self.epochs_started += 1
+        log.info("sequencing the ledger from index %d as epoch %d (%s)", now.next_index, epoch, claim)
+        return True
+
+    def _seek_committed(self, consumer: Consumer) -> None:
+        """Resume submissions after the last batch whose results were written."""
+        tp = TopicPartition(self._topics.submissions, 0)
+        committed = consumer.committed([tp], timeout=self._deadline_s)[0].offset
+        consumer.seek(TopicPartition(self._topics.submissions, 0, committed if committed >= 0 else OFFSET_BEGINNING))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, values: list[bytes]) -> list[int] | None:
+        """Write to the ledger topic and wait for acks=all; the offsets, or None when the
+        fate of any message is unknown (the producer is then replaced)."""
+        offsets: list[int] = []
+        errors: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            offset = msg.offset()
+            if err is not None or offset is None:
+                errors.append(err or KafkaError(KafkaError._FAIL))
+            else:
+                offsets.append(offset)
+
+        try:
+            for value in values:
+                self._producer.produce(
+                    self._topics.ledger, value, on_delivery=delivered, timeout=self._deadline_s
+                )
+        except Unavailable as exc:
+            log.warning("cannot write to %s: %s", self._topics.ledger, exc)
+            self._producer.reset()
+            return None
+        left = self._producer.flush(self._deadline_s)
+        if left or errors or len(offsets) != len(values):
+            log.warning(
+                "%d write(s) to %s have an unknown fate (%s)",
+                len(values) - len(offsets), self._topics.ledger, errors[0] if errors else "not acknowledged in time",
+            )
+            self._producer.reset()
+            return None
+        return offsets
+
+    # -- sequencing ---------------------------------------------------------------------------
+
+    def _sequence(self, consumer: Consumer, messages: list[Message]) -> None:
+        epoch = self._epoch
+        if epoch is None:
+            return
+        batches: list[Batch] = []
+        last_offset = -1
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("submissions: %s", err)
+                continue
+            last_offset = max(last_offset, m.offset() or 0)
+            batch = decode_batch(m.value())
+            if batch is None:
+                log.warning("ignoring a malformed submission at offset %d", m.offset())
+            else:
+                batches.append(batch)
+        if last_offset < 0:
+            return
+        if self._view.head() != self._next:
+            self._resign(f"the view is at {self._view.head()}, the sequencer at {self._next}")
+            return
+        start = self._next
+        draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms))
+        answers = [(b, self._plan(b, draft)) for b in batches]
+        records = draft.records
+        if records:
+            offsets = self._write([encode_entry(epoch, r) for r in records])
+            if offsets is None:
+                self._resign("entries have an unknown fate")
+                return
+            if not self._confirm(start, records, offsets[-1]):
+                self._resign("another sequencer took over (our entries were not accepted)")
+                return
+        self._next = start + len(records)
+        for batch, outcomes in answers:
+            try:
+                self._producer.produce(
+                    self._topics.results,
+                    encode_result(batch.request_id, batch.replica_id, outcomes),
+                    key=batch.replica_id.encode(),
+                    timeout=self._deadline_s,
+                )
+            except Unavailable as exc:
+                log.warning("cannot write results: %s", exc)
+        if self._producer.flush(self._deadline_s):
+            log.warning("results not acknowledged in time; their publishers will retry")
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(self._topics.submissions, 0, last_offset + 1)], asynchronous=False
+            )
+        except KafkaException as exc:
+            log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
+
+    def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome]:
+        """Outcomes of one batch, in order; new records are added to ``draft``."""
+        view = self._view
+        expired = 0 < batch.deadline_ms <= _wall_ms()
+        outcomes: list[Outcome] = []
+        for s in batch.submissions:
+            known = draft.receipts.get(s.digest) or view.receipt_for(s.digest)
+            if known is not None:
+                outcomes.append(known)
+                continue
+            if expired:
+                outcomes.append(Unavailable("the publish deadline passed before the sequencer reached it; publish again"))
+                continue
+            index = draft.start + len(draft.records)
+            event = project(s.envelope, lambda publisher, signal_id: None).event
+            if event is not None:
+                staged = (draft.directory or view.directory).clone()
+                try:
+                    staged.apply(event, index)
+                except TrustwireError as exc:
+                    outcomes.append(exc)
+                    continue
+                draft.directory = staged
+            record = encode_record(index, draft.now_ms, s.envelope)
+            receipt = Receipt(index=index, accepted_at_ms=draft.now_ms, leaf_hash=leaf_hash(record))
+            draft.receipts[s.digest] = receipt
+            draft.records.append(record)
+            outcomes.append(receipt)
+        return outcomes
+
+    def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
+        """Has our view accepted exactly these records at these indices?"""
+        if not self._tailer.wait_position(last_offset + 1, self._deadline_s):
+            return False
+        stored = self._view.read(start, len(records))
+        return [s.record for s in stored] == records
