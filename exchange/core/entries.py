@@ -145,6 +145,13 @@ def decode_entry(payload_type: str, payload: bytes) -> tuple[EntryKind, Entry]:
     return kind, msg  # type: ignore[return-value]
 
 
+def parse_payload(kind: EntryKind, payload: bytes) -> Entry:
+    """Parse a payload already checked by :func:`decode_entry` (no checks repeated)."""
+    msg = _MESSAGES[kind]()
+    msg.ParseFromString(payload)
+    return msg  # type: ignore[return-value]
+
+
 def publisher_of(entry: Entry) -> MemberId:
     """The principal that must have signed the entry."""
     if isinstance(entry, pb.KeyEvent):

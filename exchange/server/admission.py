@@ -13,48 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass
 
-from exchange.core.dsse import Envelope
-from exchange.core.entries import (
-    OPERATOR,
-    Entry,
-    EntryKind,
-    MemberId,
-    decode_entry,
-    publisher_of,
-    validate_entry,
-)
-from exchange.core.errors import (
-    NotFound,
-    TrustwireError,
-    UnknownKey,
-    WrongMember,
-)
+from exchange.core.errors import NotFound, TrustwireError
 from exchange.core.keydir import KeyDirectory
-from exchange.core.keys import KeyId, key_id
+from exchange.core.keys import key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import Ledger, Outcome, Submission
 from exchange.server.quotas import Quotas
+from exchange.server.verification import Checked, VerifierPool, key_table
 
-__all__ = ["Admission", "Limits", "Outcome"]
+__all__ = ["Admission", "Outcome"]
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    parallel_threshold: int = 64  # batches at least this large verify in the pool
-
-
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    envelope: Envelope
-    kind: EntryKind
-    entry: Entry
-    publisher: MemberId
 
 
 class Admission:
@@ -64,16 +34,14 @@ class Admission:
         operator_key: bytes,
         clock_ms: Callable[[], int],
         quotas: Quotas,
-        limits: Limits = Limits(),
-        pool: Executor | None = None,
+        verifier: VerifierPool | None = None,
     ) -> None:
         self._ledger = ledger
         self.operator_key = operator_key
         self.operator_keyid = key_id(operator_key)
         self._clock_ms = clock_ms
-        self._limits = limits
         self._quotas = quotas
-        self._pool = pool
+        self._verifier = verifier or VerifierPool(workers=1)
         self._lock = threading.Lock()
 
     @property
@@ -81,43 +49,10 @@ class Admission:
         """The key directory as of the ledger head (owned by the ledger)."""
         return self._ledger.directory
 
-    # -- phase 1: stateless, parallel ---------------------------------------------
+    # -- phase 1: stateless, parallel (exchange/server/verification.py) ---------------
 
-    def _public_key(self, directory: KeyDirectory, keyid: KeyId) -> bytes:
-        if keyid == self.operator_keyid:
-            return self.operator_key
-        info = directory.keys.get(keyid)
-        if info is None:
-            raise UnknownKey(f"key {keyid[:16]}… is not in the key directory")
-        return info.public_key
-
-    def _check(self, principal: str, raw: bytes, directory: KeyDirectory) -> _Checked:
-        env = Envelope.decode(raw)
-        env.verify(self._public_key(directory, env.keyid))
-        kind, entry = decode_entry(env.payload_type, env.payload)
-        validate_entry(kind, entry)
-        publisher = publisher_of(entry)
-        if publisher != principal:
-            raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
-        signer_is_operator = env.keyid == self.operator_keyid
-        if signer_is_operator != (publisher == OPERATOR):
-            raise WrongMember("key events are signed by the operator key, and only they are")
-        if not signer_is_operator and directory.keys[env.keyid].member_id != publisher:
-            raise WrongMember(f"key {env.keyid[:16]}… does not belong to member {publisher}")
-        return _Checked(env, kind, entry, publisher)
-
-    def _check_all(self, principal: str, envelopes: Sequence[bytes]) -> list[_Checked | TrustwireError]:
-        directory = self.directory
-
-        def one(raw: bytes) -> _Checked | TrustwireError:
-            try:
-                return self._check(principal, raw, directory)
-            except TrustwireError as exc:
-                return exc
-
-        if self._pool is not None and len(envelopes) >= self._limits.parallel_threshold:
-            return list(self._pool.map(one, envelopes, chunksize=32))  # type: ignore[call-arg]
-        return [one(raw) for raw in envelopes]
+    def _check_all(self, principal: str, envelopes: Sequence[bytes]) -> list[Checked | TrustwireError]:
+        return self._verifier.check(principal, envelopes, self.operator_key, key_table(self.directory))
 
     # -- phase 2: stateful, in ledger order ------------------------------------------
 
@@ -127,7 +62,7 @@ class Admission:
         with self._lock:
             return self._admit_locked(checked)
 
-    def _admit_locked(self, checked: list[_Checked | TrustwireError]) -> list[Outcome]:
+    def _admit_locked(self, checked: list[Checked | TrustwireError]) -> list[Outcome]:
         """Member rules against the ledger's state, then one append for the batch.
 
         Key events are checked here for a quick answer and again by the ledger, in
@@ -165,7 +100,7 @@ class Admission:
         return [outcomes[s] if isinstance(s, int) else s for s in slots]
 
     def _check_member_entry(
-        self, item: _Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]
+        self, item: Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]
     ) -> None:
         entry = item.entry
         if isinstance(entry, pb.Signal):

@@ -28,13 +28,18 @@ from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
-from exchange.server.admission import Admission, Limits
+from exchange.pb.trustwire.v1 import operator_pb2 as opb
+from exchange.pb.trustwire.v1 import operator_pb2_grpc as ogrpc
+from exchange.server.admission import Admission
 from exchange.server.checkpoints import CheckpointLog
+from exchange.server.verification import VerifierPool
 from exchange.server.quotas import Quota, Quotas, parse_overrides
 from exchange.server.rejections import RejectionLog
 from exchange.server.witnesses import WitnessClient
 from exchange.server.config import ServerConfig
 from exchange.server.ledger import Ledger, Receipt, SqliteLedger
+from exchange.server.metrics import EngineMetricsSource, ExchangeMetrics, serve_metrics
+from exchange.server.operator_service import OperatorServicer, OperatorStatus
 from exchange.server.service import ExchangeCore
 from exchange.server.tls import bind_principal, server_credentials
 
@@ -43,6 +48,7 @@ __all__ = ["RunningServer", "build_server", "REASON_HEADER"]
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "tw-reason"
+CORRELATION_HEADER = "tw-correlation-id"  # the rejection event operators can look up
 RETRY_AFTER_HEADER = "retry-after-ms"
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _caller: contextvars.ContextVar[CallCredentials | None] = contextvars.ContextVar("trustwire_caller")
@@ -56,8 +62,10 @@ def _principal() -> str:
     return caller.principal
 
 
-def _abort(context: grpc.ServicerContext, err: TrustwireError) -> None:
+def _abort(context: grpc.ServicerContext, err: TrustwireError, correlation: str | None = None) -> None:
     trailers = [(REASON_HEADER, err.reason)]
+    if correlation:
+        trailers.append((CORRELATION_HEADER, correlation))
     if isinstance(err, QuotaExceeded):
         trailers.append((RETRY_AFTER_HEADER, str(err.retry_after_ms)))
     context.set_trailing_metadata(tuple(trailers))
@@ -109,10 +117,10 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _fail(self, method: str, context: grpc.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, TrustwireError):
             caller = _caller.get(None)
-            self._rejections.record(
+            event = self._rejections.record(
                 caller.principal if caller else "-", method.rsplit("/", 1)[-1], exc.status, exc.reason
             )
-            _abort(context, exc)
+            _abort(context, exc, event.correlation_id)
         correlation = uuid.uuid4().hex[:12]
         log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation})")
@@ -235,7 +243,9 @@ class RunningServer:
     ledger: Ledger
     checkpoints: CheckpointLog
     health: health.HealthServicer
-    _pool: ThreadPoolExecutor
+    _pool: VerifierPool
+    metrics: ExchangeMetrics | None = None
+    metrics_port: int | None = None  # None: the endpoint is off
 
     @property
     def target(self) -> str:
@@ -244,7 +254,9 @@ class RunningServer:
     def stop(self, grace: float | None = 1.0) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        self._pool.shutdown(wait=False)
+        if self.metrics is not None:
+            self.metrics.stop()
+        self._pool.close()
         self.checkpoints.stop()
         self.ledger.close()
 
@@ -290,6 +302,28 @@ def open_ledger(config: ServerConfig, clock_ms: Callable[[], int]) -> Ledger:
     raise ConfigError(f"unknown engine {config.engine!r}; choose sqlite or kafka")
 
 
+def _metrics(config: ServerConfig, core: ExchangeCore, ledger: Ledger, checkpoints: CheckpointLog) -> ExchangeMetrics:
+    """The Prometheus registry of this server; an engine that reports figures is a source."""
+
+    def latest() -> tuple[int, int] | None:
+        cp = checkpoints.latest()
+        return None if cp is None else (cp.size, cp.signed_at_ms)
+
+    metrics = ExchangeMetrics(
+        core.activity,
+        head=ledger.head,
+        members=lambda: list(core.admission.directory.members),
+        checkpoint=latest,
+        tree_size=lambda: checkpoints.tree.size,
+        engine=config.engine,
+        origin=config.name,
+        ledger_file=getattr(ledger, "path", None),
+    )
+    if isinstance(ledger, EngineMetricsSource):
+        metrics.add_engine_source(ledger)
+    return metrics
+
+
 def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None) -> RunningServer:
     """Wire ledger → admission → core → servicer, bind, and start serving."""
     clock = clock_ms or (lambda: int(time.time() * 1000))
@@ -302,14 +336,13 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec) for spec in config.witnesses)
     checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
-    workers = config.verify_workers or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
+    pool = VerifierPool(workers=config.verify_workers)
     quotas = Quotas(
         Quota(rate=config.publish_rate, burst=config.publish_burst, max_batch=config.max_batch),
         parse_overrides(config.quota_overrides),
         clock_s=lambda: clock() / 1000,
     )
-    admission = Admission(ledger, operator_key, clock, quotas, Limits(), pool if workers > 1 else None)
+    admission = Admission(ledger, operator_key, clock, quotas, pool)
     rejections = RejectionLog(clock_ms=clock)
     core = ExchangeCore(ledger, admission, checkpoints, clock, rejections)
     auth = CallAuthenticator(
@@ -328,11 +361,14 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     )
     xgrpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(core), server)
     agrpc.add_AuditServiceServicer_to_server(AuditServicer(core), server)
+    operator_status = OperatorStatus(core, engine=config.engine, origin=config.name)
+    ogrpc.add_OperatorServiceServicer_to_server(OperatorServicer(operator_status, core, _principal), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (
         xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
         apb.DESCRIPTOR.services_by_name["AuditService"].full_name,
+        opb.DESCRIPTOR.services_by_name["OperatorService"].full_name,
         health.SERVICE_NAME,
         reflection.SERVICE_NAME,
     )
@@ -348,9 +384,16 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         checkpoints.stop()
         ledger.close()
         raise ConfigError(f"cannot listen on {config.listen}")
+    metrics = _metrics(config, core, ledger, checkpoints)
+    try:
+        metrics_port = serve_metrics(metrics, config.metrics_listen)
+    except ConfigError:
+        checkpoints.stop()
+        ledger.close()
+        raise
     checkpoints.start()
     server.start()
-    for name in ("", *service_names[:2]):
+    for name in ("", *service_names[:3]):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     transport = "plaintext" if credentials is None else "mutual TLS" if config.tls_client_ca_file else "TLS"
     if credentials is None and not config.listen.startswith(("127.", "localhost:", "[::1]:")):
@@ -359,5 +402,6 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         "exchange serving on port %d (%s, engine %s, ledger head %d)", port, transport, config.engine, ledger.head()
     )
     return RunningServer(
-        server=server, port=port, core=core, ledger=ledger, checkpoints=checkpoints, health=health_servicer, _pool=pool
+        server=server, port=port, core=core, ledger=ledger, checkpoints=checkpoints, health=health_servicer, _pool=pool,
+        metrics=metrics, metrics_port=metrics_port,
     )

@@ -1,0 +1,136 @@
+"""Admission phase 1: everything that needs no ledger state, on every core.
+
+For each envelope: decode it, find the signing key, verify the signature over the
+exact bytes, and only then decode and validate the entry and check that the
+authenticated caller is its publisher. Signature checks dominate admission, and
+only the libsodium call releases the GIL, so large batches go to a pool of worker
+*processes* (one per core); small ones run inline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from exchange.core.dsse import Envelope
+from exchange.core.entries import (
+    OPERATOR,
+    Entry,
+    EntryKind,
+    MemberId,
+    decode_entry,
+    parse_payload,
+    publisher_of,
+    validate_entry,
+)
+from exchange.core.errors import TrustwireError, UnknownKey, WrongMember
+from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import KeyId, key_id
+
+__all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
+
+KeyTable = Mapping[str, tuple[str, bytes]]
+"""keyid → (member id, public key): what phase 1 needs of the key directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    envelope: Envelope
+    kind: EntryKind
+    entry: Entry
+    publisher: MemberId
+
+
+def key_table(directory: KeyDirectory) -> dict[str, tuple[str, bytes]]:
+    return {k: (info.member_id, info.public_key) for k, info in directory.keys.items()}
+
+
+def check_envelope(principal: str, raw: bytes, operator_key: bytes, keys: KeyTable) -> Checked:
+    """Phase 1 for one envelope; raise a TrustwireError subclass on any failure."""
+    env = Envelope.decode(raw)
+    operator_keyid = key_id(operator_key)
+    signer_is_operator = env.keyid == operator_keyid
+    if signer_is_operator:
+        owner, public_key = OPERATOR, operator_key
+    else:
+        found = keys.get(env.keyid)
+        if found is None:
+            raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
+        owner, public_key = found
+    env.verify(public_key)
+    kind, entry = decode_entry(env.payload_type, env.payload)
+    validate_entry(kind, entry)
+    publisher = publisher_of(entry)
+    if publisher != principal:
+        raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
+    if signer_is_operator != (publisher == OPERATOR):
+        raise WrongMember("key events are signed by the operator key, and only they are")
+    if owner != publisher:
+        raise WrongMember(f"key {env.keyid[:16]}… does not belong to member {publisher}")
+    return Checked(env, kind, entry, publisher)
+
+
+def check_batch(
+    principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
+) -> list[Checked | TrustwireError]:
+    out: list[Checked | TrustwireError] = []
+    for raw in raws:
+        try:
+            out.append(check_envelope(principal, raw, operator_key, keys))
+        except TrustwireError as exc:
+            out.append(exc)
+    return out
+
+
+_Light = tuple[Envelope, EntryKind, MemberId]
+
+
+def _check_batch_light(
+    principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
+) -> list[_Light | TrustwireError]:
+    """Worker side: like check_batch, without the decoded entry (protobuf messages do
+    not pickle under their generated module name; the parent parses the payload again)."""
+    return [c if isinstance(c, TrustwireError) else (c.envelope, c.kind, c.publisher)
+            for c in check_batch(principal, raws, operator_key, keys)]
+
+
+def _reparse(light: _Light | TrustwireError) -> Checked | TrustwireError:
+    if isinstance(light, TrustwireError):
+        return light
+    env, kind, publisher = light
+    return Checked(env, kind, parse_payload(kind, env.payload), publisher)
+
+
+class VerifierPool:
+    """Runs :func:`check_batch` inline, or split across worker processes."""
+
+    def __init__(self, workers: int = 0, threshold: int = 64) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._threshold = threshold
+        self._executor: Executor | None = None
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            # spawn: forking a process that runs gRPC threads is unsafe
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self._executor
+
+    def check(
+        self, principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
+    ) -> list[Checked | TrustwireError]:
+        if self.workers <= 1 or len(raws) < self._threshold:
+            return check_batch(principal, raws, operator_key, keys)
+        size = -(-len(raws) // self.workers)
+        chunks = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+        table = dict(keys)
+        futures = [self._pool().submit(_check_batch_light, principal, c, operator_key, table) for c in chunks]
+        return [_reparse(item) for f in futures for item in f.result()]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
