@@ -1,32 +1,62 @@
 """The member's bank of verified signals: exact lookups and PDQ near-duplicates.
 
-The bank applies new versions (highest ledger index wins), retractions and expiry
-(``valid_until``): only *live* signals match. PDQ search here is a brute-force
-Hamming scan over a packed numpy array, rebuilt when the bank changes.
+The bank lives in the member's SQLite state file. It applies new versions (the
+highest ledger index wins; a new version keeps the signal's row), retractions, expiry
+(``valid_until``; :meth:`Bank.sweep_expired` finds what just expired so queue items
+can be withdrawn) and retroactive quarantine of what a compromised key signed. Only
+*live* signals match.
+
+- Exact types (``md5``, ``sha1``, ``sha256``, ``video_md5``, ``url``, ``domain``,
+  ``account``) are answered by the ``(type, value)`` SQLite index; a ``domain``
+  signal also matches every sub-domain of it and the hosts of URLs.
+- ``text`` signals match as substrings of the (normalized) text.
+- ``pdq`` signals live in a :class:`clients.pdq_index.PdqIndex` keyed by the signal's
+  SQLite rowid: exact Hamming-radius search (default threshold 31), updated
+  incrementally after each commit, saved next to the state file
+  (``<state>.pdq/``, ``.npy`` files) and reloaded on start when it reflects the
+  bank's current state; otherwise rebuilt from SQLite (about 1 s per million hashes).
+  Degenerate hashes (far from the ~128 set bits every real PDQ hash has, such as the
+  all-zero hash of a blank image) are kept and flagged but not indexed: they would
+  match noise. ``stats()`` counts them.
+
+Deleting the state file's bank tables and syncing from index 0 rebuilds the bank
+from the ledger (:meth:`clients.member.MemberClient.rebuild_bank`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import numpy as np
+from pathlib import Path
 
 from clients.media import MIN_PDQ_QUALITY, MediaHashes
+from clients.pdq_index import PdqIndex, is_degenerate, pdq_words, pdq_words_many
 from clients.store import MemberStore
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.keydir import KeyInfo
 from exchange.core.signals import Matcher, signal_type
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["Bank", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD"]
+__all__ = ["Bank", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PDQ_THRESHOLD = 31
+DEGENERATE_PDQ = "degenerate-pdq"
+# A saved index smaller than this is not worth writing: rebuilding it takes < 0.1 s.
+PERSIST_MIN_HASHES = 50_000
+VERDICTS = {
+    pb.VERDICT_SEEN: "seen",
+    pb.VERDICT_TRUE_POSITIVE: "true_positive",
+    pb.VERDICT_FALSE_POSITIVE: "false_positive",
+    pb.VERDICT_DISPUTED: "disputed",
+}
 _COLUMNS = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
-    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx"
+    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag"
 )
 
 
@@ -46,6 +76,8 @@ class BankSignal:
     valid_until_ms: int | None
     created_at_ms: int
     retracted_index: int | None
+    accepted_at_ms: int = 0
+    quality_flag: str | None = None
 
     def live_at(self, now_ms: int) -> bool:
         if self.retracted_index is not None:
@@ -80,7 +112,14 @@ def _row(r: tuple[object, ...]) -> BankSignal:
         valid_until_ms=r[11],  # type: ignore[arg-type]
         created_at_ms=int(r[12]),  # type: ignore[call-overload]
         retracted_index=r[13],  # type: ignore[arg-type]
+        accepted_at_ms=int(r[14] or 0),  # type: ignore[call-overload]
+        quality_flag=None if r[15] is None else str(r[15]),
     )
+
+
+def _domain_suffixes(host: str) -> list[str]:
+    labels = host.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
 
 
 class Bank:
@@ -89,54 +128,157 @@ class Bank:
         store: MemberStore,
         pdq_threshold: int = DEFAULT_PDQ_THRESHOLD,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        index_dir: Path | None = None,
     ) -> None:
         self._store = store
         self.pdq_threshold = pdq_threshold
         self._clock_ms = clock_ms
-        self._pdq_cache: tuple[np.ndarray, list[tuple[str, str]]] | None = None
+        self._index_dir = index_dir if index_dir is not None else store.path.with_name(store.path.name + ".pdq")
+        self._pdq: PdqIndex | None = None
+        self._pdq_dirty = False
+
+    # -- the PDQ index -----------------------------------------------------------------
+
+    def _changes(self) -> int:
+        return int(self._store.get_meta("pdq_changes", "0") or 0)
+
+    def _bump(self) -> None:
+        """Count a PDQ change in the same transaction (the saved index's watermark)."""
+        self._store.conn.execute(
+            "INSERT INTO meta VALUES ('pdq_changes', '1') ON CONFLICT(key) DO UPDATE SET"
+            " value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        )
+
+    def _index_update(self, add: Iterable[tuple[int, str]] = (), remove: Iterable[int] = ()) -> None:
+        """Apply index changes once the transaction that made them commits."""
+        adds, removes = list(add), list(remove)
+        if not adds and not removes:
+            return
+        self._bump()
+
+        def apply() -> None:
+            if self._pdq is None:
+                return  # built lazily from SQLite, which already has the change
+            if removes:
+                self._pdq.remove_many(removes)
+            if adds:
+                self._pdq.add_many([i for i, _ in adds], [v for _, v in adds])
+            self._pdq_dirty = True
+
+        self._store.after_commit(apply, on_rollback=self.reset_index)
+
+    def reset_index(self) -> None:
+        """Forget the in-memory index; the next search loads or rebuilds it."""
+        self._pdq = None
+        self._pdq_dirty = False
+
+    def pdq_index(self) -> PdqIndex:
+        """The live PDQ index: loaded from disk if current, else rebuilt from SQLite."""
+        if self._pdq is not None:
+            return self._pdq
+        changes = str(self._changes())
+        if PdqIndex.watermark_of(self._index_dir) == changes:
+            try:
+                self._pdq = PdqIndex.load(self._index_dir, threshold=self.pdq_threshold)
+                log.info("loaded the PDQ index (%d hashes) from %s", len(self._pdq), self._index_dir)
+                return self._pdq
+            except (OSError, ValueError) as exc:
+                log.warning("saved PDQ index unusable, rebuilding: %s", exc)
+        self._pdq = self.rebuild_index()
+        return self._pdq
+
+    def rebuild_index(self) -> PdqIndex:
+        """Build the index from every indexable PDQ signal in SQLite (retracted, swept
+        and degenerate ones excluded)."""
+        started = time.monotonic()
+        index = PdqIndex(threshold=self.pdq_threshold)
+        cur = self._store.conn.execute(
+            "SELECT rowid, value FROM signals WHERE type = 'pdq' AND retracted_idx IS NULL"
+            " AND swept_at_ms IS NULL AND quality_flag IS NULL"
+        )
+        while True:
+            rows = cur.fetchmany(500_000)
+            if not rows:
+                break
+            index.add_many([r[0] for r in rows], pdq_words_many([r[1] for r in rows]))
+        index.fold(force=True)
+        self._pdq, self._pdq_dirty = index, len(index) >= PERSIST_MIN_HASHES
+        log.info("rebuilt the PDQ index: %d hashes in %.2fs", len(index), time.monotonic() - started)
+        return index
+
+    def save_index(self, force: bool = False) -> bool:
+        """Write the index next to the state file if it changed (and is worth keeping)."""
+        if self._pdq is None or not (self._pdq_dirty or force):
+            return False
+        if len(self._pdq) < PERSIST_MIN_HASHES and not force:
+            return False
+        with self._store.transaction():  # the watermark and the arrays must agree
+            self._pdq.save(self._index_dir, watermark=str(self._changes()))
+        self._pdq_dirty = False
+        return True
 
     # -- applying verified entries ---------------------------------------------------
 
     def add_signal(self, s: pb.Signal, index: int, keyid: str = "", accepted_at_ms: int = 0) -> bool:
         """Store a signal version; False if a newer version is already banked."""
+        flag = None
+        if s.type == "pdq" and is_degenerate(pdq_words(s.value)):
+            flag = DEGENERATE_PDQ
         with self._store.transaction() as c:
             row = c.execute(
-                "SELECT idx FROM signals WHERE publisher = ? AND signal_id = ?", (s.member_id, s.signal_id)
+                "SELECT idx, rowid, type FROM signals WHERE publisher = ? AND signal_id = ?",
+                (s.member_id, s.signal_id),
             ).fetchone()
             if row is not None and row[0] >= index:
                 return False
-            c.execute(
-                f"INSERT OR REPLACE INTO signals ({_COLUMNS}, keyid, accepted_at_ms)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
-                (
-                    s.member_id,
-                    s.signal_id,
-                    index,
-                    s.type,
-                    s.value,
-                    json.dumps(sorted(s.labels)),
-                    s.confidence,
-                    s.severity,
-                    json.dumps(list(s.sharing.groups)),
-                    s.sharing.tlp,
-                    timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
-                    timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
-                    timestamp_to_ms(s.created_at),
-                    keyid,
-                    accepted_at_ms,
-                ),
+            values = (
+                s.member_id,
+                s.signal_id,
+                index,
+                s.type,
+                s.value,
+                json.dumps(sorted(s.labels)),
+                s.confidence,
+                s.severity,
+                json.dumps(list(s.sharing.groups)),
+                s.sharing.tlp,
+                timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
+                timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
+                timestamp_to_ms(s.created_at),
+                keyid,
+                accepted_at_ms,
+                flag,
             )
-        self._pdq_cache = None
+            # an upsert keeps the rowid, which is the PDQ index's id for this signal
+            rowid = c.execute(
+                "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
+                " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, keyid, accepted_at_ms,"
+                " quality_flag, swept_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,NULL)"
+                " ON CONFLICT (publisher, signal_id) DO UPDATE SET idx = excluded.idx, type = excluded.type,"
+                " value = excluded.value, labels = excluded.labels, confidence = excluded.confidence,"
+                " severity = excluded.severity, groups = excluded.groups, tlp = excluded.tlp,"
+                " valid_from_ms = excluded.valid_from_ms, valid_until_ms = excluded.valid_until_ms,"
+                " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, keyid = excluded.keyid,"
+                " accepted_at_ms = excluded.accepted_at_ms, quality_flag = excluded.quality_flag,"
+                " swept_at_ms = NULL RETURNING rowid",
+                values,
+            ).fetchone()[0]
+            if s.type == "pdq" and flag is None:
+                self._index_update(add=[(rowid, s.value)])
+            elif row is not None and row[2] == "pdq":
+                self._index_update(remove=[rowid])
         return True
 
     def retract(self, publisher: str, signal_id: str, index: int) -> bool:
         with self._store.transaction() as c:
-            cur = c.execute(
-                "UPDATE signals SET retracted_idx = ? WHERE publisher = ? AND signal_id = ? AND idx < ?",
+            row = c.execute(
+                "UPDATE signals SET retracted_idx = ? WHERE publisher = ? AND signal_id = ? AND idx < ?"
+                " RETURNING rowid, type",
                 (index, publisher, signal_id, index),
-            )
-        self._pdq_cache = None
-        return cur.rowcount > 0
+            ).fetchone()
+            if row is not None and row[1] == "pdq":
+                self._index_update(remove=[row[0]])
+        return row is not None
 
     def add_opinion(self, o: pb.Opinion, index: int, keyid: str = "", accepted_at_ms: int = 0) -> None:
         with self._store.transaction() as c:
@@ -152,12 +294,16 @@ class Bank:
         of each dropped signal (opinions are dropped too, and not returned)."""
         dropped: list[tuple[int, str, str]] = []
         with self._store.transaction() as c:
-            for idx, at, publisher, signal_id in c.execute(
-                "SELECT idx, accepted_at_ms, publisher, signal_id FROM signals WHERE keyid = ?", (key.keyid,)
+            removed: list[int] = []
+            for rowid, idx, at, publisher, signal_id, type_ in c.execute(
+                "SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE keyid = ?",
+                (key.keyid,),
             ).fetchall():
                 if key.tainted(idx, at):
                     c.execute("DELETE FROM signals WHERE publisher = ? AND signal_id = ?", (publisher, signal_id))
                     dropped.append((idx, publisher, signal_id))
+                    if type_ == "pdq":
+                        removed.append(rowid)
             for idx, at, publisher, signal_id, author in c.execute(
                 "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
             ).fetchall():
@@ -166,8 +312,32 @@ class Bank:
                         "DELETE FROM opinions WHERE publisher = ? AND signal_id = ? AND author = ?",
                         (publisher, signal_id, author),
                     )
-        self._pdq_cache = None
+            self._index_update(remove=removed)
         return dropped
+
+    def sweep_expired(self, now_ms: int | None = None) -> list[BankSignal]:
+        """Mark signals whose ``valid_until`` has passed since the last sweep; return them
+        (the caller withdraws their open queue items). Idempotent."""
+        now = self._clock_ms() if now_ms is None else now_ms
+        with self._store.transaction() as c:
+            rows = c.execute(
+                f"SELECT rowid, {_COLUMNS} FROM signals WHERE valid_until_ms IS NOT NULL AND valid_until_ms <= ?"
+                " AND swept_at_ms IS NULL AND retracted_idx IS NULL",
+                (now,),
+            ).fetchall()
+            if not rows:
+                return []
+            c.executemany("UPDATE signals SET swept_at_ms = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
+            self._index_update(remove=[r[0] for r in rows if r[4] == "pdq"])
+        return [_row(r[1:]) for r in rows]
+
+    def clear(self) -> None:
+        """Forget every signal and opinion (before a rebuild from the ledger)."""
+        with self._store.transaction() as c:
+            c.execute("DELETE FROM signals")
+            c.execute("DELETE FROM opinions")
+            self._bump()
+            self._store.after_commit(self.reset_index, on_rollback=self.reset_index)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -177,12 +347,55 @@ class Bank:
         ).fetchone()
         return None if r is None else _row(r)
 
+    def _by_rowids(self, rowids: list[int]) -> dict[int, BankSignal]:
+        out: dict[int, BankSignal] = {}
+        for i in range(0, len(rowids), 500):
+            chunk = rowids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._store.conn.execute(f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid IN ({marks})", chunk):
+                out[int(r[0])] = _row(r[1:])
+        return out
+
     def opinion_counts(self, publisher: str, signal_id: str) -> dict[int, int]:
         rows = self._store.conn.execute(
             "SELECT verdict, COUNT(*) FROM opinions WHERE publisher = ? AND signal_id = ? GROUP BY verdict",
             (publisher, signal_id),
         )
         return {int(v): int(n) for v, n in rows}
+
+    def opinions(self, publisher: str, signal_id: str) -> dict[str, str]:
+        """{author: verdict name} of the latest opinion of each member on this signal."""
+        rows = self._store.conn.execute(
+            "SELECT author, verdict FROM opinions WHERE publisher = ? AND signal_id = ? ORDER BY author",
+            (publisher, signal_id),
+        )
+        return {str(a): VERDICTS.get(int(v), str(v)) for a, v in rows}
+
+    def feedback(self, publisher: str) -> list[dict[str, object]]:
+        """What other members said about ``publisher``'s signals: one entry per signal
+        with opinions, counts per verdict and the verdict of each member."""
+        out: dict[str, dict[str, object]] = {}
+        for signal_id, author, verdict, idx, at in self._store.conn.execute(
+            "SELECT signal_id, author, verdict, idx, accepted_at_ms FROM opinions WHERE publisher = ?"
+            " ORDER BY signal_id, author",
+            (publisher,),
+        ):
+            entry = out.setdefault(
+                str(signal_id),
+                {"signal_id": str(signal_id), "counts": {}, "by_member": {}, "last_index": -1, "last_at_ms": 0},
+            )
+            name = VERDICTS.get(int(verdict), str(verdict))
+            counts: dict[str, int] = entry["counts"]  # type: ignore[assignment]
+            counts[name] = counts.get(name, 0) + 1
+            entry["by_member"][str(author)] = name  # type: ignore[index]
+            if int(idx) > int(entry["last_index"]):  # type: ignore[call-overload]
+                entry["last_index"], entry["last_at_ms"] = int(idx), int(at)
+        for signal_id, entry in out.items():
+            s = self.get(publisher, signal_id)
+            entry["type"] = s.type if s else None
+            entry["labels"] = list(s.labels) if s else []
+            entry["live"] = bool(s and s.live_at(self._clock_ms()))
+        return sorted(out.values(), key=lambda e: str(e["signal_id"]))
 
     def lookup(self, type_name: str, value: str) -> list[BankSignal]:
         """Live signals of an exact-match type with this (normalized) value."""
@@ -192,35 +405,19 @@ class Bank:
         ).fetchall()
         return [s for s in map(_row, rows) if s.live_at(now)]
 
-    def _pdq_index(self) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        if self._pdq_cache is None:
-            rows = self._store.conn.execute(
-                "SELECT publisher, signal_id, value FROM signals WHERE type = 'pdq' AND retracted_idx IS NULL"
-            ).fetchall()
-            packed = np.array(
-                [np.frombuffer(bytes.fromhex(v), dtype=">u8") for _, _, v in rows], dtype=np.uint64
-            ).reshape(len(rows), 4)
-            self._pdq_cache = (packed, [(p, s) for p, s, _ in rows])
-        return self._pdq_cache
-
     def search_pdq(self, pdq: str, threshold: int | None = None) -> list[tuple[BankSignal, int]]:
         """Live PDQ signals within ``threshold`` Hamming distance, nearest first."""
-        limit = self.pdq_threshold if threshold is None else threshold
-        packed, keys = self._pdq_index()
-        if not keys:
+        hits = self.pdq_index().search(pdq, self.pdq_threshold if threshold is None else threshold)
+        if not hits:
             return []
-        query = np.frombuffer(bytes.fromhex(pdq), dtype=">u8").astype(np.uint64)
-        distances = np.bitwise_count(packed ^ query).sum(axis=1)
         now = self._clock_ms()
-        out = []
-        for i in np.flatnonzero(distances <= limit):
-            s = self.get(*keys[i])
-            if s is not None and s.live_at(now):
-                out.append((s, int(distances[i])))
+        by_id = self._by_rowids([i for i, _ in hits])
+        out = [(by_id[i], d) for i, d in hits if i in by_id and by_id[i].type == "pdq" and by_id[i].live_at(now)]
         return sorted(out, key=lambda t: (t[1], t[0].index))
 
     def match_media(self, h: MediaHashes) -> list[Match]:
-        """Every live signal this file matches: exact digests, then PDQ neighbours."""
+        """Every live signal this file matches: exact digests, then PDQ neighbours
+        (only for hashes of at least MIN_PDQ_QUALITY)."""
         found: dict[tuple[str, str], Match] = {}
         digests = [("md5", h.md5), ("sha256", h.sha256)] + ([("video_md5", h.md5)] if h.is_video else [])
         for type_name, value in digests:
@@ -232,24 +429,68 @@ class Bank:
         return sorted(found.values(), key=lambda m: (m.distance, m.signal.index))
 
     def match_value(self, type_name: str, raw: str, content_ref: str) -> list[Match]:
-        """Match one piece of the member's own content of a non-media type."""
+        """Match one piece of the member's own content of a non-media type.
+
+        ``domain`` content matches domain signals for it and every parent domain;
+        ``url`` content matches URL signals exactly and domain signals for its host.
+        """
         kind = signal_type(type_name)
         value = kind.normalize(raw)
+        now = self._clock_ms()
         if kind.matcher is Matcher.SUBSTRING:
-            now = self._clock_ms()
             rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
             hits = [s for s in map(_row, rows) if s.live_at(now) and s.value in value]
+        elif kind.matcher is Matcher.HAMMING:
+            return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in self.search_pdq(value)]
         else:
             hits = self.lookup(type_name, value)
+            host = None
+            if type_name == "domain":
+                host = value
+            elif type_name == "url":
+                authority = value.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+                host = authority.rpartition("@")[2].split(":", 1)[0].strip("[]")
+            if host:
+                seen = {(s.publisher, s.signal_id) for s in hits}
+                for suffix in _domain_suffixes(host):
+                    for s in self.lookup("domain", suffix):
+                        if (s.publisher, s.signal_id) not in seen:
+                            hits.append(s)
+                            seen.add((s.publisher, s.signal_id))
         return [Match(content_ref=content_ref, signal=s) for s in hits]
 
     def stats(self) -> dict[str, int]:
         now = self._clock_ms()
-        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals").fetchall()
-        signals = list(map(_row, rows))
+        c = self._store.conn
+        total = c.execute("SELECT COUNT(*) FROM signals").fetchone()[0]
+        retracted = c.execute("SELECT COUNT(*) FROM signals WHERE retracted_idx IS NOT NULL").fetchone()[0]
+        expired = c.execute(
+            "SELECT COUNT(*) FROM signals WHERE valid_until_ms IS NOT NULL AND valid_until_ms <= ?", (now,)
+        ).fetchone()[0]
+        live = c.execute(
+            "SELECT COUNT(*) FROM signals WHERE retracted_idx IS NULL AND (valid_until_ms IS NULL OR valid_until_ms > ?)"
+            " AND (valid_from_ms IS NULL OR valid_from_ms <= ?)",
+            (now, now),
+        ).fetchone()[0]
+        degenerate = c.execute("SELECT COUNT(*) FROM signals WHERE quality_flag = ?", (DEGENERATE_PDQ,)).fetchone()[0]
         return {
-            "signals": len(signals),
-            "live": sum(s.live_at(now) for s in signals),
-            "retracted": sum(s.retracted_index is not None for s in signals),
-            "expired": sum(s.valid_until_ms is not None and s.valid_until_ms <= now for s in signals),
+            "signals": int(total),
+            "live": int(live),
+            "retracted": int(retracted),
+            "expired": int(expired),
+            "pdq_degenerate": int(degenerate),
         }
+
+    def counts_by_type(self) -> dict[str, int]:
+        return {
+            str(t): int(n)
+            for t, n in self._store.conn.execute(
+                "SELECT type, COUNT(*) FROM signals WHERE retracted_idx IS NULL GROUP BY type ORDER BY type"
+            )
+        }
+
+    def rowid_of(self, publisher: str, signal_id: str) -> int | None:
+        r = self._store.conn.execute(
+            "SELECT rowid FROM signals WHERE publisher = ? AND signal_id = ?", (publisher, signal_id)
+        ).fetchone()
+        return None if r is None else int(r[0])

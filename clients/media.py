@@ -19,7 +19,7 @@ __all__ = ["MediaHashes", "hash_file", "iter_files", "pdq_distance", "pdq_hex", 
 
 MIN_PDQ_QUALITY = 50
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv", ".3gp", ".mpg", ".mpeg"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

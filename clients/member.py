@@ -10,6 +10,7 @@ verification, keep a bank, match content and feed the moderation queue.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import grpc
 
+from clients.accounts import AccountIndicator, AccountLookup, account_ref
 from clients.bank import Bank, BankSignal, Match
-from clients.media import MediaHashes, hash_file, iter_files, pdq_distance
+from clients.feedback import VERDICT_FOR_DECISION, Outbox
+from clients.media import MIN_PDQ_QUALITY, MediaHashes, hash_file, iter_files, pdq_distance
 from clients.policy import Action, Decision, MatchFacts, Policy
-from clients.queue import ModerationQueue
+from clients.queue import ModerationQueue, QueueItem, State
 from clients.store import MemberStore
 from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
 from exchange.core import signals
@@ -40,7 +43,7 @@ from exchange.core.errors import InvalidValue, SecurityError, TrustwireError, Un
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, Signer
 from exchange.core.logview import LogView
-from exchange.core.records import Record
+from exchange.core.records import Receipt, Record
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -61,6 +64,8 @@ class SyncReport:
     opinions: int = 0
     queued: int = 0
     withdrawn: int = 0
+    expired: int = 0
+    opinions_published: int = 0
     next_index: int = 0
     head: int = 0
     quarantine_reasons: list[str] = field(default_factory=list)
@@ -89,6 +94,7 @@ class MemberClient:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         channel: grpc.Channel | None = None,
         tls: ClientTls | None = None,
+        account_lookup: AccountLookup | None = None,
     ) -> None:
         self.member_id = member_id
         self.signer = signer
@@ -102,6 +108,8 @@ class MemberClient:
         self.store = MemberStore(state) if state is not None else None
         self.bank = Bank(self.store, clock_ms=clock_ms) if self.store else None
         self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
+        self.outbox = Outbox(self.store, clock_ms=clock_ms) if self.store else None
+        self._account_lookup = account_lookup
         self._verifier = self._load_verifier()
         self.log_view = self._load_log_view()
 
@@ -120,6 +128,11 @@ class MemberClient:
     def close(self) -> None:
         self._channel.close()
         if self.store is not None:
+            if self.bank is not None:
+                try:
+                    self.bank.save_index()  # a large bank restarts without a rebuild
+                except OSError as exc:
+                    log.warning("could not save the PDQ index: %s", exc)
             self.store.close()
 
     def __enter__(self) -> MemberClient:
@@ -242,16 +255,20 @@ class MemberClient:
         from_index: int = 0,
         follow: bool = True,
         on_untrusted: Callable[[UntrustedEntry], None] | None = None,
+        view: LogView | None = None,
     ) -> Iterator[VerifiedEntry]:
         """Yield every visible entry from ``from_index``, each verified end to end.
 
         Entries that fail verification are reported to ``on_untrusted`` (default:
-        logged) and skipped; the stream goes on.
+        logged) and skipped; the stream goes on. ``view`` is the log view to check
+        checkpoints against (default: the state file's); pass one built from a
+        checkpoint note you kept to resume with the same trust, and read
+        ``view.trusted`` afterwards to keep the newest.
         """
         verifier = EntryVerifier(self.operator_key, KeyDirectory())
         if from_index > 0:
             self._prime_directory(verifier, from_index)
-        for page in self._pages(from_index, follow, self._load_log_view()):
+        for page in self._pages(from_index, follow, view if view is not None else self._load_log_view()):
             for raw in page.records:
                 try:
                     yield verifier.verify(raw)
@@ -274,6 +291,7 @@ class MemberClient:
                 with self.store.transaction():
                     for raw in page.records:
                         self._ingest(raw, report)
+                    report.expired += self._sweep_expired(report)
                     self.store.set_cursor(page.next_index)
                     self.store.set_meta("trusted_checkpoint", page.checkpoint)
             except BaseException:
@@ -284,7 +302,58 @@ class MemberClient:
             report.next_index, report.head = page.next_index, page.head
             if stop is not None and stop():
                 break
+        with self.store.transaction():
+            report.expired += self._sweep_expired(report)
+        try:
+            report.opinions_published += self.flush_feedback()
+        except TrustwireError as exc:
+            log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
         return report
+
+    def _sweep_expired(self, report: SyncReport | None = None) -> int:
+        """Withdraw the open queue items of signals whose ``valid_until`` has passed."""
+        _, bank, queue = self._local()
+        expired = bank.sweep_expired()
+        for s in expired:
+            n = queue.withdraw(s.publisher, s.signal_id, "expired")
+            if report is not None:
+                report.withdrawn += n
+        return len(expired)
+
+    def sweep_expired(self) -> int:
+        """Run the expiry sweep now (sync runs it on every page); returns signals expired."""
+        store, _, _ = self._local()
+        with store.transaction():
+            return self._sweep_expired()
+
+    def start_expiry_timer(self, interval_s: float = 60.0) -> threading.Event:
+        """Sweep expired signals every ``interval_s`` in a daemon thread, for members
+        that match without syncing often. Set the returned event to stop it."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.sweep_expired()
+                except Exception:  # noqa: BLE001 - a timer must survive a bad tick
+                    log.exception("expiry sweep failed")
+
+        threading.Thread(target=run, name="trustwire-expiry", daemon=True).start()
+        return stop
+
+    def rebuild_bank(self) -> SyncReport:
+        """Forget the bank (signals, opinions, key events, quarantine) and rebuild it by
+        verifying the ledger from index 0. The queue and the outbox are kept: their
+        items are re-matched idempotently, and withdrawn again if their signals are
+        gone. The trusted checkpoint is kept too, so the log cannot roll back."""
+        store, bank, _ = self._local()
+        with store.transaction() as c:
+            bank.clear()
+            c.execute("DELETE FROM key_events")
+            c.execute("DELETE FROM quarantine")
+            store.set_cursor(0)
+        self._verifier = self._load_verifier()
+        return self.sync()
 
     def _ingest(self, raw: bytes, report: SyncReport) -> None:
         store, bank, queue = self._local()
@@ -342,16 +411,69 @@ class MemberClient:
             return 0
         conn = store.conn
         hits: list[tuple[str, int]] = []
-        if s.type in ("md5", "video_md5"):
+        if s.type == "account":
+            hits = [(account_ref(i), 0) for i in self._lookup_account(banked)]
+        elif s.type in ("md5", "video_md5"):
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE md5 = ?", (s.value,))]
         elif s.type == "sha256":
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE sha256 = ?", (s.value,))]
         elif s.type == "pdq":
-            for ref, pdq in conn.execute("SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= 50"):
+            for ref, pdq in conn.execute(
+                "SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= ?", (MIN_PDQ_QUALITY,)
+            ):
                 d = pdq_distance(pdq, s.value)
                 if d <= bank.pdq_threshold:
                     hits.append((ref, d))
         return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def _lookup_account(self, s: BankSignal) -> list[str]:
+        """The member's own account ids for an account signal, through its hook.
+
+        Never logs the indicator or the ids; a failing hook is logged by type only.
+        """
+        if self._account_lookup is None:
+            return []
+        try:
+            indicator = AccountIndicator.parse(s.value, publisher=s.publisher, signal_id=s.signal_id)
+            return sorted({str(i) for i in self._account_lookup(indicator)})
+        except Exception as exc:  # noqa: BLE001 - member code; its message may hold an identifier
+            log.warning(
+                "account lookup hook failed for signal %s/%s (%s)", s.publisher, s.signal_id, type(exc).__name__
+            )
+            return []
+
+    def rematch_accounts(self) -> int:
+        """Run the account hook over every live account signal already in the bank (after
+        adding users to the directory, for instance); returns new queue items."""
+        store, bank, _ = self._local()
+        now = self._clock_ms()
+        added = 0
+        rows = store.conn.execute("SELECT publisher, signal_id FROM signals WHERE type = 'account'").fetchall()
+        for publisher, signal_id in rows:
+            s = bank.get(publisher, signal_id)
+            if s is None or not s.live_at(now):
+                continue
+            with store.transaction():
+                added += sum(self._route(Match(content_ref=account_ref(i), signal=s)) for i in self._lookup_account(s))
+        self._flush_feedback_quietly()
+        return added
+
+    def match_accounts(self, internal_id: str, indicators: Iterable[str]) -> list[tuple[Match, Decision]]:
+        """Match one of the member's own accounts by its indicator values (computed with
+        :func:`clients.accounts.account_value`); matches are queued as
+        ``account:<internal_id>``."""
+        store, bank, _ = self._local()
+        pairs: list[tuple[Match, Decision]] = []
+        with store.transaction():
+            for value in indicators:
+                for m in bank.match_value("account", value, account_ref(internal_id)):
+                    decision = self.policy.decide(self.facts(m))
+                    self._route(m)
+                    pairs.append((m, decision))
+        self._flush_feedback_quietly()
+        return pairs
 
     # -- matching -------------------------------------------------------------------------
 
@@ -359,6 +481,8 @@ class MemberClient:
         s: BankSignal = match.signal
         counts = self.bank.opinion_counts(s.publisher, s.signal_id) if self.bank else {}
         return MatchFacts(
+            disputed=counts.get(pb.VERDICT_DISPUTED, 0),
+            seen=counts.get(pb.VERDICT_SEEN, 0),
             type=s.type,
             labels=frozenset(s.labels),
             confidence=s.confidence,
@@ -377,7 +501,67 @@ class MemberClient:
         added = queue.enqueue(match, decision)
         if added and decision.action is Action.AUTO_ACTION and self._on_auto_action is not None:
             self._on_auto_action(match, decision)
+        fb = self.policy.feedback
+        s = match.signal
+        if fb.publish_seen_on_match and self.outbox is not None and (fb.on_own_signals or s.publisher != self.member_id):
+            self.outbox.want(s.publisher, s.signal_id, "seen")
         return int(added)
+
+    # -- review and feedback ----------------------------------------------------------------
+
+    def decide(
+        self, item_id: int, reviewer: str, decision: State | str, reason: str = "", publish: bool | None = None
+    ) -> QueueItem:
+        """Record a reviewer's decision on a claimed queue item and, when the policy's
+        ``[feedback] publish_on_decision`` is on (or ``publish=True``), publish the
+        verdict as a signed opinion: actioned → true_positive, dismissed →
+        false_positive. The decision and the opinion to send commit together; the
+        opinion is sent now and retried on every sync until the exchange has it."""
+        store, _, queue = self._local()
+        state = State(decision)
+        fb = self.policy.feedback
+        with store.transaction():
+            item = queue.decide(item_id, reviewer, state, reason)
+            verdict = VERDICT_FOR_DECISION.get(state)
+            wanted = fb.publish_on_decision if publish is None else publish
+            own = item.publisher == self.member_id
+            if verdict and wanted and self.outbox is not None and (fb.on_own_signals or not own):
+                self.outbox.want(item.publisher, item.signal_id, verdict, item_id=item.id)
+        self._flush_feedback_quietly()
+        return item
+
+    def _flush_feedback_quietly(self) -> int:
+        try:
+            return self.flush_feedback()
+        except TrustwireError as exc:
+            log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
+            return 0
+
+    def flush_feedback(self) -> int:
+        """Sign and publish the opinions waiting in the outbox; returns how many the
+        exchange accepted. Transport errors raise (the rows stay pending)."""
+        if self.outbox is None:
+            return 0
+        sent = 0
+        while True:
+            rows = self.outbox.pending()
+            if not rows:
+                return sent
+            envelopes = []
+            for r in rows:
+                env = r.envelope
+                if env is None:
+                    env = self.sign(self.opinion(r.publisher, r.signal_id, r.verdict))
+                    self.outbox.set_envelope(r.publisher, r.signal_id, env)
+                envelopes.append(env)
+            outcomes = self.publish_envelopes(envelopes)
+            for r, o in zip(rows, outcomes, strict=True):
+                if isinstance(o, Receipt):
+                    self.outbox.mark_sent(r.publisher, r.signal_id, o.index)
+                    sent += 1
+                else:
+                    self.outbox.mark_rejected(r.publisher, r.signal_id, f"{o.reason}: {o.message}")
+                    log.warning("opinion on %s/%s rejected: %s", r.publisher, r.signal_id, o.reason)
 
     def match_files(self, paths: Iterable[str | Path], progress: Callable[[Path], None] | None = None) -> list[FileMatches]:
         """Hash files (directories recursively), match them, enqueue per policy."""
@@ -399,6 +583,7 @@ class MemberClient:
             results.append(FileMatches(h, pairs))
             if progress is not None:
                 progress(path)
+        self._flush_feedback_quietly()
         return results
 
 

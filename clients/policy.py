@@ -17,11 +17,25 @@ Rules are tried in order; the first whose conditions all hold decides. Example::
     min_false_positive = 2        # members that marked the signal false_positive
     action = "ignore"
 
-Conditions: ``types``, ``labels_any``, ``labels_all``, ``min_confidence``,
-``max_confidence``, ``min_severity`` (low/medium/high/critical), ``publishers``,
-``groups``, ``min_true_positive``, ``min_false_positive``, ``max_false_positive``,
-``max_distance``. Actions: ``enqueue`` (with ``priority``), ``auto_action`` (calls
-the member's hook), ``ignore``. Unknown keys are errors.
+    [feedback]                    # what reviewers' decisions tell the coalition
+    publish_on_decision = true    # actioned → true_positive, dismissed → false_positive
+    publish_seen_on_match = false # a first match of a signal publishes `seen`
+
+Conditions: ``types``, ``labels_any``, ``labels_all``, ``labels_none``,
+``min_confidence``, ``max_confidence``, ``min_severity`` (low/medium/high/critical),
+``publishers``, ``not_publishers``, ``groups``, ``min_true_positive``,
+``max_true_positive``, ``min_false_positive``, ``max_false_positive``,
+``min_disputed``, ``max_disputed``, ``min_seen``, ``max_distance``. Opinion counts
+are distinct members whose latest opinion on the signal has that verdict (the
+member's own included). Actions: ``enqueue`` (with ``priority``), ``auto_action``
+(calls the member's hook), ``ignore``. Unknown keys are errors.
+
+``[feedback]`` (all optional): ``publish_on_decision`` (default true) publishes the
+reviewer's verdict on a decided queue item as a signed Opinion (``escalated`` is
+not a verdict and publishes nothing); ``publish_seen_on_match`` (default false)
+publishes ``seen`` the first time the member's content matches a signal it has no
+opinion on yet; ``on_own_signals`` (default false) also does both for the member's
+own signals.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from typing import Any
 
 from exchange.core.errors import ConfigError
 
-__all__ = ["Action", "Decision", "MatchFacts", "Policy", "Rule", "SEVERITIES"]
+__all__ = ["Action", "Decision", "FeedbackSettings", "MatchFacts", "Policy", "Rule", "SEVERITIES"]
 
 SEVERITIES = {"unspecified": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -58,6 +72,8 @@ class MatchFacts:
     groups: frozenset[str]
     true_positive: int = 0
     false_positive: int = 0
+    disputed: int = 0
+    seen: int = 0
     distance: int = 0
 
 
@@ -76,14 +92,20 @@ class Rule:
     types: frozenset[str] | None = None
     labels_any: frozenset[str] | None = None
     labels_all: frozenset[str] = field(default_factory=frozenset)
+    labels_none: frozenset[str] = field(default_factory=frozenset)
     min_confidence: int = 0
     max_confidence: int = 100
     min_severity: int = 0
     publishers: frozenset[str] | None = None
+    not_publishers: frozenset[str] = field(default_factory=frozenset)
     groups: frozenset[str] | None = None
     min_true_positive: int = 0
+    max_true_positive: int | None = None
     min_false_positive: int = 0
     max_false_positive: int | None = None
+    min_disputed: int = 0
+    max_disputed: int | None = None
+    min_seen: int = 0
     max_distance: int | None = None
 
     def matches(self, f: MatchFacts) -> bool:
@@ -91,23 +113,51 @@ class Rule:
             self.types is None or f.type in self.types,
             self.labels_any is None or bool(self.labels_any & f.labels),
             self.labels_all <= f.labels,
+            not (self.labels_none & f.labels),
             self.min_confidence <= f.confidence <= self.max_confidence,
             f.severity >= self.min_severity,
             self.publishers is None or f.publisher in self.publishers,
+            f.publisher not in self.not_publishers,
             self.groups is None or bool(self.groups & f.groups),
             f.true_positive >= self.min_true_positive,
+            self.max_true_positive is None or f.true_positive <= self.max_true_positive,
             f.false_positive >= self.min_false_positive,
             self.max_false_positive is None or f.false_positive <= self.max_false_positive,
+            f.disputed >= self.min_disputed,
+            self.max_disputed is None or f.disputed <= self.max_disputed,
+            f.seen >= self.min_seen,
             self.max_distance is None or f.distance <= self.max_distance,
         )
         return all(checks)
 
 
-_SETS = ("types", "labels_any", "labels_all", "publishers", "groups")
+_SETS = ("types", "labels_any", "labels_all", "labels_none", "publishers", "not_publishers", "groups")
 _INTS = (
-    "priority", "min_confidence", "max_confidence", "min_true_positive",
-    "min_false_positive", "max_false_positive", "max_distance",
+    "priority", "min_confidence", "max_confidence", "min_true_positive", "max_true_positive",
+    "min_false_positive", "max_false_positive", "min_disputed", "max_disputed", "min_seen", "max_distance",
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackSettings:
+    """The ``[feedback]`` table: which verdicts flow back to the coalition by themselves."""
+
+    publish_on_decision: bool = True
+    publish_seen_on_match: bool = False
+    on_own_signals: bool = False
+
+    @classmethod
+    def from_table(cls, raw: Any, source: str) -> FeedbackSettings:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: [feedback] must be a table")
+        known = {"publish_on_decision", "publish_seen_on_match", "on_own_signals"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{source}: [feedback] unknown key(s) {', '.join(unknown)}")
+        for key, value in raw.items():
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: [feedback] {key} must be true or false")
+        return cls(**raw)
 
 
 def _rule(raw: Mapping[str, Any], where: str) -> Rule:
@@ -145,6 +195,7 @@ class Policy:
     rules: Sequence[Rule]
     default: Action = Action.IGNORE
     default_priority: int = 3
+    feedback: FeedbackSettings = FeedbackSettings()
 
     @classmethod
     def from_toml(cls, text: str, source: str = "policy") -> Policy:
@@ -152,7 +203,7 @@ class Policy:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
-        unknown = sorted(set(data) - {"default", "default_priority", "rule"})
+        unknown = sorted(set(data) - {"default", "default_priority", "rule", "feedback"})
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
         raw_rules = data.get("rule", [])
@@ -166,7 +217,8 @@ class Policy:
         default_priority = data.get("default_priority", 3)
         if not isinstance(default_priority, int) or isinstance(default_priority, bool) or not 0 <= default_priority <= 3:
             raise ConfigError(f"{source}: default_priority is 0 (most urgent) to 3")
-        return cls(rules=tuple(rules), default=default, default_priority=default_priority)
+        feedback = FeedbackSettings.from_table(data.get("feedback", {}), source)
+        return cls(rules=tuple(rules), default=default, default_priority=default_priority, feedback=feedback)
 
     @classmethod
     def load(cls, path: Path) -> Policy:

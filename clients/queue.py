@@ -1,9 +1,17 @@
 """The moderation queue (SQLite): one item per (content, signal) the policy selected.
 
 States: ``pending`` → ``in_review`` (claimed by a reviewer) → ``actioned`` /
-``dismissed`` / ``escalated``. ``withdrawn`` marks items whose signal was retracted
-or expired before anyone decided; ``auto_actioned`` items were handled by the
-member's hook. Enqueueing the same (content, signal) twice is a no-op.
+``dismissed`` / ``escalated``. An escalated item can be claimed again (by a senior
+reviewer) and decided; a claimed item can be released back to ``pending``.
+``withdrawn`` marks items whose signal was retracted or expired before anyone
+decided; ``auto_actioned`` items were handled by the member's hook. Enqueueing the
+same (content, signal) twice is a no-op.
+
+Every item keeps its reviewer, reason and timestamps (created, claimed, decided,
+last update), and every transition is appended to ``queue_events``
+(:meth:`ModerationQueue.history`). Deciding through
+:meth:`clients.member.MemberClient.decide` also publishes the reviewer's verdict as a
+signed opinion when the policy's ``[feedback]`` settings say so.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from clients.bank import Match
 from clients.policy import Action, Decision
 from clients.store import MemberStore
 from exchange.core.errors import InvalidInput, NotFound
 
-__all__ = ["ModerationQueue", "QueueItem", "State"]
+__all__ = ["ModerationQueue", "QueueEvent", "QueueItem", "State"]
 
 
 class State(StrEnum):
@@ -53,11 +62,13 @@ class QueueItem:
     updated_at_ms: int
     reviewer: str | None
     reason: str | None
+    claimed_at_ms: int | None = None
+    decided_at_ms: int | None = None
 
 
 _COLUMNS = (
     "id, content_ref, publisher, signal_id, signal_idx, type, distance, priority, rule, labels, state,"
-    " created_at_ms, updated_at_ms, reviewer, reason"
+    " created_at_ms, updated_at_ms, reviewer, reason, claimed_at_ms, decided_at_ms"
 )
 
 
@@ -78,7 +89,18 @@ def _item(r: tuple[object, ...]) -> QueueItem:
         updated_at_ms=int(r[12]),  # type: ignore[call-overload]
         reviewer=None if r[13] is None else str(r[13]),
         reason=None if r[14] is None else str(r[14]),
+        claimed_at_ms=None if r[15] is None else int(r[15]),  # type: ignore[call-overload]
+        decided_at_ms=None if r[16] is None else int(r[16]),  # type: ignore[call-overload]
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueEvent:
+    item_id: int
+    at_ms: int
+    state: State
+    reviewer: str | None
+    reason: str | None
 
 
 class ModerationQueue:
@@ -94,26 +116,34 @@ class ModerationQueue:
         now = self._clock_ms()
         s = match.signal
         with self._store.transaction() as c:
-            cur = c.execute(
-                f"INSERT INTO queue ({_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)"
-                " ON CONFLICT (content_ref, publisher, signal_id) DO NOTHING",
+            row = c.execute(
+                f"INSERT INTO queue ({_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL,NULL)"
+                " ON CONFLICT (content_ref, publisher, signal_id) DO NOTHING RETURNING id",
                 (
                     match.content_ref, s.publisher, s.signal_id, s.index, s.type, match.distance,
                     decision.priority, decision.rule, json.dumps(list(s.labels)), state.value, now, now,
                 ),
-            )
-        return cur.rowcount > 0
+            ).fetchone()
+            if row is not None:
+                self._event(c, int(row[0]), now, state, None, f"rule {decision.rule}")
+        return row is not None
+
+    @staticmethod
+    def _event(c: Any, item_id: int, at_ms: int, state: State, reviewer: str | None, reason: str | None) -> None:
+        c.execute("INSERT INTO queue_events VALUES (?, ?, ?, ?, ?)", (item_id, at_ms, state.value, reviewer, reason))
 
     def withdraw(self, publisher: str, signal_id: str, reason: str) -> int:
         """Withdraw the open items of a retracted or expired signal."""
         now = self._clock_ms()
         with self._store.transaction() as c:
-            cur = c.execute(
+            ids = c.execute(
                 "UPDATE queue SET state = ?, reason = ?, updated_at_ms = ? WHERE publisher = ? AND signal_id = ?"
-                " AND state IN (?, ?)",
+                " AND state IN (?, ?) RETURNING id",
                 (State.WITHDRAWN.value, reason, now, publisher, signal_id, *OPEN_STATES),
-            )
-        return cur.rowcount
+            ).fetchall()
+            for (item_id,) in ids:
+                self._event(c, int(item_id), now, State.WITHDRAWN, None, reason)
+        return len(ids)
 
     def items(self, states: tuple[State, ...] | None = None, limit: int = 1000) -> list[QueueItem]:
         sql = f"SELECT {_COLUMNS} FROM queue"
@@ -132,28 +162,61 @@ class ModerationQueue:
         return _item(r)
 
     def claim(self, item_id: int, reviewer: str) -> QueueItem:
+        """pending (or escalated) → in_review, by ``reviewer``."""
+        if not reviewer:
+            raise InvalidInput("a claim needs a reviewer")
         now = self._clock_ms()
         with self._store.transaction() as c:
             cur = c.execute(
-                "UPDATE queue SET state = ?, reviewer = ?, updated_at_ms = ? WHERE id = ? AND state = ?",
-                (State.IN_REVIEW.value, reviewer, now, item_id, State.PENDING.value),
+                "UPDATE queue SET state = ?, reviewer = ?, claimed_at_ms = ?, updated_at_ms = ?"
+                " WHERE id = ? AND state IN (?, ?)",
+                (State.IN_REVIEW.value, reviewer, now, now, item_id, State.PENDING.value, State.ESCALATED.value),
             )
             if cur.rowcount == 0:
                 raise InvalidInput(f"queue item {item_id} is not pending ({self.get(item_id).state})")
+            self._event(c, item_id, now, State.IN_REVIEW, reviewer, None)
         return self.get(item_id)
 
-    def decide(self, item_id: int, reviewer: str, decision: State, reason: str = "") -> QueueItem:
-        if decision not in DECISIONS:
-            raise InvalidInput("a decision is actioned, dismissed or escalated")
+    def release(self, item_id: int, reviewer: str) -> QueueItem:
+        """in_review → pending (the reviewer gives the item back)."""
         now = self._clock_ms()
         with self._store.transaction() as c:
             cur = c.execute(
-                "UPDATE queue SET state = ?, reviewer = ?, reason = ?, updated_at_ms = ? WHERE id = ? AND state = ?",
-                (decision.value, reviewer, reason, now, item_id, State.IN_REVIEW.value),
+                "UPDATE queue SET state = ?, updated_at_ms = ? WHERE id = ? AND state = ?",
+                (State.PENDING.value, now, item_id, State.IN_REVIEW.value),
+            )
+            if cur.rowcount == 0:
+                raise InvalidInput(f"queue item {item_id} is not in review ({self.get(item_id).state})")
+            self._event(c, item_id, now, State.PENDING, reviewer, "released")
+        return self.get(item_id)
+
+    def decide(self, item_id: int, reviewer: str, decision: State, reason: str = "") -> QueueItem:
+        """in_review → actioned / dismissed / escalated, with the reviewer and a reason."""
+        if decision not in DECISIONS:
+            raise InvalidInput("a decision is actioned, dismissed or escalated")
+        if not reviewer:
+            raise InvalidInput("a decision needs a reviewer")
+        now = self._clock_ms()
+        with self._store.transaction() as c:
+            cur = c.execute(
+                "UPDATE queue SET state = ?, reviewer = ?, reason = ?, decided_at_ms = ?, updated_at_ms = ?"
+                " WHERE id = ? AND state = ?",
+                (decision.value, reviewer, reason, now, now, item_id, State.IN_REVIEW.value),
             )
             if cur.rowcount == 0:
                 raise InvalidInput(f"queue item {item_id} must be claimed first ({self.get(item_id).state})")
+            self._event(c, item_id, now, decision, reviewer, reason or None)
         return self.get(item_id)
+
+    def history(self, item_id: int) -> list[QueueEvent]:
+        """Every transition of an item, oldest first."""
+        return [
+            QueueEvent(item_id=int(i), at_ms=int(at), state=State(str(st)), reviewer=rv, reason=rs)
+            for i, at, st, rv, rs in self._store.conn.execute(
+                "SELECT item_id, at_ms, state, reviewer, reason FROM queue_events WHERE item_id = ? ORDER BY rowid",
+                (item_id,),
+            )
+        ]
 
     def counts(self) -> dict[str, dict[int, int]]:
         """{state: {priority: count}}."""

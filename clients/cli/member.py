@@ -79,7 +79,35 @@ def add_parser(sub: Any) -> None:
     qd.add_argument("--reviewer", required=True)
     qd.add_argument("--decision", required=True, choices=["actioned", "dismissed", "escalated"])
     qd.add_argument("--reason", default="")
+    qd.add_argument(
+        "--no-feedback", dest="feedback", action="store_false", default=None,
+        help="do not publish the verdict as an opinion, whatever the policy says",
+    )
     qd.set_defaults(run=queue_decide)
+    qr = qsub.add_parser("release", help="give a claimed item back to the queue")
+    common(qr)
+    qr.add_argument("item", type=int)
+    qr.add_argument("--reviewer", required=True)
+    qr.set_defaults(run=queue_release)
+    qh = qsub.add_parser("history", help="every transition of a queue item")
+    common(qh)
+    qh.add_argument("item", type=int)
+    qh.set_defaults(run=queue_history)
+
+    fb = msub.add_parser(
+        "feedback", help="what other members said about my signals (opinions per signal and verdict)"
+    )
+    common(fb)
+    fb.add_argument("--no-sync", dest="sync", action="store_false", help="report from the bank as it is")
+    fb.set_defaults(run=feedback)
+
+    bk = msub.add_parser("bank", help="bank statistics (signals by type, PDQ index)")
+    common(bk)
+    bk.set_defaults(run=bank_stats)
+
+    rb = msub.add_parser("rebuild-bank", help="forget the bank and rebuild it by verifying the ledger from 0")
+    common(rb)
+    rb.set_defaults(run=rebuild_bank)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -188,50 +216,80 @@ def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
 
 
+def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
+    sig = m.signal
+    opinions = client.bank.opinion_counts(sig.publisher, sig.signal_id) if client.bank else {}
+    from clients.bank import VERDICTS
+
+    return {
+        "publisher": sig.publisher,
+        "signal_id": sig.signal_id,
+        "type": sig.type,
+        "distance": m.distance,
+        "labels": list(sig.labels),
+        "confidence": sig.confidence,
+        "severity": sig.severity,
+        "index": sig.index,
+        "accepted_at_ms": sig.accepted_at_ms,
+        "valid_until_ms": sig.valid_until_ms,
+        "opinions": {VERDICTS.get(v, str(v)): n for v, n in sorted(opinions.items())},
+        "action": d.action.value,
+        "priority": d.priority,
+        "rule": d.rule,
+    }
+
+
 def match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from rich.progress import Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from clients.media import MIN_PDQ_QUALITY, iter_files
 
     config = load_config(args, env)
+    files = list(iter_files(args.paths))
     with open_client(config) as client:
         if sys.stderr.isatty() and not args.json:
-            with Progress(transient=True) as bar:
-                task = bar.add_task("hashing", total=None)
-                results = client.match_files(args.paths, progress=lambda p: bar.advance(task))
+            columns = (TextColumn("hashing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, transient=True) as bar:
+                task = bar.add_task("hashing", total=len(files))
+                results = client.match_files(files, progress=lambda p: bar.advance(task))
         else:
-            results = client.match_files(args.paths)
-    rows = [
-        {
-            "path": r.hashes.path,
-            "pdq_quality": r.hashes.pdq_quality,
-            "matches": [
-                {
-                    "publisher": m.signal.publisher,
-                    "signal_id": m.signal.signal_id,
-                    "type": m.signal.type,
-                    "distance": m.distance,
-                    "labels": list(m.signal.labels),
-                    "index": m.signal.index,
-                    "action": d.action.value,
-                    "priority": d.priority,
-                    "rule": d.rule,
-                }
-                for m, d in r.matches
-            ],
-        }
-        for r in results
-    ]
+            results = client.match_files(files)
+        rows = [
+            {
+                "path": r.hashes.path,
+                "md5": r.hashes.md5,
+                "sha256": r.hashes.sha256,
+                "pdq": r.hashes.pdq,
+                "pdq_quality": r.hashes.pdq_quality,
+                "pdq_low_quality": r.hashes.pdq is not None and (r.hashes.pdq_quality or 0) < MIN_PDQ_QUALITY,
+                "is_video": r.hashes.is_video,
+                "matches": [_match_row(client, m, d) for m, d in r.matches],
+            }
+            for r in results
+        ]
     human = "\n".join(
         f"{r['path']}: "
         + (
             ", ".join(
-                f"{m['publisher']}/{m['signal_id']} ({m['type']} d={m['distance']}, {m['action']} P{m['priority']})"
+                f"{m['publisher']}/{m['signal_id']} ({m['type']} d={m['distance']} #{m['index']}"
+                f" [{','.join(m['labels'])}], {m['action']} P{m['priority']})"
                 for m in r["matches"]
             )
             or "no match"
         )
+        + (f"  (PDQ quality {r['pdq_quality']} < {MIN_PDQ_QUALITY}: not matched by PDQ)" if r["pdq_low_quality"] else "")
         for r in rows
     )
-    _emit(args, {"files": len(rows), "matched": sum(bool(r["matches"]) for r in rows), "results": rows}, human)
+    _emit(
+        args,
+        {
+            "files": len(rows),
+            "matched": sum(bool(r["matches"]) for r in rows),
+            "low_quality": sum(bool(r["pdq_low_quality"]) for r in rows),
+            "results": rows,
+        },
+        human,
+    )
     return int(ExitCode.OK)
 
 
@@ -269,9 +327,95 @@ def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         if client.queue is None:
             raise ConfigError("no state file")
-        item = client.queue.decide(args.item, args.reviewer, State(args.decision), args.reason)
-    _emit(args, _item_dict(item), f"#{item.id} {item.state.value} by {item.reviewer}")
+        item = client.decide(args.item, args.reviewer, State(args.decision), args.reason, publish=args.feedback)
+        sent = client.outbox.get(item.publisher, item.signal_id) if client.outbox is not None else None
+    data = _item_dict(item)
+    data["feedback"] = (
+        None
+        if sent is None or sent.item_id != item.id
+        else {"verdict": sent.verdict, "state": sent.state.value, "index": sent.ledger_index, "error": sent.error}
+    )
+    fb = data["feedback"]
+    human = f"#{item.id} {item.state.value} by {item.reviewer}" + (
+        f"; opinion {fb['verdict']} {fb['state']}" + (f" at index {fb['index']}" if fb["index"] is not None else "")
+        if fb
+        else ""
+    )
+    _emit(args, data, human)
     return int(ExitCode.OK)
+
+
+def queue_release(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with open_client(load_config(args, env)) as client:
+        if client.queue is None:
+            raise ConfigError("no state file")
+        item = client.queue.release(args.item, args.reviewer)
+    _emit(args, _item_dict(item), f"#{item.id} released by {args.reviewer}")
+    return int(ExitCode.OK)
+
+
+def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with open_client(load_config(args, env)) as client:
+        if client.queue is None:
+            raise ConfigError("no state file")
+        client.queue.get(args.item)
+        events = client.queue.history(args.item)
+    data = [{**asdict(e), "state": e.state.value} for e in events]
+    human = "\n".join(
+        f"{e.at_ms} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
+    )
+    _emit(args, data, human)
+    return int(ExitCode.OK)
+
+
+def feedback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from clients.feedback import feedback_report
+
+    with open_client(load_config(args, env)) as client:
+        if client.bank is None:
+            raise ConfigError("no state file")
+        if args.sync:
+            client.sync()
+        report = feedback_report(client.bank, client.member_id)
+    lines = []
+    for s in report["signals"]:  # type: ignore[attr-defined]
+        counts = ", ".join(f"{v} {n}" for v, n in sorted(s["counts"].items()))
+        members = ", ".join(f"{m}={v}" for m, v in sorted(s["by_member"].items()))
+        lines.append(f"{s['signal_id']:<24} {s['type'] or '?':<9} {counts:<40} ({members})")
+    totals = ", ".join(f"{v} {n}" for v, n in sorted(report["totals"].items()))  # type: ignore[attr-defined]
+    human = "\n".join(lines) + (f"\ntotal: {totals}" if lines else "no feedback on your signals yet")
+    _emit(args, report, human)
+    return int(ExitCode.OK)
+
+
+def bank_stats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with open_client(load_config(args, env)) as client:
+        if client.bank is None:
+            raise ConfigError("no state file")
+        data = {
+            "bank": client.bank.stats(),
+            "by_type": client.bank.counts_by_type(),
+            "pdq_index": client.bank.pdq_index().stats(),
+            "pdq_threshold": client.bank.pdq_threshold,
+        }
+    b = data["bank"]
+    human = (
+        f"{b['signals']} signals ({b['live']} live, {b['retracted']} retracted, {b['expired']} expired, "
+        f"{b['pdq_degenerate']} degenerate PDQ)\n"
+        + "\n".join(f"  {t:<10} {n}" for t, n in data["by_type"].items())
+        + f"\nPDQ index: {data['pdq_index']['live']} hashes, {data['pdq_index']['bytes'] / 1e6:.1f} MB,"
+        f" threshold {data['pdq_threshold']}"
+    )
+    _emit(args, data, human)
+    return int(ExitCode.OK)
+
+
+def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with open_client(load_config(args, env)) as client:
+        report = client.rebuild_bank()
+    _emit(args, asdict(report), f"rebuilt the bank from the ledger: verified {report.verified} entries, "
+          f"{report.signals} signals; cursor {report.next_index}")
+    return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
 
 
 __all__ = ["add_parser", "TrustwireError"]

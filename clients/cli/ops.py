@@ -87,6 +87,8 @@ def add_parser(sub: Any) -> None:
     q = cmd("retire-group", "retire a sharing group", retire_group)
     q.add_argument("group")
     cmd("directory", "print the key directory, verified from the ledger", directory)
+    from clients.cli import ops_view  # top, status, rejects: the operator's live view
+    ops_view.add_commands(cmd)
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:

@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (enables TLS)")
     p.add_argument("--tls-key-file", type=Path, help="PEM server private key")
     p.add_argument("--tls-client-ca-file", type=Path, help="PEM CA for client certificates (enables mutual TLS)")
+    p.add_argument("--metrics-listen", help="host:port of the Prometheus /metrics endpoint (default 127.0.0.1:9464; off)")
     p.set_defaults(run=run)
 
 
@@ -49,6 +50,7 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
         "tls_cert_file": args.tls_cert_file,
         "tls_key_file": args.tls_key_file,
         "tls_client_ca_file": args.tls_client_ca_file,
+        "metrics_listen": args.metrics_listen,
     }
     return load_settings(ServerConfig, file=args.config, env=env, overrides=overrides, section=None)
 
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     signal.signal(signal.SIGINT, _stop)
     print(f"trustwire exchange listening on port {server.port} (ledger {config.ledger_path})", flush=True)
     print(f"log verifier key: {server.checkpoints.verifier_key}", flush=True)
+    if server.metrics_port is not None:
+        print(f"metrics: http://{config.metrics_listen.rpartition(':')[0]}:{server.metrics_port}/metrics", flush=True)
     try:
         stop.wait()
     finally:

@@ -55,6 +55,10 @@ class ServerConfig:
     verify_workers: int = 0
     """Threads verifying signatures in parallel; 0 = one per core."""
     rpc_workers: int = 16
+    metrics_listen: str = "127.0.0.1:9464"
+    """host:port of the Prometheus endpoint (/metrics, plaintext HTTP); port 0 picks a free
+    port; "off" disables it. If the default address is taken the exchange runs without
+    metrics and logs a warning; any other address that cannot be bound is an error."""
     tls_cert_file: Path | None = None
     """PEM server certificate (chain); with tls_key_file, enables TLS."""
     tls_key_file: Path | None = None

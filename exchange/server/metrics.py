@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from wsgiref.simple_server import WSGIServer
 
 from google.protobuf.message import DecodeError
@@ -91,6 +91,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_Outcomes = TypeVar("_Outcomes", bound=Sequence[Receipt | TrustwireError])
 
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 """The Prometheus endpoint's default address (9464: the port OpenTelemetry's
@@ -220,8 +222,8 @@ class Activity:
         principal: str,
         envelopes: Sequence[bytes],
         head: Callable[[], int],
-        call: Callable[[], Sequence[Receipt | TrustwireError]],
-    ) -> Any:
+        call: Callable[[], _Outcomes],
+    ) -> _Outcomes:
         """Run one Publish through ``call`` and record its outcomes and latency.
 
         An entry counts as accepted when its receipt is new (index at or past the

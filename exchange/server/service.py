@@ -29,6 +29,7 @@ from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.admission import Admission, Outcome
 from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
 from exchange.server.ledger import Ledger
+from exchange.server.metrics import Activity
 from exchange.server.rejections import RejectionLog
 
 __all__ = ["ExchangeCore", "Page", "ProvenPage"]
@@ -67,12 +68,15 @@ class ExchangeCore:
         checkpoints: CheckpointLog,
         clock_ms: Callable[[], int],
         rejections: RejectionLog | None = None,
+        activity: Activity | None = None,
     ) -> None:
         self.ledger = ledger
         self.admission = admission
         self.checkpoints = checkpoints
         self._clock_ms = clock_ms
         self.rejections = rejections or RejectionLog(clock_ms=clock_ms)
+        self.activity = activity or Activity(clock_ms)  # counts and streams for operators (metrics)
+        self.rejections.subscribe(self.activity.on_rejection)
 
     # -- authentication ----------------------------------------------------------------
 
@@ -104,6 +108,12 @@ class ExchangeCore:
     # -- writes ------------------------------------------------------------------------
 
     def publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
+        """Admit a batch; the activity record sees every outcome and the latency."""
+        return self.activity.track_publish(
+            principal, envelopes, self.ledger.head, lambda: self._publish(principal, envelopes)
+        )
+
+    def _publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
         if self._role(principal) == pb.ROLE_WITNESS:
             raise PermissionDenied("witnesses do not publish")
         outcomes = self.admission.publish(principal, envelopes)
@@ -167,6 +177,24 @@ class ExchangeCore:
         return Page(records=out, indices=indices, next_index=cursor, head=head)
 
     def subscribe(
+        self,
+        principal: str,
+        start: int,
+        stop_at_head: bool,
+        is_active: Callable[[], bool],
+        trusted_size: int = 0,
+        heartbeat_s: float = 5.0,
+    ) -> Iterator[ProvenPage]:
+        """:meth:`_subscribe`, registered as a connected stream whose cursor moves as pages are sent."""
+        stream = self.activity.stream(principal, start)
+        try:
+            for proven in self._subscribe(principal, start, stop_at_head, is_active, trusted_size, heartbeat_s):
+                yield proven
+                stream.advance(proven.page.next_index)  # resumed: the page went out
+        finally:
+            stream.close()
+
+    def _subscribe(
         self,
         principal: str,
         start: int,

@@ -13,7 +13,7 @@ import threading
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from exchange.core.errors import Unavailable
-from exchange.server.kafka.settings import KafkaSettings
+from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.wire import decode_result
 from exchange.server.ledger import Outcome
 
@@ -75,7 +75,7 @@ class ResultRouter:
         replica = self._settings.replica_id
         try:
             while not self._stop.is_set():
-                for m in consumer.consume(num_messages=500, timeout=0.1):
+                for m in drain(consumer, 500, 0.1):
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:

@@ -31,7 +31,7 @@ from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, encode_record, leaf_hash
 from exchange.server.kafka.produce import SafeProducer
-from exchange.server.kafka.settings import KafkaSettings
+from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.view import Tailer
 from exchange.server.kafka.wire import Batch, decode_batch, encode_entry, encode_epoch_start, encode_result
@@ -130,9 +130,9 @@ class Sequencer:
             )
             while not self._stop.is_set():
                 if self._assigned and self._epoch is None and not self._elect(consumer):
-                    consumer.consume(num_messages=1, timeout=0.2)  # back off; keeps callbacks flowing
+                    consumer.poll(0.2)  # back off; keeps callbacks flowing
                     continue
-                messages = consumer.consume(num_messages=MAX_MESSAGES, timeout=0.1)
+                messages = drain(consumer, MAX_MESSAGES, 0.1)
                 if messages and self._epoch is not None:
                     self._sequence(consumer, messages)
                 # unled messages are dropped: the next election seeks back to the committed offset

@@ -19,7 +19,7 @@ from typing import Any
 from exchange.core.errors import ConfigError
 from exchange.server.config import ServerConfig
 
-__all__ = ["KafkaSettings", "KAFKA_LOG", "read_properties", "settings_from_config"]
+__all__ = ["KafkaSettings", "KAFKA_LOG", "drain", "read_properties", "settings_from_config"]
 
 KAFKA_LOG = logging.getLogger("trustwire.kafka")
 """librdkafka's log lines and client errors land here."""
@@ -163,3 +163,12 @@ def settings_from_config(config: ServerConfig) -> KafkaSettings:
         replication_factor=config.kafka_replication_factor,
         client_properties=read_properties(config.kafka_client_properties) if config.kafka_client_properties else {},
     )
+
+
+def drain(consumer: Any, max_messages: int, timeout: float) -> list[Any]:
+    """Wait up to ``timeout`` for one message, then take whatever else is already
+    fetched (``consume(n, timeout)`` alone would wait for all n or the timeout)."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=max_messages - 1, timeout=0)] if max_messages > 1 else [first]

