@@ -13,16 +13,19 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from clients.accounts import AccountIndicator, AccountLookup, account_ref
 from clients.bank import Bank, BankSignal, Match
 from clients.feedback import VERDICT_FOR_DECISION, Outbox
-from clients.media import MIN_PDQ_QUALITY, MediaHashes, hash_file, iter_files, pdq_distance
+from clients.media import MIN_PDQ_QUALITY, MediaHashes, hash_file, iter_files
+from clients.pdq_index import brute_force, pdq_words, pdq_words_many
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue, QueueItem, State
 from clients.store import MemberStore
@@ -110,8 +113,11 @@ class MemberClient:
         self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
         self.outbox = Outbox(self.store, clock_ms=clock_ms) if self.store else None
         self._account_lookup = account_lookup
+        self._content_cache: tuple[list[str], Any] | None = None
         self._verifier = self._load_verifier()
         self.log_view = self._load_log_view()
+        # signature checks of a page run on two threads (libsodium releases the GIL)
+        self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tw-verify")
 
     def _local(self) -> tuple[MemberStore, Bank, ModerationQueue]:
         """The member's state file, bank and queue (for methods that need them)."""
@@ -126,6 +132,7 @@ class MemberClient:
         return LogView(log_key, witnesses, quorum, trusted_note=trusted)
 
     def close(self) -> None:
+        self._verify_pool.shutdown(wait=False)
         self._channel.close()
         if self.store is not None:
             if self.bank is not None:
@@ -269,11 +276,11 @@ class MemberClient:
         if from_index > 0:
             self._prime_directory(verifier, from_index)
         for page in self._pages(from_index, follow, view if view is not None else self._load_log_view()):
-            for raw in page.records:
-                try:
-                    yield verifier.verify(raw)
-                except UntrustedEntry as exc:
-                    (on_untrusted or (lambda e: log.warning("untrusted entry skipped: %s", e)))(exc)
+            for result in verifier.verify_many(list(page.records), self._verify_pool):
+                if isinstance(result, UntrustedEntry):
+                    (on_untrusted or (lambda e: log.warning("untrusted entry skipped: %s", e)))(result)
+                else:
+                    yield result
 
     def sync(self, follow: bool = False, stop: Callable[[], bool] | None = None) -> SyncReport:
         """Verify the stream from the stored cursor into the bank and queue.
@@ -289,8 +296,9 @@ class MemberClient:
         for page in self._pages(report.next_index, follow, self.log_view):
             try:
                 with self.store.transaction():
-                    for raw in page.records:
-                        self._ingest(raw, report)
+                    checked = self._verifier.verify_many(list(page.records), self._verify_pool)
+                    for raw, result in zip(page.records, checked, strict=True):
+                        self._ingest(raw, result, report)
                     report.expired += self._sweep_expired(report)
                     self.store.set_cursor(page.next_index)
                     self.store.set_meta("trusted_checkpoint", page.checkpoint)
@@ -355,11 +363,10 @@ class MemberClient:
         self._verifier = self._load_verifier()
         return self.sync()
 
-    def _ingest(self, raw: bytes, report: SyncReport) -> None:
+    def _ingest(self, raw: bytes, v: VerifiedEntry | UntrustedEntry, report: SyncReport) -> None:
         store, bank, queue = self._local()
-        try:
-            v = self._verifier.verify(raw)
-        except UntrustedEntry as exc:
+        if isinstance(v, UntrustedEntry):
+            exc = v
             # the index the record claims: the verifier's position is wrong after records
             # hidden from this member, and repeats for consecutive bad records
             index = _claimed_index(raw, fallback=self._verifier.last_index + 1)
@@ -418,13 +425,23 @@ class MemberClient:
         elif s.type == "sha256":
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE sha256 = ?", (s.value,))]
         elif s.type == "pdq":
-            for ref, pdq in conn.execute(
-                "SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= ?", (MIN_PDQ_QUALITY,)
-            ):
-                d = pdq_distance(pdq, s.value)
-                if d <= bank.pdq_threshold:
-                    hits.append((ref, d))
+            refs, codes = self._content_pdqs()
+            if refs:
+                rows, dist = brute_force(codes, pdq_words(s.value), bank.pdq_threshold)
+                hits = [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
         return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
+
+    def _content_pdqs(self) -> tuple[list[str], Any]:
+        """The member's own hashed images (quality >= MIN_PDQ_QUALITY) as packed PDQ
+        words, cached until match_files hashes more: new PDQ signals are matched against
+        them with one vectorized scan instead of a Python loop per upload."""
+        if self._content_cache is None:
+            store, _, _ = self._local()
+            rows = store.conn.execute(
+                "SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= ?", (MIN_PDQ_QUALITY,)
+            ).fetchall()
+            self._content_cache = ([r[0] for r in rows], pdq_words_many([r[1] for r in rows]))
+        return self._content_cache
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -570,6 +587,7 @@ class MemberClient:
         results = []
         for path in iter_files(paths):
             h = hash_file(path)
+            self._content_cache = None
             with self.store.transaction() as c:
                 c.execute(
                     "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?, ?)",
