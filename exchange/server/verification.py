@@ -9,11 +9,16 @@ only the libsodium call releases the GIL, so large batches go to a pool of worke
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from exchange.core.dsse import Envelope
 from exchange.core.entries import (
@@ -31,6 +36,8 @@ from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, key_id
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
+
+log = logging.getLogger(__name__)
 
 KeyTable = Mapping[str, tuple[str, bytes]]
 """keyid → (member id, public key): what phase 1 needs of the key directory."""
@@ -104,20 +111,55 @@ def _reparse(light: _Light | TrustwireError) -> Checked | TrustwireError:
     return Checked(env, kind, parse_payload(kind, env.payload), publisher)
 
 
+class _Worker:
+    """One verification process (``python -m exchange.server.verification``), spoken to
+    over its stdin/stdout with length-prefixed pickles. Our own process, not
+    multiprocessing's: it never re-imports the embedding program's ``__main__``."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exchange.server.verification"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def send(self, job: object) -> None:
+        _write_frame(self.proc.stdin, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[arg-type]
+
+    def receive(self) -> list[_Light | TrustwireError]:
+        return pickle.loads(_read_frame(self.proc.stdout))  # type: ignore[arg-type, no-any-return]  # noqa: S301 - our own child
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
+def _write_frame(stream: BinaryIO, data: bytes) -> None:
+    stream.write(struct.pack(">Q", len(data)) + data)
+    stream.flush()
+
+
+def _read_frame(stream: BinaryIO) -> bytes:
+    header = stream.read(8)
+    if len(header) != 8:
+        raise EOFError("verification worker went away")
+    (size,) = struct.unpack(">Q", header)
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("verification worker went away")
+    return data
+
+
 class VerifierPool:
-    """Runs :func:`check_batch` inline, or split across worker processes."""
+    """Runs :func:`check_batch` inline, or split across worker processes. If a worker
+    fails, the batch is checked inline and the worker is replaced next time."""
 
     def __init__(self, workers: int = 0, threshold: int = 64) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._threshold = threshold
-        self._executor: Executor | None = None
-
-    def _pool(self) -> Executor:
-        if self._executor is None:
-            # spawn: forking a process that runs gRPC threads is unsafe
-            context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        return self._executor
+        self._procs: list[_Worker] = []
+        self._lock = threading.Lock()
 
     def check(
         self, principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
@@ -127,10 +169,43 @@ class VerifierPool:
         size = -(-len(raws) // self.workers)
         chunks = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
         table = dict(keys)
-        futures = [self._pool().submit(_check_batch_light, principal, c, operator_key, table) for c in chunks]
-        return [_reparse(item) for f in futures for item in f.result()]
+        with self._lock:
+            try:
+                while len(self._procs) < len(chunks):
+                    self._procs.append(_Worker())
+                for worker, chunk in zip(self._procs, chunks, strict=False):
+                    worker.send((principal, chunk, operator_key, table))
+                results = [worker.receive() for worker, _ in zip(self._procs, chunks, strict=False)]
+            except (OSError, EOFError, pickle.PickleError) as exc:
+                log.warning("verification workers failed (%s); checking this batch inline", exc)
+                self._close_workers()
+                return check_batch(principal, raws, operator_key, keys)
+        return [_reparse(item) for part in results for item in part]
+
+    def _close_workers(self) -> None:
+        for worker in self._procs:
+            try:
+                worker.close()
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._procs.clear()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            self._close_workers()
+
+
+def _serve_worker() -> None:
+    """Worker loop: read a job, check it, write the results, until stdin closes."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            job = pickle.loads(_read_frame(stdin))  # noqa: S301 - from our parent only
+        except EOFError:
+            return
+        principal, raws, operator_key, table = job
+        _write_frame(stdout, pickle.dumps(_check_batch_light(principal, raws, operator_key, table)))
+
+
+if __name__ == "__main__":
+    _serve_worker()

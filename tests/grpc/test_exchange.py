@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 
 import grpc
 import pytest
@@ -306,3 +307,26 @@ def test_reflection_lists_exchange_service(taskforce: TaskForce, stubs: Stubs) -
     fd = db.FindFileContainingSymbol(SERVICE)
     (svc,) = [s for s in fd.service if f"{fd.package}.{s.name}" == SERVICE]
     assert {m.name for m in svc.method} == {"Publish", "Subscribe", "GetEntries", "GetKeyDirectory"}
+
+
+def test_large_batches_are_verified_by_worker_processes(tmp_path: Path) -> None:
+    """Batches over the threshold go to `python -m exchange.server.verification` workers;
+    the outcome is exactly the inline one, including per-envelope errors."""
+    from tests.conftest import start_taskforce
+
+    tf = start_taskforce(tmp_path, verify_workers=2)
+    try:
+        alice = tf.client("alice")
+        envs = [alice.sign(alice.signal("md5", f"{i:032x}", groups=[GROUP_ALL], signal_id=f"w{i}")) for i in range(200)]
+        from tests.grpc.conftest import flip_bit, reencode_envelope
+        from exchange.core.dsse import Envelope
+
+        envs[150] = reencode_envelope(envs[150], sig=flip_bit(Envelope.decode(envs[150]).sig, 7))
+        outcomes = alice.publish_envelopes(envs)
+        assert [type(o).__name__ for o in outcomes].count("Receipt") == 199
+        assert getattr(outcomes[150], "reason", None) == "forged-signature"
+        workers = tf.server._pool._procs  # noqa: SLF001 - white-box: the workers really ran
+        assert len(workers) == 2 and all(w.proc.poll() is None for w in workers)
+    finally:
+        tf.close()
+    assert all(w.proc.poll() is not None for w in workers)  # and stop with the server
