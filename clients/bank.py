@@ -48,7 +48,7 @@ DEFAULT_PDQ_THRESHOLD = 31
 DEGENERATE_PDQ = "degenerate-pdq"
 # A saved index smaller than this is not worth writing: rebuilding it takes < 0.1 s.
 PERSIST_MIN_HASHES = 50_000
-VERDICTS = {
+VERDICTS: dict[int, str] = {
     pb.VERDICT_SEEN: "seen",
     pb.VERDICT_TRUE_POSITIVE: "true_positive",
     pb.VERDICT_FALSE_POSITIVE: "false_positive",

@@ -65,7 +65,7 @@ def _row(r: tuple[object, ...]) -> OutboxRow:
         verdict=str(r[2]),
         item_id=None if r[3] is None else int(r[3]),  # type: ignore[call-overload]
         state=OutboxState(str(r[4])),
-        envelope=None if r[5] is None else bytes(r[5]),  # type: ignore[arg-type]
+        envelope=None if r[5] is None else bytes(r[5]),  # type: ignore[call-overload]
         ledger_index=None if r[6] is None else int(r[6]),  # type: ignore[call-overload]
         error=None if r[7] is None else str(r[7]),
         created_at_ms=int(r[8]),  # type: ignore[call-overload]

@@ -231,9 +231,9 @@ class _Segment:
             o = offsets[j * width : (j + 1) * width]
             o[0] = j * n
             np.cumsum(counts, out=o[1:])
-            o[1:] += off_dtype(j * n)
+            o[1:] += j * n  # type: ignore[misc]
             del keys, order, counts
-        return cls(m, b, n, lo, hi, offsets, postings)
+        return cls(m, b, n, lo, hi, offsets, postings)  # type: ignore[arg-type]
 
     def candidates(self, qkeys_by_b: dict[int, npt.NDArray[np.uint32]], threshold: int) -> npt.NDArray[np.uint32] | None:
         plan = _plan(self.m, self.b, threshold)
@@ -250,7 +250,8 @@ class _Segment:
             return np.empty(0, dtype=np.uint32)
         shift = st - np.concatenate(([0], np.cumsum(ln)[:-1]))
         pos = np.repeat(shift, ln) + np.arange(total, dtype=np.int64)
-        return self.postings[pos]
+        out: npt.NDArray[np.uint32] = self.postings[pos]
+        return out
 
     @property
     def nbytes(self) -> int:
@@ -385,7 +386,8 @@ class PdqIndex:
     def _alive_rows(self, lo: int, hi: int) -> npt.NDArray[np.uint32]:
         rows = np.arange(lo, hi, dtype=np.int64)
         alive = self._row_of[self._ids[lo:hi]] == rows
-        return rows[alive].astype(np.uint32)
+        out: npt.NDArray[np.uint32] = rows[alive].astype(np.uint32)
+        return out
 
     def fold(self, force: bool = False) -> None:
         """Index the tail (if over ``tail_limit``, or ``force``) and merge small segments.

@@ -30,12 +30,12 @@ are distinct members whose latest opinion on the signal has that verdict (the
 member's own included). Actions: ``enqueue`` (with ``priority``), ``auto_action``
 (calls the member's hook), ``ignore``. Unknown keys are errors.
 
-``[feedback]`` (all optional): ``publish_on_decision`` (default true) publishes the
+``[feedback]`` (all optional, all off by default: publishing is a statement to the
+coalition, so a member opts in): ``publish_on_decision`` publishes the
 reviewer's verdict on a decided queue item as a signed Opinion (``escalated`` is
-not a verdict and publishes nothing); ``publish_seen_on_match`` (default false)
+not a verdict and publishes nothing); ``publish_seen_on_match``
 publishes ``seen`` the first time the member's content matches a signal it has no
-opinion on yet; ``on_own_signals`` (default false) also does both for the member's
-own signals.
+opinion on yet; ``on_own_signals`` also does both for the member's own signals.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ _INTS = (
 class FeedbackSettings:
     """The ``[feedback]`` table: which verdicts flow back to the coalition by themselves."""
 
-    publish_on_decision: bool = True
+    publish_on_decision: bool = False
     publish_seen_on_match: bool = False
     on_own_signals: bool = False
 

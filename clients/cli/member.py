@@ -232,7 +232,7 @@ def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
         "index": sig.index,
         "accepted_at_ms": sig.accepted_at_ms,
         "valid_until_ms": sig.valid_until_ms,
-        "opinions": {VERDICTS.get(v, str(v)): n for v, n in sorted(opinions.items())},
+        "opinions": {VERDICTS.get(int(v), str(v)): n for v, n in sorted(opinions.items())},
         "action": d.action.value,
         "priority": d.priority,
         "rule": d.rule,
@@ -254,7 +254,7 @@ def match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 results = client.match_files(files, progress=lambda p: bar.advance(task))
         else:
             results = client.match_files(files)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "path": r.hashes.path,
                 "md5": r.hashes.md5,
@@ -376,13 +376,13 @@ def feedback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             raise ConfigError("no state file")
         if args.sync:
             client.sync()
-        report = feedback_report(client.bank, client.member_id)
+        report: dict[str, Any] = feedback_report(client.bank, client.member_id)
     lines = []
-    for s in report["signals"]:  # type: ignore[attr-defined]
+    for s in report["signals"]:
         counts = ", ".join(f"{v} {n}" for v, n in sorted(s["counts"].items()))
         members = ", ".join(f"{m}={v}" for m, v in sorted(s["by_member"].items()))
         lines.append(f"{s['signal_id']:<24} {s['type'] or '?':<9} {counts:<40} ({members})")
-    totals = ", ".join(f"{v} {n}" for v, n in sorted(report["totals"].items()))  # type: ignore[attr-defined]
+    totals = ", ".join(f"{v} {n}" for v, n in sorted(report["totals"].items()))
     human = "\n".join(lines) + (f"\ntotal: {totals}" if lines else "no feedback on your signals yet")
     _emit(args, report, human)
     return int(ExitCode.OK)
@@ -392,7 +392,7 @@ def bank_stats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         if client.bank is None:
             raise ConfigError("no state file")
-        data = {
+        data: dict[str, Any] = {
             "bank": client.bank.stats(),
             "by_type": client.bank.counts_by_type(),
             "pdq_index": client.bank.pdq_index().stats(),

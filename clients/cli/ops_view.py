@@ -81,6 +81,15 @@ def add_commands(cmd: Any) -> None:
     q.add_argument("--iterations", type=int, default=0, help="stop after this many refreshes (0: until Ctrl-C)")
     q = cmd("status", "one-screen health summary; exit 0 ok, 1 warning, 2 critical, 3 unknown", status)
     thresholds(q)
+    q.formatter_class = argparse.RawDescriptionHelpFormatter
+    q.epilog = "exit codes (Nagios plugin convention):\n" + "\n".join(
+        f"  {h.value}  {h.name:<9} {meaning}" for h, meaning in (
+            (Health.OK, "no alert"),
+            (Health.WARNING, "a member is silent, or a subscriber's lag keeps growing"),
+            (Health.CRITICAL, "entries wait too long for a checkpoint, or the exchange cannot be reached"),
+            (Health.UNKNOWN, "the status could not be read (not the operator key, bad settings)"),
+        )
+    )
     q = cmd("rejects", "list rejection events (member, reason, correlation id)", rejects)
     q.add_argument("--since", default="10m", help="a duration back from now (10m, 2h, 1d) or an ISO 8601 time")
     q.add_argument("--limit", type=int, default=100, help="the newest this many (max 1000)")
@@ -96,7 +105,7 @@ class OperatorView:
     def __init__(self, target: str, signer: Signer, tls: ClientTls | None = None) -> None:
         self.target = target
         self._channel = connect(target, signer, OPERATOR, tls=tls)
-        self._stub = ogrpc.OperatorServiceStub(self._channel)
+        self._stub = ogrpc.OperatorServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Mapping[str, str]) -> OperatorView:
@@ -367,8 +376,7 @@ def _summary(snap: dict[str, Any]) -> list[str]:
         f"  subscribers: {len(snap['subscribers'])} connected"
         + (f", max lag {worst['lag']} ({worst['member']} {worst['stream']})" if worst else ""),
     ]
-    lines += [f"  {a['level'].upper()} {a['kind']} {a['subject']}: {a['message']}".replace("  :", ":")
-              for a in snap["alerts"]]
+    lines += [f"  {a['level'].upper()} {a['kind']}: {a['message']}" for a in snap["alerts"]]
     return lines
 
 

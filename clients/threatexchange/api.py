@@ -315,8 +315,8 @@ class TrustwireSignalExchangeAPI(
         expiries = dict(cp.expiries)
         updates: dict[str, TrustwireSignalMetadata | None] = {}
         now_ms = int(time.time() * 1000)
-        for key, until in sorted(expiries.items()):
-            if until <= now_ms:
+        for key, expires in sorted(expiries.items()):
+            if expires <= now_ms:
                 updates[key] = None
                 del expiries[key]
 
@@ -345,7 +345,7 @@ class TrustwireSignalExchangeAPI(
             if isinstance(e, pb.Signal):
                 key = f"{e.member_id}/{e.signal_id}"
                 record = self._record(e, v.index, v.accepted_at_ms)
-                until = record.valid_until_ms if record is not None else None
+                until: int | None = record.valid_until_ms if record is not None else None
                 if record is not None and until is not None and until <= now_ms:
                     record = None  # already expired
                 updates[key] = record

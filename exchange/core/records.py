@@ -51,8 +51,11 @@ class Record:
         except DecodeError as exc:
             raise MalformedRecord("bytes are not a LedgerRecord protobuf") from exc
         msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
-        if msg.SerializeToString(deterministic=True) != raw:
-            raise MalformedRecord("ledger record is not canonically encoded")
         if not msg.envelope:
             raise MalformedRecord("ledger record carries no envelope")
-        return cls(index=msg.index, accepted_at_ms=timestamp_to_ms(msg.accepted_at), envelope=msg.envelope, raw=raw)
+        accepted_at_ms = timestamp_to_ms(msg.accepted_at)
+        # exactly the bytes encode_record makes: an accepted_at that is absent, negative or
+        # finer than a millisecond would give two byte strings (two leaf hashes) one record
+        if encode_record(msg.index, accepted_at_ms, msg.envelope) != raw:
+            raise MalformedRecord("ledger record is not canonically encoded")
+        return cls(index=msg.index, accepted_at_ms=accepted_at_ms, envelope=msg.envelope, raw=raw)

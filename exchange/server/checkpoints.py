@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import LedgerCorrupt
 from exchange.core.records import leaf_hash
@@ -31,6 +32,7 @@ __all__ = ["CheckpointLog", "LogCheckpoint", "Cosigner"]
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+SQLITE_MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,17 +66,24 @@ class CheckpointLog:
         self.origin = origin
         self._clock_ms = clock_ms
         self._cosigners = cosigners
-        self._db = sqlite3.connect(directory / "checkpoints.db", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL,"
-            " note TEXT NOT NULL, signed_at_ms INTEGER NOT NULL)"
-        )
+        db_path = directory / "checkpoints.db"
+        try:
+            self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL,"
+                " note TEXT NOT NULL, signed_at_ms INTEGER NOT NULL)"
+            )
+            self._latest = self._load_latest()
+        except (sqlite3.DatabaseError, notes.NoteError) as exc:
+            raise LedgerCorrupt(
+                f"the checkpoint store {db_path} is corrupt ({exc}); it holds the signed checkpoints: restore it"
+                " from a backup, or move it aside to start a new checkpoint history"
+            ) from exc
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._latest = self._load_latest()
         self._check_tree()
         self.catch_up()
 
@@ -89,19 +98,55 @@ class CheckpointLog:
         row = self._db.execute(
             "SELECT size, root, note, signed_at_ms FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else LogCheckpoint(size=row[0], root=row[1], note=row[2], signed_at_ms=row[3])
+        if row is None:
+            return None
+        latest = LogCheckpoint(size=row[0], root=row[1], note=row[2], signed_at_ms=row[3])
+        body = notes.Checkpoint.parse(notes.parse_note(latest.note).text)
+        if (body.size, body.root_hash) != (latest.size, latest.root):
+            raise notes.NoteError(f"checkpoint {latest.size}: its note and its columns disagree")
+        return latest
 
     def _check_tree(self) -> None:
-        """The tree must agree with the ledger and with the last signed checkpoint."""
+        """Check the ledger, the tree and the last signed checkpoint against each other.
+
+        One pass over the ledger recomputes the Merkle tree. The ledger must hash to the
+        root the log signed, else it was corrupted or rewritten and is not served; the
+        tree store (a pure function of the ledger) must hold exactly the recomputed
+        nodes, else it is rebuilt from the ledger.
+        """
         head = self._ledger.head()
         latest = self._latest
         if latest is not None and latest.size > head:
             raise LedgerCorrupt(
                 f"the ledger has {head} entries but checkpoint {latest.size} was signed: entries were lost"
             )
-        broken = self.tree.size > head or (
-            latest is not None and self.tree.size >= latest.size and self.tree.root(latest.size) != latest.root
-        )
+        broken = self.tree.size > head
+        frontier = merkle.TreeFrontier()
+        cursor = 0
+        while cursor < head:
+            try:
+                rows = self._ledger.read(cursor, min(READ_CHUNK, head - cursor))
+            except sqlite3.DatabaseError as exc:
+                raise LedgerCorrupt(f"the ledger is unreadable at entry {cursor} ({exc}); restore it from a backup") from exc
+            nodes: dict[int, list[bytes]] = {}
+            first: dict[int, int] = {}
+            for row in rows:
+                if row.index != cursor:
+                    raise LedgerCorrupt(f"the ledger has no record at index {cursor}")
+                for node in frontier.append(leaf_hash(row.record)):
+                    if cursor < self.tree.size:
+                        first.setdefault(node.level, node.index)
+                        nodes.setdefault(node.level, []).append(node.hash)
+                cursor += 1
+                if latest is not None and cursor == latest.size and frontier.root() != latest.root:
+                    raise LedgerCorrupt(
+                        f"the ledger's first {latest.size} entries do not hash to the root the log signed: the"
+                        " ledger is corrupt or was rewritten; restore it from a backup"
+                    )
+            if not rows:
+                raise LedgerCorrupt(f"the ledger has no record at index {cursor}")
+            if not broken:
+                broken = not all(self.tree.holds(level, first[level], b"".join(h)) for level, h in nodes.items())
         if broken:
             log.warning("tree store disagrees with the ledger; rebuilding it from the ledger")
             self.tree.reset()
@@ -112,7 +157,7 @@ class CheckpointLog:
     def checkpoints(self, from_size: int, limit: int) -> list[LogCheckpoint]:
         rows = self._db.execute(
             "SELECT size, root, note, signed_at_ms FROM checkpoints WHERE size >= ? ORDER BY size LIMIT ?",
-            (from_size, limit),
+            (min(from_size, SQLITE_MAX_INT), limit),  # from_size is a uint64; SQLite integers are int64
         ).fetchall()
         return [LogCheckpoint(size=r[0], root=r[1], note=r[2], signed_at_ms=r[3]) for r in rows]
 

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentials
 from exchange.core.entries import ms_to_timestamp
-from exchange.core.errors import ConfigError, QuotaExceeded, TrustwireError
+from exchange.core.errors import ConfigError, InvalidInput, QuotaExceeded, TrustwireError
 from exchange.core import note as notes
 from exchange.core.keys import Signer, parse_public_key
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
@@ -72,6 +72,74 @@ def _abort(context: grpc.ServicerContext, err: TrustwireError, correlation: str 
     context.abort(grpc.StatusCode[err.status], err.message)
 
 
+class _Undecodable:
+    """A request body that is not the method's protobuf message.
+
+    grpc answers INTERNAL when a request deserializer raises, before any of our code
+    runs; so the deserializer returns this instead and the call fails INVALID_ARGUMENT.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def error(self) -> InvalidInput:
+        return InvalidInput(f"the request body is not a valid {self.what} protobuf message")
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    message = getattr(deserializer, "__self__", None)
+    what = getattr(getattr(message, "DESCRIPTOR", None), "full_name", "request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, and whatever else a malformed body provokes
+            return _Undecodable(what)
+
+    return deserialize
+
+
+def _unauthenticated(handler: Any, deserializer: Callable[[bytes], Any] | None) -> Any:
+    """Health and reflection: no call signature, but a malformed body is still INVALID_ARGUMENT."""
+
+    def refuse(request: Any, context: grpc.ServicerContext) -> None:
+        context.set_trailing_metadata(((REASON_HEADER, InvalidInput.reason),))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error().message)
+
+    def checked_requests(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        for request in requests:
+            if isinstance(request, _Undecodable):
+                refuse(request, context)
+            yield request
+
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            refuse(request, context)
+        return handler.unary_unary(request, context)
+
+    def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        if isinstance(request, _Undecodable):
+            refuse(request, context)
+        yield from handler.unary_stream(request, context)
+
+    def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        yield from handler.stream_stream(checked_requests(requests, context), context)
+
+    if handler.unary_unary is not None:
+        make, behavior = grpc.unary_unary_rpc_method_handler, unary
+    elif handler.unary_stream is not None:
+        make, behavior = grpc.unary_stream_rpc_method_handler, unary_stream
+    elif handler.stream_stream is not None:
+        make, behavior = grpc.stream_stream_rpc_method_handler, stream_stream
+    else:
+        return handler
+    return make(behavior, request_deserializer=deserializer, response_serializer=handler.response_serializer)
+
+
 class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Authenticates every call and maps errors to status codes.
 
@@ -90,24 +158,29 @@ class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
+        if handler is None:
             return handler
+        deserializer = _lenient(handler.request_deserializer)
+        if method.startswith(_UNAUTHENTICATED_PREFIXES):
+            return _unauthenticated(handler, deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
     def _enter(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
         _caller.set(None)  # threads are reused: forget the previous call's principal
+        if isinstance(request, _Undecodable):
+            raise request.error()
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
         if self._bind_certificates and metadata.get(H_PRINCIPAL):
             bind_principal(context.auth_context(), metadata[H_PRINCIPAL])

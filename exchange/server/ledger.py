@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from exchange.core.entries import Entry, EntryKind
-from exchange.core.errors import LedgerCorrupt, TrustwireError, Unavailable
+from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhausted, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
 from exchange.server.projection import Meta, project
@@ -153,8 +153,12 @@ class SqliteLedger:
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise LedgerCorrupt(f"ledger {self.path} is unreadable: {exc}") from exc
+        self._quick_check()
         self._head, self._last_ms = self._check_contiguous()
-        self._directory = self._replay_directory()
+        try:
+            self._directory = self._replay_directory()
+        except (sqlite3.DatabaseError, MalformedRecord) as exc:
+            raise LedgerCorrupt(f"ledger {self.path} is corrupt: its key events do not read back ({exc})") from exc
 
     # -- connections ----------------------------------------------------------------------
 
@@ -176,6 +180,17 @@ class SqliteLedger:
             with self._write_lock:
                 self._readers.append(conn)
         return conn
+
+    def _quick_check(self) -> None:
+        """SQLite's own structural check of every page (b-trees, free list, record formats)."""
+        try:
+            problems = [" ".join(str(row[0]).split()) for row in self._conn.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise LedgerCorrupt(
+                f"ledger {self.path} is corrupt ({'; '.join(problems)[:300]}); restore it from a backup"
+            )
 
     def _check_contiguous(self) -> tuple[int, int]:
         try:
@@ -229,6 +244,11 @@ class SqliteLedger:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 log.error("ledger append failed, batch rolled back: %s", exc)
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise ResourceExhausted(
+                        "the exchange's disk is full: nothing in this batch was stored; retry once the operator"
+                        " frees space"
+                    ) from exc
                 raise Unavailable(f"the ledger could not commit the batch ({exc.__class__.__name__}); retry") from exc
             except BaseException:
                 if conn.in_transaction:

@@ -81,7 +81,7 @@ class MemberRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
-    level: int  # opb.AlertLevel
+    level: opb.AlertLevel.ValueType
     kind: str
     subject: str
     message: str
@@ -247,11 +247,11 @@ def encode_status(s: Status) -> opb.GetStatusResponse:
             )
             for v in s.subscribers
         ],
-        alerts=[opb.Alert(level=a.level, kind=a.kind, subject=a.subject, message=a.message) for a in s.alerts],  # type: ignore[arg-type]
+        alerts=[opb.Alert(level=a.level, kind=a.kind, subject=a.subject, message=a.message) for a in s.alerts],
     )
 
 
-class OperatorServicer(ogrpc.OperatorServiceServicer):  # type: ignore[misc]
+class OperatorServicer(ogrpc.OperatorServiceServicer):
     """Operator principal only; decode, compute, encode."""
 
     def __init__(self, status: OperatorStatus, core: ExchangeCore, principal: Callable[[], str]) -> None:

@@ -12,6 +12,7 @@ below, and the checkpointer appends whatever the ledger holds beyond the tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Sequence
@@ -86,6 +87,10 @@ class TreeStore:
             raise LedgerCorrupt(f"tree node ({level}, {index}) is missing from {self.directory}")
         return data
 
+    def holds(self, level: int, first: int, hashes: bytes) -> bool:
+        """Whether the stored nodes of ``level`` from index ``first`` on are exactly ``hashes``."""
+        return os.pread(self._fd(level), len(hashes), first * HASH) == hashes
+
     def root(self, size: int | None = None) -> bytes:
         n = self._size if size is None else size
         if n == self._size:
@@ -113,15 +118,20 @@ class TreeStore:
     def append(self, leaf_hashes: Sequence[bytes]) -> int:
         """Append leaf hashes (in ledger order) and return the new size."""
         with self._lock:
+            # grow a copy: if a write fails (a full disk), memory stays level with the files
+            frontier = merkle.TreeFrontier.from_hashes(self._frontier.size, self._frontier.hashes)
             pending: dict[int, list[bytes]] = {}
             first: dict[int, int] = {}
             for leaf in leaf_hashes:
-                for node in self._frontier.append(leaf):
+                for node in frontier.append(leaf):
                     first.setdefault(node.level, node.index)
                     pending.setdefault(node.level, []).append(node.hash)
-            for level, hashes in pending.items():
-                os.pwrite(self._fd(level), b"".join(hashes), first[level] * HASH)
-            self._size = self._frontier.size
+            for level, hashes in sorted(pending.items()):
+                data = b"".join(hashes)
+                if os.pwrite(self._fd(level), data, first[level] * HASH) != len(data):
+                    raise OSError(errno.ENOSPC, f"short write to {self._path(level)}")
+            self._frontier = frontier
+            self._size = frontier.size
             return self._size
 
     def reset(self) -> None:

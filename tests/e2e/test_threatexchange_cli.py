@@ -82,7 +82,8 @@ def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path
     original = hash_file(MEDIA / "orig-01.png")
     altered = MEDIA / "orig-01.resized.png"
     other = hash_file(MEDIA / "orig-02.png")
-    assert original.pdq is not None and other.pdq is not None
+    third = hash_file(MEDIA / "orig-03.png")
+    assert original.pdq is not None and other.pdq is not None and third.pdq is not None
     alice = tf.client("alice")
     _ok(alice.publish([
         alice.signal("pdq", original.pdq, groups=[GROUP_ALL], signal_id="img-1", labels=["csam"], confidence=90),
@@ -92,6 +93,8 @@ def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path
         alice.signal("text", "Buy Cheap Followers", groups=[GROUP_ALL], signal_id="txt-1", labels=["spam"]),
         alice.signal("account", "examplechat:id:777", groups=[GROUP_ALL], signal_id="acct-1"),
         alice.signal("pdq", other.pdq, groups=[GROUP_NCII], signal_id="hidden-from-bob"),
+        # pytx 1.2.17's PDQ index finds nothing once saved if it holds a single hash: give it two
+        alice.signal("pdq", third.pdq, groups=[GROUP_ALL], signal_id="img-3"),
     ]))
 
     tx = Tx(tmp_path / "home", tf.signers["bob"].seed.hex())
@@ -125,7 +128,7 @@ def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path
     assert isinstance(cp, TrustwireCheckpoint) and cp.next_index == tf.server.ledger.head()
     assert cp.trusted_checkpoint and not cp.is_stale() and cp.get_progress_timestamp() > 0
     assert set(delta.updates) == {"alice/img-1", "alice/file-2", "alice/url-1", "alice/dom-1", "alice/txt-1",
-                                  "alice/acct-1"}
+                                  "alice/acct-1", "alice/img-3"}
 
     # a retraction is a delete; a new version replaces the record under the same key
     _ok(alice.publish([

@@ -8,7 +8,9 @@ carry and checks it never reaches the logs, the operator API or the metrics.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import socket
 import time
 import urllib.request
@@ -29,8 +31,8 @@ from exchange.core.errors import ConfigError
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
 from exchange.pb.trustwire.v1 import operator_pb2_grpc as ogrpc
-from exchange.server.metrics import DEFAULT_METRICS_LISTEN, EngineSample
-from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, start_taskforce, wait_until
+from exchange.server.metrics import DEFAULT_METRICS_LISTEN, ENGINE_METRICS, EngineSample
+from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, start_taskforce, wait_until
 from tests.grpc.conftest import (
     MD5_A,
     MD5_B,
@@ -231,11 +233,12 @@ def test_metrics_endpoint_settings(tmp_path: Path) -> None:
         try:
             default.bind((host, int(port)))
             default.listen()
+            held = True
         except OSError:
-            pass  # already taken by someone else: the same situation
+            held = False  # taken by another process, which may let go of it at any time
         tf = start_taskforce(tmp_path / "default")
         try:
-            assert tf.server.metrics_port is None
+            assert tf.server.metrics_port is None if held else tf.server.metrics_port in (None, int(port))
         finally:
             tf.close()
 
@@ -419,3 +422,27 @@ def test_operator_status_reports_the_stream(tf: TaskForce) -> None:
     assert list(status.alerts) == []
     assert time.time() * 1000 - status.now_ms < 3_600_000  # the server's own clock, not ours
 
+
+
+# -- the dashboard and its documentation ------------------------------------------------------------
+
+
+def test_dashboard_queries_are_documented_and_use_exported_metrics(tf: TaskForce) -> None:
+    dashboard = json.loads((REPO / "dashboards" / "trustwire-exchange.json").read_text())
+    doc = (REPO / "dashboards" / "PROMQL.md").read_text()
+    _, text = scrape(tf)
+    exported = {f.name for f in text_string_to_metric_families(text)}
+    exported |= {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    exported |= {f"trustwire_engine_{name}" for name in ENGINE_METRICS}  # what the Kafka engine reports
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 30
+    for expr in exprs:
+        assert f"`{expr}`" in doc, f"PROMQL.md does not document {expr}"
+    rules = doc[doc.index("## Alerting rules"):]
+    for expr in [*exprs, *re.findall(r"expr: (.+)", rules)]:
+        for name in re.findall(r"\b(?:trustwire|process)_[a-z_]+", expr):
+            known = name in exported or name.removesuffix("_total") in exported  # a counter with no sample yet
+            assert known, f"{name} (in {expr}) is not a metric the exchange exports"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "instance", "member"}

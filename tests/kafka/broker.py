@@ -111,9 +111,9 @@ class Broker:
         if p is None or p.poll() is not None:
             return
         p.send_signal(signal.SIGCONT)
-        p.terminate()
+        p.terminate()  # tansu drains connections for ~5 s; its memory storage holds nothing to keep
         try:
-            p.wait(5)
+            p.wait(1)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)

@@ -158,6 +158,9 @@ class KafkaLedger:
             outcomes: list[Outcome] = []
             for _, pending in waits:
                 if not pending.wait(deadline - time.monotonic()):
+                    known = [self.view.receipt_for(s.digest) for s in batch]
+                    if all(known):  # the answer was lost, not the entries: they are in the ledger
+                        return [k for k in known if k is not None]
                     raise Unavailable(
                         f"the ledger did not confirm the batch within {deadline_s:g}s; publish again "
                         "(re-publishing is idempotent)"

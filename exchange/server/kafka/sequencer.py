@@ -115,9 +115,9 @@ class Sequencer:
             self._assigned = False
             self._resign("partition lost (session expired)")
 
-    def _resign(self, why: str) -> None:
+    def _resign(self, why: str, level: int = logging.WARNING) -> None:
         if self._epoch is not None:
-            log.warning("stopped sequencing epoch %d: %s", self._epoch, why)
+            log.log(level, "stopped sequencing epoch %d: %s", self._epoch, why)
         self._epoch = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class Sequencer:
         except Exception as exc:  # noqa: BLE001 - log, and let another replica take over
             log.critical("the sequencer failed: %s", exc, exc_info=exc)
         finally:
-            self._resign("shutting down")
+            self._resign("shutting down", logging.INFO)
             try:
                 consumer.close()  # leaves the group: another replica takes over at once
             except KafkaException as exc:

@@ -1,0 +1,327 @@
+"""PDQ matching at 1M and 10M hashes: Trustwire's PdqIndex against python-threatexchange's
+PDQIndex, on the same hashes, the same queries and the same core, in the same run.
+
+    python bench/bench_pdq.py                  # 1M (about 3 minutes on 2 cores)
+    python bench/bench_pdq.py --sizes 1000000 10000000   # adds 10M (~10 GB RAM for pytx)
+
+Queries are realistic, not random hashes (random 256-bit hashes never have neighbours):
+- PDQ hashes of altered copies (downscaled, JPEG re-encoded, cropped, brightened) of
+  generated images whose originals are in the bank;
+- neighbours planted at every Hamming distance 1..31 from bank hashes (and 32..40,
+  which must *not* match);
+- a few random hashes (the common "no match" path).
+
+Each index is built and queried in its own subprocess pinned to one core (faiss with
+one thread), so resident memory is the RSS growth of building that index alone (the
+input hashes are loaded before the baseline is taken; pytx's hex-string entries,
+which its index keeps, count against it; the input array stays alive until the
+measurement, so what the index copies of it counts once). Recall is measured against brute force
+over the whole bank. Exact-match (md5) lookups: the member's SQLite bank against
+pytx's in-memory dict index. Results go to bench/results/pdq-<time>.json.
+
+Targets (issue 6): >= 2x pytx's queries/s at 10M, recall 1.0 within the threshold,
+< 1 GB resident at 10M; stretch: 4k lookups/s per core at 10M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+THRESHOLD = 31
+RESULTS = REPO / "bench" / "results"
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _pin() -> None:
+    try:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _words_hex(codes: np.ndarray) -> list[str]:
+    raw = codes.astype(">u8").tobytes().hex()
+    return [raw[i : i + 64] for i in range(0, len(raw), 64)]
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+def _images(n: int, seed: int) -> list[Any]:
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        small = (rng.random((12, 12, 3)) * 255).astype("uint8")
+        img = Image.fromarray(small).resize((384, 384), Image.BICUBIC).filter(ImageFilter.GaussianBlur(4))
+        out.append(img)
+    return out
+
+
+def _pdq(img: Any) -> str:
+    import pdqhash
+
+    from clients.media import pdq_hex
+
+    bits, _quality = pdqhash.compute(np.asarray(img.convert("RGB")))
+    return pdq_hex(bits)
+
+
+def _alterations(img: Any) -> list[Any]:
+    import io
+
+    from PIL import ImageEnhance
+
+    w, h = img.size
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=35)
+    jpeg = __import__("PIL.Image", fromlist=["Image"]).open(io.BytesIO(buf.getvalue()))
+    return [
+        img.resize((w // 2, h // 2)),
+        jpeg,
+        img.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
+        ImageEnhance.Brightness(img).enhance(1.15),
+    ]
+
+
+def make_data(size: int, directory: Path, seed: int = 7) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 2**64, size=(size, 4), dtype=np.uint64, endpoint=False)
+    originals = _images(150, seed)
+    slots = rng.choice(size, len(originals), replace=False)
+    queries: list[tuple[str, str, int]] = []  # (hex, kind, planted distance)
+    from clients.pdq_index import pdq_words
+
+    for slot, img in zip(slots, originals, strict=True):
+        codes[slot] = pdq_words(_pdq(img))
+        for alt in _alterations(img):
+            queries.append((_pdq(alt), "altered", -1))
+    for d in list(range(1, 32)) * 16 + list(range(32, 41)) * 4:
+        base = codes[rng.integers(0, size)].copy()
+        for bit in rng.choice(256, d, replace=False):
+            base[bit // 64] ^= np.uint64(1) << np.uint64(63 - bit % 64)
+        queries.append((_words_hex(base[None, :])[0], "planted", d))
+    for _ in range(100):
+        queries.append((_words_hex(rng.integers(0, 2**64, size=(1, 4), dtype=np.uint64))[0], "random", -1))
+    order = rng.permutation(len(queries))
+    queries = [queries[i] for i in order]
+    np.save(directory / f"codes-{size}.npy", codes)
+    (directory / f"queries-{size}.json").write_text(json.dumps(queries))
+    return {"size": size, "queries": len(queries)}
+
+
+# -- workers (one subprocess per index and size) ----------------------------------------
+
+
+def worker(kind: str, size: int, directory: Path) -> dict[str, Any]:
+    _pin()
+    codes = np.load(directory / f"codes-{size}.npy")
+    queries = [q for q, _, _ in json.loads((directory / f"queries-{size}.json").read_text())]
+    gc.collect()
+    base = _rss()
+    t0 = time.perf_counter()
+    if kind == "trustwire":
+        from clients.pdq_index import PdqIndex
+
+        index = PdqIndex(threshold=THRESHOLD)
+        index.add_many(np.arange(size, dtype=np.int64), codes)
+        index.fold(force=True)
+
+        def query(h: str) -> list[int]:
+            return [i for i, _ in index.search(h)]
+
+    else:
+        from threatexchange.signal_type.pdq.pdq_index import PDQIndex
+
+        index = PDQIndex.build(zip(_words_hex(codes), range(size), strict=True))
+
+        def query(h: str) -> list[int]:
+            return [int(m.metadata) for m in index.query(h)]
+
+    build_s = time.perf_counter() - t0
+    gc.collect()
+    rss = _rss() - base  # the input array stays alive until here: it is not the index's memory
+    index_bytes = index.nbytes if kind == "trustwire" else None
+    del codes
+    for h in queries[:20]:  # warm up
+        query(h)
+    t0 = time.perf_counter()
+    found = [sorted(query(h)) for h in queries]
+    elapsed = time.perf_counter() - t0
+    return {
+        "index": kind,
+        "size": size,
+        "build_s": round(build_s, 2),
+        "rss_bytes": rss,
+        "index_array_bytes": index_bytes,
+        "queries": len(queries),
+        "queries_per_s": round(len(queries) / elapsed, 1),
+        "found": found,
+    }
+
+
+def truth(size: int, directory: Path) -> list[list[tuple[int, int]]]:
+    from clients.pdq_index import brute_force, pdq_words
+
+    codes = np.load(directory / f"codes-{size}.npy")
+    out = []
+    for q, _, _ in json.loads((directory / f"queries-{size}.json").read_text()):
+        rows, d = brute_force(codes, pdq_words(q), THRESHOLD)
+        out.append(sorted(zip(rows.tolist(), d.tolist())))
+    return out
+
+
+def exact_match(size: int, directory: Path) -> dict[str, Any]:
+    """md5 lookups: the SQLite bank (what a member queries) vs pytx's in-memory dict index."""
+    _pin()
+    from threatexchange.signal_type.signal_base import TrivialSignalTypeIndex
+
+    from clients.bank import Bank
+    from clients.store import MemberStore
+
+    rng = np.random.default_rng(11)
+    values = [f"{v:032x}" for v in rng.integers(0, 2**63, size=size)]
+    store = MemberStore(directory / f"bank-{size}.db")
+    with store.transaction() as c:
+        c.executemany(
+            "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
+            " created_at_ms) VALUES ('m', ?, ?, 'md5', ?, '[]', 50, 2, '[]', 2, 0)",
+            ((str(i), i, v) for i, v in enumerate(values)),
+        )
+    bank = Bank(store)
+    probes = [values[i] for i in rng.integers(0, size, 5000)] + [f"{v:032x}" for v in rng.integers(0, 2**63, 5000)]
+    t0 = time.perf_counter()
+    hits = sum(bool(bank.lookup("md5", v)) for v in probes)
+    bank_qps = len(probes) / (time.perf_counter() - t0)
+    store.close()
+    trivial: TrivialSignalTypeIndex[int] = TrivialSignalTypeIndex.build(zip(values, range(size), strict=True))
+    t0 = time.perf_counter()
+    hits2 = sum(bool(trivial.query(v)) for v in probes)
+    dict_qps = len(probes) / (time.perf_counter() - t0)
+    assert hits == hits2 == 5000
+    return {"size": size, "bank_sqlite_qps": round(bank_qps), "pytx_dict_qps": round(dict_qps)}
+
+
+def _run_worker(args: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {args} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _recall(found: list[list[int]], expected: list[list[tuple[int, int]]], kinds: list[tuple[str, str, int]]) -> dict[str, Any]:
+    want = got = 0
+    extra = 0
+    by_distance: dict[int, list[int]] = {}
+    for f, e, (_, kind, d) in zip(found, expected, kinds, strict=True):
+        e_ids = {i for i, _ in e}
+        f_ids = set(f)
+        want += len(e_ids)
+        got += len(e_ids & f_ids)
+        extra += len(f_ids - e_ids)
+        if kind == "planted":
+            slot = by_distance.setdefault(d, [0, 0])
+            slot[0] += len(e_ids)
+            slot[1] += len(e_ids & f_ids)
+    return {
+        "recall": round(got / want, 6) if want else 1.0,
+        "expected_matches": want,
+        "false_positives": extra,
+        "planted_recall_by_distance": {d: round(g / w, 4) if w else None for d, (w, g) in sorted(by_distance.items())},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--skip-pytx", action="store_true", help="only Trustwire's index (no baseline)")
+    ap.add_argument("--worker", choices=["trustwire", "pytx", "exact"], help=argparse.SUPPRESS)
+    ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        if args.worker == "exact":
+            result = exact_match(args.sizes[0], args.dir)
+        else:
+            result = worker(args.worker, args.sizes[0], args.dir)
+        print(json.dumps(result))
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "pinned_to_one_core": True}, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="bench-pdq-") as tmp:
+        d = Path(tmp)
+        for size in args.sizes:
+            print(f"== {size:,} hashes: generating data and queries", file=sys.stderr)
+            make_data(size, d)
+            kinds = [tuple(q) for q in json.loads((d / f"queries-{size}.json").read_text())]
+            expected = truth(size, d)
+            run: dict[str, Any] = {"size": size, "queries": len(kinds)}
+            for kind in ["trustwire"] + ([] if args.skip_pytx else ["pytx"]):
+                print(f"   building and querying {kind}'s index", file=sys.stderr)
+                r = _run_worker(["--worker", kind, "--sizes", str(size), "--dir", str(d)])
+                r.update(_recall(r.pop("found"), expected, kinds))  # type: ignore[arg-type]
+                run[kind] = r
+            if size <= 1_000_000:
+                run["exact_match"] = _run_worker(["--worker", "exact", "--sizes", str(size), "--dir", str(d)])
+            if "pytx" in run:
+                ours, theirs = run["trustwire"], run["pytx"]
+                run["ratios"] = {
+                    "queries_per_s": round(ours["queries_per_s"] / theirs["queries_per_s"], 2),
+                    "rss": round(ours["rss_bytes"] / max(theirs["rss_bytes"], 1), 3),
+                }
+            report["runs"].append(run)
+            _print(run)
+            (d / f"codes-{size}.npy").unlink()
+    out = RESULTS / f"pdq-{int(time.time())}.json"
+    out.write_text(json.dumps(report, indent=2, sort_keys=True))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _print(run: dict[str, Any]) -> None:
+    print(f"\n{run['size']:,} hashes, {run['queries']} queries (one core)")
+    for kind in ("trustwire", "pytx"):
+        if kind in run:
+            r = run[kind]
+            print(
+                f"  {kind:<10} {r['queries_per_s']:>9,.0f} q/s  RSS {r['rss_bytes'] / 2**20:>7,.0f} MiB"
+                f"  build {r['build_s']:>6.1f}s  recall {r['recall']:.4f} ({r['expected_matches']} expected,"
+                f" {r['false_positives']} false positives)"
+            )
+    if "ratios" in run:
+        print(f"  trustwire / pytx: {run['ratios']['queries_per_s']}x queries/s, {run['ratios']['rss']}x memory")
+    if "exact_match" in run:
+        e = run["exact_match"]
+        print(f"  exact md5 lookups: SQLite bank {e['bank_sqlite_qps']:,}/s, pytx dict {e['pytx_dict_qps']:,}/s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

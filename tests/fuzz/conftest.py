@@ -1,0 +1,77 @@
+"""Fuzzing fixtures: bounded hypothesis profiles and one shared exchange for the RPC campaign.
+
+``TRUSTWIRE_FUZZ_SCALE`` multiplies every test's example count (default 1: the whole
+fuzz suite stays well under two minutes on 2 cores); reliability/fuzz_long.py is the
+long campaign. In CI (``CI`` set) the examples are derandomized so a run is
+reproducible; elsewhere every run explores new inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from exchange.core.entries import OPERATOR
+from exchange.core.keys import Signer
+from exchange.core.records import Receipt
+from reliability.fuzzing import RpcFuzzer, seed_envelopes
+from tests.conftest import MEMBERS, TaskForce, start_taskforce
+
+SCALE = float(os.environ.get("TRUSTWIRE_FUZZ_SCALE", "1"))
+
+settings.register_profile(
+    "trustwire-fuzz",
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
+
+
+def examples(n: int) -> settings:
+    """A settings decorator with ``n`` examples (scaled)."""
+    return settings(settings.get_profile("trustwire-fuzz"), max_examples=max(1, int(n * SCALE)))
+
+
+@dataclass
+class FuzzTarget:
+    tf: TaskForce
+    fuzzer: RpcFuzzer
+    published: list[bytes]  # already in the ledger: re-sending them changes nothing
+    signers: dict[str, Signer]
+
+
+@pytest.fixture(scope="session")
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+    tf = start_taskforce(tmp_path_factory.mktemp("fuzz-exchange"))
+    # follow-mode Subscribe heartbeats after 5 s; the campaign reads a page or two and hangs up
+    tf.server.core.subscribe = functools.partial(tf.server.core.subscribe, heartbeat_s=0.2)  # type: ignore[method-assign]
+    alice = tf.client("alice")
+    seeds = seed_envelopes("alice")
+    published = [e for e, o in zip(seeds, alice.publish_envelopes(seeds)) if isinstance(o, Receipt)]
+    assert len(published) >= 6, "the seed entries must be accepted"
+    signers = {m: tf.signers[m] for m in MEMBERS}
+    signers[OPERATOR] = tf.operator
+    fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0)
+    _CAMPAIGN.append(fuzzer)
+    try:
+        yield FuzzTarget(tf=tf, fuzzer=fuzzer, published=published, signers=signers)
+    finally:
+        fuzzer.close()
+        tf.close()
+
+
+_CAMPAIGN: list[RpcFuzzer] = []
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """How many RPC bodies the campaign sent, and the statuses they got (for RELIABILITY.md)."""
+    for fuzzer in _CAMPAIGN:
+        terminalreporter.write_line(  # type: ignore[attr-defined]
+            f"fuzz: {fuzzer.calls} raw RPC bodies sent; statuses {dict(sorted(fuzzer.codes.items()))}"
+        )

@@ -1,0 +1,91 @@
+"""The ledger rule on hand-written topic contents: zombies, duplicates, races, garbage.
+Pure (no broker): the rule is a function of the topic's messages in offset order."""
+
+from __future__ import annotations
+
+from exchange.core.records import encode_record
+from exchange.server.kafka.rule import RuleState, apply
+from exchange.server.kafka.wire import encode_entry, encode_epoch_start
+
+
+def run(messages: list[bytes | None], start: RuleState = RuleState()) -> tuple[RuleState, list[tuple[int, bytes]]]:
+    """Apply messages at offsets 0, 1, …; return the final state and (offset, record) accepted."""
+    state, accepted = start, []
+    for offset, value in enumerate(messages, start.offset):
+        state, record = apply(state, offset, value)
+        if record is not None:
+            accepted.append((offset, record))
+    return state, accepted
+
+
+def rec(index: int, tag: str = "x") -> bytes:
+    return encode_record(index, 1_700_000_000_000 + index, f"envelope-{tag}-{index}".encode())
+
+
+def test_entries_need_an_epoch_and_the_next_index() -> None:
+    state, accepted = run([
+        encode_entry(1, rec(0)),  # no epoch started yet
+        encode_epoch_start(1, 0, "a"),
+        encode_entry(1, rec(0)),
+        encode_entry(1, rec(2)),  # gap
+        encode_entry(1, rec(1)),
+        encode_entry(1, rec(1, "dup")),  # index already taken
+        encode_entry(2, rec(2)),  # epoch not started
+    ])
+    assert [r for _, r in accepted] == [rec(0), rec(1)]
+    assert (state.epoch, state.next_index, state.sequencer_id, state.offset) == (1, 2, "a", 7)
+
+
+def test_a_new_epoch_fences_the_old_sequencer() -> None:
+    state, accepted = run([
+        encode_epoch_start(1, 0, "a"),
+        encode_entry(1, rec(0, "a")),
+        encode_epoch_start(2, 1, "b"),  # b took over at head 1
+        encode_entry(1, rec(1, "a")),  # a, late: ignored
+        encode_entry(2, rec(1, "b")),
+        encode_entry(1, rec(2, "a")),  # still ignored
+    ])
+    assert [r for _, r in accepted] == [rec(0, "a"), rec(1, "b")]
+    assert (state.epoch, state.sequencer_id, state.next_index) == (2, "b", 2)
+
+
+def test_claims_race_and_only_one_wins() -> None:
+    state, _ = run([
+        encode_epoch_start(1, 0, "a"),
+        encode_epoch_start(1, 0, "b"),  # same epoch: not higher
+        encode_epoch_start(0, 0, "c"),  # lower
+        encode_epoch_start(5, 3, "d"),  # not at the head
+    ])
+    assert (state.epoch, state.sequencer_id) == (1, "a")
+    state, accepted = run([encode_entry(1, rec(0)), encode_epoch_start(7, 1, "e"), encode_entry(7, rec(1))], state)
+    assert len(accepted) == 2 and (state.epoch, state.sequencer_id, state.next_index) == (7, "e", 2)
+
+
+def test_garbage_and_malformed_records_are_ignored() -> None:
+    state, accepted = run([
+        None,
+        b"\xff\xff not protobuf",
+        encode_epoch_start(1, 0, "a"),
+        encode_entry(1, b"not a record"),
+        encode_entry(1, rec(0) + b"\x00"),  # trailing bytes: not canonical
+        encode_entry(1, rec(0)),
+    ])
+    assert [r for _, r in accepted] == [rec(0)]
+    assert state.offset == 6
+
+
+def test_the_first_valid_claim_names_the_ledger() -> None:
+    state, _ = run([b"junk", encode_epoch_start(3, 1, "x"), encode_epoch_start(1, 0, "genesis"),
+                    encode_epoch_start(2, 0, "later")])
+    assert (state.genesis_offset, state.genesis_id) == (2, "genesis")
+    assert state.sequencer_id == "later"
+
+
+def test_resuming_from_a_saved_state_equals_reading_from_the_start() -> None:
+    messages = [encode_epoch_start(1, 0, "a"), *(encode_entry(1, rec(i)) for i in range(5)),
+                encode_epoch_start(2, 5, "b"), encode_entry(1, rec(5, "a")), encode_entry(2, rec(5, "b"))]
+    whole, all_accepted = run(messages)
+    half, first = run(messages[:4])
+    rest, second = run(messages[4:], half)
+    assert rest == whole
+    assert first + second == all_accepted

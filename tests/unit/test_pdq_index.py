@@ -1,0 +1,155 @@
+"""PdqIndex: exact recall against brute force at every distance, updates, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients.pdq_index import (
+    PdqIndex,
+    brute_force,
+    is_degenerate,
+    pdq_words,
+    pdq_words_many,
+    radii,
+    words_hex,
+)
+
+
+def _codes(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2**64, size=(n, 4), dtype=np.uint64)
+
+
+def _flip(code: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
+    out = code.copy()
+    for bit in rng.choice(256, d, replace=False):
+        out[bit // 64] ^= np.uint64(1) << np.uint64(63 - bit % 64)
+    return out
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.bitwise_count(a ^ b).sum())
+
+
+def test_hex_round_trip_and_bit_order() -> None:
+    h = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+    w = pdq_words(h)
+    assert words_hex(w) == h
+    assert int(w[0]) >> 60 == 0xF  # the first hex digit is the most significant bits of word 0
+    assert (pdq_words_many([h, h]) == w).all()
+    with pytest.raises(ValueError):
+        pdq_words("abc")
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 7, 15, 31, 32, 47])
+def test_radii_satisfy_the_pigeonhole_condition(threshold: int) -> None:
+    for m in (12, 13, 16):
+        rs = radii(m, threshold)
+        assert sum(r + 1 for r in rs) == threshold + 1  # condition (*) in the module docstring
+
+
+def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond() -> None:
+    rng = np.random.default_rng(1)
+    codes = _codes(50_000, 2)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    for d in range(0, 41):
+        for _ in range(6):
+            target = int(rng.integers(0, len(codes)))
+            q = _flip(codes[target], d, rng)
+            got = index.search(q)
+            rows, dist = brute_force(codes, q, 31)
+            assert got == sorted(zip(rows.tolist(), dist.tolist()), key=lambda t: (t[1], t[0])), d
+            assert all(dd <= 31 for _, dd in got)
+            assert ((target, d) in got) == (d <= 31)
+
+
+def test_per_query_threshold_and_brute_force_fallback() -> None:
+    rng = np.random.default_rng(3)
+    codes = _codes(5_000, 4)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    q = _flip(codes[10], 12, rng)
+    assert [i for i, _ in index.search(q, threshold=11)] == []
+    assert (10, 12) in index.search(q, threshold=12)
+    # a radius no probe plan covers falls back to a scan, still exact
+    assert index.search(q, threshold=120) == index.brute_force_search(q, threshold=120)
+    with pytest.raises(ValueError):
+        index.search(q, threshold=300)
+
+
+def test_incremental_adds_removes_and_new_versions_match_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    codes = _codes(30_000, 6)
+    index = PdqIndex(tail_limit=500)
+    for start in range(0, len(codes), 3_001):  # many segments, merged as they grow
+        index.add_many(np.arange(start, min(start + 3_001, len(codes))), codes[start : start + 3_001])
+        index.search(codes[0])  # folds the tail
+    assert index.stats()["segments"] >= 1 and len(index) == len(codes)
+
+    removed = set(range(0, len(codes), 7))
+    assert index.remove_many(sorted(removed)) == len(removed)
+    assert index.remove(0) is False and 0 not in index and 1 in index
+    # a new version of id 1: its old hash no longer matches, the new one does
+    new1 = _codes(1, 99)[0]
+    old1 = codes[1].copy()
+    index.add(1, words_hex(new1))
+    assert index.get(1) == words_hex(new1)
+    assert all(i != 1 for i, _ in index.search(old1, threshold=0))
+    assert (1, 0) in index.search(new1, threshold=0)
+    live = {i: (new1 if i == 1 else codes[i]) for i in range(len(codes)) if i not in removed}
+    for _ in range(150):
+        target = int(rng.choice(list(live)))
+        q = _flip(live[target], int(rng.integers(0, 33)), rng)
+        assert index.search(q) == index.brute_force_search(q)
+        expected = sorted(
+            ((i, _distance(c, q)) for i, c in live.items() if _distance(c, q) <= 31), key=lambda t: (t[1], t[0])
+        )
+        assert index.search(q) == expected
+    # removing a quarter of everything compacts on the next fold
+    index.remove_many(range(0, len(codes), 2))
+    index.search(codes[3])
+    assert index.stats()["dead"] == 0
+    assert index.rows == len(index)
+
+
+def test_save_load_round_trip_and_watermark(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    codes = _codes(20_000, 9)
+    index = PdqIndex()
+    index.add_many(np.arange(100, 100 + len(codes)), codes)
+    index.remove_many(range(100, 200))
+    index.save(tmp_path / "idx", watermark="42")
+    assert PdqIndex.watermark_of(tmp_path / "idx") == "42"
+    assert PdqIndex.watermark_of(tmp_path / "nothing") is None
+    loaded = PdqIndex.load(tmp_path / "idx")
+    assert len(loaded) == len(index) == len(codes) - 100
+    for _ in range(50):
+        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 32)), rng)
+        assert loaded.search(q) == index.search(q)
+    # saving again replaces the directory atomically; the loaded copy keeps updating
+    loaded.add(5, codes[0])
+    loaded.save(tmp_path / "idx", watermark="43")
+    again = PdqIndex.load(tmp_path / "idx")
+    assert (5, 0) in again.search(codes[0], threshold=0)
+    assert not (tmp_path / "idx.old").exists()
+    (tmp_path / "idx" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError):
+        PdqIndex.load(tmp_path / "idx")
+
+
+def test_degenerate_hashes() -> None:
+    assert is_degenerate(pdq_words("0" * 64))
+    assert is_degenerate(pdq_words("f" * 64))
+    assert not is_degenerate(pdq_words("f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"))
+
+
+def test_ids_must_be_small_non_negative_integers() -> None:
+    index = PdqIndex()
+    with pytest.raises(ValueError):
+        index.add(-1, "0" * 64)
+    with pytest.raises(ValueError):
+        index.add(2**31, "0" * 64)
+    assert index.search("0" * 64) == []
