@@ -413,14 +413,9 @@ class MemberClient:
     def _rematch(self, s: pb.Signal) -> int:
         """Match a newly banked signal against the member's already-hashed content."""
         store, bank, _ = self._local()
-        banked = bank.get(s.member_id, s.signal_id)
-        if banked is None or not banked.live_at(self._clock_ms()):
-            return 0
         conn = store.conn
         hits: list[tuple[str, int]] = []
-        if s.type == "account":
-            hits = [(account_ref(i), 0) for i in self._lookup_account(banked)]
-        elif s.type in ("md5", "video_md5"):
+        if s.type in ("md5", "video_md5"):
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE md5 = ?", (s.value,))]
         elif s.type == "sha256":
             hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE sha256 = ?", (s.value,))]
@@ -429,6 +424,15 @@ class MemberClient:
             if refs:
                 rows, dist = brute_force(codes, pdq_words(s.value), bank.pdq_threshold)
                 hits = [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
+        elif s.type != "account":
+            return 0
+        if not hits and s.type != "account":
+            return 0  # the common case: nothing of ours matches; skip reading the signal back
+        banked = bank.get(s.member_id, s.signal_id)
+        if banked is None or not banked.live_at(self._clock_ms()):
+            return 0
+        if s.type == "account":
+            hits = [(account_ref(i), 0) for i in self._lookup_account(banked)]
         return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
 
     def _content_pdqs(self) -> tuple[list[str], Any]:

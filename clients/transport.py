@@ -183,5 +183,7 @@ def publish_envelopes(
                     )
                 )
             else:
-                out.append(error_for(r.error.status, r.error.reason, r.error.message))
+                err = error_for(r.error.status, r.error.reason, r.error.message)
+                err.correlation_id = r.error.correlation_id or None
+                out.append(err)
     return out

@@ -90,6 +90,7 @@ def start_taskforce(
     log_key_file = tmp / "log.key"
     log_key_file.write_text(insecure_signer("log").seed.hex())
     config.setdefault("name", "test.trustwire.invalid/log")
+    config.setdefault("metrics_listen", "127.0.0.1:0")  # parallel servers must not fight over a port
     server = build_server(
         ServerConfig(
             operator_public_key=operator.public_key.hex(),

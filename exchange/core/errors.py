@@ -106,6 +106,7 @@ class TrustwireError(Exception):
     status: ClassVar[str] = "INTERNAL"
     reason: ClassVar[str] = "internal"
     exit_code: ClassVar[ExitCode] = ExitCode.FAILURE
+    correlation_id: str | None = None  # set where the exchange recorded the rejection
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -237,7 +237,11 @@ class ExchangeServicer(xgrpc.ExchangeServiceServicer):  # type: ignore[misc]
                 results.append(xpb.PublishResult(receipt=_receipt_pb(o)))
             else:
                 results.append(
-                    xpb.PublishResult(error=xpb.EntryError(status=o.status, reason=o.reason, message=o.message))
+                    xpb.PublishResult(
+                        error=xpb.EntryError(
+                            status=o.status, reason=o.reason, message=o.message, correlation_id=o.correlation_id or ""
+                        )
+                    )
                 )
         return xpb.PublishResponse(results=results)
 

@@ -51,7 +51,11 @@ class RejectionLog:
         with self._lock:
             self._events.append(event)
             self.totals[(member, reason)] += count
-        log.info("rejected %s", event.reason, extra={"rejection": asdict(event)})
+        log.info(
+            "rejected %s from %s in %s (%s, %d envelope(s), correlation id %s)",
+            event.reason, event.member, event.method, event.status, event.count, event.correlation_id,
+            extra={"rejection": asdict(event)},
+        )
         for listener in self._listeners:
             listener(event)
         return event

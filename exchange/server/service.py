@@ -118,8 +118,11 @@ class ExchangeCore:
             raise PermissionDenied("witnesses do not publish")
         outcomes = self.admission.publish(principal, envelopes)
         refused = Counter((o.status, o.reason) for o in outcomes if isinstance(o, TrustwireError))
-        for (status, reason), count in refused.items():
-            self.rejections.record(principal, "Publish", status, reason, count)
+        ids = {key: self.rejections.record(principal, "Publish", *key, count).correlation_id
+               for key, count in refused.items()}
+        for o in outcomes:
+            if isinstance(o, TrustwireError):
+                o.correlation_id = ids[(o.status, o.reason)]
         return outcomes
 
     # -- reads -------------------------------------------------------------------------

@@ -236,7 +236,7 @@ def test_metrics_endpoint_settings(tmp_path: Path) -> None:
             held = True
         except OSError:
             held = False  # taken by another process, which may let go of it at any time
-        tf = start_taskforce(tmp_path / "default")
+        tf = start_taskforce(tmp_path / "default", metrics_listen=DEFAULT_METRICS_LISTEN)
         try:
             assert tf.server.metrics_port is None if held else tf.server.metrics_port in (None, int(port))
         finally:

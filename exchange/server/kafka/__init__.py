@@ -1,9 +1,11 @@
 """The Kafka engine: the ledger on a Kafka cluster, for many exchange replicas.
 
+    settings.py   KafkaSettings and the librdkafka configurations (logs → "trustwire.kafka")
     topics.py     the topics (ledger never deleted), created and checked
     wire.py       the messages on them (proto/trustwire/v1/kafka.proto)
     rule.py       which ledger-topic messages are ledger entries (pure; every reader)
     view.py       a replica's local SQLite view of the ledger, and its tailer
+    produce.py    an idempotent producer that replaces itself once fenced
     sequencer.py  the one writer, elected by a consumer group, fenced by the rule
     results.py    the sequencer's answers, routed to waiting publishers
     ledger.py     KafkaLedger: the Ledger seam (reads: view; appends: sequencer)

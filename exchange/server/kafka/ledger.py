@@ -65,6 +65,7 @@ class KafkaLedger:
         settings.view_path.parent.mkdir(parents=True, exist_ok=True)
         self.view = LedgerView(settings.view_path, self.topics.ledger, clock)
         self._stop = threading.Event()
+        self._closed = False
         self._stoppers: list[Callable[[], None]] = []
         try:
             self.tailer = Tailer(settings, self.view)
@@ -179,6 +180,9 @@ class KafkaLedger:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for stop in reversed(self._stoppers):
             try:
                 stop()
