@@ -42,7 +42,7 @@ from exchange.core.entries import (
     encode_entry,
     ms_to_timestamp,
 )
-from exchange.core.errors import InvalidValue, SecurityError, TrustwireError, UntrustedEntry
+from exchange.core.errors import InvalidValue, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, Signer
 from exchange.core.logview import LogView

@@ -91,7 +91,8 @@ def add_parser(sub: Any) -> None:
     ops_view.add_commands(cmd)
 
 
-def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
+def operator_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, Signer, ClientTls | None]:
+    """Exchange address, operator key and TLS settings of an ``ops`` command."""
     overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file}
     config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
     try:
@@ -103,7 +104,12 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
     tls = None
     if config.tls_ca_file is not None:
         tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    return OperatorClient(config.exchange, signer, tls=tls)
+    return config.exchange, signer, tls
+
+
+def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
+    target, signer, tls = operator_credentials(args, env)
+    return OperatorClient(target, signer, tls=tls)
 
 
 def _public_key(text: str) -> bytes:

@@ -33,13 +33,12 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from clients.cli.ops import OpsConfig, _duration_ms
+from clients.cli.ops import _duration_ms
 from clients.jsonl import parse_time_ms
 from clients.transport import ClientTls, connect, translate_errors
 from exchange.core.entries import OPERATOR
-from exchange.core.errors import ConfigError, InvalidInput, TrustwireError, Unavailable
+from exchange.core.errors import InvalidInput, TrustwireError, Unavailable
 from exchange.core.keys import Signer
-from exchange.core.settings import load_settings
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
 from exchange.pb.trustwire.v1 import operator_pb2_grpc as ogrpc
 
@@ -109,18 +108,9 @@ class OperatorView:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Mapping[str, str]) -> OperatorView:
-        overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file}
-        config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
-        try:
-            signer = Signer.from_seed(bytes.fromhex(config.operator_key_file.read_text().strip()))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"operator key file {config.operator_key_file} does not exist") from exc
-        except ValueError as exc:
-            raise ConfigError(f"operator key file {config.operator_key_file} must hold a hex seed") from exc
-        tls = None
-        if config.tls_ca_file is not None:
-            tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-        return cls(config.exchange, signer, tls)
+        from clients.cli.ops import operator_credentials
+
+        return cls(*operator_credentials(args, env))
 
     def close(self) -> None:
         self._channel.close()

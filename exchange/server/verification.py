@@ -33,7 +33,7 @@ from exchange.core.entries import (
 )
 from exchange.core.errors import TrustwireError, UnknownKey, WrongMember
 from exchange.core.keydir import KeyDirectory
-from exchange.core.keys import KeyId, key_id
+from exchange.core.keys import key_id
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
 
