@@ -693,7 +693,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        # poll: a SIGTERM that lands on another thread only sets CPython's flag, and the
+        # handler runs when the main thread next executes bytecode (never, in a bare wait())
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         return int(ExitCode.INTERRUPTED)
     finally:

@@ -138,7 +138,11 @@ class ExchangeProcess:
         """SIGTERM and wait; the exit code (0 for a clean shutdown)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(f"the exchange did not shut down within {timeout:.0f}s of SIGTERM") from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -72,7 +72,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if server.metrics_port is not None:
         print(f"metrics: http://{config.metrics_listen.rpartition(':')[0]}:{server.metrics_port}/metrics", flush=True)
     try:
-        stop.wait()
+        # poll: a SIGTERM that lands on a grpc thread only sets CPython's flag, and the
+        # handler runs when the main thread next executes bytecode (never, in a bare wait())
+        while not stop.wait(0.5):
+            pass
     finally:
         server.stop(grace=2.0)
     return int(ExitCode.OK)

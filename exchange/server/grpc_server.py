@@ -129,6 +129,7 @@ def _unauthenticated(handler: Any, deserializer: Callable[[bytes], Any] | None) 
     def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
         yield from handler.stream_stream(checked_requests(requests, context), context)
 
+    behavior: Callable[[Any, grpc.ServicerContext], Any]
     if handler.unary_unary is not None:
         make, behavior = grpc.unary_unary_rpc_method_handler, unary
     elif handler.unary_stream is not None:

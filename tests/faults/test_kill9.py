@@ -15,3 +15,17 @@ def test_kill9_mid_batch_loses_nothing_acknowledged(tmp_path: Path) -> None:
     final = result["final"]
     assert final["acked"] >= 900 and final["records"] >= final["acked"]  # type: ignore[index]
     assert result["audit"]["ok"] is True  # type: ignore[index]
+
+
+def test_sigterm_always_stops_the_exchange(tmp_path: Path) -> None:
+    """A clean shutdown, every time: the SIGTERM may land on any thread of the process.
+
+    Before the fix `trustwire serve` sat in a bare Event.wait(); a signal delivered to a
+    grpc thread only set CPython's flag, and the process never exited.
+    """
+    from reliability.harness import ExchangeProcess
+
+    ex = ExchangeProcess(tmp_path / "sigterm")
+    for _ in range(6):
+        ex.start()
+        assert ex.stop(timeout=10) == 0, ex.stderr[-2000:]

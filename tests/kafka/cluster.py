@@ -241,12 +241,21 @@ class Publisher(threading.Thread):
                         which = (which + 1) % len(self.targets)
                         time.sleep(0.2)
                         continue
+                    refused = [o for o in outcomes if isinstance(o, TrustwireError) and o.status == "UNAVAILABLE"]
+                    if refused and self.retry and time.monotonic() < deadline:
+                        if first_try:  # refused near its deadline (no effect): publish the batch again
+                            with self.tally.lock:
+                                self.tally.failed.extend((e, f"UNAVAILABLE: {refused[0].message}") for e in envelopes)
+                        first_try = False
+                        continue
                     now = time.monotonic()
                     with self.tally.lock:
                         for env, o in zip(envelopes, outcomes, strict=True):
                             if isinstance(o, Receipt):
                                 (self.tally.acked if first_try else self.tally.retried_ok)[env] = o
                                 self.acks.append((now, o.index))
+                            elif o.status == "UNAVAILABLE":  # refused near its deadline: no effect
+                                self.tally.failed.append((env, f"{o.status}: {o.message}"))
                             else:
                                 self.tally.errors.append(f"{o.status}: {o.message}")
                     break

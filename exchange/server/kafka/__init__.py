@@ -14,6 +14,6 @@ Requires the ``kafka`` extra (confluent-kafka).
 """
 
 from exchange.server.kafka.ledger import KafkaLedger
-from exchange.server.kafka.settings import KafkaSettings, read_properties, settings_from_config
+from exchange.server.kafka.settings import KAFKA_LOG_NAME, KafkaSettings, read_properties, settings_from_config
 
-__all__ = ["KafkaLedger", "KafkaSettings", "read_properties", "settings_from_config"]
+__all__ = ["KAFKA_LOG_NAME", "KafkaLedger", "KafkaSettings", "read_properties", "settings_from_config"]

@@ -57,6 +57,11 @@ class _Draft:
     directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
 
 
+EXPIRY_MARGIN_MS = 250
+"""A batch this close to its publisher's deadline is refused (UNAVAILABLE, no effect):
+its answer could not arrive in time."""
+
+
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -129,6 +134,9 @@ class Sequencer:
                 [self._topics.submissions], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self._stop.is_set():
+                if self._tailer.failure is not None:
+                    log.critical("the ledger view failed; leaving the sequencer group to the other replicas")
+                    break
                 if self._assigned and self._epoch is None and not self._elect(consumer):
                     consumer.poll(0.2)  # back off; keeps callbacks flowing
                     continue
@@ -274,7 +282,7 @@ class Sequencer:
     def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome]:
         """Outcomes of one batch, in order; new records are added to ``draft``."""
         view = self._view
-        expired = 0 < batch.deadline_ms <= _wall_ms()
+        expired = 0 < batch.deadline_ms <= _wall_ms() + EXPIRY_MARGIN_MS
         outcomes: list[Outcome] = []
         for s in batch.submissions:
             known = draft.receipts.get(s.digest) or view.receipt_for(s.digest)

@@ -19,9 +19,10 @@ from typing import Any
 from exchange.core.errors import ConfigError
 from exchange.server.config import ServerConfig
 
-__all__ = ["KafkaSettings", "KAFKA_LOG", "drain", "read_properties", "settings_from_config"]
+__all__ = ["KafkaSettings", "KAFKA_LOG", "KAFKA_LOG_NAME", "drain", "read_properties", "settings_from_config"]
 
-KAFKA_LOG = logging.getLogger("trustwire.kafka")
+KAFKA_LOG_NAME = "trustwire.kafka"
+KAFKA_LOG = logging.getLogger(KAFKA_LOG_NAME)
 """librdkafka's log lines and client errors land here."""
 
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
