@@ -1,0 +1,285 @@
+"""The benchmark harness: one command, a table of ratios against baselines taken in the same run.
+
+    python bench/run.py                 # quick: ~5 minutes on 2 cores
+    python bench/run.py --catchup 1000000 --full
+
+Baseline: raw Ed25519 verifications per second (libsodium via PyNaCl) on one core,
+and on two threads, measured first. Every path is reported as entries/s and as a
+ratio to the one-core baseline (targets from issue 8):
+
+- publish    PublishBatch → verify → ledger ack on one exchange *process*
+             (`trustwire serve`), 1 verification worker vs 2         target ≥ 0.6, 2w/1w ≥ 1.7
+- consume    Subscribe → verify (signature, key, batch inclusion, checkpoint
+             consistency) → bank → queue, a fresh member's sync       target ≥ 0.6
+- catch-up   the same over --catchup entries                         target ≥ 0.5
+- latency    1k entries/s for --latency-seconds: publish → delivered to a following
+             subscriber (p50/p99, target p99 ≤ 250 ms); publish → matchable in a
+             member's bank (bench_bank.py, target p99 ≤ 1 s)
+- engines    SQLite vs Kafka on the real broker (bench_engines.py)
+- audit log  tree appends/s and proofs/s (bench_audit.py)
+
+Absolute numbers and the machine are printed too; everything is written as JSON to
+bench/results/run-<time>.json so runs can be compared over time. Not a test: it
+asserts nothing, and the machine is shared, so read ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import nacl.bindings
+import nacl.signing
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from clients.member import MemberClient  # noqa: E402
+from clients.operator import OperatorClient  # noqa: E402
+from exchange.core.keys import Signer  # noqa: E402
+from exchange.core.records import Receipt  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+GROUP = "everyone"
+
+
+def verify_rate(seconds: float = 2.0, threads: int = 1) -> float:
+    """Raw Ed25519 verifications/s of a 300-byte message."""
+    key = nacl.signing.SigningKey(b"\x01" * 32)
+    message = b"x" * 300
+    signed = key.sign(message).signature + message
+    public = bytes(key.verify_key)
+
+    def loop(deadline: float) -> int:
+        n = 0
+        while time.perf_counter() < deadline:
+            for _ in range(200):
+                nacl.bindings.crypto_sign_open(signed, public)
+            n += 200
+        return n
+
+    deadline = time.perf_counter() + seconds
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(loop, [deadline] * threads))
+    return total / seconds
+
+
+class Exchange:
+    """`trustwire serve` in its own process, with a small task force enrolled."""
+
+    def __init__(self, workdir: Path, verify_workers: int) -> None:
+        self.operator = Signer.from_seed(b"\x0a" * 32)
+        self.members = {name: Signer.from_seed(bytes([i + 20]) * 32) for i, name in enumerate(("pub", "sub", "lat"))}
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_key = workdir / "log.key"
+        log_key.write_text(Signer.from_seed(b"\x0b" * 32).seed.hex())
+        env = {**os.environ, "TRUSTWIRE_VERIFY_WORKERS": str(verify_workers), "TRUSTWIRE_METRICS_LISTEN": "off",
+               "TRUSTWIRE_PUBLISH_RATE": "1000000", "TRUSTWIRE_PUBLISH_BURST": "10000000"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clients.cli.main", "serve", "--listen", "127.0.0.1:0",
+             "--ledger-path", str(workdir / "ledger.db"), "--operator-public-key", self.operator.public_key.hex(),
+             "--log-key-file", str(log_key), "--name", "bench.trustwire.invalid/log"],
+            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        port = re.search(r"port (\d+)", self.proc.stdout.readline())
+        if port is None:
+            raise SystemExit("the exchange did not start")
+        self.target = f"127.0.0.1:{port.group(1)}"
+        self.log_key = self.proc.stdout.readline().split("log verifier key: ")[1].strip()
+        op = OperatorClient(self.target, self.operator)
+        events = [op.create_group(GROUP, "Everyone", "amber")]
+        for name, signer in self.members.items():
+            events += [op.enrol(name, name, [GROUP]), op.add_key(name, signer.public_key, 1_700_000_000_000)]
+        outcomes = op.publish(events)
+        op.close()
+        if not all(isinstance(o, Receipt) for o in outcomes):
+            raise SystemExit(f"enrolment failed: {outcomes}")
+        self.workdir = workdir
+
+    def client(self, name: str, state: Path | None = None) -> MemberClient:
+        return MemberClient(self.target, member_id=name, signer=self.members[name],
+                            operator_key=self.operator.public_key, log_key=self.log_key, state=state)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def signed(client: MemberClient, count: int, prefix: str) -> list[bytes]:
+    return [client.sign(client.signal("md5", f"{i:032x}", groups=[GROUP], signal_id=f"{prefix}{i}",
+                                      created_at_ms=1_800_000_000_000)) for i in range(count)]
+
+
+def publish_rate(ex: Exchange, envelopes: list[bytes], callers: int = 2, batch: int = 500) -> float:
+    clients = [ex.client("pub") for _ in range(callers)]
+    chunks = [envelopes[i : i + batch] for i in range(0, len(envelopes), batch)]
+    clients[0].publish_envelopes(chunks.pop(0))  # warm-up (workers start, connections open)
+    sent = sum(len(c) for c in chunks)
+    lock = threading.Lock()
+
+    def worker(client: MemberClient) -> None:
+        while True:
+            with lock:
+                if not chunks:
+                    return
+                chunk = chunks.pop(0)
+            outcomes = client.publish_envelopes(chunk, batch_size=batch)
+            if not all(isinstance(o, Receipt) for o in outcomes):
+                raise SystemExit("publish refused entries")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(worker, clients))
+    rate = sent / (time.perf_counter() - start)
+    for c in clients:
+        c.close()
+    return rate
+
+
+def consume_rate(ex: Exchange, state: Path) -> tuple[float, int]:
+    member = ex.client("sub", state=state)
+    start = time.perf_counter()
+    report = member.sync()
+    rate = report.verified / (time.perf_counter() - start)
+    member.close()
+    return rate, report.verified
+
+
+def delivery_latency(ex: Exchange, seconds: float, rate: int = 1000) -> dict[str, float]:
+    """Publish `rate` entries/s in batches of 10; time each one to a following subscriber."""
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    subscriber, publisher = ex.client("sub"), ex.client("lat")
+    head = consume_rate_head(ex)
+    stop = threading.Event()
+
+    def follow() -> None:
+        for v in subscriber.subscribe(from_index=head, follow=True):
+            got[v.entry.signal_id] = time.perf_counter()  # type: ignore[union-attr]
+            if stop.is_set() and len(got) >= len(sent):
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    batch, n, start = 10, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        ids = [f"lat{n + i}" for i in range(batch)]
+        envs = [publisher.sign(publisher.signal("md5", f"{n + i:032x}", groups=[GROUP], signal_id=s))
+                for i, s in enumerate(ids)]
+        t = time.perf_counter()
+        publisher.publish_envelopes(envs)
+        for s in ids:
+            sent[s] = t
+        n += batch
+        time.sleep(max(0.0, start + n / rate - time.perf_counter()))
+    stop.set()
+    reader.join(timeout=30)
+    delays = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
+    return {
+        "entries": len(sent), "delivered": len(delays),
+        "p50_ms": round(statistics.median(delays), 1),
+        "p99_ms": round(delays[int(0.99 * (len(delays) - 1))], 1),
+    }
+
+
+def consume_rate_head(ex: Exchange) -> int:
+    c = ex.client("sub")
+    head = max((v.index for v in c.subscribe(follow=False)), default=0) + 1
+    c.close()
+    return head
+
+
+def sub_bench(script: str, *args: str) -> dict[str, Any] | None:
+    """Run another bench script and return the JSON it just wrote (None if it failed)."""
+    before = set(RESULTS.glob("*.json"))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True, text=True)
+    new = sorted(set(RESULTS.glob("*.json")) - before)
+    if proc.returncode != 0 or not new:
+        print(f"  {script} failed: {proc.stderr.strip().splitlines()[-1:] if proc.stderr else proc.returncode}")
+        return None
+    return dict(json.loads(new[-1].read_text()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=40_000, help="publish/consume workload")
+    parser.add_argument("--catchup", type=int, default=100_000, help="entries a new member syncs (1000000 documented)")
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--full", action="store_true", help="also run the engine, bank and audit benches at full size")
+    parser.add_argument("--skip-subbenches", action="store_true")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    raw1, raw2 = verify_rate(threads=1), verify_rate(threads=2)
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "baseline": {"ed25519_verify_per_s_1_core": round(raw1), "ed25519_verify_per_s_2_threads": round(raw2)},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        rates = {}
+        for workers in (1, 2):
+            ex = Exchange(Path(tmp) / f"w{workers}", workers)
+            try:
+                rates[workers] = publish_rate(ex, signed(ex.client("pub"), args.entries, f"w{workers}-"))
+                if workers == 2:
+                    consume, n = consume_rate(ex, Path(tmp) / "consume.db")
+                    result["consume"] = {"entries": n, "per_s": round(consume), "ratio": round(consume / raw1, 3)}
+                    result["latency_delivery"] = delivery_latency(ex, args.latency_seconds)
+            finally:
+                ex.stop()
+        result["publish"] = {
+            "per_s_1_worker": round(rates[1]), "per_s_2_workers": round(rates[2]),
+            "ratio_1_worker": round(rates[1] / raw1, 3), "ratio_2_workers": round(rates[2] / raw1, 3),
+            "parallel_speedup": round(rates[2] / rates[1], 2),
+        }
+        ex = Exchange(Path(tmp) / "catchup", 2)
+        try:
+            publish_rate(ex, signed(ex.client("pub"), args.catchup, "c-"))
+            catchup, n = consume_rate(ex, Path(tmp) / "catchup.db")
+            result["catchup"] = {"entries": n, "per_s": round(catchup), "ratio": round(catchup / raw1, 3)}
+        finally:
+            ex.stop()
+    if not args.skip_subbenches:
+        quick = [] if args.full else ["--entries", "10000", "--repeat", "1", "--failover-rounds", "1"]
+        result["latency_matchable"] = sub_bench("bench_bank.py", "--rate", "1000", "--seconds", str(args.latency_seconds))
+        result["engines"] = sub_bench("bench_engines.py", *quick)
+        result["audit"] = sub_bench("bench_audit.py", *([] if args.full else ["--entries", "1000000"]))
+
+    print(f"machine: {os.cpu_count()} cpus; baseline Ed25519 verify/s: {raw1:,.0f} (1 core), {raw2:,.0f} (2 threads)")
+    rows = [
+        ("publish, 1 verification worker", result["publish"]["per_s_1_worker"], result["publish"]["ratio_1_worker"], "≥ 0.6"),
+        ("publish, 2 verification workers", result["publish"]["per_s_2_workers"], result["publish"]["ratio_2_workers"], "≥ 0.6"),
+        ("  2 workers / 1 worker", "", result["publish"]["parallel_speedup"], "≥ 1.7"),
+        ("consume (sync into bank + queue)", result["consume"]["per_s"], result["consume"]["ratio"], "≥ 0.6"),
+        (f"catch-up of {result['catchup']['entries']:,}", result["catchup"]["per_s"], result["catchup"]["ratio"], "≥ 0.5"),
+    ]
+    print(f"{'path':<36} {'entries/s':>10} {'ratio':>7}  target")
+    for name, per_s, ratio, target in rows:
+        print(f"{name:<36} {per_s!s:>10} {ratio!s:>7}  {target}")
+    lat = result["latency_delivery"]
+    print(f"publish → subscriber at 1k/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms (target p99 ≤ 250 ms)")
+    bank = result.get("latency_matchable")
+    if bank:
+        print(f"publish → matchable in bank: {json.dumps({k: v for k, v in bank.items() if 'p' in k and 'ms' in k})}")
+    out = RESULTS / f"run-{int(time.time())}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
