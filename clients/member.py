@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from clients.accounts import AccountIndicator, AccountLookup, account_ref
 from clients.bank import Bank, BankSignal, Match
@@ -46,9 +47,10 @@ from exchange.core.errors import InvalidValue, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, Signer
 from exchange.core.logview import LogView
-from exchange.core.records import Receipt, Record
+from exchange.core.records import Receipt
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.pb.trustwire.v1 import ledger_pb2
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 
@@ -612,6 +614,6 @@ class MemberClient:
 def _claimed_index(raw: bytes, fallback: int) -> int:
     """The ledger index an unverified record claims, for quarantine bookkeeping only."""
     try:
-        return Record.decode(raw).index
-    except TrustwireError:
+        return int(ledger_pb2.LedgerRecord.FromString(raw).index)  # no canonical check: bookkeeping only
+    except DecodeError:
         return fallback

@@ -42,6 +42,13 @@ class VerifiedEntry:
         return leaf_hash(self.record)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    record: Record
+    envelope: Envelope
+    key: bytes
+
+
 class EntryVerifier:
     def __init__(self, operator_key: bytes, directory: KeyDirectory | None = None) -> None:
         self.operator_key = operator_key
@@ -61,25 +68,27 @@ class EntryVerifier:
             chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
             verified_with = [k for part in pool.map(self._signature_keys, chunks) for k in part]
         out: list[VerifiedEntry | UntrustedEntry] = []
-        for raw, key in zip(raws, verified_with, strict=True):
+        for raw, pre in zip(raws, verified_with, strict=True):
             try:
-                out.append(self._verify_record(raw, key))
+                out.append(self._verify_record(raw, pre))
             except UntrustedEntry as exc:
                 out.append(exc)
         return out
 
-    def _signature_keys(self, raws: Sequence[bytes]) -> list[bytes | None]:
+    def _signature_keys(self, raws: Sequence[bytes]) -> list[_Checked | None]:
         return [self._signature_key(raw) for raw in raws]
 
-    def _signature_key(self, raw: bytes) -> bytes | None:
-        """The public key this record's signature verified with (None: not checked or bad)."""
+    def _signature_key(self, raw: bytes) -> _Checked | None:
+        """The decoded record and envelope, and the key its signature verified with
+        (None: not checked, or bad: the in-order pass will say why)."""
         try:
-            env = Envelope.decode(Record.decode(raw).envelope)
+            record = Record.decode(raw)
+            env = Envelope.decode(record.envelope)
             public_key = self._public_key(env.keyid)
             if public_key is None:
                 return None
             env.verify(public_key)
-            return public_key
+            return _Checked(record, env, public_key)
         except TrustwireError:
             return None
 
@@ -93,14 +102,14 @@ class EntryVerifier:
         """Verify one record (and apply it if it is a key event); raise UntrustedEntry."""
         return self._verify_record(raw_record, None)
 
-    def _verify_record(self, raw_record: bytes, verified_with: bytes | None) -> VerifiedEntry:
-        """``verified_with``: the key this record's signature was already checked with."""
-        record = _decode_record(raw_record)
+    def _verify_record(self, raw_record: bytes, pre: _Checked | None) -> VerifiedEntry:
+        """``pre``: the record already decoded, its signature checked with ``pre.key``."""
+        record = pre.record if pre is not None else _decode_record(raw_record)
         i = record.index
         if i <= self.last_index:
             raise UntrustedEntry(f"entry {i}: delivered out of order (after {self.last_index})", cause="ledger-gap")
         try:
-            verified = self._verify(record, verified_with)
+            verified = self._verify(record, pre)
         except UntrustedEntry:
             raise
         except TrustwireError as exc:
@@ -108,15 +117,15 @@ class EntryVerifier:
         self.last_index = i
         return verified
 
-    def _verify(self, record: Record, verified_with: bytes | None = None) -> VerifiedEntry:
-        env = Envelope.decode(record.envelope)
+    def _verify(self, record: Record, pre: _Checked | None = None) -> VerifiedEntry:
+        env = pre.envelope if pre is not None else Envelope.decode(record.envelope)
         signed_by_operator = env.keyid == self.operator_keyid
         public_key = self._public_key(env.keyid)
         if public_key is None:
             raise UntrustedEntry(
                 f"entry {record.index}: unknown-key: key {env.keyid[:16]}… is not in the directory", cause="unknown-key"
             )
-        if public_key != verified_with:
+        if pre is None or public_key != pre.key:
             env.verify(public_key)
         kind, entry = decode_entry(env.payload_type, env.payload)
         validate_entry(kind, entry)

@@ -418,7 +418,7 @@ def test_garbage_bytes_envelope(taskforce: TaskForce, stubs: Stubs) -> None:
     raw_publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as info:
         raw_publish(b"\xff\xff\xff\xff", metadata=sign_call(bob, "bob", PUBLISH), timeout=RPC_TIMEOUT_S)
-    assert info.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
+    assert_rpc_error(info.value, grpc.StatusCode.INVALID_ARGUMENT, "invalid-input", "not a valid trustwire.v1.PublishRequest")
     assert taskforce.ledger_snapshot() == before
 
 
