@@ -19,7 +19,6 @@ in hex; :func:`replay_vector` runs one.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
@@ -31,10 +30,9 @@ from pathlib import Path
 from exchange.core import note as notes
 from exchange.core import witness_protocol as wp
 from exchange.core.dsse import Envelope, sign_envelope
-from exchange.core.entries import PAYLOAD_TYPES, decode_entry, encode_entry, ms_to_timestamp, validate_entry
+from exchange.core.entries import decode_entry, encode_entry, ms_to_timestamp, validate_entry
 from exchange.core.errors import TrustwireError
 from exchange.core.keys import Signer
-from exchange.core.merkle import leaf_hash
 from exchange.core.records import Record, encode_record
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -655,13 +653,3 @@ def replay_vector(vector: dict[str, str]) -> bool:
     """Run a parser vector; RPC vectors (target ``rpc:<method>``) are replayed by the caller."""
     return check_parser(vector["target"], bytes.fromhex(vector["input_hex"]))
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def leaf(data: bytes) -> bytes:
-    return leaf_hash(data)
-
-
-_ = PAYLOAD_TYPES  # re-exported for targets that pick a payload type

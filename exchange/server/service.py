@@ -217,7 +217,7 @@ class ExchangeCore:
             checkpoint = self._checkpoint_covering(self.ledger.head())
             if trusted_size > checkpoint.size:
                 # a replica a few ms behind the one the member last read from: catch up first
-                grown = self.checkpoints.wait_for(trusted_size, timeout=5.0)
+                grown = self.checkpoints.wait_for(trusted_size, timeout=1.0)  # bounded: holds an RPC thread
                 if grown is not None and grown.size >= trusted_size:
                     checkpoint = grown
             if trusted_size > checkpoint.size:

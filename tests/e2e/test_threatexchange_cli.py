@@ -6,7 +6,6 @@ and HOME for the credential file lookup), against an exchange served on 127.0.0.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -21,9 +20,7 @@ from clients.media import hash_file
 from exchange.core.records import Receipt
 from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, start_taskforce
 
-pytest.importorskip("threatexchange")  # the `test` extra installs it; see pyproject.toml
-
-from threatexchange.utils import dataclass_json  # noqa: E402
+from threatexchange.utils import dataclass_json  # the `test` extra installs it  # noqa: E402
 
 from clients.threatexchange import (  # noqa: E402
     TrustwireCheckpoint,
