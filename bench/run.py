@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from clients.member import MemberClient  # noqa: E402
 from clients.operator import OperatorClient  # noqa: E402
+from exchange.core.errors import TrustwireError  # noqa: E402
 from exchange.core.keys import Signer  # noqa: E402
 from exchange.core.records import Receipt  # noqa: E402
 
@@ -167,10 +168,13 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 1000) -> dict[str
     stop = threading.Event()
 
     def follow() -> None:
-        for v in subscriber.subscribe(from_index=head, follow=True):
-            got[v.entry.signal_id] = time.perf_counter()  # type: ignore[union-attr]
-            if stop.is_set() and len(got) >= len(sent):
-                return
+        try:
+            for v in subscriber.subscribe(from_index=head, follow=True):
+                got[v.entry.signal_id] = time.perf_counter()  # type: ignore[union-attr]
+                if stop.is_set() and len(got) >= len(sent):
+                    return
+        except TrustwireError:
+            return  # the stream ends when the run closes it
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
@@ -186,7 +190,12 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 1000) -> dict[str
         n += batch
         time.sleep(max(0.0, start + n / rate - time.perf_counter()))
     stop.set()
-    reader.join(timeout=30)
+    deadline = time.perf_counter() + 30
+    while len(got) < len(sent) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    subscriber.close()
+    publisher.close()
+    reader.join(timeout=5)
     delays = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
     return {
         "entries": len(sent), "delivered": len(delays),
