@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,15 @@ def read_seed(path: Path) -> Signer:
     except ValueError as exc:
         raise ConfigError(f"key file {path} must hold a hex Ed25519 seed") from exc
     return Signer.from_seed(seed)
+
+
+@contextmanager
+def stateful_client(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[MemberClient]:
+    """A client whose state file (bank, queue, cursor) is open, for commands that need it."""
+    with open_client(load_config(args, env)) as client:
+        if client.queue is None or client.bank is None:
+            raise ConfigError("this command needs a state file (--state or `state` in the config)")
+        yield client
 
 
 def open_client(config: MemberConfig) -> MemberClient:
@@ -300,9 +310,7 @@ def _item_dict(item: Any) -> dict[str, Any]:
 
 
 def queue_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         states = tuple(State(s) for s in args.states) if args.states else None
         items = client.queue.items(states)
     human = "\n".join(
@@ -315,18 +323,14 @@ def queue_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def queue_claim(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         item = client.queue.claim(args.item, args.reviewer)
     _emit(args, _item_dict(item), f"#{item.id} claimed by {item.reviewer}")
     return int(ExitCode.OK)
 
 
 def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         item = client.decide(args.item, args.reviewer, State(args.decision), args.reason, publish=args.feedback)
         sent = client.outbox.get(item.publisher, item.signal_id) if client.outbox is not None else None
     data = _item_dict(item)
@@ -346,18 +350,14 @@ def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def queue_release(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         item = client.queue.release(args.item, args.reviewer)
     _emit(args, _item_dict(item), f"#{item.id} released by {args.reviewer}")
     return int(ExitCode.OK)
 
 
 def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         client.queue.get(args.item)
         events = client.queue.history(args.item)
     data = [{**asdict(e), "state": e.state.value} for e in events]
@@ -371,9 +371,7 @@ def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def feedback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from clients.feedback import feedback_report
 
-    with open_client(load_config(args, env)) as client:
-        if client.bank is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         if args.sync:
             client.sync()
         report: dict[str, Any] = feedback_report(client.bank, client.member_id)
@@ -389,9 +387,7 @@ def feedback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def bank_stats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with open_client(load_config(args, env)) as client:
-        if client.bank is None:
-            raise ConfigError("no state file")
+    with stateful_client(args, env) as client:
         data: dict[str, Any] = {
             "bank": client.bank.stats(),
             "by_type": client.bank.counts_by_type(),
