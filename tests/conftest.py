@@ -128,6 +128,12 @@ def taskforce(tmp_path: Path) -> Iterator[TaskForce]:
         tf.close()
 
 
+def accepted(outcomes: list[object]) -> list[Receipt]:
+    """Assert every publish outcome is a receipt, and return them."""
+    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
+    return outcomes  # type: ignore[return-value]
+
+
 def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
     """Bounded retry on a condition (never a bare sleep)."""
     deadline = time.monotonic() + timeout

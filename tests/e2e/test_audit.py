@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from clients.auditor import AuditClient
 from clients.cli.main import main
 from clients.witness import Witness, serve_witness
 from exchange.core import note as notes

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from clients.media import hash_file
-from exchange.core.records import Receipt
-from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, start_taskforce
+from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, accepted, start_taskforce
 
 from threatexchange.utils import dataclass_json  # the `test` extra installs it  # noqa: E402
 
@@ -70,11 +69,6 @@ class Tx:
         return proc
 
 
-def _ok(outcomes: list[object]) -> list[Receipt]:
-    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
-    return outcomes  # type: ignore[return-value]
-
-
 def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path: Path) -> None:
     original = hash_file(MEDIA / "orig-01.png")
     altered = MEDIA / "orig-01.resized.png"
@@ -82,7 +76,7 @@ def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path
     third = hash_file(MEDIA / "orig-03.png")
     assert original.pdq is not None and other.pdq is not None and third.pdq is not None
     alice = tf.client("alice")
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("pdq", original.pdq, groups=[GROUP_ALL], signal_id="img-1", labels=["csam"], confidence=90),
         alice.signal("md5", other.md5, groups=[GROUP_ALL], signal_id="file-2", labels=["ncii"]),
         alice.signal("url", "https://bad.example/x", groups=[GROUP_ALL], signal_id="url-1"),
@@ -128,7 +122,7 @@ def test_threatexchange_cli_fetches_verifies_and_matches(tf: TaskForce, tmp_path
                                   "alice/acct-1", "alice/img-3"}
 
     # a retraction is a delete; a new version replaces the record under the same key
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.retraction("img-1", "false_positive"),
         alice.signal("md5", other.md5, groups=[GROUP_ALL], signal_id="file-2", labels=["ncii", "v2"]),
     ]))
@@ -155,7 +149,7 @@ def test_fetch_iter_deletes_expired_and_resumes(tf: TaskForce) -> None:
     round-trip as JSON; records pickle."""
     alice = tf.client("alice")
     now = alice._clock_ms()
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("md5", "0" * 31 + "1", groups=[GROUP_ALL], signal_id="short", valid_until_ms=now + 1500),
         alice.signal("sha256", "a" * 64, groups=[GROUP_ALL], signal_id="long"),
         alice.signal("sha256", "b" * 64, groups=[GROUP_ALL], signal_id="old", valid_until_ms=now - 1),
@@ -199,7 +193,7 @@ def test_fetch_iter_deletes_expired_and_resumes(tf: TaskForce) -> None:
     deadline = time.monotonic() + 10
     while alice._clock_ms() <= now + 1500 and time.monotonic() < deadline:
         time.sleep(0.05)
-    _ok(alice.publish([alice.signal("sha256", "c" * 64, groups=[GROUP_ALL], signal_id="new")]))
+    accepted(alice.publish([alice.signal("sha256", "c" * 64, groups=[GROUP_ALL], signal_id="new")]))
     api = TrustwireSignalExchangeAPI.for_collab(collab, creds)
     try:
         resumed = list(api.fetch_iter(types, dataclass_json.dataclass_loads(cp_json, TrustwireCheckpoint)))

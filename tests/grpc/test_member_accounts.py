@@ -10,15 +10,10 @@ import pytest
 from clients.accounts import AccountDirectory, AccountIndicator, account_value
 from clients.policy import Policy
 from clients.queue import State
-from exchange.core.records import Receipt
-from tests.conftest import GROUP_ALL, TaskForce
+from tests.conftest import GROUP_ALL, TaskForce, accepted
 
 SECRET = b"task-force-secret-INSECURE-test"
 ENQUEUE = Policy.from_toml('default = "enqueue"\ndefault_priority = 0\n')
-
-
-def _ok(outcomes: list[object]) -> None:
-    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
 
 
 def test_account_hook_queues_my_own_account_and_never_logs_identifiers(
@@ -27,7 +22,7 @@ def test_account_hook_queues_my_own_account_and_never_logs_identifiers(
     caplog.set_level(logging.DEBUG)
     email, phone = "Groomer@Example.invalid", "+1 (555) 010-9999"
     alice = taskforce.client("alice")
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("account", account_value("examplechat", "email", email, SECRET), groups=[GROUP_ALL],
                      signal_id="acct-email", labels=["grooming"]),
         alice.signal("account", account_value("examplechat", "phone", phone, SECRET), groups=[GROUP_ALL],
@@ -69,7 +64,7 @@ def test_account_hook_queues_my_own_account_and_never_logs_identifiers(
     carol = taskforce.client("carol", state=True, policy=ENQUEUE, account_lookup=broken)
     assert carol.sync().queued == 0
 
-    _ok(alice.publish([alice.retraction("acct-email", "false_positive")]))
+    accepted(alice.publish([alice.retraction("acct-email", "false_positive")]))
     assert bob.sync().withdrawn == 1
     assert bob.queue.get(item.id).state is State.WITHDRAWN
 

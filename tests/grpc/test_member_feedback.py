@@ -16,16 +16,10 @@ from clients.media import hash_file
 from clients.policy import Policy
 from clients.queue import State
 from exchange.core.errors import InvalidInput
-from exchange.core.records import Receipt
-from tests.conftest import GROUP_ALL, TaskForce
+from tests.conftest import GROUP_ALL, TaskForce, accepted
 
 ENQUEUE = 'default = "enqueue"\ndefault_priority = 1\n'
 FEEDBACK = ENQUEUE + "[feedback]\npublish_on_decision = true\n"
-
-
-def _ok(outcomes: list[object]) -> list[Receipt]:
-    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
-    return outcomes  # type: ignore[return-value]
 
 
 def _image(path: Path, seed: int) -> Path:
@@ -47,7 +41,7 @@ def test_decisions_publish_opinions_and_the_publisher_sees_them(
     img = _image(tmp_path / "up.png", 1)
     h = hash_file(img)
     alice = taskforce.client("alice", state=True)
-    _ok(alice.publish([alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="a-md5", labels=["spam"])]))
+    accepted(alice.publish([alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="a-md5", labels=["spam"])]))
 
     bob = taskforce.client("bob", state=True, policy=Policy.from_toml(FEEDBACK))
     carol = taskforce.client("carol", state=True, policy=Policy.from_toml(FEEDBACK))
@@ -97,7 +91,7 @@ def test_policy_settings_control_feedback_and_use_opinion_counts(taskforce: Task
     img = _image(tmp_path / "a.png", 2)
     h = hash_file(img)
     alice = taskforce.client("alice")
-    _ok(alice.publish([alice.signal("sha256", h.sha256, groups=[GROUP_ALL], signal_id="s1")]))
+    accepted(alice.publish([alice.signal("sha256", h.sha256, groups=[GROUP_ALL], signal_id="s1")]))
 
     quiet = Policy.from_toml(ENQUEUE + "[feedback]\npublish_on_decision = false\npublish_seen_on_match = true\n")
     bob = taskforce.client("bob", state=True, policy=quiet)
@@ -109,7 +103,7 @@ def test_policy_settings_control_feedback_and_use_opinion_counts(taskforce: Task
     assert bob.outbox.get("alice", "s1").verdict == "seen"  # type: ignore[union-attr]  # nothing published
     # publish=True overrides the policy for one decision; escalated is not a verdict
     img2 = _image(tmp_path / "b.png", 3)
-    _ok(alice.publish([alice.signal("md5", hash_file(img2).md5, groups=[GROUP_ALL], signal_id="s2")]))
+    accepted(alice.publish([alice.signal("md5", hash_file(img2).md5, groups=[GROUP_ALL], signal_id="s2")]))
     bob.sync()
     bob.match_files([img2])
     _claim_and_decide(bob, "escalated", publish=True)
@@ -122,7 +116,7 @@ def test_policy_settings_control_feedback_and_use_opinion_counts(taskforce: Task
 
     # two members marked s2 false_positive: carol's policy ignores it
     carol_fp = taskforce.client("carol")
-    _ok(carol_fp.publish([carol_fp.opinion("alice", "s2", "false_positive")]))
+    accepted(carol_fp.publish([carol_fp.opinion("alice", "s2", "false_positive")]))
     policy = Policy.from_toml(
         '[[rule]]\nname = "disputed"\nmin_false_positive = 2\naction = "ignore"\n\n'
         '[[rule]]\nname = "rest"\naction = "enqueue"\npriority = 0\n'
@@ -141,7 +135,7 @@ def test_expiry_withdraws_pending_items_on_sync_and_sweep(taskforce: TaskForce, 
     h = hash_file(img)
     alice = taskforce.client("alice")
     now = alice._clock_ms()
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="short", valid_until_ms=now + 60_000),
         alice.signal("sha256", h.sha256, groups=[GROUP_ALL], signal_id="long"),
     ]))
@@ -168,7 +162,7 @@ def test_rebuild_bank_from_the_ledger_keeps_the_queue(taskforce: TaskForce, tmp_
     img = _image(tmp_path / "r.png", 5)
     h = hash_file(img)
     alice = taskforce.client("alice")
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("pdq", h.pdq, groups=[GROUP_ALL], signal_id="p"),  # type: ignore[arg-type]
         alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="m"),
         alice.retraction("m", "error"),

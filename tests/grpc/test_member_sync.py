@@ -13,19 +13,14 @@ from clients.media import hash_file
 from clients.member import MemberClient
 from clients.policy import Policy
 from clients.queue import State
-from exchange.core.records import Receipt, Record
+from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import envelope_pb2
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
-from tests.conftest import GROUP_ALL, GROUP_NCII, MEMBERS, TaskForce
+from tests.conftest import GROUP_ALL, GROUP_NCII, MEMBERS, TaskForce, accepted
 from tests.grpc.conftest import MD5_A, MD5_B, MD5_C
 
 N_KEY_EVENTS = 2 + 2 * len(MEMBERS)
 ENQUEUE_ALL = Policy.from_toml('default = "enqueue"\ndefault_priority = 1\n')
-
-
-def _ok(outcomes: list[object]) -> list[Receipt]:
-    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
-    return outcomes  # type: ignore[return-value]
 
 
 def _member(tf: TaskForce, name: str, state: Path, **kwargs: object) -> MemberClient:
@@ -49,7 +44,7 @@ def _image(path: Path, seed: int) -> Path:
 
 def test_sync_persists_cursor_and_resumes(taskforce: TaskForce, tmp_path: Path) -> None:
     alice = taskforce.client("alice")
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="s1"),
         alice.signal("md5", MD5_B, groups=[GROUP_NCII], signal_id="hidden"),  # not for bob
     ]))
@@ -81,7 +76,7 @@ def test_sync_persists_cursor_and_resumes(taskforce: TaskForce, tmp_path: Path) 
         assert (nothing.verified, nothing.key_events, nothing.next_index) == (0, 0, head)
 
         # new entries: only they are delivered, and verified with the stored key directory
-        (r,) = _ok(alice.publish([alice.signal("md5", MD5_C, groups=[GROUP_ALL], signal_id="s2")]))
+        (r,) = accepted(alice.publish([alice.signal("md5", MD5_C, groups=[GROUP_ALL], signal_id="s2")]))
         later = bob.sync()
         assert (later.verified, later.signals, later.quarantined) == (1, 1, 0)
         assert later.next_index == r.index + 1 == bob.store.cursor
@@ -99,7 +94,7 @@ def test_retraction_withdraws_pending_queue_items(taskforce: TaskForce, tmp_path
     assert h.pdq is not None and (h.pdq_quality or 0) >= 50
 
     alice = taskforce.client("alice")
-    _ok(alice.publish([
+    accepted(alice.publish([
         alice.signal("md5", h.md5, groups=[GROUP_ALL], labels=["ncii"], signal_id="img-md5"),
         alice.signal("pdq", h.pdq, groups=[GROUP_ALL], labels=["ncii"], signal_id="img-pdq"),
     ]))
@@ -115,7 +110,7 @@ def test_retraction_withdraws_pending_queue_items(taskforce: TaskForce, tmp_path
     # a reviewer already picked up the md5 item; it is still open
     bob.queue.claim(items["img-md5"].id, "reviewer-1")
 
-    _ok(alice.publish([alice.retraction("img-md5", "false_positive")]))
+    accepted(alice.publish([alice.retraction("img-md5", "false_positive")]))
     report = bob.sync()
     assert (report.retractions, report.withdrawn) == (1, 1)
     md5_item = bob.queue.get(items["img-md5"].id)
@@ -126,7 +121,7 @@ def test_retraction_withdraws_pending_queue_items(taskforce: TaskForce, tmp_path
     (fm,) = bob.match_files([img])
     assert [m.signal.signal_id for m, _ in fm.matches] == ["img-pdq"]
 
-    _ok(alice.publish([alice.retraction("img-pdq", "error")]))
+    accepted(alice.publish([alice.retraction("img-pdq", "error")]))
     assert bob.sync().withdrawn == 1
     assert {i.state for i in bob.queue.items()} == {State.WITHDRAWN}
     # re-syncing and re-matching queue nothing new
@@ -145,7 +140,7 @@ def test_signal_arriving_after_hashing_is_queued_on_sync(taskforce: TaskForce, t
 
     alice = taskforce.client("alice")
     h = hash_file(img)
-    _ok(alice.publish([alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="late-md5")]))
+    accepted(alice.publish([alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="late-md5")]))
     report = bob.sync()
     assert report.queued == 1
     (item,) = bob.queue.items()
@@ -190,7 +185,7 @@ def test_tampered_record_is_quarantined_and_sync_goes_on(
     taskforce: TaskForce, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = taskforce.client("alice")
-    receipts = _ok(alice.publish([
+    receipts = accepted(alice.publish([
         alice.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="before"),
         alice.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="tampered"),
         alice.signal("md5", MD5_C, groups=[GROUP_ALL], signal_id="after"),
@@ -212,7 +207,7 @@ def test_tampered_record_is_quarantined_and_sync_goes_on(
     assert bob.store.cursor == taskforce.server.ledger.head()
 
     # the stream after the bad record is unaffected
-    (r,) = _ok(alice.publish([alice.signal("domain", "example.org", groups=[GROUP_ALL], signal_id="next")]))
+    (r,) = accepted(alice.publish([alice.signal("domain", "example.org", groups=[GROUP_ALL], signal_id="next")]))
     later = bob.sync()
     assert (later.verified, later.quarantined, later.next_index) == (1, 0, r.index + 1)
 
@@ -222,7 +217,7 @@ def test_each_tampered_record_is_quarantined_under_its_own_index(
 ) -> None:
     """Two bad records in a row, after a record bob may not see, keep separate evidence."""
     alice = taskforce.client("alice")
-    receipts = _ok(alice.publish([
+    receipts = accepted(alice.publish([
         alice.signal("md5", MD5_C, groups=[GROUP_NCII], signal_id="invisible-to-bob"),
         alice.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="bad-1"),
         alice.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="bad-2"),

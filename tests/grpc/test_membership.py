@@ -20,7 +20,7 @@ from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
-from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, start_taskforce
+from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, accepted, start_taskforce
 from tests.grpc.conftest import (
     MD5_A,
     MD5_B,
@@ -37,11 +37,6 @@ from tests.grpc.conftest import (
 CANARY = "CANARY-7f3a9c"  # never appears in anything a non-member receives
 
 
-def _ok(outcomes: list[object]) -> list[Receipt]:
-    assert all(isinstance(o, Receipt) for o in outcomes), outcomes
-    return outcomes  # type: ignore[return-value]
-
-
 def _operator(tf: TaskForce, *events: pb.KeyEvent) -> list[object]:
     op = tf.operator_client()
     try:
@@ -52,7 +47,7 @@ def _operator(tf: TaskForce, *events: pb.KeyEvent) -> list[object]:
 
 def _ncii_signal(tf: TaskForce, signal_id: str = "ncii-1") -> Receipt:
     alice = tf.client("alice")
-    (r,) = _ok(alice.publish([alice.signal("md5", MD5_A, groups=[GROUP_NCII], signal_id=signal_id,
+    (r,) = accepted(alice.publish([alice.signal("md5", MD5_A, groups=[GROUP_NCII], signal_id=signal_id,
                                            description=CANARY, labels=["ncii"])]))
     return r
 
@@ -60,7 +55,7 @@ def _ncii_signal(tf: TaskForce, signal_id: str = "ncii-1") -> Receipt:
 def test_key_not_yet_valid(taskforce: TaskForce, stubs: Stubs) -> None:
     future = Signer.from_seed(b"\x51" * 32)
     op = taskforce.operator_client()
-    _ok(op.publish([op.add_key("bob", future.public_key, int(time.time() * 1000) + 3_600_000)]))
+    accepted(op.publish([op.add_key("bob", future.public_key, int(time.time() * 1000) + 3_600_000)]))
     op.close()
     before = taskforce.ledger_snapshot()
     bob = taskforce.client("bob")
@@ -74,17 +69,17 @@ def test_key_not_yet_valid(taskforce: TaskForce, stubs: Stubs) -> None:
 
 def test_compromised_since(taskforce: TaskForce, stubs: Stubs) -> None:
     bob = taskforce.client("bob")
-    clean, stolen = _ok(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")])), None
+    clean, stolen = accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")])), None
     carol = taskforce.client("carol", state=True)
     assert carol.sync().signals == 1
     # the thief publishes with bob's key before anyone notices
-    (stolen,) = _ok(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
+    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
     assert carol.sync().signals == 1 and carol.bank is not None
     assert carol.bank.get("bob", "stolen") is not None  # it looked fine when it arrived
     # the operator revokes the key as compromised since the thief's first entry, and rotates
     new = Signer.from_seed(b"\x61" * 32)
     op = taskforce.operator_client()
-    _ok(op.publish([
+    accepted(op.publish([
         op.add_key("bob", new.public_key, 1_700_000_000_000),
         op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index),
     ]))
@@ -170,7 +165,7 @@ def _channel(stubs: Stubs, name: str) -> grpc.Channel:
 def test_visibility_leak_proof(taskforce: TaskForce, stubs: Stubs) -> None:
     hidden = _ncii_signal(taskforce)
     bob = taskforce.client("bob")
-    (visible,) = _ok(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="mine")]))
+    (visible,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="mine")]))
     from tests.conftest import wait_until
 
     wait_until(lambda: taskforce.server.checkpoints.latest().size == visible.index + 1)  # type: ignore[union-attr]
@@ -189,10 +184,10 @@ def test_visibility_leak_proof(taskforce: TaskForce, stubs: Stubs) -> None:
 
 
 def test_opinion_leak(taskforce: TaskForce, stubs: Stubs) -> None:
-    _ok(_operator(taskforce, _groups_event(taskforce, "carol", [GROUP_ALL, GROUP_NCII])))
+    accepted(_operator(taskforce, _groups_event(taskforce, "carol", [GROUP_ALL, GROUP_NCII])))
     _ncii_signal(taskforce)
     carol = taskforce.client("carol")
-    (opinion,) = _ok(carol.publish([carol.opinion("alice", "ncii-1", "true_positive")]))
+    (opinion,) = accepted(carol.publish([carol.opinion("alice", "ncii-1", "true_positive")]))
     before = taskforce.ledger_snapshot()
     seen_by_bob = [v.index for v in taskforce.client("bob").subscribe(follow=False)]
     seen_by_alice = [v.index for v in taskforce.client("alice").subscribe(follow=False)]
@@ -283,7 +278,7 @@ def test_quota_exceeded(tmp_path: Path) -> None:
         assert tf.ledger_snapshot() == before
         # other members keep their own quota, and the operator sees the rejections
         carol = tf.client("carol")
-        _ok(carol.publish([carol.signal("md5", MD5_C, groups=[GROUP_ALL])] * 1))
+        accepted(carol.publish([carol.signal("md5", MD5_C, groups=[GROUP_ALL])] * 1))
         refused = [(r.member, r.reason) for r in tf.server.core.rejections.since(0)]
         assert ("bob", "quota-exceeded") in refused and ("bob", "oversized-batch") in refused
         stubs.close()
@@ -297,12 +292,12 @@ def test_compromised_since_is_flagged_by_the_auditor(taskforce: TaskForce) -> No
     from tests.conftest import wait_until
 
     bob = taskforce.client("bob")
-    (clean,) = _ok(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")]))
+    (clean,) = accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")]))
     wait_until(lambda: time.time() * 1000 > clean.accepted_at_ms + 1)  # the clock moves on
-    (stolen,) = _ok(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
+    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
     assert stolen.accepted_at_ms > clean.accepted_at_ms
     op = taskforce.operator_client()
-    _ok(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_ms=stolen.accepted_at_ms)]))
+    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_ms=stolen.accepted_at_ms)]))
     op.close()
     auditor = Auditor(taskforce.operator.public_key, taskforce.log_key, [])
     for stored in taskforce.server.ledger.read(0, 1000):
