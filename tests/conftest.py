@@ -20,8 +20,8 @@ from exchange.server.config import ServerConfig
 from exchange.server.grpc_server import RunningServer, build_server
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-VECTORS = SHARED / "vectors"
+# Third-party vectors are vendored with their licences; no test reads outside the repository.
+VECTORS = REPO / "conformance" / "third_party"
 
 GROUP_ALL = "all-members"
 GROUP_NCII = "ncii-response"

@@ -1,7 +1,7 @@
 """Ed25519 acceptance rule (exchange.core.keys) against Wycheproof, plus key parsing.
 
 The vectors are C2SP/wycheproof ``testvectors_v1/ed25519_test.json`` (Apache-2.0),
-stored beside the checkout in ``../shared/vectors/ed25519-wycheproof``.
+vendored with its licence in ``conformance/third_party/ed25519-wycheproof``.
 
 Wycheproof results are ``valid`` (must verify), ``invalid`` (must be rejected) and,
 in some files, ``acceptable`` (an implementation may go either way; for EdDSA these
@@ -27,8 +27,7 @@ import pytest
 from exchange.core.errors import ForgedSignature, InvalidValue
 from exchange.core.keys import Signer, key_id, parse_key_id, parse_public_key, verify_signature
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-VECTOR_FILE = SHARED / "vectors" / "ed25519-wycheproof" / "ed25519_test.json"
+VECTOR_FILE = Path(__file__).resolve().parents[2] / "conformance" / "third_party" / "ed25519-wycheproof" / "ed25519_test.json"
 
 
 def _load() -> dict[str, Any]:

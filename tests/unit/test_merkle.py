@@ -1,6 +1,6 @@
 """Tests for exchange.core.merkle against the transparency-dev/merkle vectors.
 
-The vectors live beside the checkout in ``../shared/vectors/rfc6962-merkle``
+The vectors are in ``conformance/third_party/rfc6962-merkle`` (vendored with its licence)
 (transparency-dev/merkle ``testdata``).  Proof generation and the frontier are
 also checked against a direct, recursive transcription of RFC 9162 §2.1.
 """
@@ -37,7 +37,7 @@ from exchange.core.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc6962-merkle"
+VECTORS = Path(__file__).resolve().parents[2] / "conformance" / "third_party" / "rfc6962-merkle"
 MAX_SIZE = 70
 
 

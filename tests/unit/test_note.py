@@ -1,6 +1,6 @@
 """Tests for exchange.core.note: signed notes, checkpoints and cosignatures.
 
-Known answers come from the C2SP specs in ``../shared/specs`` and from the
+Known answers come from the C2SP specs in ``conformance/third_party/c2sp-specs`` (vendored with their licence) and from the
 package documentation of golang.org/x/mod/sumdb/note (whose example includes
 a private key, so signing can be checked byte for byte).
 """
