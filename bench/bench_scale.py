@@ -147,7 +147,9 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
-def audit(ex: ExchangeProcess, workers: int) -> dict[str, float]:
+def audit(ex: ExchangeProcess, workers: int, fixed_s: float = 0.0) -> dict[str, float]:
+    """Offline audit; ``fixed_s`` (the same audit of an empty ledger: start-up, imports,
+    spawning workers) is taken off before computing the rate."""
     cmd = [sys.executable, "-m", "clients.cli.main", "audit", "verify", "--ledger", str(ex.ledger),
            "--operator-public-key", ex.operator.public_key.hex(), "--log-key", ex.log_key, "--json",
            "--workers", str(workers), "--no-progress"]
@@ -162,7 +164,8 @@ def audit(ex: ExchangeProcess, workers: int) -> dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"audit failed ({proc.returncode}): {err[-2000:]} {out[-2000:]}")
     report = json.loads(out)
-    return {"entries_per_s": report["entries"] / seconds, "peak_rss_mib": peak / 1024, "seconds": seconds}
+    rate = report["entries"] / max(seconds - fixed_s, 1e-3)
+    return {"entries_per_s": rate, "peak_rss_mib": peak / 1024, "seconds": seconds}
 
 
 def sync_step(ex: ExchangeProcess, signer: Any, state: Path) -> tuple[float, int]:
@@ -187,7 +190,7 @@ def _checkpoints(ex: ExchangeProcess) -> int:
 
 
 def law(sizes: list[int], values: list[float], project: int) -> dict[str, float]:
-    """Least-squares a + b·N, the exponent k of N^k (first→last), and the projection."""
+    """Least-squares a + b·N and the exponent k of N^k (first→last), each projected."""
     n = len(sizes)
     mx, my = sum(sizes) / n, sum(values) / n
     var = sum((x - mx) ** 2 for x in sizes)
@@ -195,7 +198,9 @@ def law(sizes: list[int], values: list[float], project: int) -> dict[str, float]
     a = my - b * mx
     k = (math.log(values[-1] / values[0]) / math.log(sizes[-1] / sizes[0])
          if n > 1 and values[0] > 0 and values[-1] > 0 and sizes[-1] != sizes[0] else 0.0)
-    return {"a": a, "b_per_100k": b * 100_000, "exponent": k, f"at_{project}": a + b * project}
+    power = values[-1] * (project / sizes[-1]) ** k if values[-1] > 0 else 0.0
+    return {"a": a, "b_per_100k": b * 100_000, "linear_at_project": a + b * project,
+            "exponent": k, "power_at_project": power}
 
 
 def main() -> int:
@@ -215,6 +220,8 @@ def main() -> int:
         empty = ExchangeProcess(base / "empty")
         empty_start = timed_start(empty)
         empty.stop()
+        fixed_1w = audit(empty, 1)["seconds"]
+        fixed_nw = audit(empty, args.workers)["seconds"]
         ex = ExchangeProcess(base / "scale")
         ex.start()
         signers = ex.enrol({"pub0": [GROUP], "pub1": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
@@ -236,8 +243,8 @@ def main() -> int:
                 restart_crash = timed_start(ex)
                 head = _head(ex)
                 ex.stop()
-                one = audit(ex, 1)
-                many = audit(ex, args.workers)
+                one = audit(ex, 1, fixed_1w)
+                many = audit(ex, args.workers, fixed_nw)
                 ex.start()
                 row = {
                     "entries": head,
@@ -272,11 +279,13 @@ def main() -> int:
     result = {
         "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg": os.getloadavg()},
-        "baseline": {"raw_ed25519_verify_per_s_one_core": round(raw), "empty_exchange_start_s": round(empty_start, 3)},
+        "baseline": {"raw_ed25519_verify_per_s_one_core": round(raw), "empty_exchange_start_s": round(empty_start, 3),
+                     "empty_audit_1w_s": round(fixed_1w, 3), f"empty_audit_{args.workers}w_s": round(fixed_nw, 3)},
+        "project": args.project,
         "rows": rows,
         "growth_laws": laws,
     }
-    print(json.dumps({"baseline": result["baseline"], "growth_laws": laws}, indent=2))
+    print(json.dumps({"baseline": result["baseline"], "project": args.project, "growth_laws": laws}, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"scale-{int(time.time())}.json").write_text(json.dumps(result, indent=2))

@@ -170,7 +170,7 @@ class RangeVerifier:
                     findings.append(Finding(reason="key-directory-mismatch", index=expected,
                                             message="a key event the exchange did not serve up front"))
                 continue
-            key = self._final.keys.get(v.keyid)  # type: ignore[call-overload]
+            key = self._final.keys.get(v.keyid)
             if (key is not None and key.compromised and key.revoked_index is not None and expected < key.revoked_index
                     and key.tainted(expected, v.accepted_at_ms)):
                 findings.append(Finding(reason="compromised-key", index=expected, message=f"signed by key"
