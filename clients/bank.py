@@ -403,6 +403,11 @@ class Bank:
             entry["live"] = bool(s and s.live_at(self._clock_ms()))
         return sorted(out.values(), key=lambda e: str(e["signal_id"]))
 
+    def signals_of_type(self, type_name: str) -> list[BankSignal]:
+        """Every banked signal of one type, live or not."""
+        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
+        return [_row(r) for r in rows]
+
     def lookup(self, type_name: str, value: str) -> list[BankSignal]:
         """Live signals of an exact-match type with this (normalized) value."""
         now = self._clock_ms()
@@ -454,8 +459,7 @@ class Bank:
         hits: list[BankSignal] = []
         if kind.matcher is Matcher.SUBSTRING:
             now = self._clock_ms()
-            rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
-            hits = [s for s in map(_row, rows) if s.live_at(now) and s.value in value]
+            hits = [s for s in self.signals_of_type(type_name) if s.live_at(now) and s.value in value]
         elif kind.matcher is Matcher.HAMMING:
             found = self.search_pdq(value, type_name=type_name)
             return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in found]
