@@ -18,10 +18,10 @@ from clients.policy import Policy
 from clients.queue import State
 from clients.transport import ClientTls
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput, TrustwireError
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.core.settings import load_settings
-from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 
 
 def add_parser(sub: Any) -> None:
