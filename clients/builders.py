@@ -1,0 +1,86 @@
+"""Building a member's entries: signals (values normalized for their type),
+retractions and opinions, ready to sign."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from exchange.core import signals
+from exchange.core.entries import (
+    RETRACTION_REASON_BY_NAME,
+    SEVERITY_BY_NAME,
+    TLP_BY_NAME,
+    VERDICT_BY_NAME,
+    by_name,
+    ms_to_timestamp,
+)
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+__all__ = ["EntryBuilder"]
+
+
+class EntryBuilder:
+    """Entries of one member, stamped by its clock."""
+
+    def __init__(self, member_id: str, clock_ms: Callable[[], int]) -> None:
+        self.member_id = member_id
+        self._clock_ms = clock_ms
+
+    def _at(self, created_at_ms: int | None) -> Timestamp:
+        return ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms())
+
+    def signal(
+        self,
+        type: str,
+        value: str,
+        *,
+        groups: Sequence[str],
+        signal_id: str | None = None,
+        labels: Sequence[str] = (),
+        confidence: int = 50,
+        severity: str = "medium",
+        tlp: str = "amber",
+        valid_from_ms: int | None = None,
+        valid_until_ms: int | None = None,
+        related: Sequence[str] = (),
+        description: str = "",
+        created_at_ms: int | None = None,
+    ) -> pb.Signal:
+        """A Signal of this member with ``value`` normalized for its type."""
+        s = pb.Signal(
+            signal_id=signal_id or uuid.uuid4().hex,
+            member_id=self.member_id,
+            type=type,
+            value=signals.normalize(type, value),
+            labels=list(labels),
+            confidence=confidence,
+            severity=by_name(SEVERITY_BY_NAME, severity, "severity"),  # type: ignore[arg-type]
+            sharing=pb.Sharing(groups=list(groups), tlp=by_name(TLP_BY_NAME, tlp, "tlp")),  # type: ignore[arg-type]
+            related=list(related),
+            description=description,
+            created_at=self._at(created_at_ms),
+        )
+        if valid_from_ms is not None:
+            s.valid_from.CopyFrom(ms_to_timestamp(valid_from_ms))
+        if valid_until_ms is not None:
+            s.valid_until.CopyFrom(ms_to_timestamp(valid_until_ms))
+        return s
+
+    def retraction(self, signal_id: str, reason: str = "error", created_at_ms: int | None = None) -> pb.Retraction:
+        return pb.Retraction(
+            member_id=self.member_id,
+            signal=pb.SignalRef(member_id=self.member_id, signal_id=signal_id),
+            reason=by_name(RETRACTION_REASON_BY_NAME, reason, "reason"),  # type: ignore[arg-type]
+            created_at=self._at(created_at_ms),
+        )
+
+    def opinion(self, publisher: str, signal_id: str, verdict: str, created_at_ms: int | None = None) -> pb.Opinion:
+        return pb.Opinion(
+            member_id=self.member_id,
+            signal=pb.SignalRef(member_id=publisher, signal_id=signal_id),
+            verdict=by_name(VERDICT_BY_NAME, verdict, "verdict"),  # type: ignore[arg-type]
+            created_at=self._at(created_at_ms),
+        )
