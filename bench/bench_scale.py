@@ -150,7 +150,7 @@ def _tree_rss_kib(pid: int) -> int:
 def audit(ex: ExchangeProcess, workers: int, fixed_s: float = 0.0) -> dict[str, float]:
     """Offline audit; ``fixed_s`` (the same audit of an empty ledger: start-up, imports,
     spawning workers) is taken off before computing the rate."""
-    cmd = [sys.executable, "-m", "clients.cli.main", "audit", "verify", "--ledger", str(ex.ledger),
+    cmd = [sys.executable, "-m", "trustwire", "audit", "verify", "--ledger", str(ex.ledger),
            "--operator-public-key", ex.operator.public_key.hex(), "--log-key", ex.log_key, "--json",
            "--workers", str(workers), "--no-progress"]
     t0 = time.perf_counter()

@@ -98,6 +98,18 @@ class Match:
     distance: int = 0
 
 
+# What a dead (retracted or expired) signal keeps: who published it, its id, its
+# indices and type for the counts; its value, labels, groups and key are dropped, so
+# the state grows with live signals rather than with the ledger (a new version
+# restores them).
+_COMPACTED = "value = '', labels = '[]', groups = '[]', keyid = ''"
+KEYID_CHARS = 32  # a signing key's id as the bank keeps it: 128 bits, enough to find what it signed
+
+
+def _short(keyid: str) -> str:
+    return keyid[:KEYID_CHARS]
+
+
 def _row(r: tuple[object, ...]) -> BankSignal:
     return BankSignal(
         publisher=str(r[0]),
@@ -251,7 +263,7 @@ class Bank:
                 timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
                 timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
                 timestamp_to_ms(s.created_at),
-                keyid,
+                _short(keyid),
                 accepted_at_ms,
                 flag,
             )
@@ -278,7 +290,7 @@ class Bank:
     def retract(self, publisher: str, signal_id: str, index: int) -> bool:
         with self._store.transaction() as c:
             row = c.execute(
-                "UPDATE signals SET retracted_idx = ? WHERE publisher = ? AND signal_id = ? AND idx < ?"
+                f"UPDATE signals SET retracted_idx = ?, {_COMPACTED} WHERE publisher = ? AND signal_id = ? AND idx < ?"
                 " RETURNING rowid, type",
                 (index, publisher, signal_id, index),
             ).fetchone()
@@ -292,7 +304,7 @@ class Bank:
                 "INSERT INTO opinions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (publisher, signal_id, author)"
                 " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx, keyid = excluded.keyid,"
                 " accepted_at_ms = excluded.accepted_at_ms WHERE excluded.idx > opinions.idx",
-                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, keyid, accepted_at_ms),
+                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, _short(keyid), accepted_at_ms),
             )
 
     def drop_tainted(self, key: KeyInfo) -> list[tuple[int, str, str]]:
@@ -302,8 +314,8 @@ class Bank:
         with self._store.transaction() as c:
             removed: list[int] = []
             for rowid, idx, at, publisher, signal_id, type_ in c.execute(
-                "SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE keyid = ?",
-                (key.keyid,),
+                "SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE keyid IN (?, ?)",
+                (key.keyid, _short(key.keyid)),
             ).fetchall():
                 if key.tainted(idx, at):
                     c.execute("DELETE FROM signals WHERE publisher = ? AND signal_id = ?", (publisher, signal_id))
@@ -311,7 +323,8 @@ class Bank:
                     if _hamming(type_):
                         removed.append(rowid)
             for idx, at, publisher, signal_id, author in c.execute(
-                "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
+                "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid IN (?, ?)",
+                (key.keyid, _short(key.keyid)),
             ).fetchall():
                 if key.tainted(idx, at):
                     c.execute(
@@ -333,7 +346,7 @@ class Bank:
             ).fetchall()
             if not rows:
                 return []
-            c.executemany("UPDATE signals SET swept_at_ms = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
+            c.executemany(f"UPDATE signals SET swept_at_ms = ?, {_COMPACTED} WHERE rowid = ?", [(now, r[0]) for r in rows])
             self._index_update(remove=[r[0] for r in rows if _hamming(r[4])])
         return [_row(r[1:]) for r in rows]
 
