@@ -14,18 +14,31 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from exchange.core.audit import CHUNK, AuditReport, Auditor, ChunkResult, RangeVerifier
 
-__all__ = ["Progress", "SaveState", "run_audit"]
+__all__ = ["AuditRun", "Progress", "SaveState", "run_audit"]
 
 Progress = Callable[[int], None]
 SaveState = Callable[[dict[str, Any]], None]
 SAVE_EVERY_S = 5.0
 
 _worker: RangeVerifier | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRun:
+    """How to run an audit: the range, the workers, and where progress goes."""
+
+    verify_from: int = 0  # signatures are checked from this index (the tree still from 0)
+    stop: int | None = None  # stop before this index
+    workers: int = 1
+    resume: dict[str, Any] | None = None  # a state saved by an earlier run
+    progress: Progress | None = None
+    save_state: SaveState | None = None
 
 
 def _init(operator_key: bytes, key_events: list[bytes], verify_from: int) -> None:
@@ -39,15 +52,9 @@ def _check(start: int, raws: list[bytes]) -> ChunkResult:
     return _worker.check(start, raws)
 
 
-def run_audit(
-    auditor: Auditor,
-    records: Iterable[bytes],
-    *,
-    workers: int = 1,
-    progress: Progress | None = None,
-    save_state: SaveState | None = None,
-) -> AuditReport:
+def run_audit(auditor: Auditor, records: Iterable[bytes], run: AuditRun = AuditRun()) -> AuditReport:
     """Feed ``records`` (from :attr:`Auditor.position` on) and finish the audit."""
+    workers, progress, save_state = run.workers, run.progress, run.save_state
     last_save = time.monotonic()
 
     def merged() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from clients.audit_pool import Progress, SaveState, run_audit
+from clients.audit_pool import AuditRun, run_audit
 from clients.transport import ClientTls, connect, translate_errors
 from exchange.core import merkle
 from exchange.core.audit import AuditReport, Auditor
@@ -123,23 +123,12 @@ def split_notes(text: str) -> list[str]:
 
 
 def audit_offline(
-    ledger: Path,
-    checkpoints: Iterable[str],
-    operator_key: bytes,
-    log_key: str,
-    verify_from: int = 0,
-    *,
-    stop: int | None = None,
-    workers: int = 1,
-    resume: dict[str, Any] | None = None,
-    progress: Progress | None = None,
-    save_state: SaveState | None = None,
+    ledger: Path, checkpoints: Iterable[str], operator_key: bytes, log_key: str, run: AuditRun = AuditRun()
 ) -> AuditReport:
     """Audit a ledger file in constant memory, on ``workers`` cores."""
     auditor = Auditor(operator_key, log_key, checkpoints, key_events=read_key_events(ledger),
-                      verify_from=verify_from, stop=stop, resume=resume)
-    records = read_ledger_file(ledger, auditor.position, stop)
-    return run_audit(auditor, records, workers=workers, progress=progress, save_state=save_state)
+                      verify_from=run.verify_from, stop=run.stop, resume=run.resume)
+    return run_audit(auditor, read_ledger_file(ledger, auditor.position, run.stop), run)
 
 
 class AuditClient:
@@ -205,21 +194,11 @@ class AuditClient:
                 yield raw
                 cursor += 1
 
-    def verify(
-        self,
-        verify_from: int = 0,
-        stop: int | None = None,
-        *,
-        workers: int = 1,
-        resume: dict[str, Any] | None = None,
-        progress: Progress | None = None,
-        save_state: SaveState | None = None,
-    ) -> AuditReport:
+    def verify(self, run: AuditRun = AuditRun()) -> AuditReport:
         """Audit the exchange's ledger in constant memory, on ``workers`` cores."""
-        auditor = Auditor(self.operator_key, self.log_key, self.checkpoints(), key_events=self.key_events(stop or 0),
-                          verify_from=verify_from, stop=stop, resume=resume)
-        records = self.records(auditor.position, stop)
-        return run_audit(auditor, records, workers=workers, progress=progress, save_state=save_state)
+        auditor = Auditor(self.operator_key, self.log_key, self.checkpoints(), key_events=self.key_events(run.stop or 0),
+                          verify_from=run.verify_from, stop=run.stop, resume=run.resume)
+        return run_audit(auditor, self.records(auditor.position, run.stop), run)
 
     def prove(self, index: int, tree_size: int = 0) -> dict[str, Any]:
         """Inclusion of entry ``index``, verified locally, as a machine-readable dict."""

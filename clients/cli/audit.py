@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clients.audit_pool import AuditRun
 from clients.auditor import AuditClient, audit_offline, ledger_size, read_checkpoint_file, split_notes
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
@@ -164,21 +165,17 @@ def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config = _config(args, env)
     if args.workers < 1:
         raise InvalidInput("--workers must be at least 1")
-    resume = _load_state(args.state)
-    save = _saver(args.state)
-    if args.ledger is not None:
+    offline = args.ledger is not None
+    total = args.stop if args.stop is not None or not offline else ledger_size(args.ledger)
+    run = AuditRun(verify_from=args.start, stop=args.stop, workers=args.workers, resume=_load_state(args.state),
+                   progress=_progress(args.progress, total), save_state=_saver(args.state))
+    if offline:
         cp_file = args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
-        total = args.stop if args.stop is not None else ledger_size(args.ledger)
-        report = audit_offline(
-            args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, args.start,
-            stop=args.stop, workers=args.workers, resume=resume, progress=_progress(args.progress, total),
-            save_state=save,
-        )
+        report = audit_offline(args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, run)
     else:
         client = _client(config)
         try:
-            report = client.verify(args.start, args.stop, workers=args.workers, resume=resume,
-                                   progress=_progress(args.progress, args.stop), save_state=save)
+            report = client.verify(run)
         finally:
             client.close()
     lines = [f.line() for f in report.findings]

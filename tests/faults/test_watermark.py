@@ -137,12 +137,7 @@ def test_tree_leaf_flipped_in_place_is_rebuilt(site: Site) -> None:
 def test_untouched_files_with_a_stale_seal_pass_a_full_check(site: Site) -> None:
     """A seal that no longer matches (here: the times moved, nothing else) costs a full pass, not an alarm."""
     os.utime(site.ledger_path)
-    ledger, log = site.open()
-    try:
-        assert ledger.integrity is Integrity.CHECKED
-        assert log.rehashed_at_start == ledger.head()
-    finally:
-        site.close(ledger, log)
+    _starts_with_a_full_check(site)
 
 
 def test_crash_restart_serves_at_once_and_checks_everything_in_the_background(site: Site) -> None:
@@ -176,12 +171,7 @@ def test_damage_after_a_crash_is_found_by_the_background_pass_and_refused_next_s
 
 def test_full_verify_forgets_the_seals(site: Site) -> None:
     forget_seals(site.ledger_path, site.audit)
-    ledger, log = site.open()
-    try:
-        assert ledger.integrity is Integrity.CHECKED
-        assert log.rehashed_at_start == ledger.head()
-    finally:
-        site.close(ledger, log)
+    _starts_with_a_full_check(site)
 
 
 def test_cadence_signs_at_most_once_per_interval_whatever_the_batches(tmp_path: Path) -> None:
@@ -200,6 +190,15 @@ def test_cadence_signs_at_most_once_per_interval_whatever_the_batches(tmp_path: 
     ledger, log = site.open(interval_ms=0)
     try:  # the next start signs what was left unsigned
         assert [cp.size for cp in log.checkpoints(0, 100)] == [0, 27]
+    finally:
+        site.close(ledger, log)
+
+
+def _starts_with_a_full_check(site: Site) -> None:
+    ledger, log = site.open()
+    try:
+        assert ledger.integrity is Integrity.CHECKED
+        assert log.rehashed_at_start == ledger.head()
     finally:
         site.close(ledger, log)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.audit_pool import AuditRun
 from clients.auditor import audit_offline, read_checkpoint_file, read_key_events, read_ledger_file
 from clients.cli.main import main
 from exchange.core import note as notes
@@ -44,7 +45,7 @@ def ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _audit(path: Path, **kwargs: object) -> object:
     cps = read_checkpoint_file(Path(str(path) + ".audit") / "checkpoints.db")
-    return audit_offline(path, cps, OPERATOR_KEY.public_key, LOG_SIGNER.verifier_key(), **kwargs)  # type: ignore[arg-type]
+    return audit_offline(path, cps, OPERATOR_KEY.public_key, LOG_SIGNER.verifier_key(), AuditRun(**kwargs))  # type: ignore[arg-type]
 
 
 def test_workers_agree_with_one_core(ledger_file: Path) -> None:
@@ -81,7 +82,7 @@ def test_tampered_record_is_found_by_a_worker(ledger_file: Path) -> None:
                       key_events=read_key_events(ledger_file))
     from clients.audit_pool import run_audit
 
-    report = run_audit(auditor, records, workers=2)
+    report = run_audit(auditor, records, AuditRun(workers=2))
     reasons = {(f.index, f.reason) for f in report.findings}
     assert (victim, "wrong-member") in reasons
     assert any(f.reason == "checkpoint-mismatch" for f in report.findings)
@@ -93,7 +94,7 @@ def test_withheld_key_event_is_reported(ledger_file: Path) -> None:
     auditor = Auditor(OPERATOR_KEY.public_key, LOG_SIGNER.verifier_key(), [], key_events=events[:-1])
     from clients.audit_pool import run_audit
 
-    report = run_audit(auditor, read_ledger_file(ledger_file, 0, 50), workers=1)
+    report = run_audit(auditor, read_ledger_file(ledger_file, 0, 50))
     assert [(f.index, f.reason) for f in report.findings] == [(6, "key-directory-mismatch")]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from clients.bank import KEYID_CHARS, Bank
 from clients.store import MemberStore
+from exchange.core.entries import MemberId
 from exchange.core.keydir import KeyInfo
 from exchange.core.keys import KeyId
 from tests.unit.test_bank import NOW, Clock, _signal
@@ -25,7 +26,7 @@ def _raw(bank: Bank, sid: str) -> tuple[str, str, str, str]:
     row = bank._store.conn.execute(
         "SELECT value, labels, groups, keyid FROM signals WHERE signal_id = ?", (sid,)
     ).fetchone()
-    return tuple(row)  # type: ignore[return-value]
+    return (row[0], row[1], row[2], row[3])
 
 
 def test_a_retracted_signal_keeps_its_place_not_its_payload(bank: Bank) -> None:
@@ -56,6 +57,6 @@ def test_the_bank_keeps_a_short_key_id_and_still_finds_what_a_compromised_key_si
         ("d" * 32, KEYID, NOW),
     )
     assert len(_raw(bank, "new")[3]) == KEYID_CHARS
-    key = KeyInfo(keyid=KeyId(KEYID), member_id="alice", public_key=b"\0" * 32, valid_from_ms=0, added_index=0,
-                  revoked_index=9, compromised=True, compromised_since_index=1)  # type: ignore[arg-type]
+    key = KeyInfo(keyid=KeyId(KEYID), member_id=MemberId("alice"), public_key=b"\0" * 32, valid_from_ms=0,
+                  added_index=0, revoked_index=9, compromised=True, compromised_since_index=1)
     assert sorted(sid for _, _, sid in bank.drop_tainted(key)) == ["new", "old"]
