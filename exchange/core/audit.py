@@ -128,6 +128,21 @@ class RangeVerifier:
             self._apply(self._verifier, *self._events[self._applied])
             self._applied += 1
 
+    @staticmethod
+    def _placed(expected: int, raw: bytes, findings: list[Finding]) -> bool:
+        """Report a record that does not decode, or that sits at another index; False
+        if it does not decode."""
+        try:
+            record = Record.decode(raw)
+        except TrustwireError as exc:
+            findings.append(Finding(reason=exc.reason, message=f"record cannot be decoded: {exc.message}", index=expected))
+            return False
+        if record.index != expected:
+            what = "missing (deleted?)" if record.index > expected else "out of order (swapped or duplicated?)"
+            findings.append(Finding(reason="ledger-gap", index=expected,
+                                    message=f"expected entry {expected}, found entry {record.index}: {what}"))
+        return True
+
     def check(self, start: int, raws: Sequence[bytes]) -> ChunkResult:
         """Check ``raws`` as the records at ``start, start + 1, …``."""
         if start < self._position:
@@ -142,28 +157,22 @@ class RangeVerifier:
             served = self._event_at.get(expected)
             if served is not None:
                 self._applied += 1  # this record applies it (or the mismatch is reported)
-            try:
-                record = Record.decode(raw)
-            except TrustwireError as exc:
-                findings.append(Finding(reason=exc.reason, message=f"record cannot be decoded: {exc.message}", index=expected))
-                continue
-            if record.index != expected:
-                what = "missing (deleted?)" if record.index > expected else "out of order (swapped or duplicated?)"
-                findings.append(Finding(reason="ledger-gap", message=f"expected entry {expected}, found entry"
-                                        f" {record.index}: {what}", index=expected))
             if served is not None and served != raw:
                 findings.append(Finding(reason="key-directory-mismatch", index=expected,
                                         message="the key event served up front differs from the ledger's record"))
             if expected < self._verify_from:
-                if served is not None:
+                if self._placed(expected, raw, findings) and served is not None:
                     self._apply(self._verifier, expected, raw)
                 continue
             try:
                 self._verifier.last_index = expected - 1
-                v = self._verifier.verify(raw)
+                v = self._verifier.verify(raw)  # decodes the record once
             except UntrustedEntry as exc:
-                findings.append(Finding(reason=exc.cause, message=exc.message, index=expected))
+                if self._placed(expected, raw, findings):
+                    findings.append(Finding(reason=exc.cause, message=exc.message, index=expected))
                 continue
+            if v.index != expected:
+                self._placed(expected, raw, findings)
             verified += 1
             if isinstance(v.entry, pb.KeyEvent):
                 if served is None:
