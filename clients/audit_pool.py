@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from exchange.core.audit import CHUNK, AuditReport, Auditor, ChunkResult, RangeVerifier
@@ -25,6 +25,7 @@ __all__ = ["AuditRun", "Progress", "SaveState", "run_audit"]
 Progress = Callable[[int], None]
 SaveState = Callable[[dict[str, Any]], None]
 SAVE_EVERY_S = 5.0
+SMALL = 4 * CHUNK  # fewer records than this are checked in this process
 
 _worker: RangeVerifier | None = None
 
@@ -66,7 +67,9 @@ def run_audit(auditor: Auditor, records: Iterable[bytes], run: AuditRun = AuditR
             last_save = time.monotonic()
 
     it = iter(records)
-    if workers <= 1:
+    first = list(islice(it, SMALL))
+    it = chain(first, it)
+    if workers <= 1 or len(first) < SMALL:  # a small audit is done before workers would have started
         while chunk := list(islice(it, CHUNK)):
             for raw in chunk:
                 auditor.add(raw)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from clients import audit_pool
 from clients.audit_pool import AuditRun
 from clients.auditor import audit_offline, read_checkpoint_file, read_key_events, read_ledger_file
 from clients.cli.main import main
@@ -41,6 +42,12 @@ def ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         log.stop()
         ledger.close()
     return path
+
+
+@pytest.fixture(autouse=True)
+def workers_even_for_small_ledgers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These ledgers are small: make --workers start its processes anyway."""
+    monkeypatch.setattr(audit_pool, "SMALL", 0)
 
 
 def _audit(path: Path, **kwargs: object) -> object:
