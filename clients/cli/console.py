@@ -40,7 +40,7 @@ def add_parser(msub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     asub = a.add_subparsers(dest="account_command", required=True, metavar="COMMAND")
 
     def acc(name: str, help: str, run: Callable[..., int], named: bool = True) -> argparse.ArgumentParser:
-        p = asub.add_parser(name, help=help)
+        p: argparse.ArgumentParser = asub.add_parser(name, help=help)
         p.add_argument("--accounts", type=Path, required=True, help="the console's account file (SQLite)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if named:
@@ -132,7 +132,7 @@ def account_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     store = _store(args)
     try:
-        rows = [{"name": a.name, "role": a.role.value, "disabled": a.disabled} for a in store.list()]
+        rows = [{"name": a.name, "role": a.role.value, "disabled": a.disabled} for a in store.all()]
     finally:
         store.close()
     if args.json:

@@ -173,7 +173,7 @@ class AccountStore:
             prefs=Prefs(**json.loads(str(r[3]))), created_at_ms=int(r[4]),
         )
 
-    def list(self) -> list[Account]:
+    def all(self) -> list[Account]:
         return [self.get(str(r[0])) for r in self._conn.execute("SELECT name FROM accounts ORDER BY name")]
 
     def set_disabled(self, name: str, disabled: bool, actor: str = "cli") -> Account:

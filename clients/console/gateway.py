@@ -67,7 +67,7 @@ class Health:
 
 def _severity(value: int) -> str:
     try:
-        return pb.Severity.Name(value).removeprefix("SEVERITY_").lower()
+        return pb.Severity.Name(pb.Severity.ValueType(value)).removeprefix("SEVERITY_").lower()
     except ValueError:
         return str(value)
 
@@ -147,7 +147,7 @@ class Gateway:
                 )
             )
         sent = outbox.get(item.publisher, item.signal_id) if outbox is not None else None
-        opinion = (
+        opinion: dict[str, object] | None = (
             None if sent is None or sent.item_id != item.id
             else {"verdict": sent.verdict, "state": sent.state.value, "index": sent.ledger_index, "error": sent.error}
         )

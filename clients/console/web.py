@@ -285,7 +285,7 @@ class Console:
         return RedirectResponse("/prefs", status_code=303)
 
     async def account_list(self, request: Request, session: Session) -> Response:
-        return self.page(request, "accounts.html", session, accounts=self.accounts.list())
+        return self.page(request, "accounts.html", session, accounts=self.accounts.all())
 
     async def account_disable(self, request: Request, session: Session) -> Response:
         form = await request.form()
