@@ -48,5 +48,15 @@ def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
+    _TAKEN.append(path)
     print(f"screenshot: {path}")
     return path
+
+
+_TAKEN: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the screenshots this run kept, also when output is captured."""
+    if _TAKEN:
+        terminalreporter.write_line(f"console screenshots ({len(_TAKEN)}): {ARTIFACTS}/")

@@ -4,9 +4,15 @@ previews. Each authorization rule has a test named after the attack."""
 from __future__ import annotations
 
 import sqlite3
+import ssl
+from pathlib import Path
 
+import httpx
+
+from clients.console import HttpsFiles, MediaRoots, start_console
 from clients.queue import State
-from tests.console.conftest import PASSWORD, ConsoleEnv, Reviewer
+from exchange.server.tls import generate_demo_pki
+from tests.console.conftest import CSRF, PASSWORD, ConsoleEnv, Reviewer
 
 
 def test_login_sets_a_strict_http_only_cookie_and_lists_the_queue_by_priority(console: ConsoleEnv) -> None:
@@ -140,3 +146,22 @@ def test_passwords_are_stored_as_argon2id_only(console: ConsoleEnv) -> None:
     db.close()
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     assert PASSWORD.encode() not in console.accounts.path.read_bytes()
+
+
+def test_over_https_the_session_cookie_is_secure_and_host_bound(console: ConsoleEnv, tmp_path: Path) -> None:
+    pki = generate_demo_pki(tmp_path / "pki")
+    running = start_console(console.gateway, console.accounts, MediaRoots([console.media]), "127.0.0.1:0",
+                            HttpsFiles(cert_file=pki.server_cert, key_file=pki.server_key))
+    try:
+        assert running.url.startswith("https://127.0.0.1:")
+        with httpx.Client(base_url=running.url, verify=ssl.create_default_context(cafile=str(pki.ca_cert))) as http:
+            page = http.get("/login")
+            token = CSRF.search(page.text)
+            assert token
+            r = http.post("/login", data={"name": "ana", "password": PASSWORD, "csrf": token.group(1)})
+            assert r.status_code == 303
+            cookie = [c for c in r.headers.get_list("set-cookie") if c.startswith("__Host-tw_session=")][0].lower()
+            assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie and "domain" not in cookie
+            assert http.get("/").status_code == 200
+    finally:
+        running.stop()
