@@ -86,45 +86,29 @@ def _show(args: argparse.Namespace, account: Any) -> int:
     return int(ExitCode.OK)
 
 
-def account_add(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = _store(args)
-    try:
-        return _show(args, store.create(args.name, _password(args), args.role))
-    finally:
-        store.close()
+def _on_account(act: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.Namespace, Mapping[str, str]], int]:
+    """A command that changes one account in the store and shows it."""
+
+    def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+        store = _store(args)
+        try:
+            return _show(args, act(store, args))
+        finally:
+            store.close()
+
+    return run
 
 
-def account_passwd(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = _store(args)
-    try:
-        store.set_password(args.name, _password(args))
-        return _show(args, store.get(args.name))
-    finally:
-        store.close()
+def _passwd(store: Any, args: argparse.Namespace) -> Any:
+    store.set_password(args.name, _password(args))
+    return store.get(args.name)
 
 
-def account_role(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = _store(args)
-    try:
-        return _show(args, store.set_role(args.name, args.role))
-    finally:
-        store.close()
-
-
-def account_disable(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = _store(args)
-    try:
-        return _show(args, store.set_disabled(args.name, True))
-    finally:
-        store.close()
-
-
-def account_enable(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = _store(args)
-    try:
-        return _show(args, store.set_disabled(args.name, False))
-    finally:
-        store.close()
+account_add = _on_account(lambda store, args: store.create(args.name, _password(args), args.role))
+account_passwd = _on_account(_passwd)
+account_role = _on_account(lambda store, args: store.set_role(args.name, args.role))
+account_disable = _on_account(lambda store, args: store.set_disabled(args.name, True))
+account_enable = _on_account(lambda store, args: store.set_disabled(args.name, False))
 
 
 def account_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -310,13 +310,12 @@ class AccountStore:
 
     def audit_events(self, actor: str | None = None, offset: int = 0, limit: int = 100) -> list[AuditEvent]:
         """The console's audit trail, newest first (one actor's, or everyone's)."""
-        sql = "SELECT at_ms, actor, action, target, detail FROM audit"
-        args: list[object] = []
-        if actor is not None:
-            sql += " WHERE actor = ?"
-            args.append(actor)
-        sql += " ORDER BY rowid DESC LIMIT ? OFFSET ?"
+        rows = self._conn.execute(
+            "SELECT at_ms, actor, action, target, detail FROM audit WHERE ? IS NULL OR actor = ?"
+            " ORDER BY rowid DESC LIMIT ? OFFSET ?",
+            (actor, actor, limit, offset),
+        )
         return [
             AuditEvent(at_ms=int(r[0]), actor=str(r[1]), action=str(r[2]), target=str(r[3]), detail=str(r[4]))
-            for r in self._conn.execute(sql, [*args, limit, offset])
+            for r in rows
         ]
