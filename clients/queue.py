@@ -325,7 +325,7 @@ class ModerationQueue:
         return [_item(r) for r in rows]
 
     def facets(self) -> dict[str, list[str]]:
-        """The types, publishers and labels present in the queue, for filter menus."""
+        """The types, publishers, labels and sharing groups present in the queue, for filter menus."""
         c = self._store.conn
         return {
             "type": [str(r[0]) for r in c.execute("SELECT DISTINCT type FROM queue ORDER BY 1")],
@@ -333,6 +333,13 @@ class ModerationQueue:
             "label": [
                 str(r[0])
                 for r in c.execute("SELECT DISTINCT j.value FROM queue, json_each(queue.labels) j ORDER BY 1")
+            ],
+            "group": [
+                str(r[0])
+                for r in c.execute(
+                    "SELECT DISTINCT g.value FROM queue q JOIN signals s ON s.publisher = q.publisher"
+                    " AND s.signal_id = q.signal_id, json_each(s.groups) g ORDER BY 1"
+                )
             ],
         }
 

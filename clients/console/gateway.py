@@ -62,7 +62,7 @@ class Health:
 
     @property
     def lag(self) -> int | None:
-        return None if self.head is None else max(0, self.head + 1 - self.next_index)
+        return None if self.head is None else max(0, self.head - self.next_index)
 
 
 def _severity(value: int) -> str:

@@ -301,6 +301,7 @@ def build_app(gateway: Gateway, accounts: AccountStore, media: MediaRoots, *, se
     c = Console(gateway, accounts, media, secure_cookies)
     g, lead, admin = c.guard, Role.LEAD, Role.ADMIN
     routes = [
+        Route("/favicon.ico", lambda request: Response(status_code=204), methods=["GET"]),
         Route("/login", c.login_form, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),
         Route("/logout", g(c.logout), methods=["POST"]),

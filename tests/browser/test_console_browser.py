@@ -57,6 +57,7 @@ def test_reviewer_flow_end_to_end(console: ConsoleEnv, browser: WebDriver) -> No
     browser.find_element(By.ID, "password").send_keys(PASSWORD + Keys.ENTER)
     wait(browser).until(ec.title_contains("Queue"))
     check_page(browser, "02-queue")
+    assert browser.execute_script("return typeof htmx") == "object"  # the vendored copy loaded under the CSP
     assert f"{len([i for i in console.items() if i.state is State.PENDING])} items" in browser.find_element(By.ID, "count").text
 
     # keyboard: j focuses the first (highest priority) item, Enter opens it
@@ -104,6 +105,8 @@ def test_reviewer_flow_end_to_end(console: ConsoleEnv, browser: WebDriver) -> No
     check_page(browser, "07-feedback")
     browser.get(console.url + "/prefs")
     check_page(browser, "08-prefs")
+    # no CSP violation, failed script or missing resource on any page of the flow
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_second_reviewer_sees_the_owner_and_cannot_act(console: ConsoleEnv, browser: WebDriver) -> None:

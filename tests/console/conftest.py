@@ -38,6 +38,15 @@ publish_on_decision = true
 """
 
 
+PDQ_DISTANCE = 6
+
+
+def near(pdq: str | None, bits: int) -> str:
+    """A PDQ hash ``bits`` away from ``pdq``."""
+    assert pdq is not None
+    return f"{int(pdq, 16) ^ ((1 << bits) - 1):064x}"
+
+
 def make_image(path: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     img = (rng.random((24, 32, 3)) * 255).astype("uint8")
@@ -82,6 +91,8 @@ def console(tmp_path: Path) -> Iterator[ConsoleEnv]:
                      confidence=90, severity="high"),
         alice.signal("md5", h[spam.name].md5, groups=[GROUP_ALL], signal_id="a-spam", labels=["spam"]),
         alice.signal("sha256", h[both.name].sha256, groups=[GROUP_ALL], signal_id="a-both-sha", labels=["spam"]),
+        alice.signal("pdq", near(h[both.name].pdq, PDQ_DISTANCE), groups=[GROUP_ALL], signal_id="a-both-pdq",
+                     labels=["spam"]),
         alice.signal("md5", h[outside.name].md5, groups=[GROUP_ALL], signal_id="a-outside", labels=["spam"]),
     ]))
     carol = tf.client("carol", state=True)

@@ -12,7 +12,7 @@ import httpx
 from clients.console import HttpsFiles, MediaRoots, start_console
 from clients.queue import State
 from exchange.server.tls import generate_demo_pki
-from tests.console.conftest import CSRF, PASSWORD, ConsoleEnv, Reviewer
+from tests.console.conftest import CSRF, PASSWORD, PDQ_DISTANCE, ConsoleEnv, Reviewer
 
 
 def test_login_sets_a_strict_http_only_cookie_and_lists_the_queue_by_priority(console: ConsoleEnv) -> None:
@@ -165,3 +165,34 @@ def test_over_https_the_session_cookie_is_secure_and_host_bound(console: Console
             assert http.get("/").status_code == 200
     finally:
         running.stop()
+
+
+def test_an_item_shows_every_match_of_its_content_with_provenance(console: ConsoleEnv) -> None:
+    ana = Reviewer(console, "ana")
+    item = console.item_for("a-both-pdq")
+    page = ana.http.get(f"/items/{item.id}").text
+    for sid in ("a-both-pdq", "a-both-sha", "c-both"):
+        assert f"<code>{sid}</code>" in page
+    assert f"<td>{PDQ_DISTANCE}</td>" in page and "terrorism" in page and page.count("✔ verified") == 3
+    cp = console.bob.trusted_checkpoint()
+    assert cp is not None and f"test.trustwire.invalid/log size {cp.size} root" in page
+    assert ana.http.get("/items/9999").status_code == 404
+    ana.close()
+
+
+def test_feedback_and_bank_health(console: ConsoleEnv) -> None:
+    ana = Reviewer(console, "ana")
+    page = ana.http.get("/feedback").text
+    assert "carol: false_positive" in page and "<strong>0</strong> entries behind" in page
+    assert "<td>pdq</td><td>1</td>" in page
+    ana.close()
+
+
+def test_session_replay_after_logout_is_refused(console: ConsoleEnv) -> None:
+    ana = Reviewer(console, "ana")
+    stolen = dict(ana.http.cookies)
+    assert ana.post("/logout").status_code == 303
+    with httpx.Client(base_url=console.url, cookies=stolen) as replay:
+        r = replay.get("/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert [a.action for a in console.accounts.audit_events("ana")][:2] == ["logout", "login"]

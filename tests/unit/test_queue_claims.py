@@ -90,4 +90,4 @@ def test_filters_paging_and_every_reviewers_events(queue: ModerationQueue) -> No
     assert [(e.item_id, e.reviewer) for e in queue.events(limit=2)] == [(2, "ben"), (1, "ana")]
     assert [e.item_id for e in queue.events("ana")] == [1]
     assert queue.for_content("upload-0.png")[0].id == 1
-    assert queue.facets()["label"] == ["csam", "ncii", "spam"]
+    assert queue.facets()["label"] == ["csam", "ncii", "spam"] and queue.facets()["group"] == ["g1", "g2"]
