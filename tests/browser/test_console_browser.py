@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -41,7 +42,8 @@ def check_page(driver: WebDriver, name: str) -> Path:
 
 
 def wait(driver: WebDriver) -> WebDriverWait:  # type: ignore[type-arg]
-    return WebDriverWait(driver, 20)
+    """Bounded retry; htmx swaps the page under us, so stale elements are retried too."""
+    return WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
 def press(driver: WebDriver, key: str) -> None:
