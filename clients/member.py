@@ -46,7 +46,7 @@ from exchange.core.entries import (
 from exchange.core.errors import InvalidValue, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, Signer
-from exchange.core.logview import LogView, TrustedCheckpoint
+from exchange.core.logview import LogView
 from exchange.core.records import Receipt
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -132,17 +132,6 @@ class MemberClient:
         log_key, witnesses, quorum = self._log_trust
         trusted = self.store.get_meta("trusted_checkpoint") if self.store is not None else None
         return LogView(log_key, witnesses, quorum, trusted_note=trusted)
-
-    def trusted_checkpoint(self) -> TrustedCheckpoint | None:
-        """The newest log checkpoint this member verified: every banked entry below its
-        size is proven to be in it (inclusion proof, then consistency proofs)."""
-        return self.log_view.trusted
-
-    @property
-    def next_index(self) -> int:
-        """The state file's cursor: the next ledger index sync will verify."""
-        store, _, _ = self._local()
-        return store.cursor
 
     def close(self) -> None:
         self._verify_pool.shutdown(wait=False)

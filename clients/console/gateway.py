@@ -79,7 +79,9 @@ class Gateway:
         if client.queue is None or client.bank is None:
             raise TrustwireError("the console needs a member state file (state=...)")
         self.client = client
-        self._queue, self._bank = client.queue, client.bank
+        if client.store is None:
+            raise TrustwireError("the console needs a member state file (state=...)")
+        self._queue, self._bank, self._store = client.queue, client.bank, client.store
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tw-console-sdk")
         self._last_sync: SyncReport | None = None
         self._synced_at_ms: int | None = None
@@ -126,7 +128,7 @@ class Gateway:
         return q.page(where, offset, limit), q.facets()
 
     def _checkpoint_name(self) -> tuple[int, str] | None:
-        cp = self.client.trusted_checkpoint()
+        cp = self.client.log_view.trusted  # every banked entry below its size is proven in it
         if cp is None:
             return None
         root = base64.b64encode(cp.root).decode()
@@ -182,7 +184,7 @@ class Gateway:
         bank = self._bank
         cp = self._checkpoint_name()
         return Health(
-            by_type=bank.counts_by_type(), bank=bank.stats(), next_index=self.client.next_index,
+            by_type=bank.counts_by_type(), bank=bank.stats(), next_index=self._store.cursor,
             head=self._last_sync.head if self._last_sync is not None else None,
             synced_at_ms=self._synced_at_ms, sync_error=self._sync_error,
             checkpoint=cp[1] if cp else None,

@@ -174,7 +174,7 @@ def test_an_item_shows_every_match_of_its_content_with_provenance(console: Conso
     for sid in ("a-both-pdq", "a-both-sha", "c-both"):
         assert f"<code>{sid}</code>" in page
     assert f"<td>{PDQ_DISTANCE}</td>" in page and "terrorism" in page and page.count("✔ verified") == 3
-    cp = console.bob.trusted_checkpoint()
+    cp = console.bob.log_view.trusted
     assert cp is not None and f"test.trustwire.invalid/log size {cp.size} root" in page
     assert ana.http.get("/items/9999").status_code == 404
     ana.close()
