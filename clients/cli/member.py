@@ -107,13 +107,13 @@ def add_parser(sub: Any) -> None:
     common(bk)
     bk.set_defaults(run=bank_stats)
 
+    from clients.cli import console  # the reviewer console (issue 16): its own module
+
+    console.add_parser(msub, common)
+
     rb = msub.add_parser("rebuild-bank", help="forget the bank and rebuild it by verifying the ledger from 0")
     common(rb)
     rb.set_defaults(run=rebuild_bank)
-
-    from clients.cli import console  # the reviewer console: its own module
-
-    console.add_parser(msub, common)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
