@@ -117,6 +117,9 @@ class Gateway:
                     self._pool.submit(self.sync_now).result()
                 except RuntimeError:  # the pool shut down
                     return
+                except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad sync
+                    self._sync_error = type(exc).__name__
+                    log.exception("console sync failed")
                 self._stop.wait(interval_s)
 
         threading.Thread(target=loop, name="tw-console-sync", daemon=True).start()

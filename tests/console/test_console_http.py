@@ -196,3 +196,30 @@ def test_session_replay_after_logout_is_refused(console: ConsoleEnv) -> None:
         r = replay.get("/", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login"
     assert [a.action for a in console.accounts.audit_events("ana")][:2] == ["logout", "login"]
+
+
+def test_stored_xss_in_a_decision_reason_is_escaped(console: ConsoleEnv) -> None:
+    ana = Reviewer(console, "ana")
+    item = console.item_for("a-spam")
+    assert ana.post(f"/items/{item.id}/claim").status_code == 303
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    assert ana.post(f"/items/{item.id}/decide", decision="dismissed", reason=payload).status_code == 303
+    for page in (ana.http.get(f"/items/{item.id}").text, ana.http.get("/history").text):
+        assert payload not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert console.bob.queue.get(item.id).reason == payload  # type: ignore[union-attr]
+    ana.close()
+
+
+def test_bad_decisions_are_refused_without_side_effect(console: ConsoleEnv) -> None:
+    ana = Reviewer(console, "ana")
+    item = console.item_for("a-spam")
+    assert ana.post(f"/items/{item.id}/claim").status_code == 303
+    for data in ({"decision": "deleted", "reason": "x"}, {"decision": "actioned", "reason": "  "},
+                 {"decision": "actioned", "reason": "x" * 2001}):
+        r = ana.post(f"/items/{item.id}/decide", **data)
+        assert r.status_code == 400 and r.headers["x-tw-reason"] == "invalid-input", data
+    assert console.bob.queue.get(item.id).state is State.IN_REVIEW  # type: ignore[union-attr]
+    unclaimed = console.item_for("a-csam")
+    r = ana.post(f"/items/{unclaimed.id}/decide", decision="actioned", reason="never claimed")
+    assert r.status_code == 400 and "must be claimed first" in r.text
+    ana.close()
