@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from clients.console import HttpsFiles, MediaRoots, start_console
+from clients.console import HttpsFiles, MediaRoots, Prefs, start_console
 from clients.queue import State
 from exchange.server.tls import generate_demo_pki
 from tests.console.conftest import CSRF, PASSWORD, PDQ_DISTANCE, ConsoleEnv, Reviewer
@@ -223,3 +223,16 @@ def test_bad_decisions_are_refused_without_side_effect(console: ConsoleEnv) -> N
     r = ana.post(f"/items/{unclaimed.id}/decide", decision="actioned", reason="never claimed")
     assert r.status_code == 400 and "must be claimed first" in r.text
     ana.close()
+
+
+def test_preview_preferences_are_per_reviewer_and_recorded(console: ConsoleEnv) -> None:
+    ana, ben = Reviewer(console, "ana"), Reviewer(console, "ben")
+    item = console.item_for("a-csam")
+    default = ana.http.get(f"/items/{item.id}/preview").content
+    assert ana.post("/prefs", greyscale="on").status_code == 303  # blur off, greyscale kept
+    assert console.accounts.get("ana").prefs == Prefs(blur=False, greyscale=True)
+    assert ana.http.get(f"/items/{item.id}/preview").content != default
+    assert ben.http.get(f"/items/{item.id}/preview").content == default  # ben keeps the defaults
+    assert console.accounts.audit_events("ana")[0].action == "prefs"
+    ana.close()
+    ben.close()
