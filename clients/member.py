@@ -26,12 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Unpack
 
 import grpc
 
 from clients.accounts import AccountLookup
 from clients.bank import Bank, Match
-from clients.builders import EntryBuilder
+from clients.builders import EntryBuilder, SignalOptions
 from clients.client import ExchangeClient
 from clients.content import ContentStore
 from clients.feedback import Outbox
@@ -154,29 +155,10 @@ class MemberClient:
 
     # -- building and publishing entries (clients.builders, clients.client) ----------------
 
-    def signal(
-        self,
-        type: str,
-        value: str,
-        *,
-        groups: Sequence[str],
-        signal_id: str | None = None,
-        labels: Sequence[str] = (),
-        confidence: int = 50,
-        severity: str = "medium",
-        tlp: str = "amber",
-        valid_from_ms: int | None = None,
-        valid_until_ms: int | None = None,
-        related: Sequence[str] = (),
-        description: str = "",
-        created_at_ms: int | None = None,
-    ) -> pb.Signal:
-        """A Signal of this member with ``value`` normalized for its type."""
-        return self.builder.signal(
-            type, value, groups=groups, signal_id=signal_id, labels=labels, confidence=confidence,
-            severity=severity, tlp=tlp, valid_from_ms=valid_from_ms, valid_until_ms=valid_until_ms,
-            related=related, description=description, created_at_ms=created_at_ms,
-        )
+    def signal(self, type: str, value: str, **options: Unpack[SignalOptions]) -> pb.Signal:
+        """A Signal of this member with ``value`` normalized for its type (options:
+        :class:`clients.builders.SignalOptions`; ``groups`` is required)."""
+        return self.builder.signal(type, value, **options)
 
     def retraction(self, signal_id: str, reason: str = "error", created_at_ms: int | None = None) -> pb.Retraction:
         return self.builder.retraction(signal_id, reason, created_at_ms)
