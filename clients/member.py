@@ -28,12 +28,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Unpack
 
-import grpc
 
 from clients.accounts import AccountLookup
 from clients.bank import Bank, Match
 from clients.builders import EntryBuilder, SignalOptions
-from clients.client import ExchangeClient
+from clients.client import Connection, ExchangeClient
 from clients.content import ContentStore
 from clients.feedback import Outbox
 from clients.ingest import Ingester, SyncReport
@@ -44,10 +43,9 @@ from clients.review import Review
 from clients.routing import Router
 from clients.store import MemberStore
 from clients.sync import Syncer
-from clients.transport import ClientTls, PublishOutcome
+from clients.transport import PublishOutcome
 from exchange.core.entries import Entry
 from exchange.core.errors import InvalidValue, UntrustedEntry
-from exchange.core.keys import Signer
 from exchange.core.logview import LogView
 from exchange.core.verify import VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -70,28 +68,21 @@ class MemberClient:
         self,
         target: str,
         *,
-        member_id: str,
-        signer: Signer,
-        operator_key: bytes,
-        log_key: str,
-        witnesses: Sequence[str] = (),
-        witness_quorum: int = 0,
         state: str | Path | None = None,
         policy: Policy | None = None,
         on_auto_action: Callable[[Match, Decision], None] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-        channel: grpc.Channel | None = None,
-        tls: ClientTls | None = None,
         account_lookup: AccountLookup | None = None,
+        **connection: Unpack[Connection],
     ) -> None:
+        """Connect as ``member_id`` (see :class:`clients.client.Connection`); with
+        ``state`` (a SQLite file) the bank, queue and outbox live there."""
+        member_id = connection["member_id"]
         self.member_id = member_id
-        self.signer = signer
-        self.operator_key = operator_key
+        self.signer = connection["signer"]
+        self.operator_key = connection["operator_key"]
         self._clock_ms = clock_ms
-        self.exchange = ExchangeClient(
-            target, member_id=member_id, signer=signer, operator_key=operator_key, log_key=log_key,
-            witnesses=witnesses, witness_quorum=witness_quorum, channel=channel, tls=tls,
-        )
+        self.exchange = ExchangeClient(target, **connection)
         self.builder = EntryBuilder(member_id, clock_ms)
         self.store = MemberStore(state) if state is not None else None
         self.bank = Bank(self.store, clock_ms=clock_ms) if self.store else None
