@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Required, TypedDict, Unpack
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,7 +20,23 @@ from exchange.core.entries import (
 )
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["EntryBuilder"]
+__all__ = ["EntryBuilder", "SignalOptions"]
+
+
+class SignalOptions(TypedDict, total=False):
+    """The keyword options of a signal (``groups`` is required)."""
+
+    groups: Required[Sequence[str]]
+    signal_id: str | None
+    labels: Sequence[str]
+    confidence: int
+    severity: str  # low, medium, high, critical
+    tlp: str  # clear, green, amber, amber+strict, red
+    valid_from_ms: int | None
+    valid_until_ms: int | None
+    related: Sequence[str]
+    description: str
+    created_at_ms: int | None
 
 
 class EntryBuilder:
@@ -32,37 +49,27 @@ class EntryBuilder:
     def _at(self, created_at_ms: int | None) -> Timestamp:
         return ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms())
 
-    def signal(
-        self,
-        type: str,
-        value: str,
-        *,
-        groups: Sequence[str],
-        signal_id: str | None = None,
-        labels: Sequence[str] = (),
-        confidence: int = 50,
-        severity: str = "medium",
-        tlp: str = "amber",
-        valid_from_ms: int | None = None,
-        valid_until_ms: int | None = None,
-        related: Sequence[str] = (),
-        description: str = "",
-        created_at_ms: int | None = None,
-    ) -> pb.Signal:
+    def signal(self, type: str, value: str, **options: Unpack[SignalOptions]) -> pb.Signal:
         """A Signal of this member with ``value`` normalized for its type."""
+        o = options
+        created_at_ms = o.get("created_at_ms")
         s = pb.Signal(
-            signal_id=signal_id or uuid.uuid4().hex,
+            signal_id=o.get("signal_id") or uuid.uuid4().hex,
             member_id=self.member_id,
             type=type,
             value=signals.normalize(type, value),
-            labels=list(labels),
-            confidence=confidence,
-            severity=by_name(SEVERITY_BY_NAME, severity, "severity"),  # type: ignore[arg-type]
-            sharing=pb.Sharing(groups=list(groups), tlp=by_name(TLP_BY_NAME, tlp, "tlp")),  # type: ignore[arg-type]
-            related=list(related),
-            description=description,
+            labels=list(o.get("labels", ())),
+            confidence=o.get("confidence", 50),
+            severity=by_name(SEVERITY_BY_NAME, o.get("severity", "medium"), "severity"),  # type: ignore[arg-type]
+            sharing=pb.Sharing(
+                groups=list(o["groups"]),
+                tlp=by_name(TLP_BY_NAME, o.get("tlp", "amber"), "tlp"),  # type: ignore[arg-type]
+            ),
+            related=list(o.get("related", ())),
+            description=o.get("description", ""),
             created_at=self._at(created_at_ms),
         )
+        valid_from_ms, valid_until_ms = o.get("valid_from_ms"), o.get("valid_until_ms")
         if valid_from_ms is not None:
             s.valid_from.CopyFrom(ms_to_timestamp(valid_from_ms))
         if valid_until_ms is not None:

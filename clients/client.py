@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Required, TypedDict, Unpack
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,32 +29,35 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from exchange.pb.trustwire.v1 import ledger_pb2
 
-__all__ = ["ExchangeClient", "claimed_index"]
+__all__ = ["Connection", "ExchangeClient", "claimed_index"]
 
 log = logging.getLogger(__name__)
+
+
+class Connection(TypedDict, total=False):
+    """Who a member is and whom it trusts: the connection options of a client."""
+
+    member_id: Required[str]
+    signer: Required[Signer]
+    operator_key: Required[bytes]  # the pinned operator key
+    log_key: Required[str]  # the log's signed-note verifier key
+    witnesses: Sequence[str]  # witness verifier keys
+    witness_quorum: int
+    channel: grpc.Channel | None  # an existing channel (default: connect to the target)
+    tls: ClientTls | None
 
 
 class ExchangeClient:
     """One member's authenticated channel to the exchange."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        member_id: str,
-        signer: Signer,
-        operator_key: bytes,
-        log_key: str,
-        witnesses: Sequence[str] = (),
-        witness_quorum: int = 0,
-        channel: grpc.Channel | None = None,
-        tls: ClientTls | None = None,
-    ) -> None:
-        self.member_id = member_id
-        self.signer = signer
-        self.operator_key = operator_key
-        self._log_trust = (log_key, tuple(witnesses), witness_quorum)
-        self._channel = channel or connect(target, signer, member_id, tls=tls)
+    def __init__(self, target: str, **connection: Unpack[Connection]) -> None:
+        c = connection
+        self.member_id = c["member_id"]
+        self.signer = c["signer"]
+        self.operator_key = c["operator_key"]
+        self._log_trust = (c["log_key"], tuple(c.get("witnesses", ())), c.get("witness_quorum", 0))
+        channel = c.get("channel")
+        self._channel = channel or connect(target, self.signer, self.member_id, tls=c.get("tls"))
         self._stub = xgrpc.ExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         # signature checks of a page run on two threads (libsodium releases the GIL)
         self.verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tw-verify")

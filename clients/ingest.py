@@ -152,6 +152,9 @@ class Ingester:
 
     def _media_hits(self, kind: signals.SignalType, value: str) -> list[tuple[str, int]]:
         """(ref, distance) of the member's hashed files a signal value matches."""
+        if kind.matcher is signals.Matcher.SCAN:
+            stored = self._content.all_of(kind.content_type(), kind.min_quality)
+            return [(ref, d) for ref, v in stored if (d := kind.distance(value, v)) is not None]
         if kind.matcher is not signals.Matcher.HAMMING:
             return [(ref, 0) for ref in self._content.refs_with(kind.content_type(), value)]
         refs, codes = self._content_codes(kind)

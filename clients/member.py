@@ -26,13 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Unpack
 
-import grpc
 
 from clients.accounts import AccountLookup
 from clients.bank import Bank, Match
-from clients.builders import EntryBuilder
-from clients.client import ExchangeClient
+from clients.builders import EntryBuilder, SignalOptions
+from clients.client import Connection, ExchangeClient
 from clients.content import ContentStore
 from clients.feedback import Outbox
 from clients.ingest import Ingester, SyncReport
@@ -43,10 +43,9 @@ from clients.review import Review
 from clients.routing import Router
 from clients.store import MemberStore
 from clients.sync import Syncer
-from clients.transport import ClientTls, PublishOutcome
+from clients.transport import PublishOutcome
 from exchange.core.entries import Entry
 from exchange.core.errors import InvalidValue, UntrustedEntry
-from exchange.core.keys import Signer
 from exchange.core.logview import LogView
 from exchange.core.verify import VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -69,28 +68,21 @@ class MemberClient:
         self,
         target: str,
         *,
-        member_id: str,
-        signer: Signer,
-        operator_key: bytes,
-        log_key: str,
-        witnesses: Sequence[str] = (),
-        witness_quorum: int = 0,
         state: str | Path | None = None,
         policy: Policy | None = None,
         on_auto_action: Callable[[Match, Decision], None] | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-        channel: grpc.Channel | None = None,
-        tls: ClientTls | None = None,
         account_lookup: AccountLookup | None = None,
+        **connection: Unpack[Connection],
     ) -> None:
+        """Connect as ``member_id`` (see :class:`clients.client.Connection`); with
+        ``state`` (a SQLite file) the bank, queue and outbox live there."""
+        member_id = connection["member_id"]
         self.member_id = member_id
-        self.signer = signer
-        self.operator_key = operator_key
+        self.signer = connection["signer"]
+        self.operator_key = connection["operator_key"]
         self._clock_ms = clock_ms
-        self.exchange = ExchangeClient(
-            target, member_id=member_id, signer=signer, operator_key=operator_key, log_key=log_key,
-            witnesses=witnesses, witness_quorum=witness_quorum, channel=channel, tls=tls,
-        )
+        self.exchange = ExchangeClient(target, **connection)
         self.builder = EntryBuilder(member_id, clock_ms)
         self.store = MemberStore(state) if state is not None else None
         self.bank = Bank(self.store, clock_ms=clock_ms) if self.store else None
@@ -154,29 +146,10 @@ class MemberClient:
 
     # -- building and publishing entries (clients.builders, clients.client) ----------------
 
-    def signal(
-        self,
-        type: str,
-        value: str,
-        *,
-        groups: Sequence[str],
-        signal_id: str | None = None,
-        labels: Sequence[str] = (),
-        confidence: int = 50,
-        severity: str = "medium",
-        tlp: str = "amber",
-        valid_from_ms: int | None = None,
-        valid_until_ms: int | None = None,
-        related: Sequence[str] = (),
-        description: str = "",
-        created_at_ms: int | None = None,
-    ) -> pb.Signal:
-        """A Signal of this member with ``value`` normalized for its type."""
-        return self.builder.signal(
-            type, value, groups=groups, signal_id=signal_id, labels=labels, confidence=confidence,
-            severity=severity, tlp=tlp, valid_from_ms=valid_from_ms, valid_until_ms=valid_until_ms,
-            related=related, description=description, created_at_ms=created_at_ms,
-        )
+    def signal(self, type: str, value: str, **options: Unpack[SignalOptions]) -> pb.Signal:
+        """A Signal of this member with ``value`` normalized for its type (options:
+        :class:`clients.builders.SignalOptions`; ``groups`` is required)."""
+        return self.builder.signal(type, value, **options)
 
     def retraction(self, signal_id: str, reason: str = "error", created_at_ms: int | None = None) -> pb.Retraction:
         return self.builder.retraction(signal_id, reason, created_at_ms)
