@@ -149,6 +149,9 @@ def test_crash_restart_serves_at_once_and_checks_everything_in_the_background(si
         _wait_done(log2)
         assert log2.verification.state is VerificationState.OK
         assert log2.verification.checked == 207
+        samples = {(m.name, tuple(m.labels.items())): m.value for m in log2.verification.engine_metrics()}
+        assert samples[("verification_state", (("state", "ok"),))] == 1.0  # what /metrics exports
+        assert samples[("verification_checked_entries", ())] == samples[("verification_total_entries", ())] == 207
     finally:
         site.close(ledger2, log2)
     del ledger, log
