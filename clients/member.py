@@ -150,6 +150,10 @@ class MemberClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def groups(self) -> list[str]:
+        """The sharing groups this member belongs to, per the key directory it verified."""
+        return sorted(self._verifier.directory.groups_of(self.member_id))
+
     # -- building entries ------------------------------------------------------------------
 
     def signal(
@@ -390,7 +394,7 @@ class MemberClient:
                 report.queued += self._rematch(e)
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
-            bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
+            bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms)
             reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
             report.withdrawn += queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):
