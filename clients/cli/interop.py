@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from clients.bulk import (
-    DEFAULT_BATCH, EXPORT_FORMATS, FORMATS, CsvMapping, Journal, check_rows, export_bank, publish_rows, read_rows,
+    DEFAULT_BATCH, EXPORT_FORMATS, FORMATS, CsvMapping, Journal, Problem, Row, check_rows, export_bank, publish_rows,
+    read_rows,
 )
 from clients.cli.member import _emit, load_config, open_client, stateful_client
 from clients.jsonl import parse_time_ms
@@ -116,7 +117,10 @@ def import_file(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     journal_path = args.journal or (None if str(args.file) == "-" else args.file.with_name(args.file.name + ".twimport.json"))
     pinned = parse_time_ms(args.created_at) if args.created_at else None
     with open_client(config) as client:
-        rows = lambda: read_rows(fmt, text, mapping=mapping, member_id=client.member_id)  # noqa: E731
+
+        def rows() -> Iterator[Row | Problem]:
+            return read_rows(fmt, text, mapping=mapping, member_id=client.member_id)
+
         probe = Journal(path=None, file_sha256=digest, created_at_ms=pinned or int(time.time() * 1000))
         checked = check_rows(client, rows(), secret, probe.created_at_ms)
         report = checked.report
@@ -162,6 +166,8 @@ def _import_result(args: argparse.Namespace, report: Any, published: bool) -> in
 
 def export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
+        if client.bank is None:
+            raise InvalidInput("export needs a state file")
         if args.sync:
             client.sync()
         cm: Any = nullcontext(sys.stdout) if args.out == "-" else open(args.out, "w", encoding="utf-8")

@@ -59,8 +59,8 @@ _TLP2_IDS = {
     "amber+strict": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
     "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
 }
-TLP_NAME = {v: k for k, v in TLP_BY_NAME.items()}
-SEVERITY_NAME = {v: k for k, v in SEVERITY_BY_NAME.items()}
+TLP_NAME: dict[int, str] = {int(v): k for k, v in TLP_BY_NAME.items()}
+SEVERITY_NAME: dict[int, str] = {int(v): k for k, v in SEVERITY_BY_NAME.items()}
 _OPINION = {"true_positive": "strongly-agree", "false_positive": "strongly-disagree", "disputed": "neutral"}
 
 
