@@ -6,7 +6,7 @@
    any row is bad.
 2. **Publish** the good rows in batches of the exchange's maximum (halved if the
    exchange says a batch is too large; a quota refusal waits and retries), signing
-   the next batch while the previous one is in flight.
+   the next batch while two are in flight.
 
 Idempotent: ids and ``created_at`` are functions of the row (a row without
 ``created_at`` gets the time pinned in the journal by the first run), so a re-run
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -187,21 +188,20 @@ def publish_rows(
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    inflight: int = 2,
 ) -> ImportReport:
-    """Pass 2: sign and publish the good rows after the journal's position."""
+    """Pass 2: sign and publish the good rows after the journal's position, with up to
+    ``inflight`` batches on the wire while the next one is signed."""
     report = checked.report
     report.resumed_after = journal.rows_done
     sender = _Sender(client, batch_size, sleep)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tw-import")
-    inflight: tuple[Future[list[object]], list[int]] | None = None
+    pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="tw-import")
+    pending: deque[tuple[Future[list[object]], list[int]]] = deque()
     good_index = 0
 
     def settle() -> None:
-        nonlocal inflight
-        if inflight is None:
-            return
-        future, lines = inflight
-        inflight = None
+        """Account for the oldest batch in flight (batches are journaled in file order)."""
+        future, lines = pending.popleft()
         outcomes = future.result()
         for line, o in zip(lines, outcomes, strict=True):
             if isinstance(o, Receipt):
@@ -216,6 +216,11 @@ def publish_rows(
         if progress is not None:
             progress(len(lines))
 
+    def submit(envelopes: list[bytes], lines: list[int]) -> None:
+        while len(pending) >= inflight:
+            settle()
+        pending.append((pool.submit(sender.send, envelopes), lines))
+
     try:
         lines: list[int] = []
         envelopes: list[bytes] = []
@@ -228,12 +233,11 @@ def publish_rows(
             envelopes.append(client.sign(_entry(client, r, secret, journal.created_at_ms)))
             lines.append(r.line)
             if len(envelopes) >= sender.batch_size:
-                settle()
-                inflight = (pool.submit(sender.send, envelopes), lines)
+                submit(envelopes, lines)
                 envelopes, lines = [], []
-        settle()
         if envelopes:
-            inflight = (pool.submit(sender.send, envelopes), lines)
+            submit(envelopes, lines)
+        while pending:
             settle()
     finally:
         pool.shutdown(wait=True)
