@@ -4,8 +4,8 @@ the line (or bundle object) it came from.
 - **JSONL**: one entry per line, as ``trustwire member publish`` reads.
 - **CSV** (header row; NCMEC/StopNCII/TCAP-style hash lists): columns named like the
   JSONL fields are used as they are; ``--map field=column`` renames, constants
-  (``--type md5``, ``--groups …``) fill what the file lacks, and other columns are
-  ignored. List cells (labels, groups, related) split on ``;`` or ``|``. Without an
+  (``--type md5``, ``--groups …``) fill what the file lacks (a column named like the
+  ``--type``, such as ``MD5``, holds the values), and other columns are ignored. List cells (labels, groups, related) split on ``;`` or ``|``. Without an
   ``id`` column each row's id is derived from its type and value, so re-runs agree.
 - **STIX 2.1 bundles**: each indicator with a single-comparison pattern of a known
   type (or the ``trustwire-signal`` extension); labels, confidence, validity and the
@@ -110,10 +110,17 @@ def _csv(lines: Iterable[str], mapping: CsvMapping) -> Iterator[Row | Problem]:
         elif field in mapping.columns:
             yield Problem(line=1, message=f"no column {column!r} (mapped to {field}); the header has {', '.join(header)}")
             return
-    for needed in ("type", "value"):
-        if needed not in where and needed not in mapping.defaults and not (needed == "value" and "identifier" in where):
-            yield Problem(line=1, message=f"no {needed!r} column and no --{needed} default")
-            return
+    type_default = mapping.defaults.get("type")
+    if "value" not in where and isinstance(type_default, str):  # a hash list whose column is named by its type
+        named = [i for i, h in enumerate(header) if h.lower() == type_default.lower()]
+        if named:
+            where["value"] = named[0]
+    if "type" not in where and "type" not in mapping.defaults:
+        yield Problem(line=1, message="no 'type' column; map one (--map type=COLUMN) or give --type")
+        return
+    if "value" not in where and "identifier" not in where:
+        yield Problem(line=1, message="no 'value' column; map one with --map value=COLUMN")
+        return
     while True:
         try:
             cells = next(reader)

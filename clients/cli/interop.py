@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,9 +25,11 @@ from clients.bulk import (
 from clients.cli.member import _emit, load_config, open_client, stateful_client
 from clients.jsonl import parse_time_ms
 from clients.stix.objects import checkpoint_of
-from exchange.core.errors import ExitCode, InvalidInput
+from exchange.core.errors import ExitCode, InvalidInput, Unavailable
 
 __all__ = ["add_parsers"]
+
+log = logging.getLogger(__name__)
 
 _SHOWN_PROBLEMS = 50
 
@@ -94,9 +97,11 @@ def _bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None
     if not enabled or total == 0:
         yield lambda n: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -157,7 +162,8 @@ def _import_result(args: argparse.Namespace, report: Any, published: bool) -> in
     if args.json:
         _emit(args, data, "")
     else:
-        print("\n".join(lines[:-1]), file=sys.stderr) if len(lines) > 1 else None
+        for line in lines[:-1]:  # each bad or rejected row, on stderr
+            print(line, file=sys.stderr)
         print(lines[-1])
     if report.problems and not (published and args.skip_bad):
         return int(ExitCode.INVALID_INPUT)
@@ -200,10 +206,24 @@ def taxii(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         running = serve_in_thread(app, host, int(port), args.https_cert_file, args.https_key_file)
         print(f"TAXII 2.1 discovery at {running.url}", flush=True)
         try:
-            client.sync(follow=True)
+            _follow(client)
         finally:
             running.stop()
     return int(ExitCode.OK)
+
+
+def _follow(client: Any, max_wait_s: float = 30.0) -> None:
+    """Keep the bank following the exchange; an outage is waited out, not fatal
+    (the TAXII server goes on serving what is verified)."""
+    wait = 0.5
+    while True:
+        try:
+            client.sync(follow=True)
+            wait = 0.5
+        except Unavailable as exc:
+            log.warning("exchange unavailable, TAXII keeps serving the verified bank: %s", exc.message)
+            time.sleep(wait)
+            wait = min(wait * 2, max_wait_s)
 
 
 def taxii_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stix2.utils import format_datetime
+
 from clients.bank import Bank, BankSignal
 from clients.stix.objects import Checkpoint, indicator, opinion_object, static_objects
 
@@ -29,8 +31,9 @@ class FeedObject:
 
     @property
     def version(self) -> str:
+        """The object's ``modified`` exactly as serialized (TAXII's version of an object)."""
         modified = self.obj.get("modified") or self.obj.get("created")
-        return modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if modified is not None else "1970-01-01T00:00:00.000000Z"
+        return str(format_datetime(modified)) if modified is not None else "1970-01-01T00:00:00.000Z"
 
 
 def _static(bank: Bank, group: str | None) -> list[FeedObject]:

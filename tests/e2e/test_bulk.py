@@ -140,3 +140,53 @@ def test_export_stix_validates_and_round_trips_into_another_member(
     carol = cli(taskforce, "carol", tmp_path)
     code, report = run(capsys, "member", "import", str(csv_out), "--id-prefix", "c-", *carol)
     assert code == 0 and report["accepted"] == 6
+
+
+def test_progress_bar_on_a_terminal(served: tuple[str, object, str], tmp_path: Path) -> None:
+    """On a terminal (stderr is a tty) the import draws a progress bar; stdout keeps the result."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from clients.operator import OperatorClient
+    from tests.conftest import KEYS_VALID_FROM_MS, insecure_signer
+
+    target, operator, vkey = served
+    member = insecure_signer("bar-member")
+    op = OperatorClient(target, operator)  # type: ignore[arg-type]
+    op.publish([op.create_group("everyone", "Everyone", "amber"), op.enrol("m1", "M1", ["everyone"]),
+                op.add_key("m1", member.public_key, KEYS_VALID_FROM_MS)])
+    op.close()
+    key = tmp_path / "m1.key"
+    key.write_text(member.seed.hex())
+    f = tmp_path / "h.csv"
+    f.write_text("md5\n" + "".join(f"{i:032x}\n" for i in range(1, 3001)))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clients.cli.main", "member", "import", str(f), "--type", "md5", "--groups", "everyone",
+         "--batch-size", "500", "--exchange", target, "--member-id", "m1", "--key-file", str(key),
+         "--operator-public-key", operator.public_key.hex(), "--log-key", vkey],  # type: ignore[attr-defined]
+        stdout=subprocess.PIPE, stderr=slave, text=True, env={**os.environ, "COLUMNS": "100"},
+    )
+    os.close(slave)
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=120)
+    reader.join(timeout=10)
+    os.close(master)
+    assert proc.returncode == 0 and "3000 accepted" in out, (out, bytes(seen[-800:]))
+    assert b"importing" in seen and b"/3000" in seen

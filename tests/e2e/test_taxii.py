@@ -102,8 +102,8 @@ def test_publish_appears_and_retraction_revokes(taskforce: TaskForce, taxii: tup
     assert [(o["id"], o["revoked"]) for o in newer] == [(md5["id"], True)]
     validate(newer)
     assert newer[0]["modified"] > md5["modified"]
-    versions = everything.object_versions(md5["id"])["versions"]
-    assert versions == [newer[0]["modified"].replace("Z", "000Z") if len(newer[0]["modified"]) == 24 else newer[0]["modified"]]
+    assert everything.object_versions(md5["id"])["versions"] == [newer[0]["modified"]]
+    assert {m["version"] for m in everything.get_manifest(added_after=last_added)["objects"]} == {newer[0]["modified"]}
     assert everything.get_object(md5["id"])["objects"][0]["revoked"] is True
 
 
@@ -149,3 +149,42 @@ def test_bad_paging_parameters_are_400(taxii: tuple[RunningTaxii, MemberClient])
     for query in ("limit=abc", "limit=0", "next=zz", "added_after=yesterday"):
         r = requests.get(f"{base}{collection_id(None)}/objects/?{query}", auth=("analyst", TOKEN), timeout=10)
         assert r.status_code == 400, query
+
+
+def test_member_taxii_command_serves_what_the_exchange_accepts(served: tuple[str, Any, str], tmp_path: Path) -> None:
+    """`trustwire member taxii` as a process: sync, serve, follow the exchange."""
+    import signal
+    import subprocess
+    import sys
+
+    from clients.operator import OperatorClient
+    from tests.conftest import KEYS_VALID_FROM_MS, insecure_signer, wait_until
+
+    target, operator, vkey = served
+    member = insecure_signer("taxii-member")
+    op = OperatorClient(target, operator)
+    accepted(op.publish([op.create_group("everyone", "Everyone", "amber"), op.enrol("m1", "M1", ["everyone"]),
+                         op.add_key("m1", member.public_key, KEYS_VALID_FROM_MS)]))
+    op.close()
+    key = tmp_path / "m1.key"
+    key.write_text(member.seed.hex())
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.analyst]\ntoken_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n')
+    common = ["--exchange", target, "--member-id", "m1", "--key-file", str(key), "--operator-public-key",
+              operator.public_key.hex(), "--log-key", vkey, "--state", str(tmp_path / "m1.db")]
+    proc = subprocess.Popen([sys.executable, "-m", "clients.cli.main", "member", "taxii", "--listen", "127.0.0.1:0",
+                             "--users", str(users), *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded by pytest-timeout
+        assert "discovery at" in line, proc.stderr.read() if proc.poll() is not None else line
+        url = line.split("discovery at ")[1].strip()
+        client = MemberClient(target, member_id="m1", signer=member, operator_key=operator.public_key, log_key=vkey)
+        accepted(client.publish([client.signal("md5", MD5, signal_id="m-1", groups=["everyone"])]))
+        client.close()
+        everything = next(c for c in Server(url, user="analyst", password=TOKEN).api_roots[0].collections
+                          if c.id == collection_id(None))
+        wait_until(lambda: any(o["type"] == "indicator" for o in everything.get_objects().get("objects", [])))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
