@@ -60,7 +60,7 @@ _CHANGED_AT = "CASE WHEN retracted_idx IS NULL THEN accepted_at_ms ELSE COALESCE
 _IN_GROUP = "EXISTS (SELECT 1 FROM json_each(groups) WHERE json_each.value = ?)"
 _COLUMNS = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
-    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag, retracted_at_ms"
+    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag, retracted_at_ms, keyid"
 )
 
 
@@ -83,6 +83,7 @@ class BankSignal:
     accepted_at_ms: int = 0
     quality_flag: str | None = None
     retracted_at_ms: int | None = None
+    keyid: str = ""  # the publisher's signing key (hex SHA-256 of the public key)
 
     @property
     def position(self) -> int:
@@ -148,6 +149,7 @@ def _row(r: tuple[object, ...]) -> BankSignal:
         accepted_at_ms=int(r[14] or 0),  # type: ignore[call-overload]
         quality_flag=None if r[15] is None else str(r[15]),
         retracted_at_ms=None if r[16] is None else int(r[16]),  # type: ignore[call-overload]
+        keyid=str(r[17] or ""),
     )
 
 

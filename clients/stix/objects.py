@@ -9,8 +9,10 @@
   created by its author's identity;
 - two extensions (``extension-definition`` objects in every bundle):
   ``trustwire-signal`` (type, value, publisher, signal id, severity, groups) and
-  ``trustwire-provenance`` (ledger index, acceptance time, signing key id, the
-  retraction's index, and the checkpoint the member verified the bank against).
+  ``trustwire-provenance`` (ledger index, acceptance time, the id of the key whose
+  DSSE signature the member verified, the retraction's index, and the checkpoint the
+  member verified the bank against; ``trustwire audit prove --index N`` gives the
+  entry and its inclusion proof).
 
 Ids are deterministic (derived from publisher and signal id, shaped as UUIDv4), so
 every version of a signal is one STIX object and re-exports are stable.
@@ -130,6 +132,7 @@ def indicator(s: BankSignal, checkpoint: Checkpoint | None = None) -> stix2.v21.
         "extension_type": "property-extension",
         "ledger_index": s.index,
         "accepted_at": ts(s.accepted_at_ms).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "signing_keyid": s.keyid,
     }
     if s.retracted_index is not None:
         provenance["retraction_index"] = s.retracted_index

@@ -83,6 +83,7 @@ def test_publish_appears_and_retraction_revokes(taskforce: TaskForce, taxii: tup
     assert md5["object_marking_refs"] == ["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"]  # TLP:AMBER
     prov = next(v for k, v in md5["extensions"].items() if "ledger_index" in v)
     assert prov["ledger_index"] >= 0 and prov["checkpoint"]["tree_size"] > prov["ledger_index"]
+    assert prov["signing_keyid"] == alice.signer.keyid
     assert {o["type"] for o in objects} >= {"identity", "marking-definition", "extension-definition", "opinion", "sighting"}
     assert [o["opinion"] for o in objects if o["type"] == "opinion"] == ["strongly-agree"]
 
