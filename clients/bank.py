@@ -173,6 +173,12 @@ class Bank:
         self._pdq: PdqIndex | None = None
         self._pdq_dirty = False
 
+    @classmethod
+    def reader(cls, state: str | Path) -> Bank:
+        """A bank on its own connection to a member's state file, for a service that reads
+        while the member's client syncs (SQLite WAL: readers see committed pages only)."""
+        return cls(MemberStore(state))
+
     # -- the PDQ index -----------------------------------------------------------------
 
     def _changes(self) -> int:

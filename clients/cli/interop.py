@@ -188,7 +188,6 @@ def export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def taxii(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from clients.bank import Bank
-    from clients.store import MemberStore
     from clients.taxii import TaxiiSettings, create_app, load_users, serve_in_thread
 
     users = load_users(args.users)
@@ -198,9 +197,10 @@ def taxii(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if (args.https_cert_file is None) != (args.https_key_file is None):
         raise InvalidInput("--https-cert-file and --https-key-file go together")
     with stateful_client(args, env) as client:
+        if client.store is None:
+            raise InvalidInput("the TAXII server needs a state file")
         client.sync()
-        assert client.store is not None
-        bank = Bank(MemberStore(client.store.path))  # the server's own connection; sync writes through the client's
+        bank = Bank.reader(client.store.path)  # the server's own connection; sync writes through the client's
         app = create_app(bank, users, TaxiiSettings(member_id=client.member_id, api_root=args.api_root),
                          checkpoint=lambda: checkpoint_of(client.log_view.trusted), member_groups=client.groups)
         running = serve_in_thread(app, host, int(port), args.https_cert_file, args.https_key_file)

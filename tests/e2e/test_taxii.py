@@ -15,7 +15,6 @@ from taxii2client.v21 import Server, as_pages
 
 from clients.bank import Bank
 from clients.member import MemberClient
-from clients.store import MemberStore
 from clients.stix.objects import checkpoint_of
 from clients.taxii import RunningTaxii, TaxiiSettings, collection_id, create_app, load_users, serve_in_thread
 from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, accepted
@@ -42,7 +41,7 @@ def taxii(taskforce: TaskForce, tmp_path: Path) -> Iterator[tuple[RunningTaxii, 
     )
     alice = taskforce.client("alice", state=True)
     assert alice.store is not None
-    bank = Bank(MemberStore(alice.store.path))  # the server's own connection, as `member taxii` opens it
+    bank = Bank.reader(alice.store.path)  # the server's own connection, as `member taxii` opens it
     app = create_app(bank, load_users(users), TaxiiSettings(member_id="alice"),
                      checkpoint=lambda: checkpoint_of(alice.log_view.trusted), member_groups=alice.groups)
     running = serve_in_thread(app)
