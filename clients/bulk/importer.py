@@ -1,10 +1,10 @@
 """Bulk import: validate everything, then sign and publish in batches, resumably.
 
-1. **Check** every row (parse, normalize, build the entry) and report every bad row
-   with its line; a signal id given twice with different content is bad too (the
+1. **Check** every row (parse, normalize, build the entry's canonical bytes, kept in
+   a temporary file) and report every bad row with its line; a signal id given twice with different content is bad too (the
    same row twice is published once). Unless ``skip_bad``, nothing is published if
    any row is bad.
-2. **Publish** the good rows in batches of the exchange's maximum (halved if the
+2. **Publish**: sign the kept bytes and send them in batches of the exchange's maximum (halved if the
    exchange says a batch is too large; a quota refusal waits and retries), signing
    the next batch while two are in flight.
 
@@ -21,22 +21,25 @@ import hashlib
 import json
 import logging
 import os
+import struct
+import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from clients.bulk.readers import Problem, Row
 from clients.jsonl import entry_from_json
 from clients.member import MemberClient
+from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry
 from exchange.core.errors import BatchTooLarge, InvalidInput, QuotaExceeded, TrustwireError, Unavailable
 from exchange.core.records import Receipt
 
-__all__ = ["Journal", "ImportReport", "check_rows", "publish_rows", "DEFAULT_BATCH"]
+__all__ = ["Checked", "Journal", "ImportReport", "check_rows", "publish_rows", "DEFAULT_BATCH"]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,7 @@ class Journal:
             # sign the same bytes again and get their original receipts
             return cls(path=path, file_sha256=file_sha256, created_at_ms=created,
                        rows_done=done if digest == file_sha256 else 0)
-        journal = cls(path=path, file_sha256=file_sha256, created_at_ms=now_ms)
-        journal.save()
-        return journal
+        return cls(path=path, file_sha256=file_sha256, created_at_ms=now_ms)  # saved by the first publish
 
     def save(self) -> None:
         if self.path is None:
@@ -100,10 +101,33 @@ class ImportReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    skip: frozenset[int]  # lines not to publish: bad rows and repeats
-    report: ImportReport
+_RECORD = struct.Struct(">IBI")  # line, payload type, payload length
+
+
+class Checked:
+    """What pass 1 found: the report, and every good row's canonical payload, spilled to
+    a temporary file in file order (pass 2 only signs and sends: no second parse)."""
+
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        self._spill: IO[bytes] = tempfile.TemporaryFile(prefix="tw-import-")
+        self._types: list[str] = []
+
+    def add(self, line: int, payload_type: str, payload: bytes) -> None:
+        if payload_type not in self._types:
+            self._types.append(payload_type)
+        self._spill.write(_RECORD.pack(line, self._types.index(payload_type), len(payload)) + payload)
+
+    def records(self) -> Iterator[tuple[int, str, bytes]]:
+        """(line, payload type, payload) of each good row, in file order."""
+        self._spill.flush()
+        self._spill.seek(0)
+        while head := self._spill.read(_RECORD.size):
+            line, kind, size = _RECORD.unpack(head)
+            yield line, self._types[kind], self._spill.read(size)
+
+    def close(self) -> None:
+        self._spill.close()
 
 
 def _entry(client: MemberClient, row: Row, secret: bytes | None, created_at_ms: int) -> Entry:
@@ -123,36 +147,35 @@ def _ident(entry: Entry) -> str:
     return f"{type(entry).__name__.lower()}/{entry.signal.member_id}/{entry.signal.signal_id}"  # type: ignore[union-attr]
 
 
-def check_rows(client: MemberClient, rows: Iterable[Row | Problem], secret: bytes | None, created_at_ms: int) -> _Checked:
-    """Pass 1: every row parsed and built; problems and repeated ids found."""
-    report = ImportReport()
-    skip: set[int] = set()
+def check_rows(client: MemberClient, rows: Iterable[Row | Problem], secret: bytes | None, created_at_ms: int) -> Checked:
+    """Pass 1: every row parsed, normalized and built (``created_at_ms`` for rows without
+    one: the journal's pinned time); problems and repeated ids found."""
+    checked = Checked(ImportReport())
+    report = checked.report
     seen: dict[str, tuple[int, bytes]] = {}
     for r in rows:
         report.rows += 1
         if isinstance(r, Problem):
             report.problems.append(r)
-            skip.add(r.line)
             continue
         try:
             entry = _entry(client, r, secret, created_at_ms)
         except InvalidInput as exc:
             report.problems.append(Problem(line=r.line, message=exc.message))
-            skip.add(r.line)
             continue
         key = _ident(entry)
-        digest = hashlib.sha256(encode_entry(entry)[1]).digest()[:12]
+        payload_type, payload = encode_entry(entry)
+        digest = hashlib.sha256(payload).digest()[:12]
         first = seen.get(key)
         if first is None:
             seen[key] = (r.line, digest)
             report.good += 1
+            checked.add(r.line, payload_type, payload)
         elif first[1] == digest:
             report.duplicates += 1
-            skip.add(r.line)
         else:
             report.problems.append(Problem(line=r.line, message=f"{key} is also on line {first[0]} with other content"))
-            skip.add(r.line)
-    return _Checked(frozenset(skip), report)
+    return checked
 
 
 class _Sender:
@@ -181,10 +204,8 @@ class _Sender:
 
 def publish_rows(
     client: MemberClient,
-    rows: Iterable[Row | Problem],
-    checked: _Checked,
+    checked: Checked,
     journal: Journal,
-    secret: bytes | None = None,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -194,6 +215,7 @@ def publish_rows(
     ``inflight`` batches on the wire while the next one is signed."""
     report = checked.report
     report.resumed_after = journal.rows_done
+    journal.save()  # the pinned time is on disk before the exchange has anything
     sender = _Sender(client, batch_size, sleep)
     pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="tw-import")
     pending: deque[tuple[Future[list[object]], list[int]]] = deque()
@@ -224,14 +246,12 @@ def publish_rows(
     try:
         lines: list[int] = []
         envelopes: list[bytes] = []
-        for r in rows:
-            if isinstance(r, Problem) or r.line in checked.skip:
-                continue
+        for line, payload_type, payload in checked.records():
             good_index += 1
             if good_index <= journal.rows_done:
                 continue
-            envelopes.append(client.sign(_entry(client, r, secret, journal.created_at_ms)))
-            lines.append(r.line)
+            envelopes.append(sign_envelope(payload_type, payload, client.signer).raw)
+            lines.append(line)
             if len(envelopes) >= sender.batch_size:
                 submit(envelopes, lines)
                 envelopes, lines = [], []

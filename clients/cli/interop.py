@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.bulk import (
-    DEFAULT_BATCH, EXPORT_FORMATS, FORMATS, CsvMapping, Journal, Problem, Row, check_rows, export_bank, publish_rows,
-    read_rows,
+    DEFAULT_BATCH, EXPORT_FORMATS, FORMATS, CsvMapping, Journal, check_rows, export_bank, publish_rows, read_rows,
 )
 from clients.cli.member import _emit, load_config, open_client, stateful_client
 from clients.jsonl import parse_time_ms
@@ -120,25 +119,20 @@ def import_file(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     secret = config.account_secret_file.read_bytes().strip() if config.account_secret_file else None
     digest = hashlib.sha256(text.encode()).hexdigest()
     journal_path = args.journal or (None if str(args.file) == "-" else args.file.with_name(args.file.name + ".twimport.json"))
-    pinned = parse_time_ms(args.created_at) if args.created_at else None
+    journal = Journal.open(journal_path, digest, int(time.time() * 1000))
+    if args.created_at:
+        journal.created_at_ms = parse_time_ms(args.created_at)
     with open_client(config) as client:
-
-        def rows() -> Iterator[Row | Problem]:
-            return read_rows(fmt, text, mapping=mapping, member_id=client.member_id)
-
-        probe = Journal(path=None, file_sha256=digest, created_at_ms=pinned or int(time.time() * 1000))
-        checked = check_rows(client, rows(), secret, probe.created_at_ms)
-        report = checked.report
-        bad = bool(report.problems)
-        if args.check or (bad and not args.skip_bad):
-            return _import_result(args, report, published=False)
-        journal = Journal.open(journal_path, digest, probe.created_at_ms)
-        if pinned is not None:
-            journal.created_at_ms = pinned
-        todo = max(report.good - journal.rows_done, 0)
-        with _bar("importing", todo, sys.stderr.isatty() and not args.json) as advance:
-            report = publish_rows(client, rows(), checked, journal, secret=secret, batch_size=args.batch_size,
-                                  progress=advance)
+        checked = check_rows(client, read_rows(fmt, text, mapping=mapping, member_id=client.member_id), secret,
+                             journal.created_at_ms)
+        try:
+            if args.check or (checked.report.problems and not args.skip_bad):
+                return _import_result(args, checked.report, published=False)
+            todo = max(checked.report.good - journal.rows_done, 0)
+            with _bar("importing", todo, sys.stderr.isatty() and not args.json) as advance:
+                report = publish_rows(client, checked, journal, batch_size=args.batch_size, progress=advance)
+        finally:
+            checked.close()
     return _import_result(args, report, published=True)
 
 
