@@ -1,18 +1,18 @@
 """Bulk import: validate everything, then sign and publish in batches, resumably.
 
-1. **Check** every row (parse, normalize, build the entry's canonical bytes, kept in
-   a temporary file) and report every bad row with its line; a signal id given twice with different content is bad too (the
-   same row twice is published once). Unless ``skip_bad``, nothing is published if
-   any row is bad.
-2. **Publish**: sign the kept bytes and send them in batches of the exchange's maximum (halved if the
-   exchange says a batch is too large; a quota refusal waits and retries), signing
-   the next batch while two are in flight.
+1. **Check** every row (parse, normalize, build the entry's canonical bytes, kept
+   in a temporary file) and report every bad row with its line; a signal id given
+   twice with different content is bad too (the same row twice is published once).
+   The caller publishes nothing if any row is bad, unless the user skips bad rows.
+2. **Publish**: sign the kept bytes and send them in batches of the exchange's
+   maximum (halved if the exchange says a batch is too large; a quota refusal or an
+   outage waits and retries), signing the next batch while two are in flight.
 
 Idempotent: ids and ``created_at`` are functions of the row (a row without
-``created_at`` gets the time pinned in the journal by the first run), so a re-run
-signs the same bytes and the exchange answers with the original receipts. Resumable:
-the journal records how many good rows the exchange acknowledged; a re-run of the same
-file starts after them.
+``created_at`` gets the time pinned in the journal, written before the first
+batch), so a re-run signs the same bytes and the exchange answers with the original
+receipts. Resumable: the journal records how many good rows the exchange
+acknowledged; a re-run of the same file starts after them.
 """
 
 from __future__ import annotations

@@ -190,3 +190,36 @@ def test_progress_bar_on_a_terminal(served: tuple[str, object, str], tmp_path: P
     os.close(master)
     assert proc.returncode == 0 and "3000 accepted" in out, (out, bytes(seen[-800:]))
     assert b"importing" in seen and b"/3000" in seen
+
+
+def test_interrupted_import_resumes_after_the_acknowledged_rows(taskforce: TaskForce, tmp_path: Path) -> None:
+    """Ctrl-C after the first batch: the re-run starts after it, and nothing is published twice."""
+    from clients.bulk import CsvMapping, Journal, check_rows, publish_rows, read_rows
+
+    text = "md5\n" + "".join(f"{i:032x}\n" for i in range(1, 11))
+    mapping = CsvMapping.parse([], {"type": "md5", "groups": [GROUP_ALL]})
+    alice = taskforce.client("alice")
+    head = taskforce.server.ledger.head()
+
+    def attempt(stop_after: int | None) -> tuple[int, int]:
+        journal = Journal.open(tmp_path / "j.json", "digest", 1_800_000_000_000)
+        checked = check_rows(alice, read_rows("csv", text, mapping=mapping), None, journal.created_at_ms)
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if stop_after is not None and done >= stop_after:
+                raise KeyboardInterrupt
+
+        try:
+            report = publish_rows(alice, checked, journal, batch_size=4, progress=progress)
+            return report.resumed_after, report.published
+        finally:
+            checked.close()
+
+    with pytest.raises(KeyboardInterrupt):
+        attempt(stop_after=4)
+    assert json.loads((tmp_path / "j.json").read_text())["rows_done"] == 4
+    assert attempt(None) == (4, 6)
+    assert taskforce.server.ledger.head() == head + 10
