@@ -4,9 +4,10 @@
     python bench/bench_import.py --size 1000000   # the issue's 1M (tens of minutes here)
 
 A `trustwire serve` process (embedded SQLite engine, quotas lifted) takes:
-- baseline: pre-signed md5 signals published in batches of 1000 on two connections,
-  i.e. the exchange's publish rate with no client-side work at all, measured before
-  and after the import (the mean is the baseline);
+- baseline: pre-signed md5 signals (``--baseline``, default size/2 up to 100k)
+  published in batches of 1000 on two connections, i.e. the exchange's publish rate
+  with no client-side work at all, measured before and after the import (the mean
+  is the baseline);
 - import: a CSV of ``--size`` md5 hashes (one column, NCMEC style) through
   ``trustwire member import``'s path: read, validate every row, then build, sign and
   publish its canonical bytes in batches of 1000, signing while two calls are in flight.
@@ -56,12 +57,13 @@ def import_rate(ex: Exchange, size: int, workdir: Path) -> tuple[float, dict[str
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=20_000)
+    p.add_argument("--baseline", type=int, help="pre-signed entries per baseline run (default: size/2, at most 100k)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="tw-bench-import-") as tmp:
         ex = Exchange(Path(tmp) / "ex", verify_workers=0)
         try:
             pub = ex.client("pub")
-            half = max(args.size // 2, 2000)
+            half = args.baseline or max(min(args.size // 2, 100_000), 2000)
             before = publish_rate(ex, signed(pub, half, "b"), batch=1000)
             rate, phases = import_rate(ex, args.size, Path(tmp))
             after = publish_rate(ex, signed(pub, half, "a"), batch=1000)
@@ -70,7 +72,7 @@ def main() -> None:
             ex.stop()
     baseline = (before + after) / 2
     result = {
-        "size": args.size, "baseline_publish_per_s": round(baseline), "baseline_before": round(before),
+        "size": args.size, "baseline_entries": half, "baseline_publish_per_s": round(baseline), "baseline_before": round(before),
         "baseline_after": round(after), "import_rows_per_s": round(rate), "ratio": round(rate / baseline, 3),
         "target": 0.5, **{k: round(v, 2) for k, v in phases.items()},
         "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -47,6 +47,9 @@ __all__ = [
     "ts",
     "checkpoint_of",
     "signal_extension",
+    "TLP_NAME",
+    "TLP_BY_MARKING",
+    "SEVERITY_NAME",
 ]
 
 SIGNAL_EXTENSION = "extension-definition--e2c01e87-3cd5-402a-ba64-8059ae1bd245"
