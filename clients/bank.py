@@ -445,12 +445,16 @@ class Bank:
         rows = self._store.conn.execute("SELECT DISTINCT j.value FROM signals, json_each(signals.groups) AS j")
         return sorted(str(r[0]) for r in rows)
 
-    def publishers(self, group: str | None = None) -> dict[str, int]:
-        """Every member with a banked signal (in ``group``, if given), with the earliest
-        acceptance time of its banked signals."""
+    def members(self, group: str | None = None) -> dict[str, int]:
+        """Every member with a banked signal or an opinion on one (in ``group``, if given),
+        with the earliest acceptance time of those entries."""
         where, args = (f"WHERE {_IN_GROUP}", (group,)) if group is not None else ("", ())
+        owhere = where.replace("groups", "s.groups")
         rows = self._store.conn.execute(
-            f"SELECT publisher, MIN(accepted_at_ms) FROM signals {where} GROUP BY publisher ORDER BY publisher", args
+            f"SELECT who, MIN(t) FROM (SELECT publisher AS who, accepted_at_ms AS t FROM signals {where}"
+            " UNION ALL SELECT o.author, o.accepted_at_ms FROM opinions o JOIN signals s"
+            f" ON s.publisher = o.publisher AND s.signal_id = o.signal_id {owhere}) GROUP BY who ORDER BY who",
+            (*args, *args),
         )
         return {str(p): int(t or 0) for p, t in rows}
 

@@ -3,7 +3,8 @@
 Positions order the feed: the shared objects (system identity, extension and TLP
 definitions, member identities) come first at negative positions, then every
 signal and opinion at the ledger index of its last change. ``date_added`` is when
-the exchange accepted that change (a member identity: its first banked signal).
+the exchange accepted that change (a member identity: its first banked signal or
+opinion).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class FeedObject:
 
 
 def _static(bank: Bank, group: str | None) -> list[FeedObject]:
-    first_seen = bank.publishers(group)
+    first_seen = bank.members(group)
     objs = static_objects(first_seen)
     start = -len(objs)
     earliest = min(first_seen.values(), default=0)

@@ -85,6 +85,11 @@ def test_publish_appears_and_retraction_revokes(taskforce: TaskForce, taxii: tup
     assert prov["signing_keyid"] == alice.signer.keyid
     assert {o["type"] for o in objects} >= {"identity", "marking-definition", "extension-definition", "opinion", "sighting"}
     assert [o["opinion"] for o in objects if o["type"] == "opinion"] == ["strongly-agree"]
+    ids = {o["id"] for o in objects}
+    refs = {r for o in objects for r in [o.get("created_by_ref"), *o.get("object_marking_refs", []),
+                                         *o.get("where_sighted_refs", []), *o.get("extensions", {})] if r}
+    tlp2 = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"  # OASIS's own, known to every TLP 2.0 reader
+    assert refs - {tlp2} <= ids  # no dangling reference: authors of opinions have identities too
 
     # paging by `next` (2 per page) gives the same objects as one page
     assert [o["id"] for o in _all_objects(everything, per_request=2)] == [o["id"] for o in objects]
