@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -199,25 +201,44 @@ def taxii(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                          checkpoint=lambda: checkpoint_of(client.log_view.trusted), member_groups=client.groups)
         running = serve_in_thread(app, host, int(port), args.https_cert_file, args.https_key_file)
         print(f"TAXII 2.1 discovery at {running.url}", flush=True)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        follower = threading.Thread(target=_follow, args=(client, stop, failure), name="taxii-sync", daemon=True)
+        follower.start()
         try:
-            _follow(client)
+            # poll, as `trustwire serve` does: a signal only runs its handler when this thread runs bytecode
+            while not stop.wait(0.5) and follower.is_alive():
+                pass
         finally:
+            stop.set()
             running.stop()
+        if failure:  # the bank could not be kept verified (a forked log, say): stop serving it
+            raise failure[0]
     return int(ExitCode.OK)
 
 
-def _follow(client: Any, max_wait_s: float = 30.0) -> None:
-    """Keep the bank following the exchange; an outage is waited out, not fatal
-    (the TAXII server goes on serving what is verified)."""
+def _follow(client: Any, stop: threading.Event, failure: list[BaseException], max_wait_s: float = 30.0) -> None:
+    """Keep the bank following the exchange until ``stop``; an outage is waited out (the
+    TAXII server goes on serving what is verified), anything else ends the service."""
     wait = 0.5
-    while True:
+    while not stop.is_set():
         try:
-            client.sync(follow=True)
+            client.sync(follow=True, stop=stop.is_set)
             wait = 0.5
         except Unavailable as exc:
             log.warning("exchange unavailable, TAXII keeps serving the verified bank: %s", exc.message)
-            time.sleep(wait)
+            stop.wait(wait)
             wait = min(wait * 2, max_wait_s)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            if not stop.is_set():
+                failure.append(exc)
+            return
 
 
 def taxii_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -191,5 +191,5 @@ def test_member_taxii_command_serves_what_the_exchange_accepts(served: tuple[str
                           if c.id == collection_id(None))
         wait_until(lambda: any(o["type"] == "indicator" for o in everything.get_objects().get("objects", [])))
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 130
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
