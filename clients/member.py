@@ -144,6 +144,10 @@ class MemberClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def groups(self) -> list[str]:
+        """The sharing groups this member belongs to, per the key directory it verified."""
+        return sorted(self._local().syncer.verifier.directory.groups_of(self.member_id))
+
     # -- building and publishing entries (clients.builders, clients.client) ----------------
 
     def signal(self, type: str, value: str, **options: Unpack[SignalOptions]) -> pb.Signal:
