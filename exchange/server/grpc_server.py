@@ -283,7 +283,8 @@ class AuditServicer(agrpc.AuditServiceServicer):  # type: ignore[misc]
         self._core = core
 
     def GetCheckpoint(self, request: apb.GetCheckpointRequest, context: grpc.ServicerContext) -> apb.GetCheckpointResponse:
-        cp = self._core.latest_checkpoint(_principal())
+        covering = request.covering_index if request.HasField("covering_index") else None
+        cp = self._core.latest_checkpoint(_principal(), covering, request.wait_ms)
         return apb.GetCheckpointResponse(
             note=cp.note, size=cp.size, log_verifier_key=self._core.checkpoints.verifier_key
         )
