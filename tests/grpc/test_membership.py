@@ -299,7 +299,9 @@ def test_compromised_since_is_flagged_by_the_auditor(taskforce: TaskForce) -> No
     op = taskforce.operator_client()
     accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_ms=stolen.accepted_at_ms)]))
     op.close()
-    auditor = Auditor(taskforce.operator.public_key, taskforce.log_key, [])
+    ledger = taskforce.server.ledger
+    auditor = Auditor(taskforce.operator.public_key, taskforce.log_key, [],
+                      key_events=ledger.key_event_records(ledger.head()))
     for stored in taskforce.server.ledger.read(0, 1000):
         auditor.add(stored.record)
     report = auditor.finish()
