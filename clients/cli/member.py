@@ -110,6 +110,10 @@ def add_parser(sub: Any) -> None:
     common(rb)
     rb.set_defaults(run=rebuild_bank)
 
+    from clients.matchsvc.cli import add_parsers as add_match_parsers  # the match service (issue 15)
+
+    add_match_parsers(msub, common)
+
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else human)

@@ -34,6 +34,7 @@ identifiers.
     │   ├── BatchTooLarge               oversized-batch
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
+    │   └── NotReady                    not-ready  (a match service behind the exchange)
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
     │   ├── UntrustedEntry              untrusted-entry
     │   └── LedgerGap                   ledger-gap
@@ -68,6 +69,7 @@ __all__ = [
     "MissingCredentials",
     "NonNormalizedValue",
     "NotFound",
+    "NotReady",
     "OutOfRange",
     "PermissionDenied",
     "QuotaExceeded",
@@ -249,6 +251,12 @@ class Unavailable(TrustwireError):
     status = "UNAVAILABLE"
     reason = "unavailable"
     exit_code = ExitCode.UNAVAILABLE
+
+
+class NotReady(Unavailable):
+    """A member's match service that is not caught up with the exchange's head."""
+
+    reason = "not-ready"
 
 
 class SecurityError(TrustwireError):

@@ -1,0 +1,80 @@
+"""The match service over gRPC (``trustwire.v1.MatchService``): decode, call, encode.
+
+Every call needs ``authorization: Bearer <token>`` metadata. Errors abort with the
+error's gRPC status and the ``tw-reason`` trailer, as the exchange's do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+
+from clients.matchsvc.auth import TokenSet
+from clients.matchsvc.service import MatchService
+from clients.matchsvc.wire import hashes_pb, result_pb
+from exchange.core.errors import TrustwireError
+from exchange.pb.trustwire.v1 import match_pb2 as mpb
+from exchange.pb.trustwire.v1 import match_pb2_grpc as mgrpc
+
+__all__ = ["MatchServicer", "start_grpc"]
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "tw-reason"
+T = TypeVar("T")
+
+
+class MatchServicer(mgrpc.MatchServiceServicer):
+    def __init__(self, service: MatchService, tokens: TokenSet) -> None:
+        self._service = service
+        self._tokens = tokens
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            auth = dict(context.invocation_metadata()).get("authorization")
+            self._tokens.check(str(auth) if auth is not None else None)
+            return fn()
+        except TrustwireError as err:
+            context.set_trailing_metadata(((REASON_HEADER, err.reason),))
+            context.abort(grpc.StatusCode[err.status], err.message)
+        except Exception:  # noqa: BLE001 - never leak a traceback to the caller
+            log.exception("internal error in a MatchService call")
+            context.set_trailing_metadata(((REASON_HEADER, TrustwireError.reason),))
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    def Lookup(self, request: mpb.LookupRequest, context: grpc.ServicerContext) -> mpb.LookupResponse:
+        return self._call(context, lambda: result_pb(self._service.lookup(request.type, request.value)))
+
+    def LookupBatch(self, request: mpb.LookupBatchRequest, context: grpc.ServicerContext) -> mpb.LookupBatchResponse:
+        def run() -> mpb.LookupBatchResponse:
+            results = self._service.lookup_batch([(q.type, q.value) for q in request.queries])
+            return mpb.LookupBatchResponse(results=[result_pb(r) for r in results])
+
+        return self._call(context, run)
+
+    def LookupContent(
+        self, request: mpb.LookupContentRequest, context: grpc.ServicerContext
+    ) -> mpb.LookupContentResponse:
+        def run() -> mpb.LookupContentResponse:
+            hashes, results = self._service.lookup_content(request.content)
+            return mpb.LookupContentResponse(hashes=hashes_pb(hashes), results=[result_pb(r) for r in results])
+
+        return self._call(context, run)
+
+
+def start_grpc(service: MatchService, tokens: TokenSet, listen: str, workers: int = 8) -> tuple[Any, int]:
+    """Serve MatchService on ``listen`` (host:port; port 0 picks one); returns (server, port)."""
+    limit = service.settings.max_content_bytes + (1 << 16)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tw-match-grpc"),
+        options=[("grpc.max_receive_message_length", limit)],
+    )
+    mgrpc.add_MatchServiceServicer_to_server(MatchServicer(service, tokens), server)
+    port = server.add_insecure_port(listen)
+    server.start()
+    return server, port
