@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -97,7 +98,11 @@ def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     service = MatchService(client, settings, allow)
     grpc_server = None
+    # SIGTERM ends the process with exit 0 after cleanup; uvicorn handles it gracefully while
+    # it serves, then re-raises it, which lands here
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
+        sock.listen(1024)
         service.start()
         lines = [f"match service: http port {sock.getsockname()[1]}"]
         if args.grpc_listen:
@@ -107,12 +112,20 @@ def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         app = build_app(service, tokens)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         server.run(sockets=[sock])
+    except SystemExit as exc:
+        if exc.code != 0:
+            raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if grpc_server is not None:
             grpc_server.stop(1)
         service.stop()
         sock.close()
     return int(ExitCode.OK)
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _allow(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
