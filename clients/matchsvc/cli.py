@@ -83,7 +83,9 @@ def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     tokens = TokenSet.load(args.token_file)
     config = load_config(args, env)
     host, port = _host_port(args.http_listen)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says so (otherwise Nagle + delayed ACKs add 40 ms to keep-alive calls)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     client = open_client(config)

@@ -74,7 +74,7 @@ def start_grpc(service: MatchService, tokens: TokenSet, listen: str, workers: in
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tw-match-grpc"),
         options=[("grpc.max_receive_message_length", limit)],
     )
-    mgrpc.add_MatchServiceServicer_to_server(MatchServicer(service, tokens), server)
+    mgrpc.add_MatchServiceServicer_to_server(MatchServicer(service, tokens), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port(listen)
     server.start()
     return server, port
