@@ -25,7 +25,8 @@ from google.protobuf.message import DecodeError
 from clients.accounts import AccountIndicator, AccountLookup, account_ref
 from clients.bank import Bank, BankSignal, Match
 from clients.feedback import VERDICT_FOR_DECISION, Outbox
-from clients.media import MIN_PDQ_QUALITY, MediaHashes, hash_file, iter_files
+from clients.content import ContentStore
+from clients.media import MediaHashes, hash_file, iter_files
 from clients.pdq_index import brute_force, pdq_words, pdq_words_many
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue, QueueItem, State
@@ -115,7 +116,8 @@ class MemberClient:
         self.queue = ModerationQueue(self.store, clock_ms=clock_ms) if self.store else None
         self.outbox = Outbox(self.store, clock_ms=clock_ms) if self.store else None
         self._account_lookup = account_lookup
-        self._content_cache: tuple[list[str], Any] | None = None
+        self.content = ContentStore(self.store) if self.store else None
+        self._content_cache: dict[str, tuple[list[str], Any]] = {}
         self._verifier = self._load_verifier()
         self.log_view = self._load_log_view()
         # signature checks of a page run on two threads (libsodium releases the GIL)
@@ -413,41 +415,49 @@ class MemberClient:
             log.warning("retroactively quarantined: %s", reason)
 
     def _rematch(self, s: pb.Signal) -> int:
-        """Match a newly banked signal against the member's already-hashed content."""
-        store, bank, _ = self._local()
-        conn = store.conn
-        hits: list[tuple[str, int]] = []
-        if s.type in ("md5", "video_md5"):
-            hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE md5 = ?", (s.value,))]
-        elif s.type == "sha256":
-            hits = [(r[0], 0) for r in conn.execute("SELECT ref FROM content WHERE sha256 = ?", (s.value,))]
-        elif s.type == "pdq":
-            refs, codes = self._content_pdqs()
-            if refs:
-                rows, dist = brute_force(codes, pdq_words(s.value), bank.pdq_threshold)
-                hits = [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
-        elif s.type != "account":
+        """Match a newly banked signal against the member's own content, as its type says."""
+        _, bank, _ = self._local()
+        kind = signals.signal_type(s.type)
+        if kind.content is signals.Content.NONE:
             return 0
-        if not hits and s.type != "account":
-            return 0  # the common case: nothing of ours matches; skip reading the signal back
+        hits: list[tuple[str, int]] = []
+        if kind.content is signals.Content.MEDIA:
+            hits = self._media_hits(kind, s.value)
+            if not hits:
+                return 0  # the common case: nothing of ours matches; skip reading the signal back
         banked = bank.get(s.member_id, s.signal_id)
         if banked is None or not banked.live_at(self._clock_ms()):
             return 0
-        if s.type == "account":
+        if kind.content is signals.Content.ACCOUNT:
             hits = [(account_ref(i), 0) for i in self._lookup_account(banked)]
         return sum(self._route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
 
-    def _content_pdqs(self) -> tuple[list[str], Any]:
-        """The member's own hashed images (quality >= MIN_PDQ_QUALITY) as packed PDQ
-        words, cached until match_files hashes more: new PDQ signals are matched against
-        them with one vectorized scan instead of a Python loop per upload."""
-        if self._content_cache is None:
-            store, _, _ = self._local()
-            rows = store.conn.execute(
-                "SELECT ref, pdq FROM content WHERE pdq IS NOT NULL AND pdq_quality >= ?", (MIN_PDQ_QUALITY,)
-            ).fetchall()
-            self._content_cache = ([r[0] for r in rows], pdq_words_many([r[1] for r in rows]))
-        return self._content_cache
+    def _media_hits(self, kind: signals.SignalType, value: str) -> list[tuple[str, int]]:
+        """(ref, distance) of the member's hashed files a signal value matches."""
+        content = self._content()
+        if kind.matcher is not signals.Matcher.HAMMING:
+            return [(ref, 0) for ref in content.refs_with(kind.content_type(), value)]
+        _, bank, _ = self._local()
+        refs, codes = self._content_codes(kind)
+        if not refs:
+            return []
+        rows, dist = brute_force(codes, pdq_words(value), bank.pdq_threshold)
+        return [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
+
+    def _content_codes(self, kind: signals.SignalType) -> tuple[list[str], Any]:
+        """The member's own hashes of a Hamming type (those reaching its min_quality) as
+        packed words, cached until match_files hashes more: new signals are matched
+        against them with one vectorized scan instead of a Python loop per upload."""
+        cached = self._content_cache.get(kind.name)
+        if cached is None:
+            rows = self._content().all_of(kind.content_type(), kind.min_quality)
+            cached = self._content_cache[kind.name] = ([r for r, _ in rows], pdq_words_many([v for _, v in rows]))
+        return cached
+
+    def _content(self) -> ContentStore:
+        if self.content is None:
+            raise InvalidValue("this needs a state file (MemberClient(state=...))")
+        return self.content
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -593,12 +603,9 @@ class MemberClient:
         results = []
         for path in iter_files(paths):
             h = hash_file(path)
-            self._content_cache = None
-            with self.store.transaction() as c:
-                c.execute(
-                    "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?, ?)",
-                    (h.path, h.md5, h.sha256, h.pdq, h.pdq_quality, self._clock_ms()),
-                )
+            self._content_cache.clear()
+            with self.store.transaction():
+                self._content().put(h.path, h.hashes, self._clock_ms())
                 pairs = []
                 for m in self.bank.match_media(h):
                     decision = self.policy.decide(self.facts(m))

@@ -1,5 +1,6 @@
 """The member's local state: one SQLite file holding the cursor, the verified key
-events, the bank, the member's own hashed content and the moderation queue.
+events, the bank, the member's own hashed content (``clients.content``) and the
+moderation queue.
 
 Keeping them in one file lets a sync commit "entries applied + queue items written +
 cursor advanced" in a single transaction: after a crash the member resumes from a
@@ -51,16 +52,6 @@ CREATE TABLE IF NOT EXISTS opinions (
     accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id, author)
 );
-CREATE TABLE IF NOT EXISTS content (
-    ref TEXT PRIMARY KEY,
-    md5 TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    pdq TEXT,
-    pdq_quality INTEGER,
-    hashed_at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS content_md5 ON content(md5);
-CREATE INDEX IF NOT EXISTS content_sha256 ON content(sha256);
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
     content_ref TEXT NOT NULL,

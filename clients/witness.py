@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import nacl.signing
 
 from exchange.core.errors import ConfigError, ExitCode, TrustwireError
+from exchange.core.keyfiles import read_seed_file
 from exchange.core.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from exchange.core.note import (
     CosignatureSigner,
@@ -567,15 +568,7 @@ def serve_witness(
 
 def read_signing_key(path: Path) -> nacl.signing.SigningKey:
     """Read a hex Ed25519 seed (32 bytes) from ``path``."""
-    try:
-        seed = bytes.fromhex(Path(path).read_text().strip())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"key file {path} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"key file {path} must hold a hex Ed25519 seed") from exc
-    if len(seed) != 32:
-        raise ConfigError(f"key file {path} must hold a 32-byte seed, found {len(seed)} bytes")
-    return nacl.signing.SigningKey(seed)
+    return read_seed_file(path).signing_key
 
 
 _CONFIG_KEYS: Final = frozenset({"name", "key_file", "state", "listen", "prefix", "logs"})

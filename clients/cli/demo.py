@@ -38,6 +38,7 @@ from clients.transport import ClientTls
 from exchange.core.dsse import Envelope
 from exchange.core.entries import OPERATOR, Entry
 from exchange.core.errors import ConfigError, ExitCode, TrustwireError
+from exchange.core.keyfiles import signer_from_hex
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -126,10 +127,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     created_at = parse_time_ms(tf["created_at"])
     valid_from = parse_time_ms(tf["keys_valid_from"])
     secret = tf["account_secret"].encode()
-    operator = Signer.from_seed(bytes.fromhex(tf["operator_seed"]))
+    operator = signer_from_hex(tf["operator_seed"])
     members = [
         DemoMember(
-            id=m["id"], name=m["name"], groups=m["groups"], signer=Signer.from_seed(bytes.fromhex(m["seed"])),
+            id=m["id"], name=m["name"], groups=m["groups"], signer=signer_from_hex(m["seed"]),
             signals=seeds / m["signals"], policy=seeds / m["policy"], subscribe=bool(m.get("subscribe")),
         )
         for m in tf["member"]

@@ -18,9 +18,10 @@ from clients.policy import Policy
 from clients.queue import State
 from clients.transport import ClientTls
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput, TrustwireError
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.core.settings import load_settings
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 
 
 def add_parser(sub: Any) -> None:
@@ -148,13 +149,7 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> MemberConfi
 
 
 def read_seed(path: Path) -> Signer:
-    try:
-        seed = bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"key file {path} does not exist (create one with `trustwire member keygen`)") from exc
-    except ValueError as exc:
-        raise ConfigError(f"key file {path} must hold a hex Ed25519 seed") from exc
-    return Signer.from_seed(seed)
+    return read_seed_file(path, "key file", hint=" (create one with `trustwire member keygen`)")
 
 
 @contextmanager
@@ -167,10 +162,7 @@ def stateful_client(args: argparse.Namespace, env: Mapping[str, str]) -> Iterato
 
 
 def open_client(config: MemberConfig) -> MemberClient:
-    try:
-        operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
-    except ValueError as exc:
-        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    operator_key = public_key_from_hex(config.operator_public_key)
     policy = Policy.load(config.policy) if config.policy else None
     tls = None
     if config.tls_ca_file is not None:

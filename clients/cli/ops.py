@@ -18,11 +18,12 @@ from typing import Any
 from clients.jsonl import parse_time_ms
 from clients.operator import OperatorClient
 from clients.transport import ClientTls
-from exchange.core.errors import ConfigError, ExitCode, InvalidInput
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.errors import ExitCode, InvalidInput
+from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.core.settings import load_settings
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 
 ROLES = {"member": pb.ROLE_MEMBER, "auditor": pb.ROLE_AUDITOR, "witness": pb.ROLE_WITNESS}
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -95,12 +96,7 @@ def operator_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> tu
     """Exchange address, operator key and TLS settings of an ``ops`` command."""
     overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file}
     config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
-    try:
-        signer = Signer.from_seed(bytes.fromhex(config.operator_key_file.read_text().strip()))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"operator key file {config.operator_key_file} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"operator key file {config.operator_key_file} must hold a hex seed") from exc
+    signer = read_seed_file(config.operator_key_file, "operator key file")
     tls = None
     if config.tls_ca_file is not None:
         tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
@@ -113,10 +109,7 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
 
 
 def _public_key(text: str) -> bytes:
-    try:
-        return parse_public_key(bytes.fromhex(text))
-    except ValueError as exc:
-        raise InvalidInput("--public-key must be 64 hex characters") from exc
+    return public_key_from_hex(text, "--public-key", error=InvalidInput)
 
 
 def _groups(text: str) -> list[str]:

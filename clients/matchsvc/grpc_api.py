@@ -61,7 +61,7 @@ class MatchServicer(mgrpc.MatchServiceServicer):
         self, request: mpb.LookupContentRequest, context: grpc.ServicerContext
     ) -> mpb.LookupContentResponse:
         def run() -> mpb.LookupContentResponse:
-            hashes, results = self._service.lookup_content(request.content)
+            hashes, results = self._service.lookup_content(request.content, request.filename or None)
             return mpb.LookupContentResponse(hashes=hashes_pb(hashes), results=[result_pb(r) for r in results])
 
         return self._call(context, run)

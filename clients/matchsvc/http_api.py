@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REASON_HEADER = "tw-reason"
 MAX_JSON_BYTES = 1 << 20
+DRAIN_BYTES = 8 << 20
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "UNAUTHENTICATED": 401,
@@ -55,16 +56,21 @@ def _error(err: TrustwireError) -> JSONResponse:
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes without reading it all."""
+    """The request body, refused (413) past ``limit`` bytes. An oversized body of up to
+    ``DRAIN_BYTES`` is read and dropped first, so the client reads the 413 instead of a
+    reset connection; a larger one is refused at once."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > max(limit, DRAIN_BYTES):
         raise BatchTooLarge(f"the request body is limited to {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BatchTooLarge(f"the request body is limited to {limit} bytes")
-        chunks.append(chunk)
+        if size > max(limit, DRAIN_BYTES):
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise BatchTooLarge(f"the request body is limited to {limit} bytes")
     return b"".join(chunks)
 
 
@@ -132,12 +138,14 @@ def build_app(service: MatchService, tokens: TokenSet) -> Starlette:
 
     async def lookup_content(request: Request) -> Response:
         data = await _body(request, service.settings.max_content_bytes)
-        hashes, results = await run_in_threadpool(service.lookup_content, data)  # decoding takes ms
+        name = request.query_params.get("filename")
+        hashes, results = await run_in_threadpool(service.lookup_content, data, name)  # decoding takes ms
         return JSONResponse({"hashes": hashes_dict(hashes), "results": [result_dict(r) for r in results]})
 
     async def hash_only(request: Request) -> Response:
         data = await _body(request, service.settings.max_content_bytes)
-        return JSONResponse(hashes_dict(await run_in_threadpool(hash_content, data)))
+        name = request.query_params.get("filename")
+        return JSONResponse({"hashes": hashes_dict(await run_in_threadpool(hash_content, data, name))})
 
     def _allow_list() -> Any:
         if service.allow is None:

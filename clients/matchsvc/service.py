@@ -18,24 +18,24 @@ HTTP and gRPC front ends (:mod:`clients.matchsvc.http_api`,
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from clients.bank import Bank
 from clients.matchsvc.allowlist import AllowEntry, AllowList
 from clients.matchsvc.index import Hit, MatchIndex
 from clients.matchsvc.metrics import MatchMetrics
-from clients.media import MIN_PDQ_QUALITY, pdq_hex
 from clients.member import MemberClient
 from clients.policy import Decision, MatchFacts
 from exchange.core.errors import BatchTooLarge, InvalidValue, NotReady, TrustwireError
-from exchange.core.signals import Matcher, normalize, signal_type
+from exchange.core.signals import Content, ContentHash, Matcher, SignalType, normalize, registered, signal_type
 
-__all__ = ["ContentHashes", "LookupResult", "MatchService", "MatchSettings", "Readiness", "Scored", "hash_content"]
+__all__ = ["LookupResult", "MatchService", "MatchSettings", "Readiness", "Scored", "hash_content"]
 
 log = logging.getLogger(__name__)
 
@@ -81,34 +81,35 @@ class LookupResult:
     suppressed: tuple[Scored, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContentHashes:
-    md5: str
-    sha256: str
-    pdq: str | None
-    pdq_quality: int | None
+def hash_content(data: bytes, filename: str | None = None) -> tuple[ContentHash, ...]:
+    """Hash uploaded bytes with every registered type that hashes media (MD5, SHA-256,
+    video MD5, PDQ with its quality, …). ``filename`` (its suffix only) narrows the
+    hashers to those for that kind of file; without it every hasher is tried and those
+    that cannot decode the bytes contribute nothing."""
+    hint = Path(filename or "upload")
+    kinds = [k for k in registered() if k.hashes_media(hint) or (filename is None and _hashes_media(k))]
+    out: list[ContentHash] = []
+    decoders = [k for k in kinds if k.digest is None]
+    for k in kinds:
+        if k.digest is not None:
+            out.append(ContentHash(k.name, hashlib.new(k.digest, data, usedforsecurity=False).hexdigest()))
+    if decoders:
+        with tempfile.TemporaryDirectory(prefix="tw-match-") as tmp:
+            path = Path(tmp) / ("upload" + hint.suffix.lower())
+            path.write_bytes(data)
+            for k in decoders:
+                try:
+                    h = k.hash_media(path)
+                except Exception:  # noqa: BLE001 - a decoder that chokes on bad bytes: no hash
+                    log.info("the %s hasher could not decode an upload", k.name)
+                    h = None
+                if h is not None:
+                    out.append(h)
+    return tuple(out)
 
 
-def hash_content(data: bytes) -> ContentHashes:
-    """MD5 and SHA-256 of the bytes, and PDQ if they decode as an image."""
-    import pdqhash
-    import numpy as np
-    from PIL import Image
-
-    pdq: tuple[str, int] | None = None
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            rgb = np.asarray(img.convert("RGB"))
-        bits, quality = pdqhash.compute(rgb)
-        pdq = (pdq_hex(bits), int(quality))
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        pdq = None  # not an image Pillow can decode (or a decompression bomb)
-    return ContentHashes(
-        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        sha256=hashlib.sha256(data).hexdigest(),
-        pdq=pdq[0] if pdq else None,
-        pdq_quality=pdq[1] if pdq else None,
-    )
+def _hashes_media(kind: SignalType) -> bool:
+    return kind.digest is not None or type(kind).hash_media is not SignalType.hash_media
 
 
 class MatchService:
@@ -298,13 +299,23 @@ class MatchService:
         self.require_ready()
         return [self._lookup(t, v) for t, v in queries]
 
-    def lookup_content(self, data: bytes) -> tuple[ContentHashes, list[LookupResult]]:
-        """Hash uploaded bytes and look every hash up (PDQ only at quality >= 50)."""
+    def lookup_content(
+        self, data: bytes, filename: str | None = None
+    ) -> tuple[tuple[ContentHash, ...], list[LookupResult]]:
+        """Hash uploaded bytes and look each hash up for every signal type compared with
+        that kind of hash (an MD5 for md5 and video_md5 signals); hashes under their
+        type's minimum quality (PDQ: 50) are returned but not matched."""
         if len(data) > self.settings.max_content_bytes:
             raise BatchTooLarge(f"content is limited to {self.settings.max_content_bytes} bytes")
         self.require_ready()
-        h = hash_content(data)
-        queries = [("md5", h.md5), ("sha256", h.sha256), ("video_md5", h.md5)]
-        if h.pdq is not None and (h.pdq_quality or 0) >= MIN_PDQ_QUALITY:
-            queries.append(("pdq", h.pdq))
-        return h, [self._lookup(t, v) for t, v in queries]
+        hashes = hash_content(data, filename)
+        hint = Path(filename or "upload")
+        results = []
+        for h in hashes:
+            if h.quality is not None and h.quality < signal_type(h.type).min_quality:
+                continue
+            for kind in registered():
+                if (kind.content is Content.MEDIA and kind.content_type() == h.type
+                        and (filename is None or kind.hashes_media(hint) or kind.name == h.type)):
+                    results.append(self._lookup(kind.name, h.value))
+        return hashes, results

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clients.matchsvc.service import ContentHashes, LookupResult, Scored
+from clients.matchsvc.service import LookupResult, Scored
+from exchange.core.signals import ContentHash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import match_pb2 as mpb
 
@@ -47,8 +48,8 @@ def result_dict(r: LookupResult) -> dict[str, Any]:
     }
 
 
-def hashes_dict(h: ContentHashes) -> dict[str, Any]:
-    return {"md5": h.md5, "sha256": h.sha256, "pdq": h.pdq, "pdq_quality": h.pdq_quality}
+def hashes_dict(hashes: tuple[ContentHash, ...]) -> list[dict[str, Any]]:
+    return [{"type": h.type, "value": h.value, "quality": h.quality} for h in hashes]
 
 
 def _match_pb(m: Scored) -> mpb.SignalMatch:
@@ -77,5 +78,5 @@ def result_pb(r: LookupResult) -> mpb.LookupResponse:
     )
 
 
-def hashes_pb(h: ContentHashes) -> mpb.ContentHashes:
-    return mpb.ContentHashes(md5=h.md5, sha256=h.sha256, pdq=h.pdq or "", pdq_quality=h.pdq_quality or 0)
+def hashes_pb(hashes: tuple[ContentHash, ...]) -> list[mpb.ContentHash]:
+    return [mpb.ContentHash(type=h.type, value=h.value, quality=h.quality) for h in hashes]

@@ -35,7 +35,7 @@ reason.  Nothing here performs I/O or reads a clock.
 
 from __future__ import annotations
 
-from exchange.core.errors import SecurityError
+from exchange.core.errors import CheckpointError, NoteError  # re-exported
 
 import base64
 import binascii
@@ -109,18 +109,6 @@ _SIG_PREFIX: Final = EM_DASH + " "
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,19}")
 _HEX_KEY_HASH: Final = re.compile(r"[0-9a-f]{8}")
 _CONTROL: Final = re.compile(r"[\x00-\x09\x0b-\x1f]")
-
-
-class NoteError(SecurityError):
-    """A note, signature or key is malformed or fails verification."""
-
-    reason = "bad-note"
-
-
-class CheckpointError(NoteError):
-    """A checkpoint body does not follow c2sp.org/tlog-checkpoint."""
-
-    reason = "bad-checkpoint"
 
 
 # --------------------------------------------------------------------------
