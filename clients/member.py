@@ -9,6 +9,7 @@ verification, keep a bank, match content and feed the moderation queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,7 +27,7 @@ from clients.bank import Bank, BankSignal, Match
 from clients.feedback import VERDICT_FOR_DECISION, Outbox
 from clients.content import ContentStore
 from clients.media import MediaHashes, hash_file, iter_files
-from clients.pdq_index import brute_force, pdq_words, pdq_words_many
+from clients.content_index import ContentIndex
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue, QueueItem, State
 from clients.store import MemberStore
@@ -117,7 +117,7 @@ class MemberClient:
         self.outbox = Outbox(self.store, clock_ms=clock_ms) if self.store else None
         self._account_lookup = account_lookup
         self.content = ContentStore(self.store) if self.store else None
-        self._content_cache: dict[str, tuple[list[str], Any]] = {}
+        self._content_cache: dict[str, ContentIndex] = {}
         self._verifier = self._load_verifier()
         self.log_view = self._load_log_view()
         # signature checks of a page run on two threads (libsodium releases the GIL)
@@ -438,21 +438,26 @@ class MemberClient:
         if kind.matcher is not signals.Matcher.HAMMING:
             return [(ref, 0) for ref in content.refs_with(kind.content_type(), value)]
         _, bank, _ = self._local()
-        refs, codes = self._content_codes(kind)
-        if not refs:
-            return []
-        rows, dist = brute_force(codes, pdq_words(value), bank.pdq_threshold)
-        return [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
+        return self._content_index(kind).search(value, bank.pdq_threshold)
 
-    def _content_codes(self, kind: signals.SignalType) -> tuple[list[str], Any]:
-        """The member's own hashes of a Hamming type (those reaching its min_quality) as
-        packed words, cached until match_files hashes more: new signals are matched
-        against them with one vectorized scan instead of a Python loop per upload."""
+    def _content_index(self, kind: signals.SignalType) -> ContentIndex:
+        """An index over the member's own hashes of a Hamming type (those reaching its
+        min_quality): a new signal is matched by lookup, not by a scan of every file.
+        Built on first use, then kept up to date by match_files."""
         cached = self._content_cache.get(kind.name)
         if cached is None:
+            _, bank, _ = self._local()
             rows = self._content().all_of(kind.content_type(), kind.min_quality)
-            cached = self._content_cache[kind.name] = ([r for r, _ in rows], pdq_words_many([v for _, v in rows]))
+            cached = self._content_cache[kind.name] = ContentIndex.build(rows, bank.pdq_threshold)
         return cached
+
+    def _index_content(self, h: MediaHashes) -> None:
+        """Keep the retro-hunt indexes already built in step with a newly hashed file."""
+        for name, index in self._content_cache.items():
+            kind = signals.signal_type(name)
+            found = h.get(kind.content_type())
+            ok = found is not None and (found.quality is None or found.quality >= kind.min_quality)
+            index.put(h.path, found.value if ok and found is not None else None)
 
     def _content(self) -> ContentStore:
         if self.content is None:
@@ -603,9 +608,9 @@ class MemberClient:
         results = []
         for path in iter_files(paths):
             h = hash_file(path)
-            self._content_cache.clear()
             with self.store.transaction():
                 self._content().put(h.path, h.hashes, self._clock_ms())
+                self.store.after_commit(functools.partial(self._index_content, h))
                 pairs = []
                 for m in self.bank.match_media(h):
                     decision = self.policy.decide(self.facts(m))

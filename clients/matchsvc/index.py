@@ -6,7 +6,9 @@ stays the durable copy; this view is loaded from it at start and kept in step th
 ``EXACT`` types through a dict keyed by ``(type, value)`` and the type's
 ``lookups()``, ``SUBSTRING`` types by a scan, ``HAMMING`` types in one
 :class:`clients.pdq_index.PdqIndex` keyed by this view's own dense ids (hits filtered
-by type). One lock serializes updates and lookups; both are short.
+by type), ``FRAMES`` types (vpdq) frame by frame in a second PdqIndex over every
+signal's frames, with python-threatexchange's thresholds
+(:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
 from clients.pdq_index import PdqIndex
 from exchange.core.signals import Matcher, signal_type
+from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
 
 __all__ = ["Hit", "MatchIndex"]
 
@@ -32,6 +35,8 @@ class Hit:
     signal: BankSignal
     distance: int
     opinions: Mapping[str, int]
+    video: tuple[float, float] | None = None
+    """Frame-matched types (vpdq): (% of the query's frames matched, % of the signal's)."""
 
 
 class MatchIndex:
@@ -49,6 +54,10 @@ class MatchIndex:
         self._text: dict[int, str] = {}
         self._counts: dict[str, int] = {}
         self._pdq = PdqIndex(threshold=pdq_threshold)
+        self._frames = PdqIndex(threshold=FRAME_DISTANCE)
+        self._frame_owner: dict[int, int] = {}
+        self._frames_of: dict[int, list[int]] = {}
+        self._next_frame = 1
 
     # -- updates -------------------------------------------------------------------------
 
@@ -63,6 +72,11 @@ class MatchIndex:
             self._pdq.remove(id_)
         elif kind is Matcher.SUBSTRING:
             self._text.pop(id_, None)
+        elif kind is Matcher.FRAMES:
+            fids = self._frames_of.pop(id_, [])
+            self._frames.remove_many(fids)
+            for f in fids:
+                self._frame_owner.pop(f, None)
         elif kind is Matcher.EXACT:
             rest = tuple(i for i in self._exact.get((old.type, old.value), ()) if i != id_)
             if rest:
@@ -89,6 +103,13 @@ class MatchIndex:
                 batch.append((id_, s.value))
         elif kind.matcher is Matcher.SUBSTRING:
             self._text[id_] = s.value
+        elif kind.matcher is Matcher.FRAMES:
+            frames = frames_of(s.value)
+            fids = list(range(self._next_frame, self._next_frame + len(frames)))
+            self._next_frame += len(frames)
+            self._frames.add_many(fids, frames)
+            self._frames_of[id_] = fids
+            self._frame_owner.update(dict.fromkeys(fids, id_))
         else:
             self._exact[(s.type, s.value)] = self._exact.get((s.type, s.value), ()) + (id_,)
         self._signals[id_] = s
@@ -129,6 +150,9 @@ class MatchIndex:
             self._text.clear()
             self._counts.clear()
             self._pdq = PdqIndex(threshold=self.pdq_threshold)
+            self._frames = PdqIndex(threshold=FRAME_DISTANCE)
+            self._frame_owner.clear()
+            self._frames_of.clear()
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -151,12 +175,42 @@ class MatchIndex:
                 found, only = self._pdq.search(value, self.pdq_threshold), type_name
             elif kind.matcher is Matcher.SUBSTRING:
                 found, only = [(i, 0) for i, text in self._text.items() if text in value], type_name
+            elif kind.matcher is Matcher.FRAMES:
+                return self._video(frames_of(value), now)
             elif kind.matcher is Matcher.EXACT:
                 found = list({i: 0 for key in kind.lookups(value) for i in self._exact.get(key, ())}.items())
             else:
                 found = []
             hits = self._hits(found, now, only)
         return sorted(hits, key=lambda h: (h.distance, h.signal.index))
+
+    def _video(self, query: list[str], now: int) -> list[Hit]:
+        """Frame-by-frame vPDQ matching (caller holds the lock): a signal matches when
+        >= 80% of the query's frames are within 31 bits of one of its frames."""
+        query_hits: dict[int, int] = {}
+        signal_frames: dict[int, set[int]] = {}
+        best: dict[int, int] = {}
+        for frame in query:
+            owners: set[int] = set()
+            for fid, d in self._frames.search(frame, FRAME_DISTANCE):
+                owner = self._frame_owner.get(fid)
+                if owner is None:
+                    continue
+                owners.add(owner)
+                signal_frames.setdefault(owner, set()).add(fid)
+                best[owner] = min(d, best.get(owner, d))
+            for owner in owners:
+                query_hits[owner] = query_hits.get(owner, 0) + 1
+        out = []
+        for owner, n in query_hits.items():
+            q_pct = n * 100 / len(query)
+            c_pct = len(signal_frames[owner]) * 100 / len(self._frames_of[owner])
+            s = self._signals.get(owner)
+            if s is None or not s.live_at(now) or q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
+                continue
+            out.append(Hit(signal=s, distance=best[owner], opinions=self._opinions.get(owner, NO_OPINIONS),
+                           video=(q_pct, c_pct)))
+        return sorted(out, key=lambda h: (-(h.video or (0.0, 0.0))[0], h.distance, h.signal.index))
 
     def sizes(self) -> dict[str, int]:
         """Matchable signals by type (for metrics)."""

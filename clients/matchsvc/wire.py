@@ -34,6 +34,8 @@ def _match_dict(m: Scored) -> dict[str, Any]:
         "accepted_at_ms": s.accepted_at_ms,
         "decision": {"action": d.action.value, "priority": d.priority, "rule": d.rule},
     }
+    if m.hit.video is not None:
+        out["video"] = {"query_match_percent": m.hit.video[0], "compared_match_percent": m.hit.video[1]}
     if m.suppressed_by is not None:
         out["suppressed_by"] = m.suppressed_by
     return out
@@ -54,7 +56,10 @@ def hashes_dict(hashes: tuple[ContentHash, ...]) -> list[dict[str, Any]]:
 
 def _match_pb(m: Scored) -> mpb.SignalMatch:
     s, d = m.hit.signal, m.decision
+    video = m.hit.video or (0.0, 0.0)
     return mpb.SignalMatch(
+        query_match_percent=video[0],
+        compared_match_percent=video[1],
         publisher=s.publisher,
         signal_id=s.signal_id,
         ledger_index=s.index,

@@ -30,6 +30,7 @@ class Matcher(StrEnum):
     EXACT = "exact"  # the (type, value) index, through the type's lookups()
     HAMMING = "hamming"  # 256-bit perceptual hashes, in the bank's Hamming index
     SUBSTRING = "substring"  # text keywords and phrases
+    FRAMES = "frames"  # video hashes (vpdq): frame by frame in the match service; exact value in the bank
     NONE = "none"  # unknown types: carried, verified, never matched
 
 

@@ -1,0 +1,109 @@
+"""The match service's in-memory view: each matcher, updates, and vPDQ frame matching
+checked against the brute-force reference (python-threatexchange's algorithm)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from clients.bank import BankSignal
+from clients.matchsvc.index import MatchIndex
+from exchange.core.errors import InvalidValue
+from exchange.core.signals import normalize, signal_type
+from exchange.core.signals.vpdq import frames_of, match_percent
+
+NOW = 1_800_000_000_000
+
+
+def sig(type_: str, value: str, sid: str, **kw: object) -> BankSignal:
+    base: dict[str, object] = dict(publisher="alice", signal_id=sid, index=len(sid), type=type_,
+                                   value=normalize(type_, value), labels=("csam",), confidence=70, severity=3,
+                                   groups=("g",), tlp=2, valid_from_ms=None, valid_until_ms=None, created_at_ms=0,
+                                   retracted_index=None)
+    base.update(kw)
+    return BankSignal(**base)  # type: ignore[arg-type]
+
+
+def rand_hex(rng: random.Random) -> str:
+    return "%064x" % rng.getrandbits(256)
+
+
+def flip(value: str, n: int, rng: random.Random) -> str:
+    v = int(value, 16)
+    for b in rng.sample(range(256), n):
+        v ^= 1 << b
+    return "%064x" % v
+
+
+def test_each_matcher_and_updates() -> None:
+    rng = random.Random(1)
+    pdq = rand_hex(rng)
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("md5", "A" * 32, "m1"), sig("domain", "bad.example", "d1"), sig("text", "buy now", "t1"),
+                sig("pdq", pdq, "p1"), sig("md5", "b" * 32, "gone", retracted_index=9)], {("alice", "m1"): {2: 3}})
+    assert [(h.signal.signal_id, dict(h.opinions)) for h in index.lookup("md5", "a" * 32)] == [
+        ("m1", {"true_positive": 3})
+    ]
+    assert index.lookup("md5", "b" * 32) == []
+    assert [h.signal.signal_id for h in index.lookup("url", normalize("url", "https://x.bad.example/p"))] == ["d1"]
+    assert [h.signal.signal_id for h in index.lookup("text", "please buy now!")] == ["t1"]
+    near = flip(pdq, 30, rng)
+    assert [(h.signal.signal_id, h.distance) for h in index.lookup("pdq", near)] == [("p1", 30)]
+    assert index.lookup("pdq", flip(pdq, 32, rng)) == []
+    # a retraction, an expiry and a compromised key (the bank has no row any more) all unlink
+    index.put(sig("md5", "a" * 32, "m1", retracted_index=10), ("alice", "m1"), {})
+    index.put(sig("pdq", pdq, "p1", valid_until_ms=NOW - 1), ("alice", "p1"), {})
+    index.put(None, ("alice", "d1"), {})
+    assert index.lookup("md5", "a" * 32) == [] and index.lookup("pdq", near) == []
+    assert index.lookup("domain", "bad.example") == []
+    assert index.sizes() == {"md5": 0, "domain": 0, "text": 1, "pdq": 0}
+    # a new version replaces the old value
+    index.put(sig("md5", "c" * 32, "t1"), ("alice", "t1"), {})
+    assert index.lookup("text", "buy now") == [] and len(index.lookup("md5", "c" * 32)) == 1
+
+
+def test_vpdq_normalization() -> None:
+    kind = signal_type("vpdq")
+    for raw, canonical in kind.examples:
+        assert kind.normalize(raw) == canonical
+        kind.check(canonical)
+    for bad in kind.bad_examples:
+        with pytest.raises(InvalidValue):
+            kind.normalize(bad)
+    frames = [rand_hex(random.Random(i)) for i in range(64)]
+    with pytest.raises(InvalidValue, match="at most 63"):
+        kind.normalize(",".join(frames))
+    assert frames_of(kind.normalize(",".join(frames[:3]))) == sorted(frames[:3])
+    # the pytx form round-trips through our canonical form
+    assert kind.normalize(kind.pytx_value(kind.normalize(",".join(frames[:5])))) == kind.normalize(",".join(frames[:5]))
+    assert json.loads(kind.pytx_value(frames[0]))[0].startswith(frames[0] + ",100,")
+
+
+def test_vpdq_frame_matching_equals_the_reference() -> None:
+    rng = random.Random(7)
+    videos = [[rand_hex(rng) for _ in range(rng.randint(3, 20))] for _ in range(30)]
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("vpdq", ",".join(v), f"v{i}") for i, v in enumerate(videos)], {})
+    checked = matched = 0
+    for _ in range(150):
+        source = videos[rng.randrange(len(videos))]
+        keep = rng.randint(1, len(source))
+        query = [flip(f, rng.randint(0, 40), rng) for f in rng.sample(source, keep)]
+        query += [rand_hex(rng) for _ in range(rng.randint(0, 3))]
+        q = frames_of(normalize("vpdq", ",".join(query)))
+        expected = set()
+        for i, v in enumerate(videos):
+            qp, cp = match_percent(q, sorted(set(v)))
+            if qp >= 80.0 and cp >= 0.0:
+                expected.add(f"v{i}")
+        got = {h.signal.signal_id: h.video for h in index.lookup("vpdq", ",".join(q))}
+        assert set(got) == expected
+        for sid, video in got.items():
+            assert video == match_percent(q, sorted(set(videos[int(sid[1:])])))
+        checked += 1
+        matched += bool(expected)
+    assert checked == 150 and 20 < matched < 150  # both outcomes exercised
+    index.put(None, ("alice", "v0"), {})
+    assert index.lookup("vpdq", ",".join(videos[0])) == []
