@@ -9,6 +9,13 @@ stays the durable copy; this view is loaded from it at start and kept in step th
 by type), ``FRAMES`` types (vpdq) frame by frame in a second PdqIndex over every
 signal's frames, with python-threatexchange's thresholds
 (:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups.
+
+Lookups never fold or compact the PDQ index (``auto_fold=False``: new hashes wait in
+a brute-forced tail). :meth:`MatchIndex.maintain`, run by the service's maintenance
+thread, rebuilds it from a snapshot *outside* the lock while lookups and updates go
+on against the old one (updates are journaled and replayed), then swaps it in: only
+the snapshot copy and the swap hold the lock. A rebuild briefly needs a second copy
+of the index in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
 from clients.pdq_index import PdqIndex
@@ -53,7 +61,9 @@ class MatchIndex:
         self._exact: dict[tuple[str, str], tuple[int, ...]] = {}
         self._text: dict[int, str] = {}
         self._counts: dict[str, int] = {}
-        self._pdq = PdqIndex(threshold=pdq_threshold)
+        self._pdq = PdqIndex(threshold=pdq_threshold, auto_fold=False)
+        self._journal: list[tuple[int, str | None]] | None = None  # PDQ changes during a rebuild
+        self._generation = 0  # bumped by clear(): a rebuild begun before it is dropped
         self._frames = PdqIndex(threshold=FRAME_DISTANCE)
         self._frame_owner: dict[int, int] = {}
         self._frames_of: dict[int, list[int]] = {}
@@ -70,6 +80,8 @@ class MatchIndex:
         kind = signal_type(old.type).matcher
         if kind is Matcher.HAMMING:
             self._pdq.remove(id_)
+            if self._journal is not None:
+                self._journal.append((id_, None))
         elif kind is Matcher.SUBSTRING:
             self._text.pop(id_, None)
         elif kind is Matcher.FRAMES:
@@ -99,6 +111,8 @@ class MatchIndex:
         if kind.matcher is Matcher.HAMMING:
             if batch is None:
                 self._pdq.add(id_, s.value)
+                if self._journal is not None:
+                    self._journal.append((id_, s.value))
             else:
                 batch.append((id_, s.value))
         elif kind.matcher is Matcher.SUBSTRING:
@@ -149,10 +163,61 @@ class MatchIndex:
             self._exact.clear()
             self._text.clear()
             self._counts.clear()
-            self._pdq = PdqIndex(threshold=self.pdq_threshold)
+            self._pdq = PdqIndex(threshold=self.pdq_threshold, auto_fold=False)
+            self._journal = None
+            self._generation += 1
             self._frames = PdqIndex(threshold=FRAME_DISTANCE)
             self._frame_owner.clear()
             self._frames_of.clear()
+
+    # -- maintenance (never on the lookup path) ------------------------------------------------
+
+    def needs_rebuild(self, min_tail: int = 50_000) -> bool:
+        """True when the PDQ tail or its dead rows have grown enough to rebuild."""
+        with self._lock:
+            st = self._pdq.stats()
+            return self._journal is None and (
+                st["tail"] > max(min_tail, st["live"] // 100) or st["dead"] > max(min_tail, st["live"] // 4)
+            )
+
+    def begin_rebuild(self) -> _Snapshot:
+        """Snapshot the live PDQ hashes (under the lock) and start journaling changes."""
+        with self._lock:
+            if self._journal is not None:
+                raise RuntimeError("a rebuild is already running")
+            self._journal = []
+            ids, codes = self._pdq.live()
+            return _Snapshot(generation=self._generation, ids=ids, codes=codes)
+
+    def build(self, snapshot: _Snapshot) -> tuple[int, PdqIndex]:
+        """Build the new index from a snapshot: the slow part, outside the lock."""
+        fresh = PdqIndex(threshold=self.pdq_threshold, auto_fold=False)
+        fresh.add_many(snapshot.ids, snapshot.codes)
+        fresh.fold(force=True)
+        return snapshot.generation, fresh
+
+    def finish_rebuild(self, built: tuple[int, PdqIndex]) -> int:
+        """Replay what changed since the snapshot and swap the new index in; returns
+        how many changes were replayed (-1: dropped, the view was cleared meanwhile)."""
+        generation, fresh = built
+        with self._lock:
+            if generation != self._generation:
+                return -1
+            journal, self._journal = self._journal or [], None
+            for id_, value in journal:
+                if value is None:
+                    fresh.remove(id_)
+                else:
+                    fresh.add(id_, value)
+            self._pdq = fresh
+            return len(journal)
+
+    def maintain(self) -> bool:
+        """Rebuild the PDQ index off the lookup path if it needs it; True if it did."""
+        if not self.needs_rebuild():
+            return False
+        self.finish_rebuild(self.build(self.begin_rebuild()))
+        return True
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -219,6 +284,13 @@ class MatchIndex:
 
     def __len__(self) -> int:
         return len(self._signals)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Snapshot:
+    generation: int
+    ids: Any
+    codes: Any
 
 
 def _expired(s: BankSignal, now: int) -> bool:

@@ -147,6 +147,7 @@ class MatchService:
         self._update_gauges()
         self._thread = threading.Thread(target=self._follow, name="trustwire-match-follow", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._maintain, name="trustwire-match-maintain", daemon=True).start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop following (after the current page or heartbeat) and close the client."""
@@ -174,6 +175,15 @@ class MatchService:
                 log.exception("follower failed; retrying in %.1fs", backoff)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _maintain(self) -> None:
+        """Rebuild the PDQ index off the lookup path when it needs it (checked every second)."""
+        while not self._stop.wait(1.0):
+            try:
+                if self.index.maintain():
+                    log.info("rebuilt the in-memory PDQ index (%d signals in memory)", len(self.index))
+            except Exception:  # noqa: BLE001 - maintenance must not die; lookups still work
+                log.exception("PDQ index maintenance failed")
 
     def _on_page(self) -> bool:
         """After each verified page (follower thread): record progress."""

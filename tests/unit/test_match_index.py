@@ -107,3 +107,33 @@ def test_vpdq_frame_matching_equals_the_reference() -> None:
     assert checked == 150 and 20 < matched < 150  # both outcomes exercised
     index.put(None, ("alice", "v0"), {})
     assert index.lookup("vpdq", ",".join(videos[0])) == []
+
+
+def test_a_pdq_rebuild_never_blocks_lookups_or_updates() -> None:
+    """Between the snapshot and the swap, lookups and updates run against the old index
+    (only begin and finish take the lock); what changed meanwhile is replayed."""
+    rng = random.Random(5)
+    values = [rand_hex(rng) for _ in range(3000)]
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("pdq", v, f"p{i}") for i, v in enumerate(values)], {})
+    for i in range(3000, 3100):  # a tail the next rebuild folds in
+        values.append(rand_hex(rng))
+        index.put(sig("pdq", values[i], f"p{i}"), ("alice", f"p{i}"), {})
+    snapshot = index.begin_rebuild()
+    with pytest.raises(RuntimeError):
+        index.begin_rebuild()  # one at a time
+    # the lock is free while the new index is being built: lookups and updates go on
+    assert index._lock.acquire(blocking=False)
+    index._lock.release()
+    index.put(None, ("alice", "p7"), {})
+    values.append(rand_hex(rng))
+    index.put(sig("pdq", values[-1], "p3100"), ("alice", "p3100"), {})
+    assert [h.signal.signal_id for h in index.lookup("pdq", values[-1])] == ["p3100"]
+    assert index.finish_rebuild(index.build(snapshot)) == 2
+    for i in (7, 3100, 42, 3050):
+        got = [h.signal.signal_id for h in index.lookup("pdq", flip(values[i], 20, rng))]
+        assert got == ([] if i == 7 else [f"p{i}"])
+    # a rebuild that straddles a clear() is dropped
+    stale = index.build(index.begin_rebuild())
+    index.clear()
+    assert index.finish_rebuild(stale) == -1 and index.lookup("pdq", values[42]) == []
