@@ -325,3 +325,36 @@ def test_a_service_that_loses_the_exchange_stops_being_ready(tmp_path: Path) -> 
         assert status == 503 and headers["tw-reason"] == "not-ready"
     finally:
         _stop(s)
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True, timeout=120)
+
+
+def test_a_video_matches_frame_by_frame(tf: TaskForce, svc: Svc, tmp_path: Path) -> None:
+    from exchange.core.signals import signal_type
+
+    original, copy, other = tmp_path / "original.mp4", tmp_path / "copy.mp4", tmp_path / "other.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=duration=6:size=320x240:rate=10", "-pix_fmt", "yuv420p", str(original))
+    _ffmpeg("-i", str(original), "-c:v", "libx264", "-crf", "28", str(copy))  # re-encoded: other bytes
+    _ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=320x240:rate=10", "-t", "6", "-pix_fmt", "yuv420p", str(other))
+    hashed = signal_type("vpdq").hash_media(original)
+    assert hashed is not None, "the vpdq package must be installed"
+    alice = tf.client("alice")
+    receipt = accepted(alice.publish([alice.signal("vpdq", hashed.value, signal_id="v1", labels=["terrorism"],
+                                                   groups=[GROUP_ALL])]))[0]
+    wait_until(lambda: svc.lookup("vpdq", hashed.value)["matches"], timeout=20)
+
+    status, _, got = svc.call("POST", "/v1/content?filename=copy.mp4", copy.read_bytes(),
+                              content_type="application/octet-stream")
+    assert status == 200
+    assert {h["type"] for h in got["hashes"]} == {"md5", "sha256", "video_md5", "vpdq"}
+    [video] = [r for r in got["results"] if r["type"] == "vpdq"]
+    [m] = video["matches"]
+    assert (m["signal_id"], m["ledger_index"], m["labels"]) == ("v1", receipt.index, ["terrorism"])
+    assert m["video"] == {"query_match_percent": 100.0, "compared_match_percent": 100.0}
+    assert [r for r in got["results"] if r["type"] in ("md5", "video_md5") and r["matches"]] == []
+
+    status, _, got = svc.call("POST", "/v1/content?filename=other.mp4", other.read_bytes(),
+                              content_type="application/octet-stream")
+    assert status == 200 and all(not r["matches"] for r in got["results"])
