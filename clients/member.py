@@ -23,7 +23,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from clients.accounts import AccountIndicator, AccountLookup, account_ref
-from clients.bank import Bank, BankSignal, Match
+from clients.bank import VERDICTS, Bank, BankSignal, Match
 from clients.feedback import VERDICT_FOR_DECISION, Outbox
 from clients.content import ContentStore
 from clients.media import MediaHashes, hash_file, iter_files
@@ -518,19 +518,7 @@ class MemberClient:
     def facts(self, match: Match) -> MatchFacts:
         s: BankSignal = match.signal
         counts = self.bank.opinion_counts(s.publisher, s.signal_id) if self.bank else {}
-        return MatchFacts(
-            disputed=counts.get(pb.VERDICT_DISPUTED, 0),
-            seen=counts.get(pb.VERDICT_SEEN, 0),
-            type=s.type,
-            labels=frozenset(s.labels),
-            confidence=s.confidence,
-            severity=s.severity,
-            publisher=s.publisher,
-            groups=frozenset(s.groups),
-            true_positive=counts.get(pb.VERDICT_TRUE_POSITIVE, 0),
-            false_positive=counts.get(pb.VERDICT_FALSE_POSITIVE, 0),
-            distance=match.distance,
-        )
+        return MatchFacts.of(s, {VERDICTS.get(v, str(v)): n for v, n in counts.items()}, match.distance)
 
     def _route(self, match: Match) -> int:
         """Apply the policy to one match; 1 if a new queue item was written."""

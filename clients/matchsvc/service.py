@@ -33,9 +33,9 @@ from clients.matchsvc.metrics import MatchMetrics
 from clients.member import MemberClient
 from clients.policy import Decision, MatchFacts
 from exchange.core.errors import BatchTooLarge, InvalidValue, NotReady, TrustwireError
-from exchange.core.signals import Content, ContentHash, Matcher, SignalType, normalize, registered, signal_type
+from exchange.core.signals import Content, ContentHash, Matcher, normalize, registered, signal_type
 
-__all__ = ["LookupResult", "MatchService", "MatchSettings", "Readiness", "Scored", "hash_content"]
+__all__ = ["sniff_suffix", "LookupResult", "MatchService", "MatchSettings", "Readiness", "Scored", "hash_content"]
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,31 @@ class LookupResult:
     suppressed: tuple[Scored, ...]
 
 
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG", ".png"), (0, b"\xff\xd8\xff", ".jpg"), (0, b"GIF8", ".gif"), (0, b"BM", ".bmp"),
+    (0, b"II*\x00", ".tif"), (0, b"MM\x00*", ".tif"), (8, b"WEBP", ".webp"), (8, b"AVI ", ".avi"),
+    (4, b"ftyp", ".mp4"), (0, b"\x1aE\xdf\xa3", ".mkv"), (0, b"FLV", ".flv"), (0, b"\x00\x00\x01\xba", ".mpg"),
+)
+
+
+def sniff_suffix(data: bytes) -> str:
+    """A file suffix for common image and video containers, from their magic bytes ("" if unknown)."""
+    for offset, magic, suffix in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return suffix
+    return ""
+
+
+def _suffix(data: bytes, filename: str | None) -> str:
+    return Path(filename).suffix.lower() if filename else sniff_suffix(data)
+
+
 def hash_content(data: bytes, filename: str | None = None) -> tuple[ContentHash, ...]:
-    """Hash uploaded bytes with every registered type that hashes media (MD5, SHA-256,
-    video MD5, PDQ with its quality, …). ``filename`` (its suffix only) narrows the
-    hashers to those for that kind of file; without it every hasher is tried and those
-    that cannot decode the bytes contribute nothing."""
-    hint = Path(filename or "upload")
-    kinds = [k for k in registered() if k.hashes_media(hint) or (filename is None and _hashes_media(k))]
+    """Hash uploaded bytes with every registered type that hashes that kind of file
+    (MD5 and SHA-256 of anything, PDQ of images, video MD5 and vPDQ of videos). The
+    kind comes from ``filename``'s suffix, else from the bytes' magic number."""
+    hint = Path("upload" + _suffix(data, filename))
+    kinds = [k for k in registered() if k.hashes_media(hint)]
     out: list[ContentHash] = []
     decoders = [k for k in kinds if k.digest is None]
     for k in kinds:
@@ -95,7 +113,7 @@ def hash_content(data: bytes, filename: str | None = None) -> tuple[ContentHash,
             out.append(ContentHash(k.name, hashlib.new(k.digest, data, usedforsecurity=False).hexdigest()))
     if decoders:
         with tempfile.TemporaryDirectory(prefix="tw-match-") as tmp:
-            path = Path(tmp) / ("upload" + hint.suffix.lower())
+            path = Path(tmp) / hint.name
             path.write_bytes(data)
             for k in decoders:
                 try:
@@ -106,10 +124,6 @@ def hash_content(data: bytes, filename: str | None = None) -> tuple[ContentHash,
                 if h is not None:
                     out.append(h)
     return tuple(out)
-
-
-def _hashes_media(kind: SignalType) -> bool:
-    return kind.digest is not None or type(kind).hash_media is not SignalType.hash_media
 
 
 class MatchService:
@@ -274,19 +288,7 @@ class MatchService:
 
     def _score(self, h: Hit, allowed: AllowEntry | None) -> Scored:
         s = h.signal
-        facts = MatchFacts(
-            type=s.type,
-            labels=frozenset(s.labels),
-            confidence=s.confidence,
-            severity=s.severity,
-            publisher=s.publisher,
-            groups=frozenset(s.groups),
-            true_positive=h.opinions.get("true_positive", 0),
-            false_positive=h.opinions.get("false_positive", 0),
-            disputed=h.opinions.get("disputed", 0),
-            seen=h.opinions.get("seen", 0),
-            distance=h.distance,
-        )
+        facts = MatchFacts.of(s, h.opinions, h.distance)
         decision = self.client.policy.decide(facts)
         reason = None
         kind = ""
@@ -319,13 +321,12 @@ class MatchService:
             raise BatchTooLarge(f"content is limited to {self.settings.max_content_bytes} bytes")
         self.require_ready()
         hashes = hash_content(data, filename)
-        hint = Path(filename or "upload")
+        computed = {h.type for h in hashes}  # a type is looked up only if it hashed this kind of file
         results = []
         for h in hashes:
             if h.quality is not None and h.quality < signal_type(h.type).min_quality:
                 continue
             for kind in registered():
-                if (kind.content is Content.MEDIA and kind.content_type() == h.type
-                        and (filename is None or kind.hashes_media(hint) or kind.name == h.type)):
+                if kind.content is Content.MEDIA and kind.content_type() == h.type and kind.name in computed:
                     results.append(self._lookup(kind.name, h.value))
         return hashes, results
