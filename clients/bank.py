@@ -143,24 +143,39 @@ class Bank:
         self._pdq: PdqIndex | None = None
         self._pdq_dirty = False
         self._listeners: list[Callable[[list[tuple[str, str]] | None], None]] = []
+        self._pending: list[tuple[str, str]] = []
+        self._pending_all = False
+        self._notify_scheduled = False
 
     # -- change notifications (for in-memory views such as the match service) ----------
 
     def on_change(self, listener: Callable[[list[tuple[str, str]] | None], None]) -> None:
-        """Call ``listener`` after each commit that changed signals or opinions, with the
-        ``(publisher, signal_id)`` keys it touched (``None``: everything, after :meth:`clear`).
-        It runs on the committing thread; read the new state back with :meth:`get`."""
+        """Call ``listener`` once after each commit that changed signals or opinions, with
+        the ``(publisher, signal_id)`` keys it touched, deduplicated (``None``: everything,
+        after :meth:`clear`). It runs on the committing thread; read the new state back
+        with :meth:`get_many` and :meth:`opinion_counts_many`."""
         self._listeners.append(listener)
 
     def _changed(self, keys: list[tuple[str, str]] | None) -> None:
+        """Collect changed keys; one notification per transaction, after it commits."""
         if not self._listeners or (keys is not None and not keys):
             return
+        if keys is None:
+            self._pending_all = True
+        else:
+            self._pending.extend(keys)
+        if not self._notify_scheduled:
+            self._notify_scheduled = True
+            self._store.after_commit(self._notify, on_rollback=self._forget_pending)
 
-        def notify() -> None:
-            for listener in self._listeners:
-                listener(keys)
+    def _forget_pending(self) -> None:
+        self._pending, self._pending_all, self._notify_scheduled = [], False, False
 
-        self._store.after_commit(notify)
+    def _notify(self) -> None:
+        keys = None if self._pending_all else list(dict.fromkeys(self._pending))
+        self._forget_pending()
+        for listener in self._listeners:
+            listener(keys)
 
     # -- the PDQ index -----------------------------------------------------------------
 
@@ -388,6 +403,34 @@ class Bank:
             marks = ",".join("?" * len(chunk))
             for r in self._store.conn.execute(f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid IN ({marks})", chunk):
                 out[int(r[0])] = _row(r[1:])
+        return out
+
+    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], BankSignal]:
+        """The banked signals among ``keys`` (absent keys are missing from the result)."""
+        out: dict[tuple[str, str], BankSignal] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            for r in self._store.conn.execute(
+                f"SELECT {_COLUMNS} FROM signals WHERE (publisher, signal_id) IN (VALUES {marks})",
+                [x for key in chunk for x in key],
+            ):
+                s = _row(r)
+                out[(s.publisher, s.signal_id)] = s
+        return out
+
+    def opinion_counts_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[int, int]]:
+        """:meth:`opinion_counts` of many signals (those without opinions are missing)."""
+        out: dict[tuple[str, str], dict[int, int]] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            for publisher, signal_id, verdict, n in self._store.conn.execute(
+                "SELECT publisher, signal_id, verdict, COUNT(*) FROM opinions WHERE (publisher, signal_id) IN"
+                f" (VALUES {marks}) GROUP BY publisher, signal_id, verdict",
+                [x for key in chunk for x in key],
+            ):
+                out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
         return out
 
     def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:

@@ -147,13 +147,19 @@ class MatchIndex:
 
     def put(self, s: BankSignal | None, key: tuple[str, str], opinions: Mapping[int, int]) -> None:
         """The bank's current state of one signal (``None``: gone, e.g. compromised key)."""
+        self.put_many([(key, s, opinions)])
+
+    def put_many(self, items: Iterable[tuple[tuple[str, str], BankSignal | None, Mapping[int, int]]]) -> None:
+        """:meth:`put` for many signals under one acquisition of the lock."""
+        now = self._clock_ms()
         with self._lock:
-            if s is None or s.retracted_index is not None or _expired(s, self._clock_ms()):
-                id_ = self._ids.pop(key, None)
-                if id_ is not None:
-                    self._unlink(id_)
-                return
-            self._link(s, opinions)
+            for key, s, opinions in items:
+                if s is None or s.retracted_index is not None or _expired(s, now):
+                    id_ = self._ids.pop(key, None)
+                    if id_ is not None:
+                        self._unlink(id_)
+                else:
+                    self._link(s, opinions)
 
     def clear(self) -> None:
         with self._lock:

@@ -219,12 +219,9 @@ class MatchService:
             self.index.clear()
             self.index.load(self.bank.iter_signals(), self.bank.all_opinion_counts())
             return
-        for publisher, signal_id in dict.fromkeys(keys):
-            self.index.put(
-                self.bank.get(publisher, signal_id),
-                (publisher, signal_id),
-                self.bank.opinion_counts(publisher, signal_id),
-            )
+        found = self.bank.get_many(keys)
+        opinions = self.bank.opinion_counts_many(keys)
+        self.index.put_many((key, found.get(key), opinions.get(key, {})) for key in keys)
 
     def _update_gauges(self) -> None:
         m = self.metrics
