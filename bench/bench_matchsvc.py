@@ -154,11 +154,7 @@ def _closed_loop(port: int, paths: list[str], clients: int, seconds: float) -> d
         conn.close()
 
     started = time.monotonic()
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_all(run, clients)
     elapsed = time.monotonic() - started
     return _summary([x for xs in lat for x in xs], elapsed)
 
@@ -185,12 +181,16 @@ def _open_loop(port: int, paths: list[str], rate: float, seconds: float, clients
             lat[k].append(time.perf_counter() - due)
         conn.close()
 
+    _run_all(run, clients)
+    return _summary([x for xs in lat for x in xs], seconds)
+
+
+def _run_all(run: Any, clients: int) -> None:
     threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return _summary([x for xs in lat for x in xs], seconds)
 
 
 def _summary(lat: list[float], elapsed: float) -> dict[str, float]:
