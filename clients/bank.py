@@ -11,7 +11,8 @@ Matching dispatches on the signal type (``exchange.core.signals``), never on a n
 - ``Matcher.EXACT`` types are answered by the ``(type, value)`` SQLite index, for each
   key of the type's ``lookups`` (a ``domain`` also matches every sub-domain of it and
   the hosts of URLs).
-- ``Matcher.SUBSTRING`` types (``text``) match as substrings of the normalized text.
+- ``Matcher.SUBSTRING`` types (``text``) match as substrings of the normalized text;
+  ``Matcher.SCAN`` types by their own ``distance`` against each live signal of the type.
 - ``Matcher.HAMMING`` types (``pdq``) live in a :class:`clients.pdq_index.PdqIndex`
   keyed by the signal's SQLite rowid: exact Hamming-radius search (default threshold
   31), updated incrementally after each commit, saved next to the state file
@@ -497,6 +498,11 @@ class Bank:
             entry["live"] = bool(s and s.live_at(self._clock_ms()))
         return sorted(out.values(), key=lambda e: str(e["signal_id"]))
 
+    def signals_of_type(self, type_name: str) -> list[BankSignal]:
+        """Every banked signal of one type, live or not."""
+        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
+        return [_row(r) for r in rows]
+
     def lookup(self, type_name: str, value: str) -> list[BankSignal]:
         """Live signals of an exact-match type with this (normalized) value."""
         now = self._clock_ms()
@@ -523,15 +529,16 @@ class Bank:
         return sorted(out, key=lambda t: (t[1], t[0].index))
 
     def match_media(self, h: MediaHashes) -> list[Match]:
-        """Every live signal this file matches: exact hashes first, then Hamming
-        neighbours (only of hashes that reach their type's ``min_quality``)."""
+        """Every live signal this file matches: exact hashes first, then near ones
+        (Hamming or the type's own distance; only hashes that reach their type's
+        ``min_quality``)."""
         found: dict[tuple[str, str], Match] = {}
         kinds = [(signal_type(c.type), c) for c in h.hashes]
-        for kind, c in sorted(kinds, key=lambda kc: kc[0].matcher is Matcher.HAMMING):
+        for kind, c in sorted(kinds, key=lambda kc: kc[0].matcher is not Matcher.EXACT):
             if c.quality is not None and c.quality < kind.min_quality:
                 continue
             for m in self._match(kind.name, c.value, h.path):
-                if kind.matcher is Matcher.HAMMING:
+                if kind.matcher is not Matcher.EXACT:
                     found.setdefault((m.signal.publisher, m.signal.signal_id), m)
                 else:
                     found[(m.signal.publisher, m.signal.signal_id)] = m
@@ -545,22 +552,18 @@ class Bank:
 
     def _match(self, type_name: str, value: str, content_ref: str) -> list[Match]:
         kind = signal_type(type_name)
-        hits: list[BankSignal] = []
-        if kind.matcher is Matcher.SUBSTRING:
+        if kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
             now = self._clock_ms()
-            rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
-            hits = [s for s in map(_row, rows) if s.live_at(now) and s.value in value]
-        elif kind.matcher is Matcher.HAMMING:
+            scored = [(s, kind.distance(s.value, value)) for s in self.signals_of_type(type_name) if s.live_at(now)]
+            return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in scored if d is not None]
+        if kind.matcher is Matcher.HAMMING:
             found = self.search_pdq(value, type_name=type_name)
             return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in found]
-        else:
-            seen: set[tuple[str, str]] = set()
-            for key_type, key in kind.lookups(value):
-                for s in self.lookup(key_type, key):
-                    if (s.publisher, s.signal_id) not in seen:
-                        hits.append(s)
-                        seen.add((s.publisher, s.signal_id))
-        return [Match(content_ref=content_ref, signal=s) for s in hits]
+        hits: dict[tuple[str, str], BankSignal] = {}  # exact: every key the type's lookups name
+        for key_type, key in kind.lookups(value):
+            for s in self.lookup(key_type, key):
+                hits.setdefault((s.publisher, s.signal_id), s)
+        return [Match(content_ref=content_ref, signal=s) for s in hits.values()]
 
     def stats(self) -> dict[str, int]:
         now = self._clock_ms()

@@ -194,6 +194,14 @@ class MemberStore:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?)", (index, reason, record, now_ms))
 
+    def forget_verified(self) -> None:
+        """Forget the verified key events and the quarantine, and rewind the cursor to 0
+        (before a rebuild from the ledger)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM key_events")
+            c.execute("DELETE FROM quarantine")
+            self.set_cursor(0)
+
     def quarantined(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT idx, reason FROM quarantine ORDER BY idx")]
 

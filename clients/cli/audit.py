@@ -12,8 +12,8 @@ from typing import Any
 from clients.auditor import AuditClient, audit_offline, read_checkpoint_file, split_notes
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
-from exchange.core.settings import load_settings
 from exchange.core.keyfiles import public_key_from_hex, read_seed_file
+from exchange.core.settings import load_settings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

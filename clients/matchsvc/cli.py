@@ -71,7 +71,7 @@ def _host_port(listen: str) -> tuple[str, int]:
 def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
-    from clients.cli.member import load_config, open_client
+    from clients.cli.member_config import load_config, open_client
     from clients.matchsvc.allowlist import AllowList, allowlist_path
     from clients.matchsvc.auth import TokenSet
     from clients.matchsvc.grpc_api import start_grpc
@@ -132,7 +132,7 @@ def _exit_cleanly(signum: int, frame: Any) -> None:
 
 def _allow(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     from clients.bank import DEFAULT_PDQ_THRESHOLD
-    from clients.cli.member import load_config
+    from clients.cli.member_config import load_config
     from clients.matchsvc.allowlist import AllowList, allowlist_path
 
     state = args.state if args.state is not None else load_config(args, env).state

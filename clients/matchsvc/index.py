@@ -6,9 +6,10 @@ stays the durable copy; this view is loaded from it at start and kept in step th
 ``EXACT`` types through a dict keyed by ``(type, value)`` and the type's
 ``lookups()``, ``SUBSTRING`` types by a scan, ``HAMMING`` types in one
 :class:`clients.pdq_index.PdqIndex` keyed by this view's own dense ids (hits filtered
-by type), ``FRAMES`` types (vpdq) frame by frame in a second PdqIndex over every
-signal's frames, with python-threatexchange's thresholds
-(:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups.
+by type), ``SCAN`` types by their own ``distance`` over the type's live signals,
+except types made of frames (vpdq, which have ``frames()``): those are matched frame
+by frame in a second PdqIndex over every signal's frames, with python-threatexchange's
+thresholds (:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups.
 
 Lookups never fold or compact the PDQ index (``auto_fold=False``: new hashes wait in
 a brute-forced tail). :meth:`MatchIndex.maintain`, run by the service's maintenance
@@ -77,14 +78,14 @@ class MatchIndex:
         if old is None:
             return
         self._counts[old.type] -= 1
-        kind = signal_type(old.type).matcher
+        kind = _shape(old.type)
         if kind is Matcher.HAMMING:
             self._pdq.remove(id_)
             if self._journal is not None:
                 self._journal.append((id_, None))
-        elif kind is Matcher.SUBSTRING:
+        elif kind in (Matcher.SUBSTRING, Matcher.SCAN):
             self._text.pop(id_, None)
-        elif kind is Matcher.FRAMES:
+        elif kind is _FRAMES:
             fids = self._frames_of.pop(id_, [])
             self._frames.remove_many(fids)
             for f in fids:
@@ -106,18 +107,19 @@ class MatchIndex:
         else:
             self._unlink(id_)
         kind = signal_type(s.type)
-        if kind.matcher is Matcher.NONE or s.quality_flag is not None or kind.quality_flag(s.value) is not None:
+        shape = _shape(s.type)
+        if shape is Matcher.NONE or s.quality_flag is not None or kind.quality_flag(s.value) is not None:
             return
-        if kind.matcher is Matcher.HAMMING:
+        if shape is Matcher.HAMMING:
             if batch is None:
                 self._pdq.add(id_, s.value)
                 if self._journal is not None:
                     self._journal.append((id_, s.value))
             else:
                 batch.append((id_, s.value))
-        elif kind.matcher is Matcher.SUBSTRING:
+        elif shape in (Matcher.SUBSTRING, Matcher.SCAN):
             self._text[id_] = s.value
-        elif kind.matcher is Matcher.FRAMES:
+        elif shape is _FRAMES:
             frames = frames_of(s.value)
             fids = list(range(self._next_frame, self._next_frame + len(frames)))
             self._next_frame += len(frames)
@@ -244,10 +246,12 @@ class MatchIndex:
             only: str | None = None
             if kind.matcher is Matcher.HAMMING:
                 found, only = self._pdq.search(value, self.pdq_threshold), type_name
-            elif kind.matcher is Matcher.SUBSTRING:
-                found, only = [(i, 0) for i, text in self._text.items() if text in value], type_name
-            elif kind.matcher is Matcher.FRAMES:
+            elif _shape(type_name) is _FRAMES:
                 return self._video(frames_of(value), now)
+            elif kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
+                scored = ((i, kind.distance(v, value)) for i, v in self._text.items()
+                          if self._signals[i].type == type_name)
+                found, only = [(i, d) for i, d in scored if d is not None], type_name
             elif kind.matcher is Matcher.EXACT:
                 found = list({i: 0 for key in kind.lookups(value) for i in self._exact.get(key, ())}.items())
             else:
@@ -297,6 +301,17 @@ class _Snapshot:
     generation: int
     ids: Any
     codes: Any
+
+
+_FRAMES = "frames"  # a SCAN type made of frames (it has frames()): matched over the frame index
+
+
+def _shape(type_name: str) -> str:
+    """How this view stores a type: its matcher, or _FRAMES for frame-list types."""
+    kind = signal_type(type_name)
+    if kind.matcher is Matcher.SCAN and callable(getattr(kind, "frames", None)):
+        return _FRAMES
+    return kind.matcher
 
 
 def _expired(s: BankSignal, now: int) -> bool:

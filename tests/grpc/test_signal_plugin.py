@@ -12,7 +12,7 @@ from clients.policy import Policy
 from clients.threatexchange.signal_types import to_pytx
 from exchange.core.signals import normalize, register, signal_type, unregister
 from tests.conftest import GROUP_ALL, TaskForce, accepted
-from tests.toy_signal_type import ToyBlake2s
+from tests.toy_signal_type import ToyBlake2s, ToyNearSize
 
 ENQUEUE_ALL = Policy.from_toml('default = "enqueue"\ndefault_priority = 1\n')
 
@@ -71,3 +71,34 @@ def test_unregistered_toy_value_is_opaque_and_unmatched(taskforce: TaskForce, tm
     assert bob.sync().signals == 1
     (result,) = bob.match_files([path])
     assert result.hashes.value("toy_blake2s") is None and result.matches == []
+
+
+@pytest.fixture
+def near_size() -> Iterator[ToyNearSize]:
+    kind = ToyNearSize()
+    register(kind)
+    try:
+        yield kind
+    finally:
+        unregister(kind.name)
+
+
+def test_toy_type_with_its_own_matcher(taskforce: TaskForce, tmp_path: Path, near_size: ToyNearSize) -> None:
+    early, late = tmp_path / "early.bin", tmp_path / "late.bin"
+    early.write_bytes(b"e" * 1003)  # hashed before the signal exists
+    late.write_bytes(b"l" * 995)
+    alice = taskforce.client("alice")
+    bob = taskforce.client("bob", state=True, policy=ENQUEUE_ALL)
+    (before,) = bob.match_files([early])
+    assert before.hashes.value("toy_size") == "1003" and before.matches == []
+
+    accepted(alice.publish([alice.signal("toy_size", "1000", groups=[GROUP_ALL], signal_id="size-1000")]))
+    assert bob.sync().queued == 1  # re-matched against the stored hash by the type's distance
+    assert bob.queue is not None
+    assert [(i.content_ref, i.distance) for i in bob.queue.items()] == [(str(early), 3)]
+
+    (now,) = bob.match_files([late])
+    assert [(m.signal.signal_id, m.distance) for m, _ in now.matches] == [("size-1000", 5)]
+    far = tmp_path / "far.bin"
+    far.write_bytes(b"f" * 1100)
+    assert bob.match_files([far])[0].matches == []

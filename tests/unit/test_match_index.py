@@ -137,3 +137,23 @@ def test_a_pdq_rebuild_never_blocks_lookups_or_updates() -> None:
     stale = index.build(index.begin_rebuild())
     index.clear()
     assert index.finish_rebuild(stale) == -1 and index.lookup("pdq", values[42]) == []
+
+
+def test_vpdq_distance_agrees_with_python_threatexchange() -> None:
+    """The anchor: pytx's own VPDQSignal.compare_hash on the same pairs."""
+    from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+
+    kind = signal_type("vpdq")
+    rng = random.Random(11)
+    agreed = matches = 0
+    for _ in range(120):
+        signal = [rand_hex(rng) for _ in range(rng.randint(2, 12))]
+        content = [flip(f, rng.randint(0, 40), rng) for f in rng.sample(signal, rng.randint(1, len(signal)))]
+        content += [rand_hex(rng) for _ in range(rng.randint(0, 2))]
+        s, c = normalize("vpdq", ",".join(signal)), normalize("vpdq", ",".join(content))
+        ours = kind.distance(s, c) is not None
+        theirs = VPDQSignal.compare_hash(kind.pytx_value(c), kind.pytx_value(s)).match
+        assert ours == theirs, (s, c)
+        agreed += 1
+        matches += ours
+    assert agreed == 120 and 10 < matches < 110

@@ -30,7 +30,7 @@ class Matcher(StrEnum):
     EXACT = "exact"  # the (type, value) index, through the type's lookups()
     HAMMING = "hamming"  # 256-bit perceptual hashes, in the bank's Hamming index
     SUBSTRING = "substring"  # text keywords and phrases
-    FRAMES = "frames"  # video hashes (vpdq): frame by frame in the match service; exact value in the bank
+    SCAN = "scan"  # the type's own distance() against every live signal of the type
     NONE = "none"  # unknown types: carried, verified, never matched
 
 
@@ -84,6 +84,13 @@ class SignalType:
     def lookups(self, value: str) -> list[tuple[str, str]]:
         """The exact (type, value) keys a piece of content with this value matches."""
         return [(self.name, value)]
+
+    def distance(self, signal_value: str, content_value: str) -> int | None:
+        """How far content is from a signal, None for no match (``SUBSTRING`` and
+        ``SCAN`` matchers; a ``SCAN`` type overrides it)."""
+        if self.matcher is Matcher.SUBSTRING:
+            return 0 if signal_value in content_value else None
+        return 0 if signal_value == content_value else None
 
     def quality_flag(self, value: str) -> str | None:
         """A flag for a value too poor to index (kept, counted, never matched)."""

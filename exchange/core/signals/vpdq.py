@@ -12,8 +12,10 @@ character limit of every value): hash long videos at fewer frames per second.
 Matching (python-threatexchange's thresholds, the anchor): frames match within
 Hamming distance 31; a video matches a signal when at least 80% of the video's
 frames match some frame of the signal and at least 0% of the signal's frames match
-some frame of the video. The member's match service implements it over a frame
-index (``clients.matchsvc.index``); :func:`match_percent` is the reference.
+some frame of the video. This is a ``SCAN`` type: :meth:`Vpdq.distance` applies the
+rule to one (signal, content) pair (the SDK bank and the re-match of stored videos
+scan with it); the member's match service runs the same rule over an index of every
+signal's frames (``clients.matchsvc.index``). :func:`match_percent` is the reference.
 
 Media hasher: ``vpdq.computeHash`` (the ``vpdq`` package, which decodes with FFmpeg)
 at one frame per second, for video files.
@@ -83,7 +85,7 @@ class Vpdq(SignalType):
     """vPDQ video hash: distinct good frames, matched frame by frame."""
 
     name = "vpdq"
-    matcher = Matcher.FRAMES
+    matcher = Matcher.SCAN
     content = Content.MEDIA
     media_suffixes = VIDEO_SUFFIXES
     pytx_name = "vpdq"
@@ -121,6 +123,19 @@ class Vpdq(SignalType):
                     frames.append(_frame(parts[0]))
             return _canonical(frames)
         return _canonical([_frame(f) for f in text.split(",")] if text else [])
+
+    def frames(self, value: str) -> list[str]:
+        """The frame hashes of a canonical value (what a frame index stores)."""
+        return frames_of(value)
+
+    def distance(self, signal_value: str, content_value: str) -> int | None:
+        """None unless the content video matches the signal's by pytx's rule (>= 80% of
+        the content's frames match, >= 0% of the signal's); then the closest frame pair."""
+        query, compared = frames_of(content_value), frames_of(signal_value)
+        q_pct, c_pct = match_percent(query, compared)
+        if q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
+            return None
+        return min((int(x, 16) ^ int(y, 16)).bit_count() for x in query for y in compared)
 
     def hash_media(self, path: Path) -> ContentHash | None:
         """vPDQ of a video FFmpeg can decode (None otherwise, or without good frames)."""

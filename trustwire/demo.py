@@ -43,14 +43,17 @@ from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import envelope_pb2
+from exchange.server.config import ServerConfig
+from exchange.server.grpc_server import build_server
+from exchange.server.tls import generate_demo_pki
 
 MARKER = ".trustwire-demo"
 
 
 def seeds_dir() -> Path:
     """seeds/ of a source checkout (editable install), else the copy inside the wheel."""
-    here = Path(__file__).resolve().parents[2] / "seeds"
-    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "_seeds"
+    here = Path(__file__).resolve().parents[1] / "seeds"
+    return here if here.is_dir() else Path(__file__).resolve().parent / "_seeds"
 
 
 def add_parser(sub: Any) -> None:
@@ -115,10 +118,6 @@ def _ident(entry: Entry) -> str:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from exchange.server.config import ServerConfig
-    from exchange.server.grpc_server import build_server
-    from exchange.server.tls import generate_demo_pki
-
     seeds = args.seeds or seeds_dir()
     try:
         tf = tomllib.loads((seeds / "taskforce.toml").read_text())
