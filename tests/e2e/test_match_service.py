@@ -29,6 +29,7 @@ from tests.conftest import GROUP_ALL, TaskForce, accepted, start_taskforce, wait
 
 TOKEN = "pipeline-token-INSECURE-for-tests-0123456789"
 MD5 = "0123456789abcdef0123456789abcdef"
+REASON = "tw-reason"
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 
 
@@ -276,6 +277,21 @@ def test_bad_input_is_a_clear_error(svc: Svc) -> None:
         assert (status, headers.get("tw-reason")) == (code, reason), (path, got)
         assert got["error"]["reason"] == reason
     assert svc.call("GET", "/v1/allow-list")[2]["entries"] == []  # no side effect
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(svc.grpc_target) as ch:
+        garbage = ch.unary_unary("/trustwire.v1.MatchService/Lookup")  # raw bytes in, raw bytes out
+        for call, code, reason in [
+            (lambda: garbage(b"\xff\xff\xff", metadata=md, timeout=10), "INVALID_ARGUMENT", "invalid-input"),
+            (lambda: mgrpc.MatchServiceStub(ch).Lookup(mpb.LookupRequest(type="md5", value="nothex"), metadata=md,
+                                                      timeout=10), "INVALID_ARGUMENT", "invalid-value"),
+            (lambda: mgrpc.MatchServiceStub(ch).LookupBatch(
+                mpb.LookupBatchRequest(queries=[mpb.LookupRequest(type="md5", value=MD5)] * 1001), metadata=md,
+                timeout=10), "RESOURCE_EXHAUSTED", "oversized-batch"),
+        ]:
+            with pytest.raises(grpc.RpcError) as exc:
+                call()
+            assert exc.value.code() == getattr(grpc.StatusCode, code)
+            assert (REASON, reason) in exc.value.trailing_metadata()
 
 
 def _free_port() -> int:
