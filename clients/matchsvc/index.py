@@ -29,7 +29,7 @@ from typing import Any
 
 from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
 from clients.pdq_index import PdqIndex
-from exchange.core.signals import Matcher, signal_type
+from exchange.core.signals import Matcher, SignalType, signal_type
 from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
 
 __all__ = ["Hit", "MatchIndex"]
@@ -62,6 +62,7 @@ class MatchIndex:
         self._exact: dict[tuple[str, str], tuple[int, ...]] = {}
         self._text: dict[int, str] = {}
         self._counts: dict[str, int] = {}
+        self._single_key: dict[str, bool] = {}  # exact types whose value is their only lookup key
         self._pdq = PdqIndex(threshold=pdq_threshold, auto_fold=False)
         self._journal: list[tuple[int, str | None]] | None = None  # PDQ changes during a rebuild
         self._generation = 0  # bumped by clear(): a rebuild begun before it is dropped
@@ -239,8 +240,29 @@ class MatchIndex:
 
     def lookup(self, type_name: str, value: str) -> list[Hit]:
         """Live signals matching an already-normalized value, nearest first (exact
-        types through the type's ``lookups()``: a URL also matches its host's domains)."""
+        types through the type's ``lookups()``: a URL also matches its host's domains).
+
+        Exact lookups take no lock: they read dicts whose entries updates replace whole
+        (atomic under the GIL), and a miss, the common case, costs a dict probe."""
+        single = self._single_key.get(type_name)
+        if single is None:
+            k = signal_type(type_name)
+            single = self._single_key[type_name] = k.matcher is Matcher.EXACT and type(k).lookups is SignalType.lookups
+        if single:  # md5, sha256, …: the value is the only key
+            ids = self._exact.get((type_name, value))
+            if not ids:
+                return []
+            return sorted(self._hits([(i, 0) for i in ids], self._clock_ms()), key=lambda h: h.signal.index)
         kind = signal_type(type_name)
+        if kind.matcher is Matcher.EXACT:
+            keys = kind.lookups(value)
+            if len(keys) == 1:
+                ids = self._exact.get(keys[0])
+                if not ids:
+                    return []
+                return sorted(self._hits([(i, 0) for i in ids], self._clock_ms()), key=lambda h: h.signal.index)
+            found = list({i: 0 for key in keys for i in self._exact.get(key, ())}.items())
+            return sorted(self._hits(found, self._clock_ms()), key=lambda h: h.signal.index)
         now = self._clock_ms()
         with self._lock:
             only: str | None = None
@@ -252,8 +274,6 @@ class MatchIndex:
                 scored = ((i, kind.distance(v, value)) for i, v in self._text.items()
                           if self._signals[i].type == type_name)
                 found, only = [(i, d) for i, d in scored if d is not None], type_name
-            elif kind.matcher is Matcher.EXACT:
-                found = list({i: 0 for key in kind.lookups(value) for i in self._exact.get(key, ())}.items())
             else:
                 found = []
             hits = self._hits(found, now, only)

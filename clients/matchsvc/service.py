@@ -17,6 +17,7 @@ HTTP and gRPC front ends (:mod:`clients.matchsvc.http_api`,
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import tempfile
@@ -156,6 +157,7 @@ class MatchService:
         """Load the bank into memory, then follow the exchange in a daemon thread."""
         started = time.monotonic()
         n = self.index.load(self.bank.iter_signals(), self.bank.all_opinion_counts())
+        gc.freeze()  # millions of long-lived objects: keep them out of every garbage collection
         log.info("loaded %d matchable signals in %.2fs", n, time.monotonic() - started)
         self.bank.on_change(self._on_bank_change)
         self._update_gauges()
