@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 # Columns added after the first release, applied to older state files on open.
 _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER")],
+    "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER"), ("retracted_at_ms", "INTEGER")],
     "queue": [("claimed_at_ms", "INTEGER"), ("decided_at_ms", "INTEGER")],
 }
 
@@ -134,6 +134,10 @@ class MemberStore:
             "CREATE INDEX IF NOT EXISTS signals_expiry ON signals(valid_until_ms) WHERE valid_until_ms IS NOT NULL"
         )
         self.conn.execute("CREATE INDEX IF NOT EXISTS opinions_author ON opinions(author)")
+        self.conn.execute("CREATE INDEX IF NOT EXISTS opinions_idx ON opinions(idx)")
+        self.conn.execute(  # the bank's change feed (Bank.changes), in ledger order
+            "CREATE INDEX IF NOT EXISTS signals_position ON signals(MAX(idx, COALESCE(retracted_idx, -1)))"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

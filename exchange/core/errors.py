@@ -36,6 +36,7 @@ identifiers.
     │   ├── BatchTooLarge               oversized-batch
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
+    │   ├── CheckpointPending           checkpoint-pending  (accepted, not yet checkpointed: retry)
     │   ├── WitnessUnavailable          witness-unavailable
     │   └── NotReady                    not-ready  (a match service behind the exchange)
     ├── WitnessRejected                 FAILED_PRECONDITION  witness-rejected
@@ -61,6 +62,7 @@ __all__ = [
     "BadCallSignature",
     "BadCosignature",
     "BatchTooLarge",
+    "CheckpointPending",
     "ClaimedByOther",
     "CertificateMismatch",
     "CheckpointError",
@@ -289,6 +291,12 @@ class NotReady(Unavailable):
     """A member's match service that is not caught up with the exchange's head."""
 
     reason = "not-ready"
+
+
+class CheckpointPending(Unavailable):
+    """The entry is in the ledger but no signed checkpoint covers it yet (retry)."""
+
+    reason = "checkpoint-pending"
 
 
 class WitnessUnavailable(Unavailable):

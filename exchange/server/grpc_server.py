@@ -23,7 +23,7 @@ from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentia
 from exchange.core.entries import ms_to_timestamp
 from exchange.core.errors import ConfigError, InvalidInput, QuotaExceeded, TrustwireError
 from exchange.core import note as notes
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -283,7 +283,8 @@ class AuditServicer(agrpc.AuditServiceServicer):  # type: ignore[misc]
         self._core = core
 
     def GetCheckpoint(self, request: apb.GetCheckpointRequest, context: grpc.ServicerContext) -> apb.GetCheckpointResponse:
-        cp = self._core.latest_checkpoint(_principal())
+        covering = request.covering_index if request.HasField("covering_index") else None
+        cp = self._core.latest_checkpoint(_principal(), covering, request.wait_ms)
         return apb.GetCheckpointResponse(
             note=cp.note, size=cp.size, log_verifier_key=self._core.checkpoints.verifier_key
         )
@@ -342,16 +343,6 @@ class RunningServer:
         self.server.wait_for_termination()
 
 
-def read_seed_file(path: Path, what: str) -> Signer:
-    """An Ed25519 private key stored as a hex seed (never logged)."""
-    try:
-        return Signer.from_seed(bytes.fromhex(Path(path).read_text().strip()))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{what} {path} must hold a 32-byte hex seed") from exc
-
-
 def _witness_client(spec: str) -> WitnessClient:
     url, _, vkey = spec.strip().partition(" ")
     if not url or not vkey.strip():
@@ -406,10 +397,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     """Wire ledger → admission → core → servicer, bind, and start serving."""
     clock = clock_ms or (lambda: int(time.time() * 1000))
     credentials = server_credentials(config)  # None: plaintext, for loopback and development only
-    try:
-        operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
-    except ValueError as exc:
-        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    operator_key = public_key_from_hex(config.operator_public_key)
     log_signer = notes.NoteSigner(config.name, read_seed_file(config.log_key_file, "log_key_file").signing_key)
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec) for spec in config.witnesses)
