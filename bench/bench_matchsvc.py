@@ -204,6 +204,14 @@ def _summary(lat: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
+def _rate(fn: Any, queries: list[str]) -> float:
+    """Calls per second of ``fn`` over ``queries``."""
+    t0 = time.perf_counter()
+    for q in queries:
+        fn(q)
+    return len(queries) / (time.perf_counter() - t0)
+
+
 def in_process(size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
     """Our MatchIndex against pytx's indexes, same data, one core, no HTTP."""
     _pin(1)
@@ -218,11 +226,7 @@ def in_process(size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
                 for i, (m, p) in enumerate(zip(md5s, pdqs, strict=True)) for t, v in (("md5", m), ("pdq", p))), {})
     out: dict[str, Any] = {}
     for t in ("md5", "pdq"):
-        qs = queries[t]
-        t0 = time.perf_counter()
-        for q in qs:
-            index.lookup(t, q)
-        out[f"ours_{t}_per_s"] = len(qs) / (time.perf_counter() - t0)
+        out[f"ours_{t}_per_s"] = _rate(lambda q, t=t: index.lookup(t, q), queries[t])
     try:
         from threatexchange.signal_type.pdq.pdq_index import PDQIndex
         from threatexchange.signal_type.signal_base import TrivialSignalTypeIndex
@@ -234,17 +238,9 @@ def in_process(size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
         except ImportError:
             pass
         pidx = PDQIndex.build([(p, i) for i, p in enumerate(pdqs)])
-        qs = queries["pdq"]
-        t0 = time.perf_counter()
-        for q in qs:
-            pidx.query(q)
-        out["pytx_pdq_per_s"] = len(qs) / (time.perf_counter() - t0)
+        out["pytx_pdq_per_s"] = _rate(pidx.query, queries["pdq"])
         eidx = TrivialSignalTypeIndex.build([(m, i) for i, m in enumerate(md5s)])
-        qs = queries["md5"]
-        t0 = time.perf_counter()
-        for q in qs:
-            eidx.query(q)
-        out["pytx_md5_per_s"] = len(qs) / (time.perf_counter() - t0)
+        out["pytx_md5_per_s"] = _rate(eidx.query, queries["md5"])
     except ImportError as exc:
         out["pytx"] = f"not installed ({exc.name})"
     return out

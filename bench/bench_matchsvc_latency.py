@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_bank import GROUP, _client, _start  # noqa: E402
+from bench.bench_bank import GROUP, _client, _start, paced_batches  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 TOKEN = "bench-token-INSECURE-0123456789abcdef0123"
@@ -99,14 +99,7 @@ def run(rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
 
     thread = threading.Thread(target=checker, daemon=True)
     thread.start()
-    batch = max(1, rate // 20)  # a batch every 50 ms
-    start = time.perf_counter()
-    for first in range(0, total, batch):
-        due = start + first / rate
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        ids = range(first, min(first + batch, total))
+    for ids in paced_batches(total, rate):
         entries = [publisher.signal("md5", values[i], groups=[GROUP], signal_id=f"s{i}") for i in ids]
         envelopes = [publisher.sign(e) for e in entries]
         sent = time.perf_counter()
