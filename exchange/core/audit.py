@@ -180,10 +180,10 @@ class RangeVerifier:
                                             message="a key event the exchange did not serve up front"))
                 continue
             key = self._final.keys.get(v.keyid)
-            if (key is not None and key.compromised and key.revoked_index is not None and expected < key.revoked_index
+            if (key is not None and key.compromised_index is not None and expected < key.compromised_index
                     and key.tainted(expected, v.accepted_at_ms)):
                 findings.append(Finding(reason="compromised-key", index=expected, message=f"signed by key"
-                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.revoked_index})"))
+                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.compromised_index})"))
         self._position = start + len(raws)
         return ChunkResult(start=start, leaves=b"".join(leaves), verified=verified, findings=tuple(findings))
 

@@ -14,6 +14,7 @@ import pytest
 
 from exchange.core.callauth import sign_call
 from exchange.core.entries import ms_to_timestamp
+from exchange.core.errors import InvalidKeyEvent
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
@@ -102,6 +103,32 @@ def test_compromised_since(taskforce: TaskForce, stubs: Stubs) -> None:
     assert fresh.sync().quarantined == 1 and fresh.bank is not None
     assert fresh.bank.get("bob", "stolen") is None and fresh.bank.get("bob", "clean") is not None
     assert clean[0].index < stolen.index
+
+
+def test_compromise_after_rotation(taskforce: TaskForce, stubs: Stubs) -> None:
+    """A key retired with a 7-day overlap, then stolen: the compromise revocation is
+    accepted (monotone tightening), ends the overlap at once and taints what the thief signed."""
+    bob = taskforce.client("bob")
+    new = Signer.from_seed(b"\x62" * 32)
+    op = taskforce.operator_client()
+    accepted(op.publish(op.rotate_key("bob", bob.signer.keyid, new.public_key, overlap_ms=7 * 86_400_000)))
+    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
+    carol = taskforce.client("carol", state=True)
+    assert carol.sync().signals == 1
+    (revoked,) = accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index)]))
+    before = taskforce.ledger_snapshot()
+    # the thief can no longer publish for the rest of the overlap
+    results = publish_raw(stubs.member("bob", signer=new), [sign(bob.signal("md5", MD5_C, groups=[GROUP_ALL]), bob.signer)])
+    assert_entry_error(results[0], "PERMISSION_DENIED", "key-not-valid", "is not valid at index")
+    # a looser revocation of the same key is refused: it may only tighten
+    (loosen,) = op.publish([op.revoke_key("bob", bob.signer.keyid, at_ms=int(time.time() * 1000) + 30 * 86_400_000)])
+    assert isinstance(loosen, InvalidKeyEvent) and "only tighten" in loosen.message
+    op.close()
+    assert taskforce.ledger_snapshot() == before
+    report = carol.sync()
+    assert report.quarantined == 1 and "compromised-key" in report.quarantine_reasons[0]
+    assert carol.bank is not None and carol.bank.get("bob", "stolen") is None
+    assert stolen.index < revoked.index
 
 
 def test_group_escalation(taskforce: TaskForce, stubs: Stubs) -> None:
