@@ -31,7 +31,9 @@ from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["KeyTable", "Signed", "check_at", "check_signed", "directory_keys", "find_key", "key_table"]
+__all__ = [
+    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "directory_keys", "find_key", "key_table",
+]
 
 KeyTable = Mapping[str, tuple[str, bytes]]
 """keyid → (member id, public key): what the stateless check needs of the key directory."""
@@ -113,3 +115,15 @@ def check_at(signed: Signed, directory: KeyDirectory, index: int, at_ms: int) ->
     directory.signing_key(KeyId(signed.envelope.keyid), signed.publisher, index, at_ms)
     if isinstance(entry, pb.Signal):
         directory.check_sharing(signed.publisher, entry.sharing)
+
+
+def check_stamped(envelope: bytes | Envelope, directory: KeyDirectory, index: int, accepted_at_ms: int) -> None:
+    """The key half of :func:`check_at` again, inside the append, at the ``(index,
+    accepted_at)`` the ledger is about to write: admission read the clock earlier, so a
+    key revoked (or a member suspended) in between is caught here and the entry is
+    never acknowledged. For member entries only (key events are applied by the ledger)."""
+    env = envelope if isinstance(envelope, Envelope) else Envelope.decode(envelope)
+    info = directory.keys.get(KeyId(env.keyid))
+    if info is None:
+        raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
+    directory.signing_key(info.keyid, info.member_id, index, accepted_at_ms)
