@@ -48,6 +48,12 @@ class SyncReport:
     next_index: int = 0
     head: int = 0
     quarantine_reasons: list[str] = field(default_factory=list)
+    compromised: int = 0  # of ``quarantined``: expected (a compromised key's entries)
+
+    @property
+    def corrupt(self) -> int:
+        """Quarantined entries that are not expected: what makes a sync fail (exit 8)."""
+        return self.quarantined - self.compromised
 
 
 class Ingester:
@@ -122,6 +128,7 @@ class Ingester:
             self._store.quarantine(index, reason, b"", self._clock_ms())
             self._queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
             report.quarantined += 1
+            report.compromised += 1
             report.quarantine_reasons.append(reason)
             log.warning("retroactively quarantined: %s", reason)
 

@@ -32,6 +32,7 @@ from typing import Any
 from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import InvalidInput, TrustwireError, UntrustedEntry
+from exchange.core.findings import Severity, severity_of
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Record
 from exchange.core.verify import EntryVerifier
@@ -49,9 +50,13 @@ class Finding:
     index: int | None = None
     checkpoint_size: int | None = None
 
+    @property
+    def severity(self) -> Severity:
+        return severity_of(self.reason)
+
     def line(self) -> str:
         where = f"entry {self.index}" if self.index is not None else f"checkpoint {self.checkpoint_size}"
-        return f"{where}: {self.reason}: {self.message}"
+        return f"{where}: {self.reason} ({self.severity}): {self.message}"
 
 
 @dataclass(slots=True)
@@ -65,7 +70,8 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        """No corruption (expected findings, such as a compromised key's entries, are listed but fine)."""
+        return all(f.severity is Severity.EXPECTED for f in self.findings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
