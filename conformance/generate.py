@@ -637,6 +637,8 @@ def keydir_stream() -> dict[str, Any]:
         ("alice-2-after-compromise-in-overlap", sig("s9"), ALICE2, 70_007),
         ("compromise-alice-2-again-later", key_event(key_revoked=_compromised("alice", ALICE2.keyid, 34)),
          OPERATOR, 70_008),
+        ("add-operator-key-as-member-key", key_event(key_added=pb.KeyAdded(
+            member_id="bob", public_key=OPERATOR.public_key, valid_from=ms_to_timestamp(T0))), OPERATOR, 70_009),
     ]
     assert steps[33][0] == "alice-2-in-overlap-stolen"
     verifier = EntryVerifier(OPERATOR.public_key, KeyDirectory())

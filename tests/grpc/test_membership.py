@@ -333,3 +333,21 @@ def test_compromised_since_is_flagged_by_the_auditor(taskforce: TaskForce) -> No
         auditor.add(stored.record)
     report = auditor.finish()
     assert [(f.index, f.reason) for f in report.findings] == [(stolen.index, "compromised-key")]
+
+
+@pytest.mark.parametrize("whose", ["operator", "log", "alice"])
+def test_enrol_a_reserved_or_held_key_as_a_member_key(taskforce: TaskForce, whose: str) -> None:
+    """enrol-operator-key / enrol-log-key / enrol-another-members-key: the operator key,
+    the log key and a key another member holds are refused as bob's key; nothing changes."""
+    from tests.conftest import insecure_signer
+
+    key = {"operator": taskforce.operator.public_key, "log": insecure_signer("log").public_key,
+           "alice": taskforce.signers["alice"].public_key}[whose]
+    before = taskforce.ledger_snapshot()
+    op = taskforce.operator_client()
+    (outcome,) = op.publish([op.add_key("bob", key, 1_700_000_000_000)])
+    op.close()
+    expected = {"operator": "the operator key cannot be a member key", "log": "the log key cannot be a member key",
+                "alice": "already in the directory"}[whose]
+    assert isinstance(outcome, InvalidKeyEvent) and expected in outcome.message, outcome
+    assert taskforce.ledger_snapshot() == before
