@@ -16,8 +16,9 @@ from clients.bank import Bank
 from clients.client import ExchangeClient
 from clients.ingest import Ingester, SyncReport
 from clients.store import MemberStore
-from exchange.core.errors import TrustwireError, UntrustedEntry
+from exchange.core.errors import SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import commit, committed_in
 from exchange.core.logview import LogView
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -73,6 +74,7 @@ class Syncer:
                     for raw, result in zip(page.records, checked, strict=True):
                         self._ingester.apply(raw, result, self.verifier, report)
                     report.expired += self._ingester.sweep_expired(report)
+                    self._check_key_directory(page.next_index)
                     store.set_cursor(page.next_index)
                     store.set_meta("trusted_checkpoint", page.checkpoint)
             except BaseException:
@@ -89,6 +91,21 @@ class Syncer:
         except TrustwireError as exc:
             log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
         return report
+
+    def _check_key_directory(self, cursor: int) -> None:
+        """Once caught up with the page's checkpoint, the key events this member holds
+        must be exactly those the checkpoint commits to: a withheld KeyRevoked (or any
+        key event) shows up here as a SecurityError."""
+        trusted = self.log_view.trusted
+        if trusted is None or cursor != trusted.size:
+            return
+        signed = committed_in(trusted.checkpoint)
+        mine = commit(self._store.key_event_records())
+        if mine != signed:
+            raise SecurityError(
+                f"the checkpoint of size {trusted.size} commits to {signed.count} key events, this member"
+                f" verified {mine.count} (or different ones): the exchange withheld or altered a key event"
+            )
 
     def _for_recipient(self, v: VerifiedEntry | UntrustedEntry, groups: frozenset[str]) -> VerifiedEntry | UntrustedEntry:
         """The recipient's own right to receive: another member's signal must be shared

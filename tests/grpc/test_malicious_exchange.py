@@ -49,14 +49,16 @@ def recorded(taskforce: TaskForce, stubs: Stubs) -> tuple[list[xpb.SubscribeResp
     return pages, directory
 
 
-def _bob_on(fake: FakeExchange, taskforce: TaskForce, tmp_path: Path) -> tuple[MemberClient, grpc.Server]:
+def _bob_on(
+    fake: FakeExchange, taskforce: TaskForce, tmp_path: Path, member: str = "bob"
+) -> tuple[MemberClient, grpc.Server]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     xgrpc.add_ExchangeServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    bob = MemberClient(f"127.0.0.1:{port}", member_id="bob", signer=taskforce.signers["bob"],
+    bob = MemberClient(f"127.0.0.1:{port}", member_id=member, signer=taskforce.signers[member],
                        operator_key=taskforce.operator.public_key, log_key=taskforce.log_key,
-                       state=tmp_path / "bob.db")
+                       state=tmp_path / f"{member}.db")
     return bob, server
 
 
@@ -113,4 +115,38 @@ def test_entry_of_a_group_the_member_is_not_in_is_quarantined(
         assert bob.bank.get("alice", "for-all") is not None
     finally:
         bob.close()
+        server.stop(None)
+
+
+def test_withheld_compromise_revocation_is_detected(taskforce: TaskForce, stubs: Stubs, tmp_path: Path) -> None:
+    """withhold-key-revoked: the exchange hides bob's compromise revocation from carol
+    (a valid proof for the other records, and a key directory without it); the
+    checkpoint commits to the key directory, so carol's sync fails with a SecurityError."""
+    from tests.conftest import wait_until
+
+    bob = taskforce.client("bob")
+    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="stolen")]))
+    op = taskforce.operator_client()
+    (revoked,) = accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index)]))
+    op.close()
+    head = taskforce.server.ledger.head()
+    wait_until(lambda: (taskforce.server.checkpoints.latest() or stolen).size == head)  # type: ignore[union-attr]
+    stub = stubs.member("carol")
+    pages = list(stub.Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True)))
+    assert pages[0].next_index == head and all(not p.records for p in pages[1:])
+    page = xpb.SubscribeResponse()
+    page.CopyFrom(pages[0])
+    kept = [(i, r) for i, r in enumerate(pages[0].records) if i != revoked.index]
+    del page.records[:]
+    page.records.extend(r for _, r in kept)
+    page.proof.hashes[:] = taskforce.server.checkpoints.tree.batch_inclusion_proof([i for i, _ in kept], head)
+    directory = stub.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=0))
+    del directory.records[-1]  # the revocation is the last key event
+    carol, server = _bob_on(FakeExchange([page], directory), taskforce, tmp_path, member="carol")
+    try:
+        with pytest.raises(SecurityError, match="withheld or altered a key event"):
+            carol.sync()
+        assert carol.bank is not None and carol.bank.get("bob", "stolen") is None  # nothing committed
+    finally:
+        carol.close()
         server.stop(None)
