@@ -30,7 +30,7 @@ from clients.pdq_index import brute_force, pdq_words, pdq_words_many
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue, QueueItem, State
 from clients.store import MemberStore
-from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
+from clients.transport import ClientTls, PublishOutcome, connect, origin_of_log_key, publish_envelopes, translate_errors
 from exchange.core import signals
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import (
@@ -106,7 +106,7 @@ class MemberClient:
         self.operator_key = operator_key
         self._log_trust = (log_key, tuple(witnesses), witness_quorum)
         self._clock_ms = clock_ms
-        self._channel = channel or connect(target, signer, member_id, tls=tls)
+        self._channel = channel or connect(target, signer, member_id, tls=tls, origin=origin_of_log_key(log_key))
         self._stub = xgrpc.ExchangeServiceStub(self._channel)
         self.policy = policy or Policy(rules=())
         self._on_auto_action = on_auto_action

@@ -17,7 +17,7 @@ from typing import Any
 
 from clients.jsonl import parse_time_ms
 from clients.operator import OperatorClient
-from clients.transport import ClientTls
+from clients.transport import DEFAULT_ORIGIN, ClientTls
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
 from exchange.core.keys import Signer, parse_public_key
 from exchange.core.records import Receipt
@@ -33,6 +33,8 @@ _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 class OpsConfig:
     operator_key_file: Path
     exchange: str = "127.0.0.1:7443"
+    origin: str = DEFAULT_ORIGIN
+    """The exchange's log name (its ``name`` setting): every call is signed for it."""
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -46,6 +48,7 @@ def add_parser(sub: Any) -> None:
         q = osub.add_parser(name, help=help)
         q.add_argument("--config", type=Path, help="operator TOML settings")
         q.add_argument("--exchange", help="exchange host:port")
+        q.add_argument("--origin", help="the exchange's name (log origin) the calls are signed for")
         q.add_argument("--operator-key-file", type=Path, help="hex seed of the operator key")
         q.add_argument("--json", action="store_true")
         q.set_defaults(run=run)
@@ -91,9 +94,11 @@ def add_parser(sub: Any) -> None:
     ops_view.add_commands(cmd)
 
 
-def operator_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, Signer, ClientTls | None]:
-    """Exchange address, operator key and TLS settings of an ``ops`` command."""
-    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file}
+def operator_credentials(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[str, Signer, ClientTls | None, str]:
+    """Exchange address, operator key, TLS settings and exchange origin of an ``ops`` command."""
+    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file, "origin": args.origin}
     config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
     try:
         signer = Signer.from_seed(bytes.fromhex(config.operator_key_file.read_text().strip()))
@@ -104,12 +109,12 @@ def operator_credentials(args: argparse.Namespace, env: Mapping[str, str]) -> tu
     tls = None
     if config.tls_ca_file is not None:
         tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    return config.exchange, signer, tls
+    return config.exchange, signer, tls, config.origin
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
-    target, signer, tls = operator_credentials(args, env)
-    return OperatorClient(target, signer, tls=tls)
+    target, signer, tls, origin = operator_credentials(args, env)
+    return OperatorClient(target, signer, tls=tls, origin=origin)
 
 
 def _public_key(text: str) -> bytes:

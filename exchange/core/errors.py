@@ -20,7 +20,7 @@ identifiers.
     │   ├── MissingCredentials          missing-credentials
     │   ├── BadCallSignature            bad-call-signature
     │   ├── ReplayedCall                replayed-call
-    │   ├── ExpiredCall                 expired-call-timestamp
+    │   ├── ExpiredCall                 expired-call
     │   └── CertificateMismatch         certificate-mismatch
     ├── PermissionDenied                PERMISSION_DENIED
     │   ├── WrongMember                 wrong-member
@@ -178,7 +178,7 @@ class ReplayedCall(AuthenticationError):
 
 
 class ExpiredCall(AuthenticationError):
-    reason = "expired-call-timestamp"
+    reason = "expired-call"
 
 
 class CertificateMismatch(AuthenticationError):
