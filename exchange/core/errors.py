@@ -34,6 +34,7 @@ identifiers.
     │   ├── BatchTooLarge               oversized-batch
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
+    ├── NotServed                       UNIMPLEMENTED  (no such method, or a kind the exchange does not authenticate)
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
     │   ├── UntrustedEntry              untrusted-entry
     │   └── LedgerGap                   ledger-gap
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidInput",
     "InvalidKeyEvent",
     "InvalidValue",
+    "NotServed",
     "KeyNotValid",
     "LedgerCorrupt",
     "LedgerGap",
@@ -249,6 +251,13 @@ class Unavailable(TrustwireError):
     status = "UNAVAILABLE"
     reason = "unavailable"
     exit_code = ExitCode.UNAVAILABLE
+
+
+class NotServed(TrustwireError):
+    """A method the exchange does not serve: unknown, or of a kind its gate does not authenticate."""
+
+    status = "UNIMPLEMENTED"
+    reason = "not-served"
 
 
 class SecurityError(TrustwireError):

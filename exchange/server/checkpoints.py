@@ -84,6 +84,7 @@ class CheckpointLog:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._check_tree()
         self.catch_up()
 
@@ -179,7 +180,13 @@ class CheckpointLog:
                 self._sign(self.tree.size)
         with self._changed:
             self._changed.notify_all()
+        for listener in self._listeners:
+            listener()
         return True
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from the checkpointer thread) after each new checkpoint."""
+        self._listeners.append(listener)
 
     def _sign(self, size: int) -> None:
         root = self.tree.root(size)

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from exchange.core.callauth import CallCredentials
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, PermissionDenied
 from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
-from exchange.pb.trustwire.v1 import operator_pb2_grpc as ogrpc
+from exchange.server.gate import Gate
 from exchange.server.metrics import StreamView
 from exchange.server.service import ExchangeCore
 
@@ -251,26 +252,32 @@ def encode_status(s: Status) -> opb.GetStatusResponse:
     )
 
 
-class OperatorServicer(ogrpc.OperatorServiceServicer):
+class OperatorServicer:
     """Operator principal only; decode, compute, encode."""
 
-    def __init__(self, status: OperatorStatus, core: ExchangeCore, principal: Callable[[], str]) -> None:
+    def __init__(self, status: OperatorStatus, core: ExchangeCore) -> None:
         self._status = status
         self._core = core
-        self._principal = principal
 
-    def _require_operator(self) -> None:
-        if self._principal() != OPERATOR:
+    def handler(self, gate: Gate) -> grpc.GenericRpcHandler:
+        return gate.service(
+            opb.DESCRIPTOR.services_by_name["OperatorService"],
+            {"GetStatus": self.get_status, "ListRejections": self.list_rejections},
+        )
+
+    @staticmethod
+    def _require_operator(caller: CallCredentials) -> None:
+        if caller.principal != OPERATOR:
             raise PermissionDenied("only the operator reads the exchange's operational status")
 
-    def GetStatus(self, request: opb.GetStatusRequest, context: grpc.ServicerContext) -> opb.GetStatusResponse:
-        self._require_operator()
+    def get_status(self, caller: CallCredentials, request: opb.GetStatusRequest) -> opb.GetStatusResponse:
+        self._require_operator(caller)
         return encode_status(self._status.status(Thresholds.from_request(request)))
 
-    def ListRejections(
-        self, request: opb.ListRejectionsRequest, context: grpc.ServicerContext
+    def list_rejections(
+        self, caller: CallCredentials, request: opb.ListRejectionsRequest
     ) -> opb.ListRejectionsResponse:
-        self._require_operator()
+        self._require_operator(caller)
         limit = min(request.limit or DEFAULT_REJECTIONS, MAX_REJECTIONS)
         events = self._core.rejections.since(request.since_ms, limit)
         return opb.ListRejectionsResponse(
