@@ -148,7 +148,7 @@ def parse_headers(metadata: Mapping[str, str]) -> CallHeaders:
     if not (well_formed and _TIMESTAMP.match(ts_text)):
         raise MissingCredentials("call credentials are malformed")
     if not _SIGNATURE.match(sig_text):
-        raise MissingCredentials("call signature is not 64 bytes in standard base64")
+        raise MissingCredentials("call signature is not base64 of 64 bytes (standard alphabet, padded)")
     return CallHeaders(
         principal=principal, keyid=KeyId(keyid), timestamp_ms=int(ts_text), nonce=nonce,
         signature=base64.b64decode(sig_text, validate=True),
@@ -231,7 +231,7 @@ class CallAuthenticator:
             verify_signature(public_key, message, headers.signature)
         except ForgedSignature as exc:
             raise BadCallSignature(
-                f"call signature does not verify (wrong key, method, body, or origin: this exchange is {self.origin})"
+                f"call signature does not verify (wrong key, method, request body or origin; this exchange is {self.origin})"
             ) from exc
         self._authorize(headers.principal, headers.keyid)
         self._replay.remember(headers.principal, headers.nonce, headers.timestamp_ms, self._clock_ms())
