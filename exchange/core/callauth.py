@@ -91,10 +91,9 @@ def call_message(
 
 
 def origin_of_log_key(log_key: str) -> str:
-    """The origin a log verifier key ("name+hash+b64") names: its name."""
-    name, plus, _ = log_key.rpartition("+")
-    name, plus2, _ = name.rpartition("+")
-    if not (plus and plus2 and name):
+    """The origin a log verifier key ("name+hash+base64") names: its name (a key name has no "+")."""
+    name, plus, rest = log_key.partition("+")
+    if not (name and plus and "+" in rest):
         raise ValueError("a log key is name+hash+base64")
     return name
 

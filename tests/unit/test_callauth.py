@@ -123,7 +123,7 @@ def test_call_for_another_exchange_is_refused() -> None:
 
 
 def test_origin_is_the_log_key_name() -> None:
-    assert origin_of_log_key("example.org/trustwire+0a1b2c3d+AbCdEf==") == "example.org/trustwire"
+    assert origin_of_log_key("example.org/trustwire+0a1b2c3d+Ab+Cd/Ef==") == "example.org/trustwire"
     with pytest.raises(ValueError):
         origin_of_log_key("no-plus-signs")
 
