@@ -68,7 +68,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
     assert len(published) >= 6, "the seed entries must be accepted"
     signers = {m: tf.signers[m] for m in MEMBERS}
     signers[OPERATOR] = tf.operator
-    fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0)
+    fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0, origin=tf.origin)
     _CAMPAIGN.append(fuzzer)
     try:
         yield FuzzTarget(tf=tf, fuzzer=fuzzer, published=published, signers=signers)
