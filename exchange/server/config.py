@@ -76,6 +76,8 @@ class ServerConfig:
     all_entries_rate: float = 20.0
     """GetAllEntries pages per second per principal."""
     all_entries_burst: int = 200
+    subscribe_heartbeat_s: float = 5.0
+    """An idle follow-mode Subscribe stream gets an empty page (with the latest checkpoint) this often."""
     witness_deadline_s: float = 10.0
     """Total time one cosignature request to a witness may take (not per socket read)."""
     metrics_listen: str = "127.0.0.1:9464"

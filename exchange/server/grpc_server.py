@@ -216,7 +216,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     checkpoints.add_listener(pulse.fire)
     operator_status = OperatorStatus(core, engine=config.engine, origin=config.name)
     handlers = (
-        ExchangeService(core, gate, pulse).handler(),
+        ExchangeService(core, gate, pulse, heartbeat_s=config.subscribe_heartbeat_s).handler(),
         AuditService(core).handler(gate),
         OperatorServicer(operator_status, core).handler(gate),
     )
