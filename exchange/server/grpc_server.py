@@ -49,6 +49,7 @@ from exchange.server.quotas import Quota, Quotas, ReadQuotas, parse_overrides
 from exchange.server.rejections import RejectionLog
 from exchange.server.replay import SqliteReplayGuard
 from exchange.server.service import ExchangeCore
+from exchange.server.serving import ServingFigures
 from exchange.server.streams import Pulse, StreamCaps, StreamLimits
 from exchange.server.tls import server_credentials
 from exchange.server.verification import VerifierPool
@@ -214,7 +215,8 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     loop = _LoopThread()
     pulse = Pulse(loop.loop)
     checkpoints.add_listener(pulse.fire)
-    operator_status = OperatorStatus(core, engine=config.engine, origin=config.name)
+    figures = ServingFigures(caps, checkpoints.witness_states)
+    operator_status = OperatorStatus(core, engine=config.engine, origin=config.name, serving_alerts=figures.alerts)
     handlers = (
         ExchangeService(core, gate, pulse, heartbeat_s=config.subscribe_heartbeat_s).handler(),
         AuditService(core).handler(gate),
@@ -259,6 +261,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         abandon()
         raise ConfigError(f"cannot listen on {config.listen}")
     metrics = _metrics(config, core, ledger, checkpoints)
+    metrics.add_serving_source(figures)
     try:
         metrics_port = serve_metrics(metrics, config.metrics_listen)
     except ConfigError:

@@ -14,6 +14,8 @@ Alerts (levels as ``trustwire ops status`` maps them to exit codes):
     checkpoint-stale  critical  entries have waited ``checkpoint_max_age_s`` for a signed
                                 checkpoint (an idle log legitimately keeps an old one)
     no-checkpoint     critical  the log has signed no checkpoint at all
+    witness-down      warning   a witness failed its latest cosignature request(s)
+    streams-refused   warning   a stream cap refused streams within the window
 """
 
 from __future__ import annotations
@@ -115,10 +117,19 @@ def _ago(ms: int) -> str:
 
 
 class OperatorStatus:
-    def __init__(self, core: ExchangeCore, *, engine: str, origin: str) -> None:
+    def __init__(
+        self,
+        core: ExchangeCore,
+        *,
+        engine: str,
+        origin: str,
+        serving_alerts: Callable[[int, int], list[Alert]] = lambda now_ms, window_s: [],
+    ) -> None:
+        """``serving_alerts(now_ms, window_s)`` adds the serving layer's alerts (witnesses, stream caps)."""
         self._core = core
         self._engine = engine
         self._origin = origin
+        self._serving_alerts = serving_alerts
 
     def status(self, t: Thresholds) -> Status:
         core = self._core
@@ -220,6 +231,7 @@ class OperatorStatus:
                 what = "since the exchange started" if not m.last_accepted_ms else f"for {_ago(s.now_ms - since)}"
                 alerts.append(Alert(level=WARNING, kind="member-silent", subject=m.member_id,
                                     message=f"{m.member_id} has published nothing {what}"))
+        alerts.extend(self._serving_alerts(s.now_ms, t.window_s))
         return sorted(alerts, key=lambda a: (-a.level, a.kind, a.subject))
 
 

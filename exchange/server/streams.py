@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +40,11 @@ class StreamCaps:
         self._connections: Counter[str] = Counter()
         self._anonymous: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # cap name -> streams refused
+        self.last_refused_s: dict[str, float] = {}  # cap name -> when (unix seconds)
 
     def _refuse(self, cap: str, message: str) -> None:
         self.refused[cap] += 1
+        self.last_refused_s[cap] = time.time()
         raise ResourceExhausted(message)
 
     @contextmanager
