@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from exchange.core.errors import InvalidInput, NotServed, TrustwireError
-from exchange.server.gate import abort_with
+from exchange.server.gate import CORRELATION_HEADER, REASON_HEADER, abort_with
 from exchange.server.rejections import RejectionLog
 from exchange.server.streams import StreamCaps
 
@@ -142,10 +142,17 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return grpc.stream_stream_rpc_method_handler(self._refuse(method))
 
     async def _take_slot(self, method: str, context: grpc.aio.ServicerContext) -> bool:
-        """Hold an unauthenticated stream slot (release it after), or refuse the call."""
+        """Hold an unauthenticated stream slot (release it after), or end the call refused.
+
+        A refusal sets the status and returns (False) instead of aborting, so a client
+        whose first message is still in flight reads the refusal, not a transport error.
+        """
         try:
             self._caps.take_anonymous(context.peer())
         except TrustwireError as err:
-            await self._reject(method, context, err)
+            event = self._rejections.record("-", method.rsplit("/", 1)[-1], err.status, err.reason, authenticated=False)
+            context.set_trailing_metadata(((REASON_HEADER, err.reason), (CORRELATION_HEADER, event.correlation_id)))
+            context.set_code(grpc.StatusCode[err.status])
+            context.set_details(err.message)
             return False
         return True

@@ -4,15 +4,21 @@ Accepted ``(principal, nonce)`` pairs go into a small SQLite file (WAL, one row 
 accepted call) that every replica of the exchange opens; a pair is refused while it
 is younger than twice the call window, which covers every timestamp the window still
 admits. Rows older than that are pruned as calls arrive.
+
+When the file cannot be written (disk full, locked past the busy timeout) the guard
+still refuses every pair the file holds and keeps the new pair in memory, so the
+exchange goes on serving reads; protection across replicas for those calls is then
+only as good as this process's memory, and a warning says so.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 
-from exchange.core.errors import ReplayedCall, Unavailable
+from exchange.core.errors import ReplayedCall
 
 __all__ = ["SqliteReplayGuard"]
 
@@ -22,6 +28,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS call_nonces_seen ON call_nonces (seen_ms)",
 )
 PRUNE_EVERY = 256
+log = logging.getLogger(__name__)
 
 
 class SqliteReplayGuard:
@@ -38,6 +45,7 @@ class SqliteReplayGuard:
             self._db.execute(statement)
         self._lock = threading.Lock()
         self._since_prune = 0
+        self._unwritten: dict[tuple[str, str], int] = {}  # pairs accepted while the file could not be written
 
     def remember(self, principal: str, nonce: str, timestamp_ms: int, now_ms: int) -> None:
         horizon = now_ms - 2 * self._window_ms
@@ -55,9 +63,23 @@ class SqliteReplayGuard:
                     self._since_prune = 0
                     self._db.execute("DELETE FROM call_nonces WHERE seen_ms < ?", (horizon,))
             except sqlite3.OperationalError as exc:
-                raise Unavailable("the replay guard is busy; retry") from exc
+                log.warning("replay guard %s cannot be written (%s); remembering this call in memory", self.path, exc)
+                row = self._db.execute(
+                    "SELECT seen_ms FROM call_nonces WHERE principal = ? AND nonce = ?", (principal, nonce)
+                ).fetchone()
+                changed = (row is None or row[0] < horizon) and not self._seen_unwritten(principal, nonce, horizon)
+                if changed:
+                    self._unwritten[(principal, nonce)] = now_ms
+            else:
+                if changed and self._unwritten:  # accepted while the file was full: still a replay
+                    changed = not self._seen_unwritten(principal, nonce, horizon)
         if not changed:
             raise ReplayedCall("call was replayed: this nonce was already used on this exchange")
+
+    def _seen_unwritten(self, principal: str, nonce: str, horizon: int) -> bool:
+        for key in [k for k, at in self._unwritten.items() if at < horizon]:
+            del self._unwritten[key]
+        return (principal, nonce) in self._unwritten
 
     def close(self) -> None:
         with self._lock:
