@@ -5,8 +5,10 @@ still answer while they are all open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import json
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,9 +18,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from clients.transport import _CallSigner
+from clients.cli.main import main
+from clients.transport import _CallSigner, connect
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
+from tests.conftest import start_taskforce, wait_until
 from tests.serving.conftest import GROUP, Follower, Served, serve
 
 ANSWER_WITHIN_S = 1.0  # the issue's bound, as a gRPC deadline on each probe (not a timing assertion)
@@ -158,15 +162,13 @@ def test_member_stream_flood_is_capped_per_principal(tmp_path: Path) -> None:
     served = serve(tmp_path / "exchange", streams_per_principal=3)
     try:
         followers = [Follower(served.stub("bob")) for _ in range(3)]
-        time.sleep(0)  # the three are opened; a fourth must be refused with a clear message
+        wait_until(lambda: all(f.next_index > 0 for f in followers), timeout=30)  # the three are open
         extra = Follower(served.stub("bob"))
         assert extra.ended.wait(30)
         assert extra.code == grpc.StatusCode.RESOURCE_EXHAUSTED, extra.code
         # other members are not affected by bob's flood
         alice = Follower(served.stub("alice"))
         index = served.publish("alice", "e" * 32)
-        from tests.conftest import wait_until
-
         wait_until(lambda: index in alice.indices and all(index in f.indices for f in followers), timeout=30)
         for f in (*followers, alice):
             f.cancel()
@@ -184,8 +186,6 @@ def test_member_stream_flood_is_capped_per_connection(tmp_path: Path) -> None:
         assert extra.code == grpc.StatusCode.RESOURCE_EXHAUSTED, extra.code
         other = Follower(xgrpc.ExchangeServiceStub(own_connection(served, "bob")))  # another connection still opens
         index = served.publish("alice", "d" * 32)
-        from tests.conftest import wait_until
-
         wait_until(lambda: index in other.indices, timeout=30)
         for f in (*followers, other):
             f.cancel()
@@ -193,20 +193,13 @@ def test_member_stream_flood_is_capped_per_connection(tmp_path: Path) -> None:
         served.close()
 
 
-def test_stream_caps_show_in_metrics_and_ops_status(tmp_path: Path) -> None:
-    """Refusals are visible: trustwire_streams_refused_total and a streams-refused alert."""
-    import urllib.request
-
-    served = serve(tmp_path / "exchange", streams_per_principal=1, metrics_listen="127.0.0.1:0")
+def test_stream_caps_show_in_ops_status(tmp_path: Path) -> None:
+    """Refusals are visible to the operator: a streams-refused alert naming the cap."""
+    served = serve(tmp_path / "exchange", streams_per_principal=1)
     try:
         held = Follower(served.stub("bob"))
         refused = Follower(served.stub("bob"))
         assert refused.ended.wait(30) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        from clients.cli.main import main
-        import contextlib
-        import io
-        import json
-
         key = served.exchange.directory / "operator.key"
         key.write_text(served.exchange.operator.seed.hex())
         out = io.StringIO()
@@ -218,3 +211,22 @@ def test_stream_caps_show_in_metrics_and_ops_status(tmp_path: Path) -> None:
         held.cancel()
     finally:
         served.close()
+
+
+def test_stream_caps_show_in_metrics(tmp_path: Path) -> None:
+    tf = start_taskforce(tmp_path, streams_per_principal=1)
+    try:
+        stub = xgrpc.ExchangeServiceStub(
+            connect(tf.target, tf.signers["bob"], "bob", origin=tf.origin)
+        )
+        held = Follower(stub)
+        refused = Follower(stub)
+        assert refused.ended.wait(30) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert tf.server.metrics is not None
+        text = tf.server.metrics.text()
+        assert 'trustwire_streams_refused_total{cap="principal"} 1.0' in text, text
+        assert 'trustwire_streams_open{kind="member"} 1.0' in text
+        assert 'trustwire_stream_cap{cap="principal"} 1.0' in text
+        held.cancel()
+    finally:
+        tf.close()
