@@ -100,7 +100,7 @@ class Exchange:
             raise SystemExit("the exchange did not start")
         self.target = f"127.0.0.1:{port.group(1)}"
         self.log_key = self.proc.stdout.readline().split("log verifier key: ")[1].strip()
-        op = OperatorClient(self.target, self.operator)
+        op = OperatorClient(self.target, self.operator, origin="bench.trustwire.invalid/log")
         events = [op.create_group(GROUP, "Everyone", "amber")]
         for name, signer in self.members.items():
             events += [op.enrol(name, name, [GROUP]), op.add_key(name, signer.public_key, 1_700_000_000_000)]

@@ -28,8 +28,9 @@ from exchange.server.streams import Pulse
 
 __all__ = ["ExchangeService", "receipt_pb"]
 
-RECHECK_S = 0.5
-"""A waiting stream re-authorizes at least this often (keys expire with time)."""
+RECHECK_S = 0.9
+"""A waiting stream re-authorizes at least this often (keys expire with time); key
+directory changes wake it at once (they are ledger entries, so a checkpoint follows)."""
 HEARTBEAT_S = 5.0
 COVER_WAIT_S = 5.0
 TRUSTED_WAIT_S = 1.0

@@ -117,6 +117,7 @@ class Pulse:
     async def wait(self, timeout: float) -> None:
         """Return at the next pulse, or after ``timeout`` seconds."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # a timer, not a task per wait
+                await self._event.wait()
         except TimeoutError:
             pass
