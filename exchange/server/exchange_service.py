@@ -23,7 +23,7 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.server.checkpoints import LogCheckpoint
 from exchange.server.gate import Gate
 from exchange.server.ledger import Receipt
-from exchange.server.service import MAX_PAGE, ExchangeCore, ProvenPage
+from exchange.server.service import MAX_PAGE, ExchangeCore, Page, ProvenPage
 from exchange.server.streams import Pulse
 
 __all__ = ["ExchangeService", "receipt_pb"]
@@ -101,6 +101,13 @@ class ExchangeService:
             await self._pulse.wait(min(RECHECK_S, left))
             self._core.recheck_stream(caller.principal, caller.keyid, groups)
 
+    def _read(
+        self, principal: str, cursor: int, checkpoint: LogCheckpoint, proven_to: int
+    ) -> tuple[Page, ProvenPage | None]:
+        """One page and, when it holds records, its proofs: one trip to the executor."""
+        page = self._core.page(principal, cursor, MAX_PAGE, until=checkpoint.size)
+        return page, (self._core.prove(page, checkpoint, proven_to) if page.records else None)
+
     async def subscribe(
         self, caller: CallCredentials, request: xpb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[xpb.SubscribeResponse]:
@@ -114,7 +121,7 @@ class ExchangeService:
         try:
             while True:
                 core.recheck_stream(principal, caller.keyid, groups)
-                head = await self._gate.run(core.ledger.head)
+                head = core.ledger.head()  # in memory on every engine
                 checkpoint = await self._wait_for_size(caller, groups, head, COVER_WAIT_S)
                 if checkpoint is None:
                     raise Unavailable(f"the audit log has not yet signed a checkpoint covering {head} entries; retry")
@@ -124,7 +131,7 @@ class ExchangeService:
                         raise OutOfRange(
                             f"you trust a checkpoint of size {trusted}; the log's latest is {checkpoint.size}"
                         )
-                page = await self._gate.run(core.page, principal, cursor, MAX_PAGE, checkpoint.size)
+                page, proven = await self._gate.run(self._read, principal, cursor, checkpoint, proven_to)
                 core.recheck_stream(principal, caller.keyid, groups)  # a change that landed meanwhile drops the page
                 cursor = page.next_index
                 idle = not page.records and cursor >= checkpoint.size
@@ -133,7 +140,8 @@ class ExchangeService:
                 if idle and not request.stop_at_head:
                     if await self._wait_for_size(caller, groups, cursor + 1, self._heartbeat_s) is not None:
                         continue
-                proven = await self._gate.run(core.prove, page, checkpoint, proven_to)
+                if proven is None:  # an empty heartbeat page
+                    proven = await self._gate.run(core.prove, page, checkpoint, proven_to)
                 yield _subscribe_reply(proven)
                 stream.advance(page.next_index)
                 proven_to = checkpoint.size

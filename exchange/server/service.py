@@ -8,9 +8,11 @@ the operator and auditors see everything.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import (
@@ -28,7 +30,7 @@ from exchange.core.keys import KeyId
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.admission import Admission, Outcome
 from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
-from exchange.server.ledger import Ledger
+from exchange.server.ledger import Ledger, Stored
 from exchange.server.metrics import Activity
 from exchange.server.quotas import ReadQuotas
 from exchange.server.rejections import RejectionLog
@@ -61,6 +63,34 @@ class ProvenPage:
     consistency: list[bytes] = field(default_factory=list)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """A small thread-safe LRU of immutable values."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
 class ExchangeCore:
     def __init__(
         self,
@@ -80,6 +110,8 @@ class ExchangeCore:
         self.activity = activity or Activity(clock_ms)  # counts and streams for operators (metrics)
         self.rejections.subscribe(self.activity.on_rejection)
         self.reads = reads  # read quotas per principal (None: unlimited)
+        self._reads: _Recent[tuple[int, int], list[Stored]] = _Recent(64)
+        self._proofs: _Recent[tuple[tuple[int, ...], int, int], tuple[list[bytes], list[bytes]]] = _Recent(256)
 
     # -- authentication ----------------------------------------------------------------
 
@@ -169,7 +201,7 @@ class ExchangeCore:
         cursor = start
         scanned = 0
         while cursor < end and len(out) < limit and scanned < 20 * MAX_PAGE:
-            rows = self.ledger.read(cursor, min(PAGE_SCAN, end - cursor))
+            rows = self._read(cursor, min(PAGE_SCAN, end - cursor))
             if not rows:
                 break
             for row in rows:
@@ -218,12 +250,29 @@ class ExchangeCore:
             raise Unavailable(f"the audit log has not yet signed a checkpoint covering {size} entries; retry")
         return latest
 
+    def _read(self, start: int, limit: int) -> list[Stored]:
+        """Ledger rows; a complete read is shared (the ledger is append-only), so the many
+        streams a checkpoint wakes at the same cursor read it once."""
+        key = (start, limit)
+        rows = self._reads.get(key)
+        if rows is None:
+            rows = self.ledger.read(start, limit)
+            if len(rows) == limit:
+                self._reads.put(key, rows)
+        return rows
+
     def prove(self, page: Page, checkpoint: LogCheckpoint, proven_to: int) -> ProvenPage:
-        tree = self.checkpoints.tree
-        inclusion = tree.batch_inclusion_proof(page.indices, checkpoint.size) if page.indices else []
-        consistency = (
-            tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
-        )
+        """Proofs tying a page to its checkpoint (shared by streams asking the same)."""
+        key = (tuple(page.indices), checkpoint.size, proven_to)
+        proofs = self._proofs.get(key)
+        if proofs is None:
+            tree = self.checkpoints.tree
+            inclusion = tree.batch_inclusion_proof(page.indices, checkpoint.size) if page.indices else []
+            consistency = (
+                tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
+            )
+            proofs = self._proofs.put(key, (inclusion, consistency))
+        inclusion, consistency = proofs
         return ProvenPage(
             page=page, checkpoint=checkpoint, inclusion=inclusion, consistency_from=proven_to, consistency=consistency
         )
