@@ -385,3 +385,18 @@ def test_nonce_cache_eviction_keeps_recent_entries() -> None:
             cache.remember("alice", f"n{t}", t, now_ms=1000)
     for t in range(0, 800, 10):
         cache.remember("alice", f"n{t}", t, now_ms=1000)
+
+
+def test_protocol_md_example_vector() -> None:
+    """The worked example of PROTOCOL.md §4, byte for byte."""
+    signer = Signer.from_seed(bytes(range(32)))
+    assert signer.keyid == "56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c"
+    body = bytes.fromhex("0805100a")
+    message = call_message(
+        "example.org/trustwire", "/trustwire.v1.ExchangeService/GetEntries", "acme", signer.keyid,
+        1767225600000, "00112233445566778899aabbccddeeff", body_digest(body),
+    )
+    assert len(message) == 263 and message.endswith(b"a0cd6ab88e4e300f522609baf3f99e074d48a4a73dea8eff10e4cbed08f46673\n")
+    assert base64.b64encode(signer.sign(message)).decode() == (
+        "Ze3bV5sC5rseFnBymGPFnF4ZjtqkmWTWlJvvDzcz/Ekx8tYUiOtb4WaJGUY95AM2mJTn2T0EHKeoMENwbPb6Aw=="
+    )
