@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from exchange.core.callauth import CallCredentials
@@ -18,7 +20,7 @@ class AuditService:
     def __init__(self, core: ExchangeCore) -> None:
         self._core = core
 
-    def handler(self, gate: Gate) -> grpc.GenericRpcHandler:
+    def handler(self, gate: Gate) -> grpc.GenericRpcHandler[Any, Any]:
         return gate.service(
             apb.DESCRIPTOR.services_by_name["AuditService"],
             {

@@ -18,11 +18,11 @@ import grpc
 from exchange.core.callauth import CallCredentials
 from exchange.core.entries import ms_to_timestamp
 from exchange.core.errors import OutOfRange, Unavailable
+from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.server.checkpoints import LogCheckpoint
-from exchange.server.gate import Gate
-from exchange.server.ledger import Receipt
+from exchange.server.gate import Context, Gate
 from exchange.server.service import MAX_PAGE, ExchangeCore, Page, ProvenPage
 from exchange.server.streams import Pulse
 
@@ -59,7 +59,7 @@ class ExchangeService:
         self._pulse = pulse
         self._heartbeat_s = heartbeat_s
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return self._gate.service(
             xpb.DESCRIPTOR.services_by_name["ExchangeService"],
             {"Publish": self.publish, "GetEntries": self.get_entries, "GetKeyDirectory": self.get_key_directory},
@@ -109,7 +109,7 @@ class ExchangeService:
         return page, (self._core.prove(page, checkpoint, proven_to) if page.records else None)
 
     async def subscribe(
-        self, caller: CallCredentials, request: xpb.SubscribeRequest, context: grpc.aio.ServicerContext
+        self, caller: CallCredentials, request: xpb.SubscribeRequest, context: Context
     ) -> AsyncIterator[xpb.SubscribeResponse]:
         """Proven pages from ``from_index`` on, each covered by a signed checkpoint; at
         the head, a follow-mode stream waits for growth and sends an empty heartbeat

@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -33,7 +33,7 @@ from exchange.server.streams import StreamCaps
 from exchange.server.tls import bind_principal
 
 __all__ = [
-    "CORRELATION_HEADER", "Gate", "REASON_HEADER", "RETRY_AFTER_HEADER", "StreamBehavior", "UnaryBehavior",
+    "CORRELATION_HEADER", "Context", "Gate", "REASON_HEADER", "RETRY_AFTER_HEADER", "StreamBehavior", "UnaryBehavior",
     "abort_with",
 ]
 
@@ -43,14 +43,16 @@ REASON_HEADER = "tw-reason"
 CORRELATION_HEADER = "tw-correlation-id"  # the rejection event operators can look up
 RETRY_AFTER_HEADER = "retry-after-ms"
 
+Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[CallCredentials, Any], Any]
 """A unary method: credentials and the parsed request → the reply (runs in the executor)."""
-StreamBehavior = Callable[[CallCredentials, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+StreamBehavior = Callable[[CallCredentials, Any, Context], AsyncIterator[Any]]
 """A server-streaming method: an async iterator of replies (runs on the event loop)."""
 T = TypeVar("T")
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
 
-async def abort_with(context: grpc.aio.ServicerContext, err: TrustwireError, correlation: str | None = None) -> None:
+async def abort_with(context: Context, err: TrustwireError, correlation: str | None = None) -> None:
     """End the call with ``err``'s status, its reason and (if any) a correlation id."""
     trailers = [(REASON_HEADER, err.reason)]
     if correlation:
@@ -60,7 +62,7 @@ async def abort_with(context: grpc.aio.ServicerContext, err: TrustwireError, cor
     await context.abort(grpc.StatusCode[err.status], err.message, trailing_metadata=tuple(trailers))
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+def _metadata(context: Context) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
@@ -93,8 +95,8 @@ class Gate:
         descriptor: ServiceDescriptor,
         unary: Mapping[str, UnaryBehavior],
         streaming: Mapping[str, StreamBehavior] | None = None,
-    ) -> grpc.GenericRpcHandler:
-        handlers: dict[str, grpc.RpcMethodHandler] = {}
+    ) -> grpc.GenericRpcHandler[Any, Any]:
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         streams = streaming or {}
         for method in descriptor.methods:
             path = f"/{descriptor.full_name}/{method.name}"
@@ -106,7 +108,7 @@ class Gate:
 
     def _handler(
         self, path: str, method: MethodDescriptor, unary: UnaryBehavior | None, stream: StreamBehavior | None
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         request_type: type[Message] = GetMessageClass(method.input_type)
         serialize: Callable[[Any], bytes] = lambda message: message.SerializeToString()  # noqa: E731
         if method.client_streaming:
@@ -121,28 +123,28 @@ class Gate:
             )
         return grpc.stream_stream_rpc_method_handler(self._refuse(path, "unimplemented"))
 
-    def _refuse(self, path: str, kind: str) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-        async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def _refuse(self, path: str, kind: str) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        async def refuse(requests: Any, context: Context) -> AsyncIterator[Any]:
             await self._fail(path, context, NotServed(f"{path} ({kind}) is not served"), None)
             yield  # pragma: no cover - abort raises
 
         return refuse
 
-    async def _authenticate(self, path: str, request_type: type[Message], context: grpc.aio.ServicerContext) -> tuple[CallCredentials, Any]:
+    async def _authenticate(self, path: str, request_type: type[Message], context: Context) -> tuple[CallCredentials, Any]:
         metadata = _metadata(context)
         if self._bind_certificates and metadata.get(H_PRINCIPAL):
-            bind_principal(context.auth_context(), metadata[H_PRINCIPAL])
+            bind_principal(cast(Any, context.auth_context()), metadata[H_PRINCIPAL])
         headers, public_key = self._auth.precheck(metadata)  # steps 1-3: the body is not read yet
         body = await context.read()
-        if body is grpc.aio.EOF:
+        if body is _EOF:
             raise InvalidInput("the call carried no request message")
         credentials = await self.run(self._auth.verify, path, headers, public_key, body)
         return credentials, await self.run(_parse, request_type, body)
 
     def _unary(
         self, path: str, request_type: type[Message], behavior: UnaryBehavior
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
-        async def handle(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+    ) -> Callable[[Any, Context], Any]:
+        async def handle(requests: Any, context: Context) -> Any:
             credentials: CallCredentials | None = None
             try:
                 credentials, request = await self._authenticate(path, request_type, context)
@@ -154,8 +156,8 @@ class Gate:
 
     def _streaming(
         self, path: str, request_type: type[Message], behavior: StreamBehavior
-    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-        async def handle(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        async def handle(requests: Any, context: Context) -> AsyncIterator[Any]:
             credentials: CallCredentials | None = None
             try:
                 credentials, request = await self._authenticate(path, request_type, context)
@@ -168,7 +170,7 @@ class Gate:
         return handle
 
     async def _fail(
-        self, path: str, context: grpc.aio.ServicerContext, exc: BaseException, caller: CallCredentials | None
+        self, path: str, context: Context, exc: BaseException, caller: CallCredentials | None
     ) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc

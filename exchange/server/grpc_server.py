@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from exchange.core import note as notes
@@ -86,7 +87,7 @@ class RunningServer:
     core: ExchangeCore
     ledger: Ledger
     checkpoints: CheckpointLog
-    health: health.aio.HealthServicer
+    health: AsyncHealthServicer
     caps: StreamCaps
     _pool: VerifierPool
     _loop: _LoopThread
@@ -228,10 +229,10 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         ("grpc.so_reuseport", 0),
     ]
 
-    async def serve() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    async def serve() -> tuple[grpc.aio.Server, int, AsyncHealthServicer]:
         server = grpc.aio.server(interceptors=[Door(gate.methods, caps, rejections)], options=options)
         server.add_generic_rpc_handlers(handlers)
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = AsyncHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from exchange.core.errors import InvalidInput, NotServed, TrustwireError
-from exchange.server.gate import CORRELATION_HEADER, REASON_HEADER, abort_with
+from exchange.server.gate import CORRELATION_HEADER, REASON_HEADER, Context, abort_with
 from exchange.server.rejections import RejectionLog
 from exchange.server.streams import StreamCaps
 
@@ -51,7 +51,7 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return deserialize
 
 
-class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class Door(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """See the module docstring. ``gated`` is the set of full method paths the gate serves."""
 
     def __init__(self, gated: set[str], caps: StreamCaps, rejections: RejectionLog) -> None:
@@ -70,39 +70,39 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None if handler is None else self._open(method, handler)
         return grpc.stream_stream_rpc_method_handler(self._refuse(method))
 
-    async def _reject(self, method: str, context: grpc.aio.ServicerContext, err: TrustwireError) -> None:
+    async def _reject(self, method: str, context: Context, err: TrustwireError) -> None:
         event = self._rejections.record("-", method.rsplit("/", 1)[-1], err.status, err.reason, authenticated=False)
         await abort_with(context, err, event.correlation_id)
 
-    def _refuse(self, method: str) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-        async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def _refuse(self, method: str) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        async def refuse(requests: Any, context: Context) -> AsyncIterator[Any]:
             await self._reject(method, context, NotServed(f"{method} is not served"))
             yield  # pragma: no cover - abort raises
 
         return refuse
 
-    def _open(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _open(self, method: str, handler: Any) -> Any:
         """An unauthenticated handler: capped streams, malformed bodies refused."""
         deserializer = _lenient(handler.request_deserializer)
         serializer = handler.response_serializer
 
-        async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def check(request: Any, context: Context) -> None:
             if isinstance(request, _Undecodable):
                 await self._reject(method, context, request.error())
 
         if handler.unary_unary is not None:
-            inner_unary = handler.unary_unary
+            inner_unary: Any = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: Context) -> Any:
                 await check(request, context)
                 return await inner_unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
         if handler.unary_stream is not None:
-            inner = handler.unary_stream
+            inner: Any = handler.unary_stream
             if not inspect.isasyncgenfunction(inner):  # a coroutine that writes with context.write (health Watch)
 
-                async def writing(request: Any, context: grpc.aio.ServicerContext) -> None:
+                async def writing(request: Any, context: Context) -> None:
                     await check(request, context)
                     if await self._take_slot(method, context):
                         try:
@@ -112,7 +112,7 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
                 return grpc.unary_stream_rpc_method_handler(writing, deserializer, serializer)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
                 await check(request, context)
                 if await self._take_slot(method, context):
                     try:
@@ -123,9 +123,9 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
         if handler.stream_stream is not None and inspect.isasyncgenfunction(handler.stream_stream):
-            inner_bidi = handler.stream_stream
+            inner_bidi: Any = handler.stream_stream
 
-            async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
                 async def checked() -> AsyncIterator[Any]:
                     async for request in requests:
                         await check(request, context)
@@ -141,7 +141,7 @@ class Door(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
         return grpc.stream_stream_rpc_method_handler(self._refuse(method))
 
-    async def _take_slot(self, method: str, context: grpc.aio.ServicerContext) -> bool:
+    async def _take_slot(self, method: str, context: Context) -> bool:
         """Hold an unauthenticated stream slot (release it after), or end the call refused.
 
         A refusal sets the status and returns (False) instead of aborting, so a client

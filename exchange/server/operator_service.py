@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import grpc
 
 from exchange.core.callauth import CallCredentials
@@ -271,7 +273,7 @@ class OperatorServicer:
         self._status = status
         self._core = core
 
-    def handler(self, gate: Gate) -> grpc.GenericRpcHandler:
+    def handler(self, gate: Gate) -> grpc.GenericRpcHandler[Any, Any]:
         return gate.service(
             opb.DESCRIPTOR.services_by_name["OperatorService"],
             {"GetStatus": self.get_status, "ListRejections": self.list_rejections},

@@ -136,11 +136,11 @@ def _deadline_handlers(deadline: float) -> tuple[urllib.request.BaseHandler, ...
 
     class HTTP(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(http_connection, req)  # type: ignore[arg-type]
+            return self.do_open(http_connection, req)
 
     class HTTPS(urllib.request.HTTPSHandler):
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(https_connection, req, context=self._context)  # type: ignore[arg-type, attr-defined]
+            return self.do_open(https_connection, req, context=self._context)  # type: ignore[attr-defined]
 
     return HTTP(), HTTPS()
 
