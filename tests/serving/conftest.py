@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import pytest
 
+from clients.cli.main import main
 from clients.transport import connect
 from exchange.core.entries import ms_to_timestamp
 from exchange.core.keys import Signer
@@ -69,13 +71,15 @@ def serve(tmp: Path, members: dict[str, list[str]] | None = None, **settings: ob
     return Served(exchange, signers)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = serve(tmp_path / "exchange")
-    try:
-        yield s
-    finally:
-        s.close()
+def ops_alerts(served: Served) -> list[dict[str, str]]:
+    """``trustwire ops status --json`` against the exchange: its alerts."""
+    key = served.exchange.directory / "operator.key"
+    key.write_text(served.exchange.operator.seed.hex())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["ops", "status", "--json", "--exchange", served.exchange.target, "--origin", served.exchange.name,
+              "--operator-key-file", str(key)])
+    return json.loads(out.getvalue())["alerts"]  # type: ignore[no-any-return]
 
 
 class Follower:

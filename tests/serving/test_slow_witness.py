@@ -4,10 +4,7 @@ and the witness shows as down in ``ops status``."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,11 +13,10 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from clients.cli.main import main
 from exchange.core.note import CosignatureSigner
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from tests.conftest import wait_until
-from tests.serving.conftest import Served, serve
+from tests.serving.conftest import Served, ops_alerts, serve
 
 WITNESS = CosignatureSigner(
     "witness.test/drip", nacl.signing.SigningKey(hashlib.sha256(b"serving-INSECURE:witness").digest())
@@ -77,16 +73,6 @@ def slow_witness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
         drip.close()
 
 
-def _alerts(served: Served) -> list[dict[str, str]]:
-    key = served.exchange.directory / "operator.key"
-    key.write_text(served.exchange.operator.seed.hex())
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        main(["ops", "status", "--json", "--exchange", served.exchange.target, "--origin", served.exchange.name,
-              "--operator-key-file", str(key)])
-    return json.loads(out.getvalue())["alerts"]  # type: ignore[no-any-return]
-
-
 def test_slow_witness_does_not_stall_the_log(slow_witness: tuple[Served, str]) -> None:
     served, _ = slow_witness
     # start-up did not wait for the witness (serve() returned), and publishes go on
@@ -95,7 +81,7 @@ def test_slow_witness_does_not_stall_the_log(slow_witness: tuple[Served, str]) -
     pages = list(served.stub("bob").Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True), timeout=30))
     assert pages[-1].proof.tree_size > max(indices)
     # the witness shows as down
-    wait_until(lambda: any(a["kind"] == "witness-down" for a in _alerts(served)), timeout=30)
+    wait_until(lambda: any(a["kind"] == "witness-down" for a in ops_alerts(served)), timeout=30)
     # and a restart does not hang on it
     assert served.exchange.stop(timeout=30) == 0
     served.exchange.start(timeout=30)

@@ -5,9 +5,6 @@ still answer while they are all open."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
@@ -18,12 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from clients.cli.main import main
 from clients.transport import _CallSigner, connect
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from tests.conftest import start_taskforce, wait_until
-from tests.serving.conftest import GROUP, Follower, Served, serve
+from tests.serving.conftest import GROUP, Follower, Served, ops_alerts, serve
 
 ANSWER_WITHIN_S = 1.0  # the issue's bound, as a gRPC deadline on each probe (not a timing assertion)
 WATCH = "/grpc.health.v1.Health/Watch"
@@ -200,13 +196,7 @@ def test_stream_caps_show_in_ops_status(tmp_path: Path) -> None:
         held = Follower(served.stub("bob"))
         refused = Follower(served.stub("bob"))
         assert refused.ended.wait(30) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        key = served.exchange.directory / "operator.key"
-        key.write_text(served.exchange.operator.seed.hex())
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            main(["ops", "status", "--json", "--exchange", served.exchange.target, "--origin", served.exchange.name,
-                  "--operator-key-file", str(key)])
-        alerts = json.loads(out.getvalue())["alerts"]
+        alerts = ops_alerts(served)
         assert any(a["kind"] == "streams-refused" and a["subject"] == "principal" for a in alerts), alerts
         held.cancel()
     finally:
