@@ -26,7 +26,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
-from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentials
+from exchange.core.callauth import H_PRINCIPAL, CallAuthenticator, CallCredentials, CallHeaders
 from exchange.core.errors import InvalidInput, NotServed, QuotaExceeded, TrustwireError
 from exchange.server.rejections import RejectionLog
 from exchange.server.streams import StreamCaps
@@ -138,8 +138,14 @@ class Gate:
         body = await context.read()
         if body is _EOF:
             raise InvalidInput("the call carried no request message")
-        credentials = await self.run(self._auth.verify, path, headers, public_key, body)
-        return credentials, await self.run(_parse, request_type, body)
+        return await self.run(self._verify_and_parse, path, headers, public_key, body, request_type)
+
+    def _verify_and_parse(
+        self, path: str, headers: CallHeaders, public_key: bytes, body: bytes, request_type: type[Message]
+    ) -> tuple[CallCredentials, Any]:
+        """Steps 4-6, then (only then) the body is parsed: one trip to the executor."""
+        credentials = self._auth.verify(path, headers, public_key, body)
+        return credentials, _parse(request_type, body)
 
     def _unary(
         self, path: str, request_type: type[Message], behavior: UnaryBehavior

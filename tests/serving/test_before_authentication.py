@@ -72,6 +72,7 @@ def test_unauthenticated_30mib_bodies_do_not_grow_memory(tmp_path: Path) -> None
         assert {c for c, _ in codes} == {"UNAUTHENTICATED"}, codes
         assert {r for _, r in codes} == {"missing-credentials", "unknown-key", "expired-call"}
         growth = max(peak) - baseline
+        print(f"RSS {baseline >> 10} MiB before; peak growth {growth >> 10} MiB under {SENDERS} senders x {ROUNDS} rounds")
         assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew by {growth >> 10} MiB"
         served.publish("alice", "1" * 32)  # and the exchange still serves members
     finally:
