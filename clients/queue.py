@@ -9,7 +9,14 @@ same (content, signal) twice is a no-op.
 
 Every item keeps its reviewer, reason and timestamps (created, claimed, decided,
 last update), and every transition is appended to ``queue_events``
-(:meth:`ModerationQueue.history`). Deciding through
+(:meth:`ModerationQueue.history`, :meth:`ModerationQueue.events` for every reviewer).
+
+Claims are owned: while an item is ``in_review`` only the reviewer who claimed it
+can decide or release it, and a second claim fails; each of these raises
+:class:`~exchange.core.errors.ClaimedByOther` naming the owner. A lead takes an
+abandoned claim back with ``release(..., force=True)``, which the history records.
+:meth:`ModerationQueue.page` lists items by priority with filters
+(:class:`QueueFilter`) and paging. Deciding through
 :meth:`clients.member.MemberClient.decide` also publishes the reviewer's verdict as a
 signed opinion when the policy's ``[feedback]`` settings say so.
 """
@@ -26,9 +33,9 @@ from typing import Any
 from clients.bank import Match
 from clients.policy import Action, Decision
 from clients.store import MemberStore
-from exchange.core.errors import InvalidInput, NotFound
+from exchange.core.errors import ClaimedByOther, InvalidInput, NotFound
 
-__all__ = ["ModerationQueue", "QueueEvent", "QueueItem", "State"]
+__all__ = ["ModerationQueue", "QueueEvent", "QueueFilter", "QueueItem", "QueuePage", "State"]
 
 
 class State(StrEnum):
@@ -103,6 +110,55 @@ class QueueEvent:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueFilter:
+    """What a reviewer narrows the queue to; empty fields do not filter."""
+
+    states: tuple[State, ...] = ()
+    type: str | None = None
+    label: str | None = None
+    publisher: str | None = None
+    group: str | None = None
+    min_age_ms: int | None = None
+    max_age_ms: int | None = None
+
+    def where(self, now_ms: int) -> tuple[str, list[object]]:
+        """The SQL condition on ``queue`` and its arguments."""
+        conds: list[str] = []
+        args: list[object] = []
+        if self.states:
+            conds.append("state IN (" + ",".join("?" * len(self.states)) + ")")
+            args.extend(s.value for s in self.states)
+        for column, value in (("type", self.type), ("publisher", self.publisher)):
+            if value:
+                conds.append(f"{column} = ?")
+                args.append(value)
+        if self.label:
+            conds.append("EXISTS (SELECT 1 FROM json_each(queue.labels) WHERE value = ?)")
+            args.append(self.label)
+        if self.group:
+            conds.append(
+                "EXISTS (SELECT 1 FROM signals s, json_each(s.groups) g WHERE s.publisher = queue.publisher"
+                " AND s.signal_id = queue.signal_id AND g.value = ?)"
+            )
+            args.append(self.group)
+        if self.min_age_ms is not None:
+            conds.append("created_at_ms <= ?")
+            args.append(now_ms - self.min_age_ms)
+        if self.max_age_ms is not None:
+            conds.append("created_at_ms >= ?")
+            args.append(now_ms - self.max_age_ms)
+        return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuePage:
+    items: tuple[QueueItem, ...]
+    total: int
+    offset: int
+    limit: int
+
+
 class ModerationQueue:
     def __init__(self, store: MemberStore, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self._store = store
@@ -161,8 +217,15 @@ class ModerationQueue:
             raise NotFound(f"no queue item {item_id}")
         return _item(r)
 
+    def _owned_elsewhere(self, item_id: int, reviewer: str) -> None:
+        """Raise ClaimedByOther if another reviewer holds the item's claim."""
+        item = self.get(item_id)
+        if item.state is State.IN_REVIEW and item.reviewer != reviewer:
+            raise ClaimedByOther(f"queue item {item_id} is claimed by {item.reviewer}")
+
     def claim(self, item_id: int, reviewer: str) -> QueueItem:
-        """pending (or escalated) → in_review, by ``reviewer``."""
+        """pending (or escalated) → in_review, by ``reviewer``; claiming one's own
+        claim again is a no-op, another reviewer's raises ClaimedByOther."""
         if not reviewer:
             raise InvalidInput("a claim needs a reviewer")
         now = self._clock_ms()
@@ -173,25 +236,35 @@ class ModerationQueue:
                 (State.IN_REVIEW.value, reviewer, now, now, item_id, State.PENDING.value, State.ESCALATED.value),
             )
             if cur.rowcount == 0:
-                raise InvalidInput(f"queue item {item_id} is not pending ({self.get(item_id).state})")
+                self._owned_elsewhere(item_id, reviewer)
+                item = self.get(item_id)
+                if item.state is State.IN_REVIEW:
+                    return item
+                raise InvalidInput(f"queue item {item_id} is not pending ({item.state})")
             self._event(c, item_id, now, State.IN_REVIEW, reviewer, None)
         return self.get(item_id)
 
-    def release(self, item_id: int, reviewer: str) -> QueueItem:
-        """in_review → pending (the reviewer gives the item back)."""
+    def release(self, item_id: int, reviewer: str, force: bool = False) -> QueueItem:
+        """in_review → pending: the owner gives the item back, or (``force``) a lead
+        takes back another reviewer's claim."""
         now = self._clock_ms()
         with self._store.transaction() as c:
+            owner = self.get(item_id).reviewer
+            if not force:
+                self._owned_elsewhere(item_id, reviewer)
             cur = c.execute(
                 "UPDATE queue SET state = ?, updated_at_ms = ? WHERE id = ? AND state = ?",
                 (State.PENDING.value, now, item_id, State.IN_REVIEW.value),
             )
             if cur.rowcount == 0:
                 raise InvalidInput(f"queue item {item_id} is not in review ({self.get(item_id).state})")
-            self._event(c, item_id, now, State.PENDING, reviewer, "released")
+            reason = "released" if owner == reviewer else f"released (claim of {owner} taken back)"
+            self._event(c, item_id, now, State.PENDING, reviewer, reason)
         return self.get(item_id)
 
     def decide(self, item_id: int, reviewer: str, decision: State, reason: str = "") -> QueueItem:
-        """in_review → actioned / dismissed / escalated, with the reviewer and a reason."""
+        """in_review → actioned / dismissed / escalated, by the reviewer who claimed
+        it, with a reason."""
         if decision not in DECISIONS:
             raise InvalidInput("a decision is actioned, dismissed or escalated")
         if not reviewer:
@@ -200,10 +273,11 @@ class ModerationQueue:
         with self._store.transaction() as c:
             cur = c.execute(
                 "UPDATE queue SET state = ?, reviewer = ?, reason = ?, decided_at_ms = ?, updated_at_ms = ?"
-                " WHERE id = ? AND state = ?",
-                (decision.value, reviewer, reason, now, now, item_id, State.IN_REVIEW.value),
+                " WHERE id = ? AND state = ? AND reviewer = ?",
+                (decision.value, reviewer, reason, now, now, item_id, State.IN_REVIEW.value, reviewer),
             )
             if cur.rowcount == 0:
+                self._owned_elsewhere(item_id, reviewer)
                 raise InvalidInput(f"queue item {item_id} must be claimed first ({self.get(item_id).state})")
             self._event(c, item_id, now, decision, reviewer, reason or None)
         return self.get(item_id)
@@ -217,6 +291,57 @@ class ModerationQueue:
                 (item_id,),
             )
         ]
+
+    def events(self, reviewer: str | None = None, offset: int = 0, limit: int = 100) -> list[QueueEvent]:
+        """Every reviewer's transitions (or one reviewer's), newest first."""
+        sql = "SELECT item_id, at_ms, state, reviewer, reason FROM queue_events"
+        args: list[object] = []
+        if reviewer is not None:
+            sql += " WHERE reviewer = ?"
+            args.append(reviewer)
+        sql += " ORDER BY rowid DESC LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        return [
+            QueueEvent(item_id=int(i), at_ms=int(at), state=State(str(st)), reviewer=rv, reason=rs)
+            for i, at, st, rv, rs in self._store.conn.execute(sql, args)
+        ]
+
+    def page(self, where: QueueFilter = QueueFilter(), offset: int = 0, limit: int = 50) -> QueuePage:
+        """Items matching ``where`` by priority (then age), ``limit`` from ``offset``."""
+        if offset < 0 or not 0 < limit <= 1000:
+            raise InvalidInput("paging needs offset >= 0 and 0 < limit <= 1000")
+        cond, args = where.where(self._clock_ms())
+        total = int(self._store.conn.execute(f"SELECT COUNT(*) FROM queue{cond}", args).fetchone()[0])
+        rows = self._store.conn.execute(
+            f"SELECT {_COLUMNS} FROM queue{cond} ORDER BY priority, id LIMIT ? OFFSET ?", [*args, limit, offset]
+        )
+        return QueuePage(items=tuple(_item(r) for r in rows), total=total, offset=offset, limit=limit)
+
+    def for_content(self, content_ref: str) -> list[QueueItem]:
+        """Every item about one piece of content: each signal it matched."""
+        rows = self._store.conn.execute(
+            f"SELECT {_COLUMNS} FROM queue WHERE content_ref = ? ORDER BY priority, id", (content_ref,)
+        )
+        return [_item(r) for r in rows]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The types, publishers, labels and sharing groups present in the queue, for filter menus."""
+        c = self._store.conn
+        return {
+            "type": [str(r[0]) for r in c.execute("SELECT DISTINCT type FROM queue ORDER BY 1")],
+            "publisher": [str(r[0]) for r in c.execute("SELECT DISTINCT publisher FROM queue ORDER BY 1")],
+            "label": [
+                str(r[0])
+                for r in c.execute("SELECT DISTINCT j.value FROM queue, json_each(queue.labels) j ORDER BY 1")
+            ],
+            "group": [
+                str(r[0])
+                for r in c.execute(
+                    "SELECT DISTINCT g.value FROM queue q JOIN signals s ON s.publisher = q.publisher"
+                    " AND s.signal_id = q.signal_id, json_each(s.groups) g ORDER BY 1"
+                )
+            ],
+        }
 
     def counts(self) -> dict[str, dict[int, int]]:
         """{state: {priority: count}}."""

@@ -89,6 +89,7 @@ def add_parser(sub: Any) -> None:
     common(qr)
     qr.add_argument("item", type=int)
     qr.add_argument("--reviewer", required=True)
+    qr.add_argument("--force", action="store_true", help="take back another reviewer's claim (a lead's call)")
     qr.set_defaults(run=queue_release)
     qh = qsub.add_parser("history", help="every transition of a queue item")
     common(qh)
@@ -105,6 +106,10 @@ def add_parser(sub: Any) -> None:
     bk = msub.add_parser("bank", help="bank statistics (signals by type, PDQ index)")
     common(bk)
     bk.set_defaults(run=bank_stats)
+
+    from clients.cli import console  # the reviewer console (issue 16): its own module
+
+    console.add_parser(msub, common)
 
     rb = msub.add_parser("rebuild-bank", help="forget the bank and rebuild it by verifying the ledger from 0")
     common(rb)
@@ -351,7 +356,7 @@ def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def queue_release(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
-        item = client.queue.release(args.item, args.reviewer)
+        item = client.queue.release(args.item, args.reviewer, force=args.force)
     _emit(args, _item_dict(item), f"#{item.id} released by {args.reviewer}")
     return int(ExitCode.OK)
 

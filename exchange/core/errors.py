@@ -27,7 +27,8 @@ identifiers.
     │   ├── KeyNotValid                 key-not-valid
     │   ├── MemberSuspended             member-suspended
     │   ├── GroupNotAllowed             group-not-allowed
-    │   └── TlpNotAllowed               tlp-not-allowed
+    │   ├── TlpNotAllowed               tlp-not-allowed
+    │   └── ClaimedByOther              claim-owned  (a queue item another reviewer holds)
     ├── NotFound                        NOT_FOUND
     ├── OutOfRange                      OUT_OF_RANGE
     ├── ResourceExhausted               RESOURCE_EXHAUSTED
@@ -50,6 +51,7 @@ __all__ = [
     "AuthenticationError",
     "BadCallSignature",
     "BatchTooLarge",
+    "ClaimedByOther",
     "CertificateMismatch",
     "ConfigError",
     "ExitCode",
@@ -213,6 +215,12 @@ class GroupNotAllowed(PermissionDenied):
 
 class TlpNotAllowed(PermissionDenied):
     reason = "tlp-not-allowed"
+
+
+class ClaimedByOther(PermissionDenied):
+    """A reviewer tried to act on a queue item another reviewer has claimed."""
+
+    reason = "claim-owned"
 
 
 class NotFound(TrustwireError):
