@@ -110,8 +110,8 @@ class ExchangeCore:
         self.activity = activity or Activity(clock_ms)  # counts and streams for operators (metrics)
         self.rejections.subscribe(self.activity.on_rejection)
         self.reads = reads  # read quotas per principal (None: unlimited)
-        self._reads: _Recent[tuple[int, int], list[Stored]] = _Recent(64)
-        self._proofs: _Recent[tuple[tuple[int, ...], int, int], tuple[list[bytes], list[bytes]]] = _Recent(256)
+        self._reads: _Recent[tuple[int, int], list[Stored]] = _Recent(8)  # a few MiB at most
+        self._proofs: _Recent[tuple[tuple[int, ...], int, int], tuple[list[bytes], list[bytes]]] = _Recent(64)
 
     # -- authentication ----------------------------------------------------------------
 
