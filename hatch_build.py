@@ -1,10 +1,10 @@
 """Build hook: generate the protobuf / gRPC modules from proto/ at build time.
 
-The .proto files live at buf-style paths (``proto/trustwire/v1/*.proto``, package
-``trustwire.v1``). protoc would emit absolute imports such as
-``from trustwire.v1 import entries_pb2``; we rewrite them to the import package
-``exchange.pb.trustwire.v1`` so that ``exchange`` and ``clients`` stay the only
-top-level packages. Nothing generated is committed (see .gitignore).
+The .proto files (package ``trustwire.v1``) live at the path of the Python package
+they generate: ``proto/exchange/pb/trustwire/v1/*.proto`` with ``-I proto``, so
+protoc's own imports (``from exchange.pb.trustwire.v1 import entries_pb2``) are
+right as emitted and nothing is rewritten. Nothing generated is committed (see
+.gitignore).
 
 Runs for ``pip install .`` (wheel) and ``pip install -e .`` (editable); run
 ``python hatch_build.py`` to regenerate by hand after editing a .proto file.
@@ -12,7 +12,6 @@ Runs for ``pip install .`` (wheel) and ``pip install -e .`` (editable); run
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 
 PROTO_ROOT = "proto"
 OUT_PACKAGE = ("exchange", "pb")
-_IMPORT = re.compile(r"^(from|import) trustwire\.v1\b", re.MULTILINE)
 
 
 def generate(root: Path) -> list[Path]:
@@ -38,18 +36,14 @@ def generate(root: Path) -> list[Path]:
         "protoc",
         f"-I{proto_dir}",
         f"-I{include}",
-        f"--python_out={out}",
-        f"--grpc_python_out={out}",
-        f"--mypy_out={out}",
+        f"--python_out={root}",
+        f"--grpc_python_out={root}",
+        f"--mypy_out={root}",
         *sources,
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
     generated = sorted(p for p in out.rglob("*") if p.suffix in (".py", ".pyi"))
-    prefix = ".".join(OUT_PACKAGE)
-    for path in generated:
-        text = path.read_text()
-        path.write_text(_IMPORT.sub(lambda m: f"{m.group(1)} {prefix}.trustwire.v1", text))
     for package in [out, *(d for d in out.rglob("*") if d.is_dir())]:
         (package / "__init__.py").touch()
     (out / "py.typed").touch()
@@ -72,7 +66,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         if version == "standard":
             # Ship the demo task force inside a regular wheel so `trustwire demo` works after
             # `pip install .`; editable installs read seeds/ from the checkout.
-            build_data["force_include"][str(Path(self.root) / "seeds")] = "clients/_seeds"
+            build_data["force_include"][str(Path(self.root) / "seeds")] = "trustwire/_seeds"
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -44,8 +45,11 @@ __all__ = [
     "AccountLookup",
     "account_ref",
     "account_value",
+    "lookup_accounts",
     "normalize_identifier",
 ]
+
+log = logging.getLogger(__name__)
 
 ACCOUNT_REF_PREFIX = "account:"
 
@@ -121,6 +125,21 @@ AccountLookup = Callable[[AccountIndicator], Iterable[str]]
 def account_ref(internal_id: str) -> str:
     """The queue ``content_ref`` of a member's own account."""
     return ACCOUNT_REF_PREFIX + internal_id
+
+
+def lookup_accounts(hook: AccountLookup | None, value: str, publisher: str, signal_id: str) -> list[str]:
+    """The member's own account ids for an account signal's value, through its hook.
+
+    Never logs the indicator or the ids; a failing hook is logged by type only.
+    """
+    if hook is None:
+        return []
+    try:
+        indicator = AccountIndicator.parse(value, publisher=publisher, signal_id=signal_id)
+        return sorted({str(i) for i in hook(indicator)})
+    except Exception as exc:  # noqa: BLE001 - member code; its message may hold an identifier
+        log.warning("account lookup hook failed for signal %s/%s (%s)", publisher, signal_id, type(exc).__name__)
+        return []
 
 
 class AccountDirectory:

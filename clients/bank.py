@@ -1,4 +1,4 @@
-"""The member's bank of verified signals: exact lookups and PDQ near-duplicates.
+"""The member's bank of verified signals: exact lookups and Hamming near-duplicates.
 
 The bank lives in the member's SQLite state file. It applies new versions (the
 highest ledger index wins; a new version keeps the signal's row), retractions, expiry
@@ -6,17 +6,20 @@ highest ledger index wins; a new version keeps the signal's row), retractions, e
 can be withdrawn) and retroactive quarantine of what a compromised key signed. Only
 *live* signals match.
 
-- Exact types (``md5``, ``sha1``, ``sha256``, ``video_md5``, ``url``, ``domain``,
-  ``account``) are answered by the ``(type, value)`` SQLite index; a ``domain``
-  signal also matches every sub-domain of it and the hosts of URLs.
-- ``text`` signals match as substrings of the (normalized) text.
-- ``pdq`` signals live in a :class:`clients.pdq_index.PdqIndex` keyed by the signal's
-  SQLite rowid: exact Hamming-radius search (default threshold 31), updated
-  incrementally after each commit, saved next to the state file
+Matching dispatches on the signal type (``exchange.core.signals``), never on a name:
+
+- ``Matcher.EXACT`` types are answered by the ``(type, value)`` SQLite index, for each
+  key of the type's ``lookups`` (a ``domain`` also matches every sub-domain of it and
+  the hosts of URLs).
+- ``Matcher.SUBSTRING`` types (``text``) match as substrings of the normalized text;
+  ``Matcher.SCAN`` types by their own ``distance`` against each live signal of the type.
+- ``Matcher.HAMMING`` types (``pdq``) live in a :class:`clients.pdq_index.PdqIndex`
+  keyed by the signal's SQLite rowid: exact Hamming-radius search (default threshold
+  31), updated incrementally after each commit, saved next to the state file
   (``<state>.pdq/``, ``.npy`` files) and reloaded on start when it reflects the
   bank's current state; otherwise rebuilt from SQLite (about 1 s per million hashes).
-  Degenerate hashes (far from the ~128 set bits every real PDQ hash has, such as the
-  all-zero hash of a blank image) are kept and flagged but not indexed: they would
+  Values the type flags (``quality_flag``: degenerate PDQ hashes, far from the ~128
+  set bits every real PDQ hash has) are kept and flagged but not indexed: they would
   match noise. ``stats()`` counts them.
 
 Deleting the state file's bank tables and syncing from index 0 rebuilds the bank
@@ -32,12 +35,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.media import MIN_PDQ_QUALITY, MediaHashes
-from clients.pdq_index import PdqIndex, is_degenerate, pdq_words, pdq_words_many
+from clients.media import MediaHashes
+from clients.pdq_index import PdqIndex, pdq_words_many
 from clients.store import MemberStore
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.keydir import KeyInfo
-from exchange.core.signals import Matcher, signal_type
+from exchange.core.signals import Matcher, registered, signal_type
+from exchange.core.signals.pdq import DEGENERATE_PDQ
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = ["Bank", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
@@ -45,7 +49,6 @@ __all__ = ["Bank", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PDQ_THRESHOLD = 31
-DEGENERATE_PDQ = "degenerate-pdq"
 # A saved index smaller than this is not worth writing: rebuilding it takes < 0.1 s.
 PERSIST_MIN_HASHES = 50_000
 VERDICTS: dict[int, str] = {
@@ -117,9 +120,13 @@ def _row(r: tuple[object, ...]) -> BankSignal:
     )
 
 
-def _domain_suffixes(host: str) -> list[str]:
-    labels = host.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
+def _hamming(type_name: str) -> bool:
+    """True for a type whose signals live in the Hamming index."""
+    return signal_type(type_name).matcher is Matcher.HAMMING
+
+
+def _hamming_types() -> list[str]:
+    return [k.name for k in registered() if k.matcher is Matcher.HAMMING]
 
 
 class Bank:
@@ -192,9 +199,11 @@ class Bank:
         and degenerate ones excluded)."""
         started = time.monotonic()
         index = PdqIndex(threshold=self.pdq_threshold)
+        types = _hamming_types()
         cur = self._store.conn.execute(
-            "SELECT rowid, value FROM signals WHERE type = 'pdq' AND retracted_idx IS NULL"
-            " AND swept_at_ms IS NULL AND quality_flag IS NULL"
+            f"SELECT rowid, value FROM signals WHERE type IN ({','.join('?' * len(types))}) AND retracted_idx IS NULL"
+            " AND swept_at_ms IS NULL AND quality_flag IS NULL",
+            types,
         )
         while True:
             rows = cur.fetchmany(500_000)
@@ -221,9 +230,7 @@ class Bank:
 
     def add_signal(self, s: pb.Signal, index: int, keyid: str = "", accepted_at_ms: int = 0) -> bool:
         """Store a signal version; False if a newer version is already banked."""
-        flag = None
-        if s.type == "pdq" and is_degenerate(pdq_words(s.value)):
-            flag = DEGENERATE_PDQ
+        flag = signal_type(s.type).quality_flag(s.value)
         with self._store.transaction() as c:
             row = c.execute(
                 "SELECT idx, rowid, type FROM signals WHERE publisher = ? AND signal_id = ?",
@@ -263,9 +270,9 @@ class Bank:
                 " swept_at_ms = NULL RETURNING rowid",
                 values,
             ).fetchone()[0]
-            if s.type == "pdq" and flag is None:
+            if _hamming(s.type) and flag is None:
                 self._index_update(add=[(rowid, s.value)])
-            elif row is not None and row[2] == "pdq":
+            elif row is not None and _hamming(row[2]):
                 self._index_update(remove=[rowid])
         return True
 
@@ -276,7 +283,7 @@ class Bank:
                 " RETURNING rowid, type",
                 (index, publisher, signal_id, index),
             ).fetchone()
-            if row is not None and row[1] == "pdq":
+            if row is not None and _hamming(row[1]):
                 self._index_update(remove=[row[0]])
         return row is not None
 
@@ -302,7 +309,7 @@ class Bank:
                 if key.tainted(idx, at):
                     c.execute("DELETE FROM signals WHERE publisher = ? AND signal_id = ?", (publisher, signal_id))
                     dropped.append((idx, publisher, signal_id))
-                    if type_ == "pdq":
+                    if _hamming(type_):
                         removed.append(rowid)
             for idx, at, publisher, signal_id, author in c.execute(
                 "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
@@ -328,7 +335,7 @@ class Bank:
             if not rows:
                 return []
             c.executemany("UPDATE signals SET swept_at_ms = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
-            self._index_update(remove=[r[0] for r in rows if r[4] == "pdq"])
+            self._index_update(remove=[r[0] for r in rows if _hamming(r[4])])
         return [_row(r[1:]) for r in rows]
 
     def clear(self) -> None:
@@ -397,6 +404,11 @@ class Bank:
             entry["live"] = bool(s and s.live_at(self._clock_ms()))
         return sorted(out.values(), key=lambda e: str(e["signal_id"]))
 
+    def signals_of_type(self, type_name: str) -> list[BankSignal]:
+        """Every banked signal of one type, live or not."""
+        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
+        return [_row(r) for r in rows]
+
     def lookup(self, type_name: str, value: str) -> list[BankSignal]:
         """Live signals of an exact-match type with this (normalized) value."""
         now = self._clock_ms()
@@ -405,59 +417,59 @@ class Bank:
         ).fetchall()
         return [s for s in map(_row, rows) if s.live_at(now)]
 
-    def search_pdq(self, pdq: str, threshold: int | None = None) -> list[tuple[BankSignal, int]]:
-        """Live PDQ signals within ``threshold`` Hamming distance, nearest first."""
+    def search_pdq(
+        self, pdq: str, threshold: int | None = None, type_name: str | None = None
+    ) -> list[tuple[BankSignal, int]]:
+        """Live signals of a Hamming type (``type_name``, default any) within
+        ``threshold`` Hamming distance, nearest first."""
         hits = self.pdq_index().search(pdq, self.pdq_threshold if threshold is None else threshold)
         if not hits:
             return []
         now = self._clock_ms()
         by_id = self._by_rowids([i for i, _ in hits])
-        out = [(by_id[i], d) for i, d in hits if i in by_id and by_id[i].type == "pdq" and by_id[i].live_at(now)]
+        out = [
+            (by_id[i], d)
+            for i, d in hits
+            if i in by_id and by_id[i].live_at(now) and (by_id[i].type == type_name if type_name else _hamming(by_id[i].type))
+        ]
         return sorted(out, key=lambda t: (t[1], t[0].index))
 
     def match_media(self, h: MediaHashes) -> list[Match]:
-        """Every live signal this file matches: exact digests, then PDQ neighbours
-        (only for hashes of at least MIN_PDQ_QUALITY)."""
+        """Every live signal this file matches: exact hashes first, then near ones
+        (Hamming or the type's own distance; only hashes that reach their type's
+        ``min_quality``)."""
         found: dict[tuple[str, str], Match] = {}
-        digests = [("md5", h.md5), ("sha256", h.sha256)] + ([("video_md5", h.md5)] if h.is_video else [])
-        for type_name, value in digests:
-            for s in self.lookup(type_name, value):
-                found[(s.publisher, s.signal_id)] = Match(content_ref=h.path, signal=s, distance=0)
-        if h.pdq is not None and (h.pdq_quality or 0) >= MIN_PDQ_QUALITY:
-            for s, d in self.search_pdq(h.pdq):
-                found.setdefault((s.publisher, s.signal_id), Match(content_ref=h.path, signal=s, distance=d))
+        kinds = [(signal_type(c.type), c) for c in h.hashes]
+        for kind, c in sorted(kinds, key=lambda kc: kc[0].matcher is not Matcher.EXACT):
+            if c.quality is not None and c.quality < kind.min_quality:
+                continue
+            for m in self._match(kind.name, c.value, h.path):
+                if kind.matcher is not Matcher.EXACT:
+                    found.setdefault((m.signal.publisher, m.signal.signal_id), m)
+                else:
+                    found[(m.signal.publisher, m.signal.signal_id)] = m
         return sorted(found.values(), key=lambda m: (m.distance, m.signal.index))
 
     def match_value(self, type_name: str, raw: str, content_ref: str) -> list[Match]:
-        """Match one piece of the member's own content of a non-media type.
+        """Match one piece of the member's own content, dispatching on its type's matcher
+        (a ``domain`` or ``url`` also matches domain signals for its host and every
+        parent domain, through the type's ``lookups``)."""
+        return self._match(type_name, signal_type(type_name).normalize(raw), content_ref)
 
-        ``domain`` content matches domain signals for it and every parent domain;
-        ``url`` content matches URL signals exactly and domain signals for its host.
-        """
+    def _match(self, type_name: str, value: str, content_ref: str) -> list[Match]:
         kind = signal_type(type_name)
-        value = kind.normalize(raw)
-        now = self._clock_ms()
-        if kind.matcher is Matcher.SUBSTRING:
-            rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
-            hits = [s for s in map(_row, rows) if s.live_at(now) and s.value in value]
-        elif kind.matcher is Matcher.HAMMING:
-            return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in self.search_pdq(value)]
-        else:
-            hits = self.lookup(type_name, value)
-            host = None
-            if type_name == "domain":
-                host = value
-            elif type_name == "url":
-                authority = value.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
-                host = authority.rpartition("@")[2].split(":", 1)[0].strip("[]")
-            if host:
-                seen = {(s.publisher, s.signal_id) for s in hits}
-                for suffix in _domain_suffixes(host):
-                    for s in self.lookup("domain", suffix):
-                        if (s.publisher, s.signal_id) not in seen:
-                            hits.append(s)
-                            seen.add((s.publisher, s.signal_id))
-        return [Match(content_ref=content_ref, signal=s) for s in hits]
+        if kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
+            now = self._clock_ms()
+            scored = [(s, kind.distance(s.value, value)) for s in self.signals_of_type(type_name) if s.live_at(now)]
+            return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in scored if d is not None]
+        if kind.matcher is Matcher.HAMMING:
+            found = self.search_pdq(value, type_name=type_name)
+            return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in found]
+        hits: dict[tuple[str, str], BankSignal] = {}  # exact: every key the type's lookups name
+        for key_type, key in kind.lookups(value):
+            for s in self.lookup(key_type, key):
+                hits.setdefault((s.publisher, s.signal_id), s)
+        return [Match(content_ref=content_ref, signal=s) for s in hits.values()]
 
     def stats(self) -> dict[str, int]:
         now = self._clock_ms()

@@ -26,6 +26,7 @@ from clients.accounts import account_value
 from clients.member import MemberClient
 from exchange.core.entries import Entry
 from exchange.core.errors import InvalidInput, TrustwireError
+from exchange.core.signals import Account
 
 __all__ = ["entries_from_jsonl", "parse_time_ms"]
 
@@ -57,7 +58,7 @@ def _entry(client: MemberClient, obj: dict[str, Any], secret: bytes | None, crea
     created = _opt_time(obj, "created_at") or created_at_ms
     if kind == "signal":
         value = obj.get("value")
-        if obj.get("type") == "account" and "identifier" in obj:
+        if obj.get("type") == Account.name and "identifier" in obj:
             value = account_value(obj["platform"], obj["account_kind"], obj["identifier"], secret)
         if not isinstance(value, str):
             raise InvalidInput("signal needs a string value")

@@ -1,9 +1,9 @@
-"""Hashing a platform's own media: MD5 and SHA-256 for any file, PDQ for images.
+"""Hashing a platform's own media through the signal types' media hashers.
 
-PDQ hex follows Meta's reference (the 256-bit hash printed most-significant bit
-first, as python-threatexchange does); the Hamming distance of two hashes is the
-popcount of their XOR. PDQ quality (0–100) comes with every image hash; callers
-treat hashes under ``MIN_PDQ_QUALITY`` as unreliable and do not match them.
+Every registered type that hashes files contributes one :class:`ContentHash`:
+today MD5 and SHA-256 of any file, ``video_md5`` of videos and PDQ of images (with
+its quality; hashes under the type's ``min_quality`` are stored but not matched).
+Plain digests share one read of the file.
 """
 
 from __future__ import annotations
@@ -13,64 +13,76 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from exchange.core.signals import ContentHash, registered
+from exchange.core.signals.digests import VIDEO_SUFFIXES
+from exchange.core.signals.pdq import IMAGE_SUFFIXES, MIN_PDQ_QUALITY, pdq_hex
 
-__all__ = ["MediaHashes", "hash_file", "iter_files", "pdq_distance", "pdq_hex", "MIN_PDQ_QUALITY"]
-
-MIN_PDQ_QUALITY = 50
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv", ".3gp", ".mpg", ".mpeg"})
+__all__ = [
+    "ContentHash",
+    "MediaHashes",
+    "hash_file",
+    "iter_files",
+    "pdq_distance",
+    "pdq_hex",
+    "MIN_PDQ_QUALITY",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaHashes:
+    """Every content hash of one file, one per type that hashes it."""
+
     path: str
-    md5: str
-    sha256: str
-    pdq: str | None = None
-    pdq_quality: int | None = None
+    hashes: tuple[ContentHash, ...]
     is_video: bool = False
 
+    def get(self, type_name: str) -> ContentHash | None:
+        return next((h for h in self.hashes if h.type == type_name), None)
 
-def pdq_hex(bits: Iterable[int]) -> str:
-    """Reference hex of a pdqhash bit vector (first element = most significant bit)."""
-    return "%064x" % int("".join("1" if b else "0" for b in bits), 2)
+    def value(self, type_name: str) -> str | None:
+        found = self.get(type_name)
+        return None if found is None else found.value
+
+    @property
+    def md5(self) -> str:
+        return self.value("md5") or ""
+
+    @property
+    def sha256(self) -> str:
+        return self.value("sha256") or ""
+
+    @property
+    def pdq(self) -> str | None:
+        return self.value("pdq")
+
+    @property
+    def pdq_quality(self) -> int | None:
+        found = self.get("pdq")
+        return None if found is None else found.quality
 
 
 def pdq_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def _pdq(path: Path) -> tuple[str, int] | None:
-    import pdqhash
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError):
-        return None
-    bits, quality = pdqhash.compute(rgb)
-    return pdq_hex(bits), int(quality)
-
-
 def hash_file(path: str | Path) -> MediaHashes:
-    """Hash one file; PDQ only for images Pillow can decode."""
+    """Hash one file with every registered type that hashes it."""
     p = Path(path)
-    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            md5.update(chunk)
-            sha.update(chunk)
-    pdq = _pdq(p) if p.suffix.lower() in IMAGE_SUFFIXES else None
-    return MediaHashes(
-        path=str(p),
-        md5=md5.hexdigest(),
-        sha256=sha.hexdigest(),
-        pdq=pdq[0] if pdq else None,
-        pdq_quality=pdq[1] if pdq else None,
-        is_video=p.suffix.lower() in VIDEO_SUFFIXES,
-    )
+    kinds = [k for k in registered() if k.hashes_media(p)]
+    digests = {k.digest: hashlib.new(k.digest, usedforsecurity=False) for k in kinds if k.digest is not None}
+    if digests:
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                for d in digests.values():
+                    d.update(chunk)
+    hashes: list[ContentHash] = []
+    for k in kinds:
+        h = ContentHash(k.name, digests[k.digest].hexdigest()) if k.digest is not None else k.hash_media(p)
+        if h is not None:
+            hashes.append(h)
+    return MediaHashes(path=str(p), hashes=tuple(hashes), is_video=p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:

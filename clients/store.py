@@ -1,5 +1,6 @@
 """The member's local state: one SQLite file holding the cursor, the verified key
-events, the bank, the member's own hashed content and the moderation queue.
+events, the bank, the member's own hashed content (``clients.content``) and the
+moderation queue.
 
 Keeping them in one file lets a sync commit "entries applied + queue items written +
 cursor advanced" in a single transaction: after a crash the member resumes from a
@@ -51,16 +52,6 @@ CREATE TABLE IF NOT EXISTS opinions (
     accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id, author)
 );
-CREATE TABLE IF NOT EXISTS content (
-    ref TEXT PRIMARY KEY,
-    md5 TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    pdq TEXT,
-    pdq_quality INTEGER,
-    hashed_at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS content_md5 ON content(md5);
-CREATE INDEX IF NOT EXISTS content_sha256 ON content(sha256);
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
     content_ref TEXT NOT NULL,
@@ -202,6 +193,14 @@ class MemberStore:
     def quarantine(self, index: int, reason: str, record: bytes, now_ms: int) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?)", (index, reason, record, now_ms))
+
+    def forget_verified(self) -> None:
+        """Forget the verified key events and the quarantine, and rewind the cursor to 0
+        (before a rebuild from the ledger)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM key_events")
+            c.execute("DELETE FROM quarantine")
+            self.set_cursor(0)
 
     def quarantined(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT idx, reason FROM quarantine ORDER BY idx")]

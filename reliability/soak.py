@@ -43,6 +43,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from reliability.harness import ExchangeProcess, insecure_signer, rss_kib  # noqa: E402
+from clients.content import ContentStore  # noqa: E402
+from exchange.core.signals import ContentHash  # noqa: E402
 
 GROUP_ALL = "soak-all"
 GROUP_EVEN = "soak-even"
@@ -93,16 +95,16 @@ def worker(args: argparse.Namespace) -> int:
     # the content this member has already hashed: every value any member may publish that matches
     max_seq = int(args.rate * args.seconds * 2) + 100
     now = int(time.time() * 1000)
-    with store.transaction() as c:
-        c.executemany(
-            "INSERT OR REPLACE INTO content VALUES (?, ?, ?, NULL, NULL, ?)",
-            (
-                (f"content:{p}:{s}", value_of(p, s), hashlib.sha256(f"{p}:{s}".encode()).hexdigest(), now)
-                for p in member_names(args.members)
-                for s in range(max_seq)
-                if matches_content(s)
-            ),
-        )
+    ContentStore(store).put_many(
+        (
+            (f"content:{p}:{s}", [ContentHash("md5", value_of(p, s)),
+                                  ContentHash("sha256", hashlib.sha256(f"{p}:{s}".encode()).hexdigest())])
+            for p in member_names(args.members)
+            for s in range(max_seq)
+            if matches_content(s)
+        ),
+        now,
+    )
     acked_path = work / f"{name}.acked.jsonl"
     publish_errors: dict[str, int] = {}
     done_publishing = threading.Event()

@@ -12,7 +12,7 @@ from typing import Any
 from clients.auditor import AuditClient, audit_offline, read_checkpoint_file, split_notes
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 from exchange.core.settings import load_settings
 
 
@@ -79,21 +79,13 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> AuditConfig:
 
 
 def _operator_key(config: AuditConfig) -> bytes:
-    try:
-        return parse_public_key(bytes.fromhex(config.operator_public_key))
-    except ValueError as exc:
-        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    return public_key_from_hex(config.operator_public_key)
 
 
 def _client(config: AuditConfig) -> AuditClient:
     if not config.principal or not config.key_file:
         raise ConfigError("online audit commands need --principal and --key-file")
-    try:
-        signer = Signer.from_seed(bytes.fromhex(config.key_file.read_text().strip()))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"key file {config.key_file} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"key file {config.key_file} must hold a hex seed") from exc
+    signer = read_seed_file(config.key_file)
     return AuditClient(
         config.exchange, principal=config.principal, signer=signer,
         operator_key=_operator_key(config), log_key=config.log_key,

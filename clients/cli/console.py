@@ -128,7 +128,7 @@ def account_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from clients.cli.member import load_config, open_client
+    from clients.cli.member_config import load_config, open_client
     from clients.console import AccountStore, Gateway, HttpsFiles, MediaRoots, start_console
     from exchange.core.errors import ConfigError
 

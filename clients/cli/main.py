@@ -1,11 +1,11 @@
-"""``trustwire``: one entry point with role sub-commands.
+"""The client commands of ``trustwire``, and the one way every command runs.
 
-    trustwire serve …        run an exchange                  (operators)
-    trustwire demo           the demo task force, end to end  (everyone)
     trustwire member …       keygen, publish, sync, match, queue (member T&S teams)
     trustwire audit …        verify, prove, consistency, checkpoint, witness (auditors)
     trustwire ops …          enrol, keys, groups, suspension, directory      (operators)
 
+The ``trustwire`` program itself (:mod:`trustwire.cli`) adds ``serve`` and ``demo``,
+which need the exchange: the SDK never imports ``exchange.server``.
 ``main(argv)`` returns the exit code, so tests call it in-process. Results go to
 stdout (``--json`` for machines), messages to stderr.
 """
@@ -16,7 +16,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from exchange.core.errors import ExitCode, TrustwireError
 
@@ -28,23 +29,25 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from clients.cli import audit, demo, member, ops
-    from exchange.server import cli as serve
+AddParser = Callable[[Any], None]
+"""A command's ``add_parser(subparsers)``."""
+
+
+def build_parser(commands: Sequence[AddParser] = ()) -> argparse.ArgumentParser:
+    """The parser of ``commands`` followed by the client commands."""
+    from clients.cli import audit, member, ops
 
     parser = argparse.ArgumentParser(prog="trustwire", description="Signed signal exchange for T&S task forces")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve.add_parser(sub)
-    demo.add_parser(sub)
-    member.add_parser(sub)
-    audit.add_parser(sub)
-    ops.add_parser(sub)
+    for add in (*commands, member.add_parser, audit.add_parser, ops.add_parser):
+        add(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, commands: Sequence[AddParser] = ()) -> int:
+    """Parse and run one command; the exit code (errors: one line on stderr)."""
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:

@@ -6,21 +6,17 @@ import argparse
 import json
 import os
 import sys
-from contextlib import contextmanager
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from clients.config import MemberConfig
+from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
 from clients.member import MemberClient
-from clients.policy import Policy
 from clients.queue import State
-from clients.transport import ClientTls
-from exchange.core.errors import ConfigError, ExitCode, InvalidInput, TrustwireError
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.errors import ExitCode, InvalidInput, TrustwireError
+from exchange.core.keys import Signer
 from exchange.core.records import Receipt
-from exchange.core.settings import load_settings
 
 
 def add_parser(sub: Any) -> None:
@@ -130,66 +126,6 @@ def keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     data = {"public_key": signer.public_key.hex(), "keyid": signer.keyid, "key_file": str(args.out)}
     _emit(args, data, f"public key {data['public_key']}\nkeyid      {data['keyid']}\nwrote      {args.out}")
     return int(ExitCode.OK)
-
-
-def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> MemberConfig:
-    overrides = {
-        "exchange": args.exchange,
-        "member_id": args.member_id,
-        "key_file": args.key_file,
-        "operator_public_key": args.operator_public_key,
-        "log_key": args.log_key,
-        "state": args.state,
-        "policy": args.policy,
-        "tls_ca_file": args.tls_ca_file,
-        "tls_cert_file": args.tls_cert_file,
-        "tls_key_file": args.tls_key_file,
-    }
-    return load_settings(MemberConfig, file=args.config, env=env, overrides=overrides)
-
-
-def read_seed(path: Path) -> Signer:
-    try:
-        seed = bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"key file {path} does not exist (create one with `trustwire member keygen`)") from exc
-    except ValueError as exc:
-        raise ConfigError(f"key file {path} must hold a hex Ed25519 seed") from exc
-    return Signer.from_seed(seed)
-
-
-@contextmanager
-def stateful_client(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[MemberClient]:
-    """A client whose state file (bank, queue, cursor) is open, for commands that need it."""
-    with open_client(load_config(args, env)) as client:
-        if client.queue is None or client.bank is None:
-            raise ConfigError("this command needs a state file (--state or `state` in the config)")
-        yield client
-
-
-def open_client(config: MemberConfig) -> MemberClient:
-    try:
-        operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
-    except ValueError as exc:
-        raise ConfigError("operator_public_key must be 64 hex characters") from exc
-    policy = Policy.load(config.policy) if config.policy else None
-    tls = None
-    if config.tls_ca_file is not None:
-        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    elif config.tls_cert_file is not None or config.tls_key_file is not None:
-        raise ConfigError("tls_cert_file/tls_key_file need tls_ca_file (the CA of the exchange's certificate)")
-    return MemberClient(
-        config.exchange,
-        member_id=config.member_id,
-        signer=read_seed(config.key_file),
-        operator_key=operator_key,
-        log_key=config.log_key,
-        witnesses=config.witnesses,
-        witness_quorum=config.witness_quorum,
-        state=config.state,
-        policy=policy,
-        tls=tls,
-    )
 
 
 def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:

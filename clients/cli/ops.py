@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clients.cli import ops_view
+from clients.cli.ops_config import OpsConfig, duration_ms, operator_credentials  # noqa: F401 - OpsConfig re-exported
 from clients.jsonl import parse_time_ms
 from clients.operator import OperatorClient
-from clients.transport import DEFAULT_ORIGIN, ClientTls
-from exchange.core.errors import ConfigError, ExitCode, InvalidInput
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.errors import ExitCode, InvalidInput
 from exchange.core.records import Receipt
-from exchange.core.settings import load_settings
+from exchange.core.keyfiles import public_key_from_hex
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 ROLES = {"member": pb.ROLE_MEMBER, "auditor": pb.ROLE_AUDITOR, "witness": pb.ROLE_WITNESS}
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpsConfig:
-    operator_key_file: Path
-    exchange: str = "127.0.0.1:7443"
-    origin: str = DEFAULT_ORIGIN
-    """The exchange's log name (its ``name`` setting): every call is signed for it."""
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
 
 
 def add_parser(sub: Any) -> None:
@@ -90,26 +75,7 @@ def add_parser(sub: Any) -> None:
     q = cmd("retire-group", "retire a sharing group", retire_group)
     q.add_argument("group")
     cmd("directory", "print the key directory, verified from the ledger", directory)
-    from clients.cli import ops_view  # top, status, rejects: the operator's live view
-    ops_view.add_commands(cmd)
-
-
-def operator_credentials(
-    args: argparse.Namespace, env: Mapping[str, str]
-) -> tuple[str, Signer, ClientTls | None, str]:
-    """Exchange address, operator key, TLS settings and exchange origin of an ``ops`` command."""
-    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file, "origin": args.origin}
-    config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
-    try:
-        signer = Signer.from_seed(bytes.fromhex(config.operator_key_file.read_text().strip()))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"operator key file {config.operator_key_file} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"operator key file {config.operator_key_file} must hold a hex seed") from exc
-    tls = None
-    if config.tls_ca_file is not None:
-        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    return config.exchange, signer, tls, config.origin
+    ops_view.add_commands(cmd)  # top, status, rejects: the operator's live view
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
@@ -118,21 +84,11 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
 
 
 def _public_key(text: str) -> bytes:
-    try:
-        return parse_public_key(bytes.fromhex(text))
-    except ValueError as exc:
-        raise InvalidInput("--public-key must be 64 hex characters") from exc
+    return public_key_from_hex(text, "--public-key", error=InvalidInput)
 
 
 def _groups(text: str) -> list[str]:
     return [g.strip() for g in text.split(",") if g.strip()]
-
-
-def _duration_ms(text: str) -> int:
-    m = _DURATION.match(text)
-    if not m:
-        raise InvalidInput(f"durations look like 30m, 12h or 7d, got {text!r}")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
 def _publish(args: argparse.Namespace, env: Mapping[str, str], build: Any) -> int:
@@ -177,7 +133,7 @@ def add_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def rotate_key(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    key, overlap = _public_key(args.public_key), _duration_ms(args.overlap)
+    key, overlap = _public_key(args.public_key), duration_ms(args.overlap)
     return _publish(args, env, lambda c: c.rotate_key(args.member, args.old_keyid, key, overlap))
 
 

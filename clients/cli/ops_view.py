@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from clients.cli.ops import _duration_ms
+from clients.cli.ops_config import duration_ms, operator_credentials
 from clients.jsonl import parse_time_ms
 from clients.transport import DEFAULT_ORIGIN, ClientTls, connect, translate_errors
 from exchange.core.entries import OPERATOR
@@ -110,8 +110,6 @@ class OperatorView:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Mapping[str, str]) -> OperatorView:
-        from clients.cli.ops import operator_credentials
-
         return cls(*operator_credentials(args, env))
 
     def close(self) -> None:
@@ -134,13 +132,13 @@ class OperatorView:
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
-    window = _duration_ms(args.window) // 1000
+    window = duration_ms(args.window) // 1000
     if not 1 <= window <= 900:
         raise InvalidInput("--window is 1s..15m")
     return Thresholds(
         window_s=window,
-        silent_after_s=max(1, _duration_ms(args.silent_after) // 1000),
-        checkpoint_max_age_s=max(1, _duration_ms(args.checkpoint_max_age) // 1000),
+        silent_after_s=max(1, duration_ms(args.silent_after) // 1000),
+        checkpoint_max_age_s=max(1, duration_ms(args.checkpoint_max_age) // 1000),
     )
 
 
@@ -399,7 +397,7 @@ def status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _since_ms(text: str) -> int:
     try:
-        return int(time.time() * 1000) - _duration_ms(text)
+        return int(time.time() * 1000) - duration_ms(text)
     except InvalidInput:
         pass
     try:

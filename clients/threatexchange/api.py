@@ -53,7 +53,8 @@ from clients.threatexchange.signal_types import to_pytx
 from clients.transport import ClientTls
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.errors import UntrustedEntry
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.keyfiles import public_key_from_hex, signer_from_hex
+from exchange.core.keys import Signer
 from exchange.core.logview import LogView
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
@@ -121,7 +122,7 @@ class TrustwireCredentials(auth.CredentialHelper):
             return False
 
     def signer(self) -> Signer:
-        return Signer.from_seed(bytes.fromhex(self.seed_hex))
+        return signer_from_hex(self.seed_hex)
 
 
 @dataclass
@@ -236,7 +237,7 @@ class TrustwireSignalExchangeAPI(
             collab.exchange,
             member_id=collab.member_id,
             signer=credentials.signer(),
-            operator_key=parse_public_key(bytes.fromhex(collab.operator_public_key)),
+            operator_key=public_key_from_hex(collab.operator_public_key),
             log_key=collab.log_key,
             witnesses=tuple(collab.witnesses),
             witness_quorum=collab.witness_quorum,

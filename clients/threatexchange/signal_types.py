@@ -20,7 +20,6 @@ finds it as a case-insensitive substring, as Trustwire's bank does.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import typing as t
 
@@ -44,7 +43,9 @@ __all__ = [
     "FileMD5Signal",
     "FileSHA1Signal",
     "FileSHA256Signal",
+    "PYTX_CLASSES",
     "PYTX_TYPE_FOR",
+    "pytx_type_for",
     "to_pytx",
 ]
 
@@ -209,28 +210,38 @@ class AccountSignal(signal_base.SimpleSignalType, signal_base.TextHasher):
         return ["examplechat:id:1234567"]
 
 
-def _text_query(value: str) -> str:
-    return json.dumps({"and": [{"or": [f"regex-/(?i){re.escape(value)}/"]}], "not": []})
+# pytx signal types by their pytx name: the ones pytx ships that Trustwire types map
+# to, and the ones this module adds.
+PYTX_CLASSES: dict[str, type[signal_base.SignalType]] = {
+    cls.get_name(): cls
+    for cls in (
+        PdqSignal, VideoMD5Signal, URLSignal, TrendQuerySignal,
+        FileMD5Signal, FileSHA1Signal, FileSHA256Signal, DomainSignal, AccountSignal,
+    )
+}
 
 
-# Trustwire type -> (pytx SignalType, value converter)
+def pytx_type_for(type_name: str) -> tuple[type[signal_base.SignalType], t.Callable[[str], str]] | None:
+    """(pytx SignalType, value converter) of a Trustwire type, from the type's own
+    ``pytx_name`` and ``pytx_value``; None for a type pytx cannot match."""
+    try:
+        kind = tw_signals.signal_type(type_name)
+    except InvalidValue:
+        return None
+    cls = PYTX_CLASSES.get(kind.pytx_name) if kind.pytx_name else None
+    return None if cls is None else (cls, kind.pytx_value)
+
+
+# Trustwire type -> (pytx SignalType, value converter), for the built-in types
 PYTX_TYPE_FOR: dict[str, tuple[type[signal_base.SignalType], t.Callable[[str], str]]] = {
-    "pdq": (PdqSignal, str),
-    "video_md5": (VideoMD5Signal, str),
-    "url": (URLSignal, str),
-    "text": (TrendQuerySignal, _text_query),
-    "md5": (FileMD5Signal, str),
-    "sha1": (FileSHA1Signal, str),
-    "sha256": (FileSHA256Signal, str),
-    "domain": (DomainSignal, str),
-    "account": (AccountSignal, str),
+    k.name: found for k in tw_signals.BUILTIN_TYPES if (found := pytx_type_for(k.name)) is not None
 }
 
 
 def to_pytx(type_name: str, value: str) -> tuple[str, str] | None:
     """(pytx signal type name, pytx signal string) of a Trustwire value, or None for a
     type pytx cannot match."""
-    found = PYTX_TYPE_FOR.get(type_name)
+    found = pytx_type_for(type_name)
     if found is None:
         return None
     cls, convert = found

@@ -13,6 +13,7 @@ identifiers.
     │   ├── InvalidValue                invalid-value
     │   │   └── NonNormalizedValue      non-normalized-value
     │   ├── InvalidKeyEvent             invalid-key-event
+    │   ├── WitnessProtocolError        bad-witness-message
     │   └── ConfigError                 invalid-config
     ├── AuthenticationError             UNAUTHENTICATED
     │   ├── ForgedSignature             forged-signature
@@ -35,10 +36,18 @@ identifiers.
     │   ├── BatchTooLarge               oversized-batch
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
+    │   └── WitnessUnavailable          witness-unavailable
+    ├── WitnessRejected                 FAILED_PRECONDITION  witness-rejected
     ├── NotServed                       UNIMPLEMENTED  (no such method, or a kind the exchange does not authenticate)
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
     │   ├── UntrustedEntry              untrusted-entry
-    │   └── LedgerGap                   ledger-gap
+    │   ├── LedgerGap                   ledger-gap
+    │   ├── LogForked                   log-fork
+    │   ├── ProofError                  bad-proof
+    │   ├── NoteError                   bad-note
+    │   │   └── CheckpointError         bad-checkpoint
+    │   ├── WitnessConflict             witness-conflict
+    │   └── BadCosignature              bad-cosignature
     └── LedgerCorrupt                   DATA_LOSS
 """
 
@@ -50,9 +59,11 @@ from typing import ClassVar
 __all__ = [
     "AuthenticationError",
     "BadCallSignature",
+    "BadCosignature",
     "BatchTooLarge",
     "ClaimedByOther",
     "CertificateMismatch",
+    "CheckpointError",
     "ConfigError",
     "ExitCode",
     "ExpiredCall",
@@ -65,6 +76,7 @@ __all__ = [
     "KeyNotValid",
     "LedgerCorrupt",
     "LedgerGap",
+    "LogForked",
     "MalformedEntry",
     "MalformedEnvelope",
     "MalformedRecord",
@@ -72,8 +84,10 @@ __all__ = [
     "MissingCredentials",
     "NonNormalizedValue",
     "NotFound",
+    "NoteError",
     "OutOfRange",
     "PermissionDenied",
+    "ProofError",
     "QuotaExceeded",
     "ReplayedCall",
     "ResourceExhausted",
@@ -83,6 +97,10 @@ __all__ = [
     "Unavailable",
     "UnknownKey",
     "UntrustedEntry",
+    "WitnessConflict",
+    "WitnessProtocolError",
+    "WitnessRejected",
+    "WitnessUnavailable",
     "WrongMember",
     "error_for",
 ]
@@ -148,6 +166,12 @@ class NonNormalizedValue(InvalidValue):
 
 class InvalidKeyEvent(InvalidInput):
     reason = "invalid-key-event"
+
+
+class WitnessProtocolError(InvalidInput):
+    """An add-checkpoint request or response does not follow c2sp.org/tlog-witness."""
+
+    reason = "bad-witness-message"
 
 
 class ConfigError(InvalidInput):
@@ -261,6 +285,23 @@ class Unavailable(TrustwireError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class WitnessUnavailable(Unavailable):
+    """The witness could not be reached, timed out or failed internally (5xx)."""
+
+    reason = "witness-unavailable"
+
+
+class WitnessRejected(TrustwireError):
+    """The witness refused the checkpoint with an HTTP status the client cannot fix."""
+
+    status = "FAILED_PRECONDITION"
+    reason = "witness-rejected"
+
+    def __init__(self, message: str, http_status: int = 0) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
 class NotServed(TrustwireError):
     """A method the exchange does not serve: unknown, or of a kind its gate does not authenticate."""
 
@@ -288,6 +329,42 @@ class UntrustedEntry(SecurityError):
 
 class LedgerGap(SecurityError):
     reason = "ledger-gap"
+
+
+class LogForked(SecurityError):
+    """Two signed checkpoints that cannot both be true."""
+
+    reason = "log-fork"
+
+
+class ProofError(SecurityError):
+    """A Merkle proof, or the parameters it is checked against, is invalid."""
+
+    reason = "bad-proof"
+
+
+class NoteError(SecurityError):
+    """A note, signature or key is malformed or fails verification."""
+
+    reason = "bad-note"
+
+
+class CheckpointError(NoteError):
+    """A checkpoint body does not follow c2sp.org/tlog-checkpoint."""
+
+    reason = "bad-checkpoint"
+
+
+class WitnessConflict(SecurityError):
+    """The witness cosigned a checkpoint that this checkpoint does not extend."""
+
+    reason = "witness-conflict"
+
+
+class BadCosignature(SecurityError):
+    """The witness answered 200 without a valid cosignature from its configured key."""
+
+    reason = "bad-cosignature"
 
 
 class LedgerCorrupt(TrustwireError):

@@ -16,16 +16,10 @@ from dataclasses import dataclass
 
 from exchange.core import merkle
 from exchange.core import note as notes
-from exchange.core.errors import SecurityError
+from exchange.core.errors import LogForked, SecurityError  # re-exported
 from exchange.core.records import leaf_hash
 
 __all__ = ["LogForked", "LogView", "TrustedCheckpoint"]
-
-
-class LogForked(SecurityError):
-    """Two signed checkpoints that cannot both be true."""
-
-    reason = "log-fork"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from exchange.core.errors import SecurityError
+from exchange.core.errors import ProofError  # re-exported
 
 __all__ = [
     "EMPTY_ROOT",
@@ -66,12 +66,6 @@ _FRONTIER_HEADER: Final = 9  # version byte + uint64 size
 
 NodeGetter = Callable[[int, int], bytes]
 """``get_node(level, index)``: hash of the perfect subtree at ``(level, index)``."""
-
-
-class ProofError(SecurityError):
-    """A Merkle proof, or the parameters it is checked against, is invalid."""
-
-    reason = "bad-proof"
 
 
 @dataclass(frozen=True, slots=True)

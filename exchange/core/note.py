@@ -35,7 +35,7 @@ reason.  Nothing here performs I/O or reads a clock.
 
 from __future__ import annotations
 
-from exchange.core.errors import SecurityError
+from exchange.core.errors import CheckpointError, NoteError  # re-exported
 
 import base64
 import binascii
@@ -43,7 +43,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol, Self
 
 import nacl.exceptions
 import nacl.signing
@@ -109,18 +109,6 @@ _SIG_PREFIX: Final = EM_DASH + " "
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,19}")
 _HEX_KEY_HASH: Final = re.compile(r"[0-9a-f]{8}")
 _CONTROL: Final = re.compile(r"[\x00-\x09\x0b-\x1f]")
-
-
-class NoteError(SecurityError):
-    """A note, signature or key is malformed or fails verification."""
-
-    reason = "bad-note"
-
-
-class CheckpointError(NoteError):
-    """A checkpoint body does not follow c2sp.org/tlog-checkpoint."""
-
-    reason = "bad-checkpoint"
 
 
 # --------------------------------------------------------------------------
@@ -321,9 +309,11 @@ class Signer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class NoteVerifier:
-    """Ed25519 (type 0x01) note verifier."""
+class _Ed25519Verifier:
+    """What both Ed25519 verifier kinds share: a named key, its key hash and vkey,
+    for the signature type ``sig_type`` of the subclass."""
 
+    sig_type: ClassVar[int]
     name: str
     public_key: bytes
     key_hash: bytes = field(init=False)
@@ -332,20 +322,27 @@ class NoteVerifier:
     def __post_init__(self) -> None:
         validate_key_name(self.name)
         object.__setattr__(self, "_key", _verify_key(self.public_key))
-        key_hash = compute_key_hash(self.name, SIG_TYPE_ED25519, self.public_key)
+        key_hash = compute_key_hash(self.name, self.sig_type, self.public_key)
         object.__setattr__(self, "key_hash", key_hash)
 
     @classmethod
-    def from_string(cls, vkey: str) -> NoteVerifier:
-        """Parse a ``<name>+<hex>+<base64>`` verifier key of type 0x01."""
+    def from_string(cls, vkey: str) -> Self:
+        """Parse a ``<name>+<hex>+<base64>`` verifier key of this class's type."""
         name, _, sig_type, key = _parse_verifier_key(vkey)
-        if sig_type != SIG_TYPE_ED25519:
-            raise NoteError(f"verifier key type is 0x{sig_type:02x}, expected 0x01")
+        if sig_type != cls.sig_type:
+            raise NoteError(f"verifier key type is 0x{sig_type:02x}, expected 0x{cls.sig_type:02x}")
         return cls(name, key)
 
     def verifier_key(self) -> str:
         """The verifier key string (vkey) of this key."""
-        return _verifier_key_string(self.name, self.key_hash, SIG_TYPE_ED25519, self.public_key)
+        return _verifier_key_string(self.name, self.key_hash, self.sig_type, self.public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteVerifier(_Ed25519Verifier):
+    """Ed25519 (type 0x01) note verifier."""
+
+    sig_type: ClassVar[int] = SIG_TYPE_ED25519
 
     def verify(self, text: str, signature: bytes) -> VerifiedSignature:
         """Verify an Ed25519 signature over the UTF-8 note text."""
@@ -598,33 +595,10 @@ def cosignature_message(text: str, timestamp: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class CosignatureVerifier:
+class CosignatureVerifier(_Ed25519Verifier):
     """Verifier for timestamped Ed25519 cosignatures (type 0x04)."""
 
-    name: str
-    public_key: bytes
-    key_hash: bytes = field(init=False)
-    _key: nacl.signing.VerifyKey = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        validate_key_name(self.name)
-        object.__setattr__(self, "_key", _verify_key(self.public_key))
-        key_hash = compute_key_hash(self.name, SIG_TYPE_COSIGNATURE_V1, self.public_key)
-        object.__setattr__(self, "key_hash", key_hash)
-
-    @classmethod
-    def from_string(cls, vkey: str) -> CosignatureVerifier:
-        """Parse a ``<name>+<hex>+<base64>`` verifier key of type 0x04."""
-        name, _, sig_type, key = _parse_verifier_key(vkey)
-        if sig_type != SIG_TYPE_COSIGNATURE_V1:
-            raise NoteError(f"verifier key type is 0x{sig_type:02x}, expected 0x04")
-        return cls(name, key)
-
-    def verifier_key(self) -> str:
-        """The verifier key string (vkey) of this cosigner."""
-        return _verifier_key_string(
-            self.name, self.key_hash, SIG_TYPE_COSIGNATURE_V1, self.public_key
-        )
+    sig_type: ClassVar[int] = SIG_TYPE_COSIGNATURE_V1
 
     def verify(self, text: str, signature: bytes) -> VerifiedSignature:
         """Verify a 72-byte ``timestamped_signature`` over checkpoint ``text``."""

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from exchange.core.errors import InvalidInput
+from exchange.core.errors import WitnessProtocolError  # re-exported
 from exchange.core.merkle import HASH_SIZE, MAX_TREE_SIZE
 from exchange.core.note import (
     Checkpoint,
@@ -79,12 +79,6 @@ MAX_RESPONSE_SIZE: Final = 64 << 10
 _OLD_PREFIX: Final = b"old "
 _DECIMAL: Final = re.compile(rb"0|[1-9][0-9]{0,19}")
 _HASH_LINE_LENGTH: Final = 44  # base64 of 32 bytes, with one '=' of padding
-
-
-class WitnessProtocolError(InvalidInput):
-    """An add-checkpoint request or response does not follow c2sp.org/tlog-witness."""
-
-    reason = "bad-witness-message"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

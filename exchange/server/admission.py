@@ -3,8 +3,9 @@
 Two phases. The first is stateless and runs in parallel: decode the envelope, find
 the signing key, verify the signature over the exact bytes, and only then decode
 and validate the entry and check that the authenticated caller is its publisher.
-The second runs under one lock in ledger order: idempotency, key validity at the
-index the entry will get, group and TLP rules, signal existence and visibility; it
+The second runs under one lock in ledger order: idempotency, the acceptance rule at
+the index the entry will get (:func:`exchange.core.acceptance.check_at`: key
+validity, group and TLP rules), signal existence and visibility; it
 ends with one ledger transaction for the batch. A receipt exists only after commit.
 """
 
@@ -14,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from exchange.core.acceptance import check_at
 from exchange.core.errors import NotFound, TrustwireError
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import key_id
@@ -85,9 +87,9 @@ class Admission:
                 if ledger.receipt_for(item.envelope.digest) is None:  # re-publishing skips the rules
                     if isinstance(item.entry, pb.KeyEvent):
                         staged_dir = staged_dir or directory.clone()
-                        staged_dir.apply(item.entry, index)
+                        check_at(item, staged_dir, index, now)
                     else:
-                        directory.signing_key(item.envelope.keyid, item.publisher, index, now)
+                        check_at(item, directory, index, now)
                         self._check_member_entry(item, directory, signals_in_batch)
             except TrustwireError as exc:
                 slots.append(exc)
@@ -103,8 +105,7 @@ class Admission:
         self, item: Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]
     ) -> None:
         entry = item.entry
-        if isinstance(entry, pb.Signal):
-            directory.check_sharing(item.publisher, entry.sharing)
+        if isinstance(entry, pb.Signal):  # its sharing was checked by check_at
             signals_in_batch.add((item.publisher, entry.signal_id))
             return
         if not isinstance(entry, pb.Retraction | pb.Opinion):

@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from exchange.core import note as notes
 from exchange.core.callauth import CallAuthenticator
 from exchange.core.errors import ConfigError
-from exchange.core.keys import Signer, parse_public_key
+from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
@@ -119,16 +119,6 @@ class RunningServer:
         self._loop.call(self.server.wait_for_termination())
 
 
-def read_seed_file(path: Path, what: str) -> Signer:
-    """An Ed25519 private key stored as a hex seed (never logged)."""
-    try:
-        return Signer.from_seed(bytes.fromhex(Path(path).read_text().strip()))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{what} {path} must hold a 32-byte hex seed") from exc
-
-
 def _witness_client(spec: str, deadline_s: float) -> WitnessClient:
     url, _, vkey = spec.strip().partition(" ")
     if not url or not vkey.strip():
@@ -175,10 +165,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     """Wire ledger → admission → core → services, bind, and start serving."""
     clock = clock_ms or (lambda: int(time.time() * 1000))
     credentials = server_credentials(config)  # None: plaintext, for loopback and development only
-    try:
-        operator_key = parse_public_key(bytes.fromhex(config.operator_public_key))
-    except ValueError as exc:
-        raise ConfigError("operator_public_key must be 64 hex characters") from exc
+    operator_key = public_key_from_hex(config.operator_public_key)
     log_signer = notes.NoteSigner(config.name, read_seed_file(config.log_key_file, "log_key_file").signing_key)
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec, config.witness_deadline_s) for spec in config.witnesses)

@@ -1,8 +1,8 @@
 """Admission phase 1: everything that needs no ledger state, on every core.
 
-For each envelope: decode it, find the signing key, verify the signature over the
-exact bytes, and only then decode and validate the entry and check that the
-authenticated caller is its publisher. Signature checks dominate admission, and
+For each envelope, the stateless half of the acceptance rule
+(:func:`exchange.core.acceptance.check_signed`, with the authenticated caller as
+``principal``). Signature checks dominate admission, and
 only the libsodium call releases the GIL, so large batches go to a pool of worker
 *processes* (one per core); small ones run inline.
 """
@@ -16,68 +16,22 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import BinaryIO
 
+from exchange.core.acceptance import KeyTable, check_signed, key_table
+from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
-from exchange.core.entries import (
-    OPERATOR,
-    Entry,
-    EntryKind,
-    MemberId,
-    decode_entry,
-    parse_payload,
-    publisher_of,
-    validate_entry,
-)
-from exchange.core.errors import TrustwireError, UnknownKey, WrongMember
-from exchange.core.keydir import KeyDirectory
-from exchange.core.keys import key_id
+from exchange.core.entries import EntryKind, MemberId, parse_payload
+from exchange.core.errors import TrustwireError
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
 
 log = logging.getLogger(__name__)
 
-KeyTable = Mapping[str, tuple[str, bytes]]
-"""keyid → (member id, public key): what phase 1 needs of the key directory."""
-
-
-@dataclass(frozen=True, slots=True)
-class Checked:
-    envelope: Envelope
-    kind: EntryKind
-    entry: Entry
-    publisher: MemberId
-
-
-def key_table(directory: KeyDirectory) -> dict[str, tuple[str, bytes]]:
-    return {k: (info.member_id, info.public_key) for k, info in directory.keys.items()}
-
-
 def check_envelope(principal: str, raw: bytes, operator_key: bytes, keys: KeyTable) -> Checked:
     """Phase 1 for one envelope; raise a TrustwireError subclass on any failure."""
-    env = Envelope.decode(raw)
-    operator_keyid = key_id(operator_key)
-    signer_is_operator = env.keyid == operator_keyid
-    if signer_is_operator:
-        owner, public_key = OPERATOR, operator_key
-    else:
-        found = keys.get(env.keyid)
-        if found is None:
-            raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
-        owner, public_key = found
-    env.verify(public_key)
-    kind, entry = decode_entry(env.payload_type, env.payload)
-    validate_entry(kind, entry)
-    publisher = publisher_of(entry)
-    if publisher != principal:
-        raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
-    if signer_is_operator != (publisher == OPERATOR):
-        raise WrongMember("key events are signed by the operator key, and only they are")
-    if owner != publisher:
-        raise WrongMember(f"key {env.keyid[:16]}… does not belong to member {publisher}")
-    return Checked(env, kind, entry, publisher)
+    return check_signed(raw, operator_key, keys, principal=principal)
 
 
 def check_batch(

@@ -35,7 +35,13 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
-from exchange.core.errors import SecurityError, TrustwireError, Unavailable
+from exchange.core.errors import (  # the witness errors are re-exported from here
+    BadCosignature,
+    TrustwireError,
+    WitnessConflict,
+    WitnessRejected,
+    WitnessUnavailable,
+)
 from exchange.core.note import (
     CosignatureVerifier,
     NoteError,
@@ -65,35 +71,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S: Final = 5.0
 _ERROR_TEXT_LIMIT: Final = 200
-
-
-class WitnessUnavailable(Unavailable):
-    """The witness could not be reached, timed out or failed internally (5xx)."""
-
-    reason = "witness-unavailable"
-
-
-class WitnessRejected(TrustwireError):
-    """The witness refused the checkpoint with an HTTP status the client cannot fix."""
-
-    status = "FAILED_PRECONDITION"
-    reason = "witness-rejected"
-
-    def __init__(self, message: str, http_status: int) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-
-
-class WitnessConflict(SecurityError):
-    """The witness cosigned a checkpoint that this checkpoint does not extend."""
-
-    reason = "witness-conflict"
-
-
-class BadCosignature(SecurityError):
-    """The witness answered 200 without a valid cosignature from its configured key."""
-
-    reason = "bad-cosignature"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

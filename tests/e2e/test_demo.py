@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clients.cli.main import main
+from trustwire.cli import main
 
 
 def _trustwire() -> list[str]:
     exe = shutil.which("trustwire", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "clients.cli.main"]
+    return [exe] if exe else [sys.executable, "-m", "trustwire"]
 
 
 def test_demo_twice_same_outcome(tmp_path: Path) -> None:

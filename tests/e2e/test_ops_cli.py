@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli.main import main
+from trustwire.cli import main
 from exchange.core.keys import Signer
 
 

@@ -153,7 +153,7 @@ def test_signal_arriving_after_hashing_is_queued_on_sync(taskforce: TaskForce, t
 
 def _tamper(client: MemberClient, monkeypatch: pytest.MonkeyPatch, mutate: Callable[[bytes], bytes]) -> None:
     """Route the client's stream through ``mutate`` (a man in the middle / lying exchange)."""
-    original = client._pages
+    original = client.exchange.pages
 
     def pages(start: int, follow: bool, view: object) -> Iterator[xpb.SubscribeResponse]:
         # after the inclusion checks: the record is in the log but fails entry verification
@@ -164,7 +164,7 @@ def _tamper(client: MemberClient, monkeypatch: pytest.MonkeyPatch, mutate: Calla
             tampered.records.extend(mutate(r) for r in page.records)
             yield tampered
 
-    monkeypatch.setattr(client, "_pages", pages)
+    monkeypatch.setattr(client.exchange, "pages", pages)
 
 
 def _flip_byte_of(needle: bytes) -> Callable[[bytes], bytes]:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clients.accounts import account_value, normalize_identifier
-from exchange.core import signals
+from exchange.core.signals import registry
 from exchange.core.errors import InvalidValue, NonNormalizedValue
 from exchange.core.signals import (
     BUILTIN_TYPES,
@@ -484,7 +484,7 @@ def test_invalid_type_names_are_rejected(name: str) -> None:
 
 
 def test_register_adds_a_type_and_checks_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signals, "_REGISTRY", dict(signals._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     class Upper(SignalType):
         name = "shout"

@@ -2,7 +2,7 @@
 
     settings.py   KafkaSettings and the librdkafka configurations (logs → "trustwire.kafka")
     topics.py     the topics (ledger never deleted), created and checked
-    wire.py       the messages on them (proto/trustwire/v1/kafka.proto)
+    wire.py       the messages on them (proto/exchange/pb/trustwire/v1/kafka.proto)
     rule.py       which ledger-topic messages are ledger entries (pure; every reader)
     view.py       a replica's local SQLite view of the ledger, and its tailer
     produce.py    an idempotent producer that replaces itself once fenced

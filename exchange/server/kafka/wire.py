@@ -1,4 +1,4 @@
-"""Encoding of the engine's Kafka messages (proto/trustwire/v1/kafka.proto).
+"""Encoding of the engine's Kafka messages (proto/exchange/pb/trustwire/v1/kafka.proto).
 
 Decoders never raise on foreign bytes: whatever does not parse is reported as None
 and ignored by the caller (a topic can hold anything anyone with write access put

@@ -38,18 +38,22 @@ from clients.transport import ClientTls
 from exchange.core.dsse import Envelope
 from exchange.core.entries import OPERATOR, Entry
 from exchange.core.errors import ConfigError, ExitCode, TrustwireError
+from exchange.core.keyfiles import signer_from_hex
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import envelope_pb2
+from exchange.server.config import ServerConfig
+from exchange.server.grpc_server import build_server
+from exchange.server.tls import generate_demo_pki
 
 MARKER = ".trustwire-demo"
 
 
 def seeds_dir() -> Path:
     """seeds/ of a source checkout (editable install), else the copy inside the wheel."""
-    here = Path(__file__).resolve().parents[2] / "seeds"
-    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "_seeds"
+    here = Path(__file__).resolve().parents[1] / "seeds"
+    return here if here.is_dir() else Path(__file__).resolve().parent / "_seeds"
 
 
 def add_parser(sub: Any) -> None:
@@ -114,10 +118,6 @@ def _ident(entry: Entry) -> str:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from exchange.server.config import ServerConfig
-    from exchange.server.grpc_server import build_server
-    from exchange.server.tls import generate_demo_pki
-
     seeds = args.seeds or seeds_dir()
     try:
         tf = tomllib.loads((seeds / "taskforce.toml").read_text())
@@ -126,10 +126,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     created_at = parse_time_ms(tf["created_at"])
     valid_from = parse_time_ms(tf["keys_valid_from"])
     secret = tf["account_secret"].encode()
-    operator = Signer.from_seed(bytes.fromhex(tf["operator_seed"]))
+    operator = signer_from_hex(tf["operator_seed"])
     members = [
         DemoMember(
-            id=m["id"], name=m["name"], groups=m["groups"], signer=Signer.from_seed(bytes.fromhex(m["seed"])),
+            id=m["id"], name=m["name"], groups=m["groups"], signer=signer_from_hex(m["seed"]),
             signals=seeds / m["signals"], policy=seeds / m["policy"], subscribe=bool(m.get("subscribe")),
         )
         for m in tf["member"]

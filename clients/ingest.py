@@ -1,0 +1,174 @@
+"""Ingesting verified entries into the member's bank and queue.
+
+One entry at a time, inside the caller's transaction (a sync page): key events are
+kept (a compromised key's earlier signals are dropped and their queue items
+withdrawn), signals are banked and re-matched against the member's own content as
+their type says (:class:`exchange.core.signals.Content`), retractions withdraw queue
+items, opinions are banked. An entry that failed verification is quarantined.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clients.accounts import AccountLookup, account_ref, lookup_accounts
+from clients.bank import Bank, Match
+from clients.client import claimed_index
+from clients.content import ContentStore
+from clients.pdq_index import brute_force, pdq_words, pdq_words_many
+from clients.queue import ModerationQueue
+from clients.routing import Router
+from clients.store import MemberStore
+from exchange.core import signals
+from exchange.core.errors import UntrustedEntry
+from exchange.core.keys import KeyId
+from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+__all__ = ["Ingester", "SyncReport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncReport:
+    verified: int = 0
+    quarantined: int = 0
+    key_events: int = 0
+    signals: int = 0
+    retractions: int = 0
+    opinions: int = 0
+    queued: int = 0
+    withdrawn: int = 0
+    expired: int = 0
+    opinions_published: int = 0
+    next_index: int = 0
+    head: int = 0
+    quarantine_reasons: list[str] = field(default_factory=list)
+
+
+class Ingester:
+    def __init__(
+        self,
+        store: MemberStore,
+        bank: Bank,
+        queue: ModerationQueue,
+        content: ContentStore,
+        router: Router,
+        clock_ms: Callable[[], int],
+        account_lookup: AccountLookup | None = None,
+    ) -> None:
+        self._store = store
+        self._bank = bank
+        self._queue = queue
+        self._content = content
+        self._router = router
+        self._clock_ms = clock_ms
+        self.account_lookup = account_lookup
+        self._codes: dict[str, tuple[list[str], Any]] = {}
+
+    def content_changed(self) -> None:
+        """Forget the cached content hashes (the member hashed more files)."""
+        self._codes.clear()
+
+    def apply(self, raw: bytes, v: VerifiedEntry | UntrustedEntry, verifier: EntryVerifier, report: SyncReport) -> None:
+        """Apply one verification result to the bank and queue."""
+        if isinstance(v, UntrustedEntry):
+            # the index the record claims: the verifier's position is wrong after records
+            # hidden from this member, and repeats for consecutive bad records
+            index = claimed_index(raw, fallback=verifier.last_index + 1)
+            self._store.quarantine(index, str(v), raw, self._clock_ms())
+            report.quarantined += 1
+            report.quarantine_reasons.append(str(v))
+            log.warning("quarantined: %s", v)
+            return
+        report.verified += 1
+        e = v.entry
+        if isinstance(e, pb.KeyEvent):
+            self._store.add_key_event(v.index, v.record)
+            report.key_events += 1
+            if e.WhichOneof("event") == "key_revoked" and e.key_revoked.compromised:
+                self._quarantine_compromised(verifier, KeyId(e.key_revoked.keyid), v.index, report)
+        elif isinstance(e, pb.Signal):
+            report.signals += 1
+            if self._bank.add_signal(e, v.index, v.keyid, v.accepted_at_ms):
+                report.queued += self.rematch(e)
+        elif isinstance(e, pb.Retraction):
+            report.retractions += 1
+            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
+            reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
+            report.withdrawn += self._queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
+        elif isinstance(e, pb.Opinion):
+            report.opinions += 1
+            self._bank.add_opinion(e, v.index, v.keyid, v.accepted_at_ms)
+
+    def _quarantine_compromised(
+        self, verifier: EntryVerifier, keyid: KeyId, revoked_at_index: int, report: SyncReport
+    ) -> None:
+        """Retroactively quarantine what a stolen key signed before its revocation reached us."""
+        key = verifier.directory.keys[keyid]
+        for index, publisher, signal_id in self._bank.drop_tainted(key):
+            reason = (
+                f"entry {index}: compromised-key: signed by key {keyid[:16]}… after its compromise "
+                f"(revoked at entry {revoked_at_index})"
+            )
+            self._store.quarantine(index, reason, b"", self._clock_ms())
+            self._queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
+            report.quarantined += 1
+            report.quarantine_reasons.append(reason)
+            log.warning("retroactively quarantined: %s", reason)
+
+    def sweep_expired(self, report: SyncReport | None = None) -> int:
+        """Withdraw the open queue items of signals whose ``valid_until`` has passed."""
+        expired = self._bank.sweep_expired()
+        for s in expired:
+            n = self._queue.withdraw(s.publisher, s.signal_id, "expired")
+            if report is not None:
+                report.withdrawn += n
+        return len(expired)
+
+    # -- re-matching a new signal against the member's own content -------------------------
+
+    def rematch(self, s: pb.Signal) -> int:
+        """Match a newly banked signal against the member's own content, as its type says."""
+        kind = signals.signal_type(s.type)
+        if kind.content is signals.Content.NONE:
+            return 0
+        hits: list[tuple[str, int]] = []
+        if kind.content is signals.Content.MEDIA:
+            hits = self._media_hits(kind, s.value)
+            if not hits:
+                return 0  # the common case: nothing of ours matches; skip reading the signal back
+        banked = self._bank.get(s.member_id, s.signal_id)
+        if banked is None or not banked.live_at(self._clock_ms()):
+            return 0
+        if kind.content is signals.Content.ACCOUNT:
+            ids = lookup_accounts(self.account_lookup, banked.value, banked.publisher, banked.signal_id)
+            hits = [(account_ref(i), 0) for i in ids]
+        return sum(self._router.route(Match(content_ref=ref, signal=banked, distance=d)) for ref, d in hits)
+
+    def _media_hits(self, kind: signals.SignalType, value: str) -> list[tuple[str, int]]:
+        """(ref, distance) of the member's hashed files a signal value matches."""
+        if kind.matcher is signals.Matcher.SCAN:
+            stored = self._content.all_of(kind.content_type(), kind.min_quality)
+            return [(ref, d) for ref, v in stored if (d := kind.distance(value, v)) is not None]
+        if kind.matcher is not signals.Matcher.HAMMING:
+            return [(ref, 0) for ref in self._content.refs_with(kind.content_type(), value)]
+        refs, codes = self._content_codes(kind)
+        if not refs:
+            return []
+        rows, dist = brute_force(codes, pdq_words(value), self._bank.pdq_threshold)
+        return [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
+
+    def _content_codes(self, kind: signals.SignalType) -> tuple[list[str], Any]:
+        """The member's own hashes of a Hamming type (those reaching its min_quality) as
+        packed words, cached until more files are hashed: new signals are matched
+        against them with one vectorized scan instead of a Python loop per upload."""
+        cached = self._codes.get(kind.name)
+        if cached is None:
+            rows = self._content.all_of(kind.content_type(), kind.min_quality)
+            cached = self._codes[kind.name] = ([r for r, _ in rows], pdq_words_many([v for _, v in rows]))
+        return cached

@@ -1,0 +1,119 @@
+"""Sync: the verified stream into the member's state file, a page at a time.
+
+Each page is one transaction: entries verified and ingested (bank, queue,
+quarantine), expired signals swept, the cursor advanced and the page's checkpoint
+trusted, all commit together. After a failure the in-memory verifier and log view
+are reloaded from the state file, so memory follows the rolled-back store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from clients.bank import Bank
+from clients.client import ExchangeClient
+from clients.ingest import Ingester, SyncReport
+from clients.store import MemberStore
+from exchange.core.errors import TrustwireError
+from exchange.core.keydir import KeyDirectory
+from exchange.core.logview import LogView
+from exchange.core.verify import EntryVerifier
+
+__all__ = ["Syncer", "SyncReport"]
+
+log = logging.getLogger(__name__)
+
+
+class Syncer:
+    def __init__(
+        self,
+        client: ExchangeClient,
+        store: MemberStore,
+        bank: Bank,
+        ingester: Ingester,
+        flush_feedback: Callable[[], int],
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._bank = bank
+        self._ingester = ingester
+        self._flush_feedback = flush_feedback
+        self.verifier = self.load_verifier()
+        self.log_view = self.load_log_view()
+
+    def load_verifier(self) -> EntryVerifier:
+        """A verifier with the key events kept in the state file, at the stored cursor."""
+        verifier = EntryVerifier(self._client.operator_key, KeyDirectory())
+        for raw in self._store.key_event_records():
+            verifier.verify(raw)
+        verifier.last_index = self._store.cursor - 1
+        return verifier
+
+    def load_log_view(self) -> LogView:
+        """The last checkpoint this member trusts (from its state file)."""
+        return self._client.log_view(self._store.get_meta("trusted_checkpoint"))
+
+    def sync(self, follow: bool = False, stop: Callable[[], bool] | None = None) -> SyncReport:
+        """Verify the stream from the stored cursor into the bank and queue."""
+        store = self._store
+        report = SyncReport(next_index=store.cursor)
+        if report.next_index > 0 and self.verifier.directory.last_index < 0:
+            self._client.prime_directory(
+                self.verifier, report.next_index, lambda v: store.add_key_event(v.index, v.record)
+            )
+        for page in self._client.pages(report.next_index, follow, self.log_view):
+            try:
+                with store.transaction():
+                    checked = self.verifier.verify_many(list(page.records), self._client.verify_pool)
+                    for raw, result in zip(page.records, checked, strict=True):
+                        self._ingester.apply(raw, result, self.verifier, report)
+                    report.expired += self._ingester.sweep_expired(report)
+                    store.set_cursor(page.next_index)
+                    store.set_meta("trusted_checkpoint", page.checkpoint)
+            except BaseException:
+                self.verifier = self.load_verifier()
+                self.log_view = self.load_log_view()
+                raise
+            report.next_index, report.head = page.next_index, page.head
+            if stop is not None and stop():
+                break
+        with store.transaction():
+            report.expired += self._ingester.sweep_expired(report)
+        try:
+            report.opinions_published += self._flush_feedback()
+        except TrustwireError as exc:
+            log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
+        return report
+
+    def sweep_expired(self) -> int:
+        """Run the expiry sweep now (sync runs it on every page); returns signals expired."""
+        with self._store.transaction():
+            return self._ingester.sweep_expired()
+
+    def start_expiry_timer(self, interval_s: float = 60.0) -> threading.Event:
+        """Sweep expired signals every ``interval_s`` in a daemon thread, for members
+        that match without syncing often. Set the returned event to stop it."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.sweep_expired()
+                except Exception:  # noqa: BLE001 - a timer must survive a bad tick
+                    log.exception("expiry sweep failed")
+
+        threading.Thread(target=run, name="trustwire-expiry", daemon=True).start()
+        return stop
+
+    def rebuild_bank(self) -> SyncReport:
+        """Forget the bank (signals, opinions, key events, quarantine) and rebuild it by
+        verifying the ledger from index 0. The queue and the outbox are kept: their
+        items are re-matched idempotently, and withdrawn again if their signals are
+        gone. The trusted checkpoint is kept too, so the log cannot roll back."""
+        with self._store.transaction():
+            self._bank.clear()
+            self._store.forget_verified()
+        self.verifier = self.load_verifier()
+        return self.sync()

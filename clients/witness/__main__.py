@@ -1,0 +1,7 @@
+"""``python -m clients.witness --config witness.toml``."""
+
+import sys
+
+from clients.witness.main import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""The acceptance rule, written once: what makes a signed entry acceptable.
+
+The exchange applies it at admission and every verifier (member SDK, auditor)
+applies it again when it replays the ledger, so both sides accept exactly the same
+entries. It has two parts:
+
+- :func:`check_signed`, on the signed bytes alone: decode the DSSE envelope, find
+  the signing key (:func:`find_key`: the pinned operator key or a directory key),
+  verify the signature over the exact bytes, and only then decode and validate the
+  entry; the operator key signs key events and only them, and a member key signs
+  only its own member's entries. At admission the authenticated caller must also
+  be the publisher (``principal``).
+- :func:`check_at`, at a ledger index against the key directory as of that index:
+  a key event must apply to the directory (and is applied); any other entry needs
+  a key its publisher may use at that index and time, and a signal may only be
+  shared into groups (and at a TLP) its publisher is allowed.
+
+Rules that need the ledger's signals (retractions and opinions name a signal the
+publisher can see) stay with the exchange's admission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from exchange.core.dsse import Envelope
+from exchange.core.entries import OPERATOR, Entry, EntryKind, MemberId, decode_entry, publisher_of, validate_entry
+from exchange.core.errors import UnknownKey, WrongMember
+from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import KeyId, key_id
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
+
+__all__ = ["KeyTable", "Signed", "check_at", "check_signed", "directory_keys", "find_key", "key_table"]
+
+KeyTable = Mapping[str, tuple[str, bytes]]
+"""keyid → (member id, public key): what the stateless check needs of the key directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """An envelope whose signature verified, with its decoded, valid entry."""
+
+    envelope: Envelope
+    kind: EntryKind
+    entry: Entry
+    publisher: MemberId
+
+
+def key_table(directory: KeyDirectory) -> dict[str, tuple[str, bytes]]:
+    """A copy of the directory's keys (picklable, for worker processes)."""
+    return {k: (info.member_id, info.public_key) for k, info in directory.keys.items()}
+
+
+class _DirectoryKeys(Mapping[str, tuple[str, bytes]]):
+    """A live, read-only KeyTable view of a key directory."""
+
+    def __init__(self, directory: KeyDirectory) -> None:
+        self._keys = directory.keys
+
+    def __getitem__(self, keyid: str) -> tuple[str, bytes]:
+        info = self._keys[keyid]  # type: ignore[index]
+        return info.member_id, info.public_key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def directory_keys(directory: KeyDirectory) -> KeyTable:
+    """The directory's keys as a KeyTable, without copying."""
+    return _DirectoryKeys(directory)
+
+
+def find_key(keyid: str, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes]:
+    """(owner, public key) of ``keyid``: the operator's pinned key or a directory key."""
+    if keyid == key_id(operator_key):
+        return OPERATOR, operator_key
+    found = keys.get(keyid)
+    if found is None:
+        raise UnknownKey(f"key {keyid[:16]}… is not in the key directory")
+    return found
+
+
+def check_signed(
+    raw: bytes | Envelope, operator_key: bytes, keys: KeyTable, principal: str | None = None
+) -> Signed:
+    """The stateless half of the rule; raise a TrustwireError subclass on any failure."""
+    env = raw if isinstance(raw, Envelope) else Envelope.decode(raw)
+    owner, public_key = find_key(env.keyid, operator_key, keys)
+    env.verify(public_key)
+    kind, entry = decode_entry(env.payload_type, env.payload)
+    validate_entry(kind, entry)
+    publisher = publisher_of(entry)
+    if principal is not None and publisher != principal:
+        raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
+    if (owner == OPERATOR) != (publisher == OPERATOR):
+        raise WrongMember("key events are signed by the operator key, and only they are")
+    if owner != publisher:
+        raise WrongMember(f"key {env.keyid[:16]}… does not belong to member {publisher}")
+    return Signed(env, kind, entry, publisher)
+
+
+def check_at(signed: Signed, directory: KeyDirectory, index: int, at_ms: int) -> None:
+    """The half of the rule at ledger ``index``: apply a key event to ``directory``
+    (pass a clone to stage it), or check the key and sharing of any other entry."""
+    entry = signed.entry
+    if isinstance(entry, pb.KeyEvent):
+        directory.apply(entry, index)
+        return
+    directory.signing_key(KeyId(signed.envelope.keyid), signed.publisher, index, at_ms)
+    if isinstance(entry, pb.Signal):
+        directory.check_sharing(signed.publisher, entry.sharing)

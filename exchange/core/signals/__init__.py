@@ -1,0 +1,54 @@
+"""Signal types as plug-ins: one module per type or family, one registry.
+
+Values are normalized by the publisher *before* signing; the exchange and every
+consumer call :meth:`SignalType.check` and reject a value whose normalized form
+differs, instead of rewriting signed bytes.
+
+- :mod:`.base` — the contract (:class:`SignalType`, :class:`Matcher`, :class:`Content`).
+- :mod:`.registry` — :func:`register`, :func:`signal_type`, :func:`normalize`.
+- :mod:`.digests` (md5, sha1, sha256, video_md5), :mod:`.pdq`, :mod:`.web` (url,
+  domain), :mod:`.account`, :mod:`.text` — the built-in types.
+
+Each type lists ``examples`` (raw, normalized) and ``bad_examples``; the unit tests
+and the seeds reuse them. ARCHITECTURE.md says how to add a type.
+"""
+
+from __future__ import annotations
+
+from exchange.core.signals.account import Account
+from exchange.core.signals.base import MAX_VALUE_LENGTH, Content, ContentHash, Matcher, OpaqueType, SignalType
+from exchange.core.signals.digests import Md5, Sha1, Sha256, VideoMd5
+from exchange.core.signals.pdq import Pdq
+from exchange.core.signals.registry import normalize, register, registered, signal_type, unregister
+from exchange.core.signals.text import Text
+from exchange.core.signals.web import Domain, Url
+
+__all__ = [
+    "Account",
+    "BUILTIN_TYPES",
+    "Content",
+    "ContentHash",
+    "Domain",
+    "MAX_VALUE_LENGTH",
+    "Matcher",
+    "Md5",
+    "OpaqueType",
+    "Pdq",
+    "Sha1",
+    "Sha256",
+    "SignalType",
+    "Text",
+    "Url",
+    "VideoMd5",
+    "normalize",
+    "register",
+    "registered",
+    "signal_type",
+    "unregister",
+]
+
+BUILTIN_TYPES: tuple[SignalType, ...] = (
+    Md5(), Sha1(), Sha256(), Pdq(), VideoMd5(), Url(), Domain(), Account(), Text(),
+)
+for _kind in BUILTIN_TYPES:
+    register(_kind)
