@@ -1,6 +1,6 @@
 """The Trustwire member SDK: publish, verify, bank, match, queue."""
 
-from clients.bank import Bank, BankSignal, Match
+from clients.bank import Bank, BankOpinion, BankSignal, Match
 from clients.member import FileMatches, MemberClient, SyncReport
 from clients.policy import Action, Decision, Policy
 from clients.queue import ModerationQueue, QueueItem, State
@@ -12,6 +12,7 @@ from exchange.core.verify import VerifiedEntry
 __all__ = [
     "Action",
     "Bank",
+    "BankOpinion",
     "BankSignal",
     "Decision",
     "FileMatches",

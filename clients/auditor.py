@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from clients.audit_pool import AuditRun, run_audit
 from clients.transport import ClientTls, connect, origin_of_log_key, translate_errors
 from exchange.core import merkle
 from exchange.core.audit import AuditReport, Auditor
-from exchange.core.errors import InvalidInput, LedgerCorrupt
+from exchange.core.errors import InvalidInput, LedgerCorrupt, TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.logview import LogView
 from exchange.core.records import Record
@@ -27,37 +28,79 @@ from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 
-__all__ = ["AuditClient", "audit_offline", "read_ledger_file", "read_checkpoint_file"]
+__all__ = ["AuditClient", "audit_offline", "ledger_size", "read_checkpoint_file", "read_key_events", "read_ledger_file"]
 
 PAGE = 1000
 RPC_TIMEOUT_S = 60.0
+SQLITE_MAX_INT = 2**63 - 1
 
 
-def read_ledger_file(path: Path) -> Iterator[bytes]:
-    """Record bytes of an embedded-engine ledger file, in the order of its index column."""
+def _open_readonly(path: Path) -> sqlite3.Connection:
     if not Path(path).exists():
         raise InvalidInput(f"ledger file {path} does not exist")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def read_ledger_file(path: Path, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """Record bytes of an embedded-engine ledger file from ``start``, in index order (streamed)."""
+    conn = _open_readonly(path)
     try:
-        yield from (row[0] for row in conn.execute("SELECT record FROM records ORDER BY idx"))
+        yield from (row[0] for row in conn.execute(
+            "SELECT record FROM records WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, SQLITE_MAX_INT if stop is None else stop),
+        ))
     except sqlite3.DatabaseError as exc:
         raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
     finally:
         conn.close()
 
 
-def read_checkpoint_file(path: Path) -> list[str]:
-    """Signed checkpoint notes from the log's checkpoints.db, or from a text file of
-    notes separated by blank lines... each note ends after its signature block."""
+def read_key_events(path: Path) -> list[bytes]:
+    """The key-event records of a ledger file (its key-event index: few, whatever the size)."""
+    conn = _open_readonly(path)
+    try:
+        return [row[0] for row in conn.execute("SELECT record FROM records WHERE kind = 'keyevent' ORDER BY idx")]
+    except sqlite3.DatabaseError as exc:
+        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def ledger_size(path: Path) -> int:
+    conn = _open_readonly(path)
+    try:
+        row = conn.execute("SELECT idx FROM records ORDER BY idx DESC LIMIT 1").fetchone()
+        return 0 if row is None else int(row[0]) + 1
+    except sqlite3.DatabaseError as exc:
+        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def read_checkpoint_file(path: Path) -> Iterator[str]:
+    """Signed checkpoint notes in ascending size: streamed from the log's checkpoints.db,
+    or from a text file of notes separated by blank lines (each note ends after its
+    signature block)."""
     if not Path(path).exists():
         raise InvalidInput(f"checkpoint file {path} does not exist")
     if Path(path).suffix == ".db":
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return [row[0] for row in conn.execute("SELECT note FROM checkpoints ORDER BY size")]
-        finally:
-            conn.close()
-    return split_notes(Path(path).read_text())
+        return _db_notes(path)
+    return iter(sorted(split_notes(Path(path).read_text()), key=lambda n: _claimed(n)))
+
+
+def _db_notes(path: Path) -> Iterator[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield from (row[0] for row in conn.execute("SELECT note FROM checkpoints ORDER BY size"))
+    finally:
+        conn.close()
+
+
+def _claimed(note: str) -> int:
+    try:
+        return _size_of(note)
+    except TrustwireError:
+        return -1
 
 
 def split_notes(text: str) -> list[str]:
@@ -80,12 +123,12 @@ def split_notes(text: str) -> list[str]:
 
 
 def audit_offline(
-    ledger: Path, checkpoints: list[str], operator_key: bytes, log_key: str, verify_from: int = 0
+    ledger: Path, checkpoints: Iterable[str], operator_key: bytes, log_key: str, run: AuditRun = AuditRun()
 ) -> AuditReport:
-    auditor = Auditor(operator_key, log_key, checkpoints, verify_from=verify_from)
-    for raw in read_ledger_file(ledger):
-        auditor.add(raw)
-    return auditor.finish()
+    """Audit a ledger file in constant memory, on ``workers`` cores."""
+    auditor = Auditor(operator_key, log_key, checkpoints, key_events=read_key_events(ledger),
+                      verify_from=run.verify_from, stop=run.stop, resume=run.resume)
+    return run_audit(auditor, read_ledger_file(ledger, auditor.position, run.stop), run)
 
 
 class AuditClient:
@@ -116,17 +159,24 @@ class AuditClient:
         LogView(self.log_key).open(reply.note)
         return reply.note
 
-    def checkpoints(self) -> list[str]:
-        out: list[str] = []
+    def checkpoints(self, from_size: int = 0) -> Iterator[str]:
+        """Every signed checkpoint from ``from_size``, ascending, a page at a time."""
+        start = from_size
         while True:
-            start = 0 if not out else _size_of(out[-1]) + 1
             with translate_errors():
                 reply = self._audit.ListCheckpoints(
                     apb.ListCheckpointsRequest(from_size=start, limit=PAGE), timeout=RPC_TIMEOUT_S
                 )
             if not reply.notes:
-                return out
-            out.extend(reply.notes)
+                return
+            yield from reply.notes
+            start = _size_of(reply.notes[-1]) + 1
+
+    def key_events(self, until: int = 0) -> list[bytes]:
+        """The ledger's key-event records (before ``until``; 0: up to the head)."""
+        with translate_errors():
+            reply = self._exchange.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=until), timeout=RPC_TIMEOUT_S)
+        return list(reply.records)
 
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         """Every ledger record from ``start`` (auditors and the operator only)."""
@@ -144,11 +194,11 @@ class AuditClient:
                 yield raw
                 cursor += 1
 
-    def verify(self, verify_from: int = 0, stop: int | None = None) -> AuditReport:
-        auditor = Auditor(self.operator_key, self.log_key, self.checkpoints(), verify_from=verify_from)
-        for raw in self.records(0, stop):
-            auditor.add(raw)
-        return auditor.finish()
+    def verify(self, run: AuditRun = AuditRun()) -> AuditReport:
+        """Audit the exchange's ledger in constant memory, on ``workers`` cores."""
+        auditor = Auditor(self.operator_key, self.log_key, self.checkpoints(), key_events=self.key_events(run.stop or 0),
+                          verify_from=run.verify_from, stop=run.stop, resume=run.resume)
+        return run_audit(auditor, self.records(auditor.position, run.stop), run)
 
     def prove(self, index: int, tree_size: int = 0) -> dict[str, Any]:
         """Inclusion of entry ``index``, verified locally, as a machine-readable dict."""

@@ -44,7 +44,7 @@ from exchange.core.signals import Matcher, registered, signal_type
 from exchange.core.signals.pdq import DEGENERATE_PDQ
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["Bank", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
+__all__ = ["Bank", "BankOpinion", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,13 @@ VERDICTS: dict[int, str] = {
     pb.VERDICT_FALSE_POSITIVE: "false_positive",
     pb.VERDICT_DISPUTED: "disputed",
 }
+# the ledger index of a signal's last change (its version or its retraction), and when
+_POSITION = "MAX(idx, COALESCE(retracted_idx, -1))"
+_CHANGED_AT = "CASE WHEN retracted_idx IS NULL THEN accepted_at_ms ELSE COALESCE(retracted_at_ms, accepted_at_ms) END"
+_IN_GROUP = "EXISTS (SELECT 1 FROM json_each(groups) WHERE json_each.value = ?)"
 _COLUMNS = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
-    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag"
+    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag, retracted_at_ms, keyid"
 )
 
 
@@ -81,6 +85,20 @@ class BankSignal:
     retracted_index: int | None
     accepted_at_ms: int = 0
     quality_flag: str | None = None
+    retracted_at_ms: int | None = None
+    keyid: str = ""  # the publisher's signing key (hex SHA-256 of the public key)
+
+    @property
+    def position(self) -> int:
+        """Ledger index of the last change to this signal (its version or its retraction)."""
+        return self.index if self.retracted_index is None else max(self.index, self.retracted_index)
+
+    @property
+    def changed_at_ms(self) -> int:
+        """When the exchange accepted the last change (retraction time if retracted and known)."""
+        if self.retracted_index is None:
+            return self.accepted_at_ms
+        return self.retracted_at_ms or self.accepted_at_ms
 
     def live_at(self, now_ms: int) -> bool:
         if self.retracted_index is not None:
@@ -88,6 +106,22 @@ class BankSignal:
         if self.valid_until_ms is not None and now_ms >= self.valid_until_ms:
             return False
         return self.valid_from_ms is None or now_ms >= self.valid_from_ms
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankOpinion:
+    """A member's latest verified opinion on a banked signal."""
+
+    publisher: str
+    signal_id: str
+    author: str
+    verdict: str
+    index: int
+    accepted_at_ms: int
+
+    @property
+    def position(self) -> int:
+        return self.index
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +151,8 @@ def _row(r: tuple[object, ...]) -> BankSignal:
         retracted_index=r[13],  # type: ignore[arg-type]
         accepted_at_ms=int(r[14] or 0),  # type: ignore[call-overload]
         quality_flag=None if r[15] is None else str(r[15]),
+        retracted_at_ms=None if r[16] is None else int(r[16]),  # type: ignore[call-overload]
+        keyid=str(r[17] or ""),
     )
 
 
@@ -143,6 +179,12 @@ class Bank:
         self._index_dir = index_dir if index_dir is not None else store.path.with_name(store.path.name + ".pdq")
         self._pdq: PdqIndex | None = None
         self._pdq_dirty = False
+
+    @classmethod
+    def reader(cls, state: str | Path) -> Bank:
+        """A bank on its own connection to a member's state file, for a service that reads
+        while the member's client syncs (SQLite WAL: readers see committed pages only)."""
+        return cls(MemberStore(state))
 
     # -- the PDQ index -----------------------------------------------------------------
 
@@ -265,7 +307,8 @@ class Bank:
                 " value = excluded.value, labels = excluded.labels, confidence = excluded.confidence,"
                 " severity = excluded.severity, groups = excluded.groups, tlp = excluded.tlp,"
                 " valid_from_ms = excluded.valid_from_ms, valid_until_ms = excluded.valid_until_ms,"
-                " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, keyid = excluded.keyid,"
+                " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, retracted_at_ms = NULL,"
+                " keyid = excluded.keyid,"
                 " accepted_at_ms = excluded.accepted_at_ms, quality_flag = excluded.quality_flag,"
                 " swept_at_ms = NULL RETURNING rowid",
                 values,
@@ -276,12 +319,12 @@ class Bank:
                 self._index_update(remove=[rowid])
         return True
 
-    def retract(self, publisher: str, signal_id: str, index: int) -> bool:
+    def retract(self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None) -> bool:
         with self._store.transaction() as c:
             row = c.execute(
-                "UPDATE signals SET retracted_idx = ? WHERE publisher = ? AND signal_id = ? AND idx < ?"
-                " RETURNING rowid, type",
-                (index, publisher, signal_id, index),
+                "UPDATE signals SET retracted_idx = ?, retracted_at_ms = ? WHERE publisher = ? AND signal_id = ?"
+                " AND idx < ? RETURNING rowid, type",
+                (index, accepted_at_ms, publisher, signal_id, index),
             ).fetchone()
             if row is not None and _hamming(row[1]):
                 self._index_update(remove=[row[0]])
@@ -408,6 +451,56 @@ class Bank:
         """Every banked signal of one type, live or not."""
         rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
         return [_row(r) for r in rows]
+    def groups(self) -> list[str]:
+        """Every sharing group a banked signal is shared with."""
+        rows = self._store.conn.execute("SELECT DISTINCT j.value FROM signals, json_each(signals.groups) AS j")
+        return sorted(str(r[0]) for r in rows)
+
+    def members(self, group: str | None = None) -> dict[str, int]:
+        """Every member with a banked signal or an opinion on one (in ``group``, if given),
+        with the earliest acceptance time of those entries."""
+        where, args = (f"WHERE {_IN_GROUP}", (group,)) if group is not None else ("", ())
+        owhere = where.replace("groups", "s.groups")
+        rows = self._store.conn.execute(
+            f"SELECT who, MIN(t) FROM (SELECT publisher AS who, accepted_at_ms AS t FROM signals {where}"
+            " UNION ALL SELECT o.author, o.accepted_at_ms FROM opinions o JOIN signals s"
+            f" ON s.publisher = o.publisher AND s.signal_id = o.signal_id {owhere}) GROUP BY who ORDER BY who",
+            (*args, *args),
+        )
+        return {str(p): int(t or 0) for p, t in rows}
+
+    def changes(
+        self, *, after: int = -1, limit: int = 1000, group: str | None = None, changed_after_ms: int | None = None
+    ) -> list[BankSignal | BankOpinion]:
+        """Signals (latest version, or retracted) and opinions on banked signals, ordered by the
+        ledger index of their last change, after ``after``: a resumable feed of the bank."""
+        conds, args = [f"{_POSITION} > ?"], [after]
+        if group is not None:
+            conds.append(_IN_GROUP)
+            args.append(group)  # type: ignore[arg-type]
+        if changed_after_ms is not None:
+            conds.append(f"{_CHANGED_AT} > ?")
+            args.append(changed_after_ms)
+        c = self._store.conn
+        sigs = c.execute(
+            f"SELECT {_COLUMNS} FROM signals WHERE {' AND '.join(conds)} ORDER BY {_POSITION} LIMIT ?", (*args, limit)
+        ).fetchall()
+        oconds = ["o.idx > ?"] + [x.replace("groups", "s.groups") for x in conds[1:] if x.startswith("EXISTS")]
+        if changed_after_ms is not None:
+            oconds.append("o.accepted_at_ms > ?")
+        ops = c.execute(
+            "SELECT o.publisher, o.signal_id, o.author, o.verdict, o.idx, o.accepted_at_ms FROM opinions o"
+            " JOIN signals s ON s.publisher = o.publisher AND s.signal_id = o.signal_id"
+            f" WHERE {' AND '.join(oconds)} ORDER BY o.idx LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        merged: list[BankSignal | BankOpinion] = [_row(r) for r in sigs]
+        merged += [
+            BankOpinion(publisher=str(p), signal_id=str(i), author=str(a), verdict=VERDICTS.get(int(v), str(v)),
+                        index=int(x), accepted_at_ms=int(t or 0))
+            for p, i, a, v, x, t in ops
+        ]
+        return sorted(merged, key=lambda e: e.position)[:limit]
 
     def lookup(self, type_name: str, value: str) -> list[BankSignal]:
         """Live signals of an exact-match type with this (normalized) value."""

@@ -17,13 +17,14 @@ from typing import Required, TypedDict, Unpack
 import grpc
 from google.protobuf.message import DecodeError
 
+from clients.coverage import wait_for_checkpoint
 from clients.transport import ClientTls, PublishOutcome, connect, origin_of_log_key, publish_envelopes, translate_errors
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry
 from exchange.core.errors import UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import Signer
-from exchange.core.logview import LogView
+from exchange.core.logview import LogView, TrustedCheckpoint
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
@@ -71,6 +72,10 @@ class ExchangeClient:
         """A view of the log under this member's trust anchors, from a trusted checkpoint note."""
         log_key, witnesses, quorum = self._log_trust
         return LogView(log_key, witnesses, quorum, trusted_note=trusted_note)
+
+    def wait_for_checkpoint(self, view: LogView, index: int, timeout_s: float = 10.0) -> TrustedCheckpoint:
+        """A verified checkpoint covering ledger ``index``; ``view`` advances to it (see clients.coverage)."""
+        return wait_for_checkpoint(self._channel, view, index, timeout_s)
 
     # -- publishing -------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class Ingester:
                 report.queued += self.rematch(e)
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
-            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index)
+            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms)
             reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
             report.withdrawn += self._queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):

@@ -10,7 +10,8 @@
 
 ``created_at`` (ISO 8601) defaults to now; give it to make re-running an import
 idempotent (the same line then signs the same bytes and gets the same receipt).
-A ``note`` field is a comment for humans and is never sent. Values are normalized
+A ``note`` field is a comment for humans and is never sent, nor is ``provenance``
+(what ``trustwire member export`` writes about where a signal came from). Values are normalized
 before signing. Account identifiers are turned into HMACs with
 the task-force secret before anything leaves the machine.
 """
@@ -28,11 +29,12 @@ from exchange.core.entries import Entry
 from exchange.core.errors import InvalidInput, TrustwireError
 from exchange.core.signals import Account
 
-__all__ = ["entries_from_jsonl", "parse_time_ms"]
+__all__ = ["entries_from_jsonl", "entry_from_json", "parse_time_ms"]
 
 _SIGNAL_KEYS = {
     "kind", "id", "type", "value", "labels", "confidence", "severity", "groups", "tlp", "valid_from",
     "valid_until", "description", "related", "created_at", "platform", "account_kind", "identifier", "note",
+    "provenance",
 }
 _RETRACTION_KEYS = {"kind", "id", "reason", "created_at", "note"}
 _OPINION_KEYS = {"kind", "publisher", "id", "verdict", "created_at", "note"}
@@ -50,7 +52,10 @@ def _opt_time(obj: dict[str, Any], key: str) -> int | None:
     return parse_time_ms(obj[key]) if obj.get(key) else None
 
 
-def _entry(client: MemberClient, obj: dict[str, Any], secret: bytes | None, created_at_ms: int | None) -> Entry:
+def entry_from_json(
+    client: MemberClient, obj: dict[str, Any], secret: bytes | None = None, created_at_ms: int | None = None
+) -> Entry:
+    """One parsed line as an entry (``created_at_ms`` when the line has no ``created_at``)."""
     kind = obj.get("kind", "signal")
     unknown = sorted(set(obj) - _KEYS.get(kind, set(obj)))
     if unknown:
@@ -100,7 +105,7 @@ def entries_from_jsonl(
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise InvalidInput("each line is a JSON object")
-            out.append(_entry(client, obj, secret, created_at_ms))
+            out.append(entry_from_json(client, obj, secret, created_at_ms))
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{source}:{n}: not JSON: {exc.msg}") from exc
         except KeyError as exc:

@@ -46,7 +46,7 @@ from clients.sync import Syncer
 from clients.transport import PublishOutcome
 from exchange.core.entries import Entry
 from exchange.core.errors import InvalidValue, UntrustedEntry
-from exchange.core.logview import LogView
+from exchange.core.logview import LogView, TrustedCheckpoint
 from exchange.core.verify import VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
@@ -124,6 +124,17 @@ class MemberClient:
         assert self._stateless_view is not None
         return self._stateless_view
 
+    def wait_for_checkpoint(self, index: int, timeout_s: float = 10.0) -> TrustedCheckpoint:
+        """A verified checkpoint covering ledger ``index`` (e.g. a receipt's), once the log signs one.
+
+        Advances the trusted checkpoint through a consistency proof and stores it;
+        raises CheckpointPending after ``timeout_s``.
+        """
+        trusted = self.exchange.wait_for_checkpoint(self.log_view, index, timeout_s)
+        if self.store is not None:
+            self.store.set_meta("trusted_checkpoint", trusted.note)
+        return trusted
+
     def _load_log_view(self) -> LogView:
         trusted = self.store.get_meta("trusted_checkpoint") if self.store is not None else None
         return self.exchange.log_view(trusted)
@@ -143,6 +154,10 @@ class MemberClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def groups(self) -> list[str]:
+        """The sharing groups this member belongs to, per the key directory it verified."""
+        return sorted(self._local().syncer.verifier.directory.groups_of(self.member_id))
 
     # -- building and publishing entries (clients.builders, clients.client) ----------------
 

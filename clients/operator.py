@@ -86,8 +86,9 @@ class OperatorClient:
             keyid=keyid,
             revoked_at=ms_to_timestamp(at_ms if at_ms is not None else self._clock_ms()),
             compromised=compromised,
-            compromised_since_index=compromised_since_index or 0,
         )
+        if compromised_since_index is not None:  # presence-aware: 0 means "from index 0"
+            revoked.compromised_since_index = compromised_since_index
         if compromised_since_ms is not None:
             revoked.compromised_since.CopyFrom(ms_to_timestamp(compromised_since_ms))
         return self._event(created_at_ms, key_revoked=revoked)

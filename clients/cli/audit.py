@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.auditor import AuditClient, audit_offline, read_checkpoint_file, split_notes
+from clients.audit_pool import AuditRun
+from clients.auditor import AuditClient, audit_offline, ledger_size, read_checkpoint_file, split_notes
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
 from exchange.core.keyfiles import public_key_from_hex, read_seed_file
@@ -44,7 +48,13 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--ledger", type=Path, help="verify a ledger file offline instead of asking the exchange")
     v.add_argument("--checkpoints", type=Path, help="checkpoints.db or a file of signed notes (offline mode)")
     v.add_argument("--from", dest="start", type=int, default=0, help="first index whose signatures are checked")
-    v.add_argument("--to", dest="stop", type=int, default=None, help="stop before this index (online mode)")
+    v.add_argument("--to", dest="stop", type=int, default=None, help="stop before this index")
+    v.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="verification worker processes (default: one per core)")
+    v.add_argument("--state", type=Path,
+                   help="resumable progress: saved here every few seconds and at the end; an existing file is resumed")
+    v.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="report progress on stderr (default: when stderr is a terminal)")
     v.set_defaults(run=verify)
 
     pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
@@ -111,17 +121,61 @@ def _report_dict(report: AuditReport) -> dict[str, Any]:
     }
 
 
+def _load_state(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"audit state {path} is unreadable ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"audit state {path} is not an audit state")
+    return data
+
+
+def _saver(path: Path | None) -> Callable[[dict[str, Any]], None] | None:
+    if path is None:
+        return None
+
+    def save(state: dict[str, Any]) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    return save
+
+
+def _progress(enabled: bool | None, total: int | None) -> Callable[[int], None] | None:
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        return None
+    began, last = time.monotonic(), [0.0]
+
+    def show(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 2.0:
+            return
+        last[0] = now
+        of = f"/{total}" if total else ""
+        print(f"audited {done}{of} entries ({done / max(now - began, 1e-9):,.0f}/s)", file=sys.stderr, flush=True)
+
+    return show
+
+
 def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config = _config(args, env)
-    if args.ledger is not None:
+    if args.workers < 1:
+        raise InvalidInput("--workers must be at least 1")
+    offline = args.ledger is not None
+    total = args.stop if args.stop is not None or not offline else ledger_size(args.ledger)
+    run = AuditRun(verify_from=args.start, stop=args.stop, workers=args.workers, resume=_load_state(args.state),
+                   progress=_progress(args.progress, total), save_state=_saver(args.state))
+    if offline:
         cp_file = args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
-        report = audit_offline(
-            args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, args.start
-        )
+        report = audit_offline(args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, run)
     else:
         client = _client(config)
         try:
-            report = client.verify(args.start, args.stop)
+            report = client.verify(run)
         finally:
             client.close()
     lines = [f.line() for f in report.findings]

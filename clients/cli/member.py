@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from clients.cli.output import emit
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
 from clients.member import MemberClient
 from clients.queue import State
@@ -111,9 +111,9 @@ def add_parser(sub: Any) -> None:
     common(rb)
     rb.set_defaults(run=rebuild_bank)
 
+    from clients.cli import interop  # import, export, taxii (issue 17)
 
-def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if args.json else human)
+    interop.add_parsers(msub, common)
 
 
 def keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -124,7 +124,7 @@ def keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with os.fdopen(fd, "w") as f:
         f.write(signer.seed.hex() + "\n")
     data = {"public_key": signer.public_key.hex(), "keyid": signer.keyid, "key_file": str(args.out)}
-    _emit(args, data, f"public key {data['public_key']}\nkeyid      {data['keyid']}\nwrote      {args.out}")
+    emit(args, data, f"public key {data['public_key']}\nkeyid      {data['keyid']}\nwrote      {args.out}")
     return int(ExitCode.OK)
 
 
@@ -149,7 +149,7 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         f"{r['id']}: " + (f"index {r['index']}" if "index" in r else f"REJECTED {r['error']}: {r['message']}")
         for r in rows
     )
-    _emit(args, {"accepted": len(rows) - len(rejected), "rejected": len(rejected), "results": rows}, human)
+    emit(args, {"accepted": len(rows) - len(rejected), "rejected": len(rejected), "results": rows}, human)
     return int(ExitCode.FAILURE if rejected else ExitCode.OK)
 
 
@@ -157,7 +157,7 @@ def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         report = client.sync(follow=args.follow)
     data = asdict(report)
-    _emit(
+    emit(
         args,
         data,
         f"verified {report.verified} entries ({report.signals} signals, {report.retractions} retractions, "
@@ -231,7 +231,7 @@ def match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         + (f"  (PDQ quality {r['pdq_quality']} < {MIN_PDQ_QUALITY}: not matched by PDQ)" if r["pdq_low_quality"] else "")
         for r in rows
     )
-    _emit(
+    emit(
         args,
         {
             "files": len(rows),
@@ -259,14 +259,14 @@ def queue_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         f"  {i.content_ref}  [{i.rule}]"
         for i in items
     ) or "queue is empty"
-    _emit(args, [_item_dict(i) for i in items], human)
+    emit(args, [_item_dict(i) for i in items], human)
     return int(ExitCode.OK)
 
 
 def queue_claim(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
         item = client.queue.claim(args.item, args.reviewer)
-    _emit(args, _item_dict(item), f"#{item.id} claimed by {item.reviewer}")
+    emit(args, _item_dict(item), f"#{item.id} claimed by {item.reviewer}")
     return int(ExitCode.OK)
 
 
@@ -286,14 +286,14 @@ def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if fb
         else ""
     )
-    _emit(args, data, human)
+    emit(args, data, human)
     return int(ExitCode.OK)
 
 
 def queue_release(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
         item = client.queue.release(args.item, args.reviewer, force=args.force)
-    _emit(args, _item_dict(item), f"#{item.id} released by {args.reviewer}")
+    emit(args, _item_dict(item), f"#{item.id} released by {args.reviewer}")
     return int(ExitCode.OK)
 
 
@@ -305,7 +305,7 @@ def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     human = "\n".join(
         f"{e.at_ms} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
     )
-    _emit(args, data, human)
+    emit(args, data, human)
     return int(ExitCode.OK)
 
 
@@ -323,7 +323,7 @@ def feedback(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         lines.append(f"{s['signal_id']:<24} {s['type'] or '?':<9} {counts:<40} ({members})")
     totals = ", ".join(f"{v} {n}" for v, n in sorted(report["totals"].items()))
     human = "\n".join(lines) + (f"\ntotal: {totals}" if lines else "no feedback on your signals yet")
-    _emit(args, report, human)
+    emit(args, report, human)
     return int(ExitCode.OK)
 
 
@@ -343,14 +343,14 @@ def bank_stats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         + f"\nPDQ index: {data['pdq_index']['live']} hashes, {data['pdq_index']['bytes'] / 1e6:.1f} MB,"
         f" threshold {data['pdq_threshold']}"
     )
-    _emit(args, data, human)
+    emit(args, data, human)
     return int(ExitCode.OK)
 
 
 def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         report = client.rebuild_bank()
-    _emit(args, asdict(report), f"rebuilt the bank from the ledger: verified {report.verified} entries, "
+    emit(args, asdict(report), f"rebuilt the bank from the ledger: verified {report.verified} entries, "
           f"{report.signals} signals; cursor {report.next_index}")
     return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
 

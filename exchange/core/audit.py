@@ -1,33 +1,45 @@
-"""Auditing a whole ledger: what ``trustwire audit verify`` checks.
+"""Auditing a whole ledger: what ``trustwire audit verify`` checks, in constant memory.
 
 Given every ledger record in order, the operator's public key, the log's verifier
-key and the checkpoints the log signed, an :class:`Auditor` checks that
+key, the checkpoints the log signed (ascending sizes) and the ledger's key events
+(the exchange's GetKeyDirectory, or the file's key-event index), an audit checks that
 
 * indices are contiguous from 0 (nothing deleted, inserted or reordered);
 * every DSSE signature verifies over the exact bytes, with a key that the key
   directory built from the key events *before* that index lets the publisher use,
   and every entry passes the admission rules again;
 * nothing was signed with a key after the point its revocation says it was stolen;
+* the key events served up front are exactly those in the ledger;
 * every signed checkpoint verifies and its root equals the root recomputed from the
   records (so the log never rewrote or forked history it had signed).
+
+Knowing every key event up front is what makes it stream: the directory as of any
+index is rebuilt from them, so a :class:`RangeVerifier` checks any range on any core,
+and a compromise revealed late is judged from the final directory instead of from a
+memory of everything each key signed. The :class:`Auditor` merges ranges in order
+into the Merkle frontier (O(log n) hashes) and pulls checkpoints as the tree reaches
+their size; its state (:meth:`Auditor.state`) is small enough to save and resume from.
 
 Every finding names the index (or the checkpoint size) and the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from exchange.core import merkle
 from exchange.core import note as notes
-from exchange.core.errors import TrustwireError, UntrustedEntry
+from exchange.core.errors import InvalidInput, TrustwireError, UntrustedEntry
+from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Record
-from exchange.core.keys import KeyId
-from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.core.verify import EntryVerifier
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["AuditReport", "Auditor", "Finding"]
+__all__ = ["AuditReport", "Auditor", "ChunkResult", "Finding", "RangeVerifier", "CHUNK"]
+
+CHUNK = 2048  # records per range handed to a verification worker
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,119 +68,284 @@ class AuditReport:
         return not self.findings
 
 
-class Auditor:
-    """Feed records in ledger order with :meth:`add`, then call :meth:`finish`.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkResult:
+    """What checking records ``[start, start + n)`` found; plain values, cheap to ship."""
 
-    ``verify_from`` skips signature checks below that index (the tree and the key
-    directory are still built from index 0, so a range audit is sound).
-    """
+    start: int
+    leaves: bytes  # n leaf hashes of 32 bytes, in order
+    verified: int
+    findings: tuple[Finding, ...]
 
-    def __init__(self, operator_key: bytes, log_key: str, checkpoints: Iterable[str], verify_from: int = 0) -> None:
-        self._verifier = EntryVerifier(operator_key)
-        self._log = notes.NoteVerifier.from_string(log_key)
+
+def _index_of(raw: bytes) -> int | None:
+    try:
+        return Record.decode(raw).index
+    except TrustwireError:
+        return None
+
+
+class RangeVerifier:
+    """Checks ranges of records given every key event of the ledger up front."""
+
+    def __init__(self, operator_key: bytes, key_events: Iterable[bytes], verify_from: int = 0) -> None:
+        self._operator_key = operator_key
         self._verify_from = verify_from
-        self._frontier = merkle.TreeFrontier()
-        self._signed: dict[KeyId, list[tuple[int, int]]] = {}
-        self.report = AuditReport()
-        self._pending: dict[int, list[notes.Checkpoint]] = {}
-        for note in checkpoints:
-            self._add_checkpoint(note)
+        events: dict[int, bytes] = {}
+        for raw in key_events:
+            index = _index_of(raw)
+            if index is not None:
+                events.setdefault(index, raw)
+        self._events = sorted(events.items())
+        self._event_at = dict(self._events)
+        self._final = self._directory_until(None)
+        self._reset()
 
-    def _add_checkpoint(self, note: str) -> None:
+    def _reset(self) -> None:
+        self._verifier = EntryVerifier(self._operator_key)
+        self._applied = 0  # key events (positions in self._events) already applied
+        self._position = 0
+
+    def _directory_until(self, stop: int | None) -> KeyDirectory:
+        verifier = EntryVerifier(self._operator_key)
+        for index, raw in self._events:
+            if stop is not None and index >= stop:
+                break
+            self._apply(verifier, index, raw)
+        return verifier.directory
+
+    @staticmethod
+    def _apply(verifier: EntryVerifier, index: int, raw: bytes) -> None:
+        """Apply a key event to the directory (an invalid one is reported where it sits)."""
         try:
-            signed = notes.open_checkpoint(note, [self._log])
-        except TrustwireError as exc:
-            size = _claimed_size(note)
-            self.report.findings.append(Finding(reason=exc.reason, message=exc.message, checkpoint_size=size))
-            return
-        cp = signed.checkpoint
-        if cp.origin != self._log.name:
-            self.report.findings.append(
-                Finding(reason="wrong-origin", message=f"origin {cp.origin!r} is not {self._log.name!r}",
-                        checkpoint_size=cp.size)
-            )
-            return
-        self._pending.setdefault(cp.size, []).append(cp)
-        self.report.checkpoints += 1
-        if cp.size == 0:
-            self._check_roots(0)
+            verifier.last_index = index - 1
+            verifier.verify(raw)
+        except TrustwireError:
+            pass
 
-    def add(self, raw: bytes) -> None:
-        expected = self._frontier.size
+    def _advance(self, index: int) -> None:
+        while self._applied < len(self._events) and self._events[self._applied][0] < index:
+            self._apply(self._verifier, *self._events[self._applied])
+            self._applied += 1
+
+    @staticmethod
+    def _placed(expected: int, raw: bytes, findings: list[Finding]) -> bool:
+        """Report a record that does not decode, or that sits at another index; False
+        if it does not decode."""
         try:
             record = Record.decode(raw)
         except TrustwireError as exc:
-            self._finding(expected, exc.reason, f"record cannot be decoded: {exc.message}")
-            record = None
-        if record is not None and record.index != expected:
+            findings.append(Finding(reason=exc.reason, message=f"record cannot be decoded: {exc.message}", index=expected))
+            return False
+        if record.index != expected:
             what = "missing (deleted?)" if record.index > expected else "out of order (swapped or duplicated?)"
-            self._finding(expected, "ledger-gap", f"expected entry {expected}, found entry {record.index}: {what}")
-        if record is not None and expected >= self._verify_from:
+            findings.append(Finding(reason="ledger-gap", index=expected,
+                                    message=f"expected entry {expected}, found entry {record.index}: {what}"))
+        return True
+
+    def check(self, start: int, raws: Sequence[bytes]) -> ChunkResult:
+        """Check ``raws`` as the records at ``start, start + 1, …``."""
+        if start < self._position:
+            self._reset()
+        findings: list[Finding] = []
+        leaves: list[bytes] = []
+        verified = 0
+        for offset, raw in enumerate(raws):
+            expected = start + offset
+            leaves.append(merkle.leaf_hash(raw))
+            self._advance(expected)
+            served = self._event_at.get(expected)
+            if served is not None:
+                self._applied += 1  # this record applies it (or the mismatch is reported)
+            if served is not None and served != raw:
+                findings.append(Finding(reason="key-directory-mismatch", index=expected,
+                                        message="the key event served up front differs from the ledger's record"))
+            if expected < self._verify_from:
+                if self._placed(expected, raw, findings) and served is not None:
+                    self._apply(self._verifier, expected, raw)
+                continue
             try:
                 self._verifier.last_index = expected - 1
-                verified = self._verifier.verify(raw)
-                self.report.verified_signatures += 1
-                self._track_keys(verified)
+                v = self._verifier.verify(raw)  # decodes the record once
             except UntrustedEntry as exc:
-                self._finding(expected, exc.cause, exc.message)
-        elif record is not None:
-            self._track_directory(raw)
-        self._frontier.append(merkle.leaf_hash(raw))
-        self.report.entries += 1
+                if self._placed(expected, raw, findings):
+                    findings.append(Finding(reason=exc.cause, message=exc.message, index=expected))
+                continue
+            if v.index != expected:
+                self._placed(expected, raw, findings)
+            verified += 1
+            if isinstance(v.entry, pb.KeyEvent):
+                if served is None:
+                    findings.append(Finding(reason="key-directory-mismatch", index=expected,
+                                            message="a key event the exchange did not serve up front"))
+                continue
+            key = self._final.keys.get(v.keyid)
+            if (key is not None and key.compromised and key.revoked_index is not None and expected < key.revoked_index
+                    and key.tainted(expected, v.accepted_at_ms)):
+                findings.append(Finding(reason="compromised-key", index=expected, message=f"signed by key"
+                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.revoked_index})"))
+        self._position = start + len(raws)
+        return ChunkResult(start=start, leaves=b"".join(leaves), verified=verified, findings=tuple(findings))
+
+
+class Auditor:
+    """Merges checked ranges in ledger order: the tree, the signed roots, the report.
+
+    Feed records one by one with :meth:`add` (checked here, on this core), or ranges
+    checked elsewhere with :meth:`merge`; then call :meth:`finish`. ``checkpoints``
+    are read lazily and must come in ascending size. ``verify_from`` skips signature
+    checks below that index (the tree and the key directory still cover index 0, so a
+    range audit is sound); ``stop`` ends the range early (checkpoints beyond it are
+    not checked). ``resume`` is a :meth:`state` saved by an earlier run.
+    """
+
+    def __init__(
+        self,
+        operator_key: bytes,
+        log_key: str,
+        checkpoints: Iterable[str],
+        *,
+        key_events: Iterable[bytes],
+        verify_from: int = 0,
+        stop: int | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
+        self.key_events = list(key_events)
+        self._stop = stop
+        self.verify_from = verify_from
+        self.operator_key = operator_key
+        self._ranges: RangeVerifier | None = None
+        self._log = notes.NoteVerifier.from_string(log_key)
+        self._checkpoints: Iterator[str] = iter(checkpoints)
+        self._next: notes.Checkpoint | None = None
+        self._buffer: list[bytes] = []
+        self.report = AuditReport()
+        self._frontier = merkle.TreeFrontier()
+        self._resumed_at = -1  # checkpoints up to here were checked by the run resumed from
+        if resume is not None:
+            self._resume(resume)
         self._check_roots(self._frontier.size)
 
-    def _track_keys(self, v: VerifiedEntry) -> None:
-        """Remember who signed what, and flag what a key signed after its compromise
-        once the (later) revocation says so."""
-        e = v.entry
-        if not isinstance(e, pb.KeyEvent):
-            self._signed.setdefault(v.keyid, []).append((v.index, v.accepted_at_ms))
-            return
-        if e.WhichOneof("event") == "key_revoked" and e.key_revoked.compromised:
-            key = self._verifier.directory.keys[KeyId(e.key_revoked.keyid)]
-            for index, at_ms in self._signed.get(key.keyid, []):
-                if key.tainted(index, at_ms):
-                    self._finding(
-                        index,
-                        "compromised-key",
-                        f"signed by key {key.keyid[:16]}… after its compromise (revoked at entry {v.index})",
-                    )
+    # -- input --------------------------------------------------------------------------
 
-    def _track_directory(self, raw: bytes) -> None:
-        """Below verify_from: still apply key events, so later checks use the right directory."""
-        try:
-            self._verifier.last_index = self._frontier.size - 1
-            self._verifier.verify(raw)
-        except TrustwireError:
-            self._verifier.last_index = self._frontier.size
+    @property
+    def position(self) -> int:
+        """The next index to feed."""
+        return self._frontier.size + len(self._buffer)
+
+    def add(self, raw: bytes) -> None:
+        self._buffer.append(raw)
+        if len(self._buffer) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            if self._ranges is None:
+                self._ranges = RangeVerifier(self.operator_key, self.key_events, self.verify_from)
+            raws, self._buffer = self._buffer, []
+            self.merge(self._ranges.check(self._frontier.size, raws))
+
+    def merge(self, result: ChunkResult) -> None:
+        """Fold in the next range (``result.start`` must be :attr:`position`)."""
+        if result.start != self._frontier.size or self._buffer:
+            raise ValueError(f"range {result.start} merged out of order (expected {self._frontier.size})")
+        self.report.findings.extend(result.findings)
+        self.report.verified_signatures += result.verified
+        leaves = result.leaves
+        for offset in range(0, len(leaves), merkle.HASH_SIZE):
+            self._frontier.append(leaves[offset : offset + merkle.HASH_SIZE])
+            if self._next is not None and self._next.size <= self._frontier.size:
+                self._check_roots(self._frontier.size)
+        self.report.entries = self._frontier.size
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _pull(self) -> notes.Checkpoint | None:
+        """The next well-signed checkpoint of this log; bad ones become findings."""
+        for note in self._checkpoints:
+            try:
+                signed = notes.open_checkpoint(note, [self._log])
+            except TrustwireError as exc:
+                self.report.findings.append(
+                    Finding(reason=exc.reason, message=exc.message, checkpoint_size=_claimed_size(note))
+                )
+                continue
+            cp = signed.checkpoint
+            if cp.origin != self._log.name:
+                self.report.findings.append(Finding(reason="wrong-origin", checkpoint_size=cp.size,
+                                                    message=f"origin {cp.origin!r} is not {self._log.name!r}"))
+                continue
+            return cp
+        return None
 
     def _check_roots(self, size: int) -> None:
-        for cp in self._pending.pop(size, []):
-            root = self._frontier.root() if size else merkle.EMPTY_ROOT
-            if cp.root_hash != root:
-                self.report.findings.append(
-                    Finding(
-                        reason="checkpoint-mismatch",
+        if self._next is None:
+            self._next = self._pull()
+        while self._next is not None and self._next.size <= size:
+            cp = self._next
+            if cp.size <= self._resumed_at:
+                pass
+            elif cp.size == size:
+                self.report.checkpoints += 1
+                root = self._frontier.root() if size else merkle.EMPTY_ROOT
+                if cp.root_hash != root:
+                    self.report.findings.append(Finding(
+                        reason="checkpoint-mismatch", checkpoint_size=size,
                         message=f"signed root {cp.root_hash.hex()} but the records give {root.hex()}",
-                        checkpoint_size=size,
-                    )
-                )
+                    ))
+            else:
+                self.report.findings.append(Finding(reason="checkpoint-out-of-order", checkpoint_size=cp.size,
+                                                    message="checkpoints must come in ascending size"))
+            self._next = self._pull()
 
-    def _finding(self, index: int, reason: str, message: str) -> None:
-        self.report.findings.append(Finding(reason=reason, message=message, index=index))
+    # -- state --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to go on from :attr:`position` later (JSON-ready, O(log n))."""
+        self._flush()
+        r = self.report
+        return {
+            "format": "trustwire-audit-state-v1",
+            "size": self._frontier.size,
+            "frontier": [h.hex() for h in self._frontier.hashes],
+            "verify_from": self.verify_from,
+            "verified_signatures": r.verified_signatures,
+            "checkpoints": r.checkpoints,
+            "findings": [
+                {"reason": f.reason, "message": f.message, "index": f.index, "checkpoint_size": f.checkpoint_size}
+                for f in r.findings
+            ],
+        }
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        try:
+            if state.get("format") != "trustwire-audit-state-v1":
+                raise ValueError("not an audit state")
+            size = int(state["size"])
+            self._frontier = merkle.TreeFrontier.from_hashes(size, [bytes.fromhex(h) for h in state["frontier"]])
+            self.report.verified_signatures = int(state["verified_signatures"])
+            self.report.checkpoints = int(state["checkpoints"])
+            self.report.findings = [Finding(**f) for f in state["findings"]]
+        except (KeyError, TypeError, ValueError, merkle.ProofError) as exc:
+            raise InvalidInput(f"the audit state to resume from is unreadable ({exc})") from exc
+        self.report.entries = size
+        self._resumed_at = size
 
     def finish(self) -> AuditReport:
-        for size in sorted(self._pending):
-            self.report.findings.append(
-                Finding(
-                    reason="checkpoint-beyond-ledger",
-                    message=f"the log signed {size} entries but the ledger holds {self._frontier.size}",
-                    checkpoint_size=size,
-                )
-            )
-        self._pending.clear()
-        self.report.tree_size = self._frontier.size
-        self.report.root = self._frontier.root() if self._frontier.size else merkle.EMPTY_ROOT
+        self._flush()
+        size = self._frontier.size
+        if self._next is None:
+            self._next = self._pull()
+        while self._next is not None:
+            if size < self._next.size <= (self._stop if self._stop is not None else self._next.size):
+                self.report.findings.append(Finding(
+                    reason="checkpoint-beyond-ledger", checkpoint_size=self._next.size,
+                    message=f"the log signed {self._next.size} entries but the ledger holds {size}",
+                ))
+            self._next = self._pull()
+        self.report.entries = size
+        self.report.tree_size = size
+        self.report.root = self._frontier.root() if size else merkle.EMPTY_ROOT
         return self.report
 
 

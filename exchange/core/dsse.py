@@ -61,7 +61,10 @@ class Envelope:
         # protobuf keeps unknown fields and re-emits them; drop them so they fail the check
         msg.DiscardUnknownFields()
         if msg.SerializeToString(deterministic=True) != raw:
-            raise MalformedEnvelope("envelope is not canonically encoded (unknown or repeated fields)")
+            raise MalformedEnvelope(
+                "envelope is not canonically encoded (PROTOCOL.md §2: fields in number order, "
+                "no explicit default values, no unknown or repeated fields)"
+            )
         if len(msg.signatures) != 1:
             raise MalformedEnvelope(f"envelope must carry exactly one signature, found {len(msg.signatures)}")
         if not msg.payload_type or len(msg.payload_type) > MAX_PAYLOAD_TYPE:

@@ -141,7 +141,10 @@ def decode_entry(payload_type: str, payload: bytes) -> tuple[EntryKind, Entry]:
         raise MalformedEntry(f"payload is not a valid {kind.value} protobuf") from exc
     msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
     if msg.SerializeToString(deterministic=True) != payload:
-        raise MalformedEntry(f"{kind.value} payload is not canonically encoded (unknown or repeated fields)")
+        raise MalformedEntry(
+            f"{kind.value} payload is not canonically encoded (PROTOCOL.md §2: fields in number order, "
+            "no explicit default values, no unknown or repeated fields)"
+        )
     return kind, msg  # type: ignore[return-value]
 
 

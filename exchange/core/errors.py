@@ -36,6 +36,7 @@ identifiers.
     │   ├── BatchTooLarge               oversized-batch
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
+    │   ├── CheckpointPending           checkpoint-pending  (accepted, not yet checkpointed: retry)
     │   └── WitnessUnavailable          witness-unavailable
     ├── WitnessRejected                 FAILED_PRECONDITION  witness-rejected
     ├── NotServed                       UNIMPLEMENTED  (no such method, or a kind the exchange does not authenticate)
@@ -61,6 +62,7 @@ __all__ = [
     "BadCallSignature",
     "BadCosignature",
     "BatchTooLarge",
+    "CheckpointPending",
     "ClaimedByOther",
     "CertificateMismatch",
     "CheckpointError",
@@ -283,6 +285,12 @@ class Unavailable(TrustwireError):
     status = "UNAVAILABLE"
     reason = "unavailable"
     exit_code = ExitCode.UNAVAILABLE
+
+
+class CheckpointPending(Unavailable):
+    """The entry is in the ledger but no signed checkpoint covers it yet (retry)."""
+
+    reason = "checkpoint-pending"
 
 
 class WitnessUnavailable(Unavailable):

@@ -169,13 +169,14 @@ class KeyDirectory:
             raise InvalidKeyEvent("key_revoked names a key the member does not hold")
         if k.revoked_index is not None:
             raise InvalidKeyEvent("key is already revoked")
-        since_index = e.compromised_since_index if e.compromised and e.compromised_since_index else None
+        # presence-aware: absent is "no index bound", an explicit 0 is "from index 0"
+        since_index = e.compromised_since_index if e.compromised and e.HasField("compromised_since_index") else None
         since_ms = timestamp_to_ms(e.compromised_since) if e.compromised and e.HasField("compromised_since") else None
         if e.compromised and since_index is None and since_ms is None:
             raise InvalidKeyEvent("a compromised key needs compromised_since_index or compromised_since")
         if since_index is not None and since_index > index:
             raise InvalidKeyEvent("compromised_since_index is after the revocation")
-        if not e.compromised and (e.compromised_since_index or e.HasField("compromised_since")):
+        if not e.compromised and (e.HasField("compromised_since_index") or e.HasField("compromised_since")):
             raise InvalidKeyEvent("compromised_since is only for compromised keys")
         self.keys[k.keyid] = replace(
             k,

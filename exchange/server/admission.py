@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from exchange.core.acceptance import check_at
-from exchange.core.errors import NotFound, TrustwireError
+from exchange.core.errors import NotFound, TrustwireError, WrongMember
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -112,14 +112,14 @@ class Admission:
             raise TypeError(f"unexpected entry {type(entry).__name__}")
         ref = (entry.signal.member_id, entry.signal.signal_id)
         state = self._ledger.signal(*ref)
+        visible = state is not None and (
+            state.publisher == item.publisher or any(g in directory.groups_of(item.publisher) for g in state.audience)
+        )
         if isinstance(entry, pb.Retraction):
+            if ref[0] != item.publisher and visible:
+                raise WrongMember(f"member {item.publisher} may retract only its own signals, not one of {ref[0]}")
             allowed = ref[0] == item.publisher and (state is not None or ref in signals_in_batch)
-        elif ref in signals_in_batch and ref[0] == item.publisher:
-            allowed = True
         else:
-            allowed = state is not None and (
-                state.publisher == item.publisher
-                or any(g in directory.groups_of(item.publisher) for g in state.audience)
-            )
+            allowed = (ref in signals_in_batch and ref[0] == item.publisher) or visible
         if not allowed:
             raise NotFound(f"member {item.publisher} has no access to a signal {ref[1]!r} of member {ref[0]}")

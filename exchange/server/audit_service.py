@@ -33,7 +33,8 @@ class AuditService:
         )
 
     def get_checkpoint(self, caller: CallCredentials, request: apb.GetCheckpointRequest) -> apb.GetCheckpointResponse:
-        cp = self._core.latest_checkpoint(caller.principal)
+        covering = request.covering_index if request.HasField("covering_index") else None
+        cp = self._core.latest_checkpoint(caller.principal, covering, request.wait_ms)
         return apb.GetCheckpointResponse(note=cp.note, size=cp.size, log_verifier_key=self._core.checkpoints.verifier_key)
 
     def list_checkpoints(

@@ -2,8 +2,10 @@
 
 A background thread waits for the ledger to grow, appends the new records' leaf
 hashes to the :class:`TreeStore`, and signs a C2SP tlog-checkpoint (as a C2SP
-signed note) with the log key, so a checkpoint follows every batch. Every signed
-checkpoint is kept (``checkpoints.db``), so auditors can recompute each root.
+signed note) with the log key: at most one per interval (a second by default),
+whatever the batch sizes, so the checkpoint history grows with time, not with
+traffic. Every signed checkpoint is kept (``checkpoints.db``), so auditors can
+recompute each root.
 
 When witnesses are configured they are off the critical path: the log signs,
 stores and serves each checkpoint at once; one thread per witness then sends it the
@@ -28,7 +30,8 @@ from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import LedgerCorrupt
 from exchange.core.records import leaf_hash
-from exchange.server.ledger import Ledger
+from exchange.server.integrity import FullVerification, Signed, Watermark, check_range, frontier_at
+from exchange.server.ledger import Integrity, Ledger
 from exchange.server.tree import TreeStore
 
 __all__ = ["CheckpointLog", "LogCheckpoint", "Cosigner", "WitnessState"]
@@ -36,6 +39,7 @@ __all__ = ["CheckpointLog", "LogCheckpoint", "Cosigner", "WitnessState"]
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+SIGN_INTERVAL_MS = 1000  # at most one signed checkpoint per second, whatever the batch sizes
 SQLITE_MAX_INT = 2**63 - 1
 
 
@@ -78,8 +82,10 @@ class CheckpointLog:
         origin: str,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         cosigners: tuple[Cosigner, ...] = (),
+        interval_ms: int = SIGN_INTERVAL_MS,
     ) -> None:
         self._ledger = ledger
+        self._watermark = Watermark(directory)  # reads the tree files' identities before the store opens them
         self.tree = TreeStore(directory / "tree")
         self._signer = signer
         self.origin = origin
@@ -109,6 +115,11 @@ class CheckpointLog:
             WitnessState(name=getattr(getattr(c, "verifier", None), "name", f"witness-{i}"))
             for i, c in enumerate(cosigners)
         ]
+        self._interval_ms = interval_ms
+        self._signed_mono = float("-inf")  # when the last checkpoint was signed, on the cadence's clock
+        if self._latest is not None:  # the interval holds across restarts too
+            self._signed_mono = time.monotonic() - max(0, clock_ms() - self._latest.signed_at_ms) / 1000
+        self.verification = FullVerification(ledger, self.tree)
         self._check_tree()
         self.catch_up()
 
@@ -132,12 +143,13 @@ class CheckpointLog:
         return latest
 
     def _check_tree(self) -> None:
-        """Check the ledger, the tree and the last signed checkpoint against each other.
+        """Check the ledger, the tree and the signed checkpoints against each other.
 
-        One pass over the ledger recomputes the Merkle tree. The ledger must hash to the
-        root the log signed, else it was corrupted or rewritten and is not served; the
-        tree store (a pure function of the ledger) must hold exactly the recomputed
-        nodes, else it is rebuilt from the ledger.
+        The ledger must hash to the root the log signed, else it was corrupted or
+        rewritten and is not served; the tree store (a pure function of the ledger)
+        must hold exactly the recomputed nodes, else it is rebuilt from the ledger.
+        Only what lies beyond the verified watermark is re-hashed when the files are
+        known to be as the log left them (see :mod:`exchange.server.integrity`).
         """
         head = self._ledger.head()
         latest = self._latest
@@ -145,36 +157,30 @@ class CheckpointLog:
             raise LedgerCorrupt(
                 f"the ledger has {head} entries but checkpoint {latest.size} was signed: entries were lost"
             )
-        broken = self.tree.size > head
-        frontier = merkle.TreeFrontier()
-        cursor = 0
-        while cursor < head:
-            try:
-                rows = self._ledger.read(cursor, min(READ_CHUNK, head - cursor))
-            except sqlite3.DatabaseError as exc:
-                raise LedgerCorrupt(f"the ledger is unreadable at entry {cursor} ({exc}); restore it from a backup") from exc
-            nodes: dict[int, list[bytes]] = {}
-            first: dict[int, int] = {}
-            for row in rows:
-                if row.index != cursor:
-                    raise LedgerCorrupt(f"the ledger has no record at index {cursor}")
-                for node in frontier.append(leaf_hash(row.record)):
-                    if cursor < self.tree.size:
-                        first.setdefault(node.level, node.index)
-                        nodes.setdefault(node.level, []).append(node.hash)
-                cursor += 1
-                if latest is not None and cursor == latest.size and frontier.root() != latest.root:
-                    raise LedgerCorrupt(
-                        f"the ledger's first {latest.size} entries do not hash to the root the log signed: the"
-                        " ledger is corrupt or was rewritten; restore it from a backup"
-                    )
-            if not rows:
-                raise LedgerCorrupt(f"the ledger has no record at index {cursor}")
-            if not broken:
-                broken = not all(self.tree.holds(level, first[level], b"".join(h)) for level, h in nodes.items())
-        if broken:
-            log.warning("tree store disagrees with the ledger; rebuilding it from the ledger")
-            self.tree.reset()
+        signed = None if latest is None else Signed(size=latest.size, root=latest.root)
+        trusted = self._watermark.trusted(self._ledger)
+        frontier = None
+        if trusted is not None and trusted.size <= head and self._signed_root(trusted.size) == trusted.root:
+            frontier = frontier_at(self.tree, trusted)
+        self.rehashed_at_start = head - (0 if frontier is None else frontier.size)
+        if frontier is None:
+            broken = check_range(self._ledger, self.tree, merkle.TreeFrontier(), head, signed)
+            if broken is not None or self.tree.size > head:
+                log.warning("tree store disagrees with the ledger; rebuilding it from the ledger")
+                self.tree.reset()
+        else:
+            beyond = signed if signed is not None and signed.size > frontier.size else None
+            broken = check_range(self._ledger, self.tree, frontier, head, beyond)
+            if broken is not None or self.tree.size > head:
+                log.warning("tree store disagrees with the ledger beyond entry %d; rebuilding from there", broken or head)
+                self.tree.truncate(head if broken is None else broken)
+            if getattr(self._ledger, "integrity", None) is Integrity.CRASHED or self._watermark.full_pending:
+                self.verification.start(frontier.size, trusted)
+        self._watermark.opened(signed)
+
+    def _signed_root(self, size: int) -> bytes | None:
+        row = self._db.execute("SELECT root FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def latest(self) -> LogCheckpoint | None:
         return self._latest
@@ -200,8 +206,9 @@ class CheckpointLog:
                 self.tree.append([leaf_hash(r.record) for r in rows])
             if self._latest is not None and self._latest.size == self.tree.size and start == head:
                 return False
-            if self._latest is None or self._latest.size < self.tree.size or self.tree.size == 0:
-                self._sign(self.tree.size)
+            if self._due():
+                signed = self._sign(self.tree.size)
+                self._watermark.advance(self.tree, Signed(size=signed.size, root=signed.root))
         with self._changed:
             self._changed.notify_all()
         for listener in self._listeners:
@@ -212,7 +219,21 @@ class CheckpointLog:
         """Call ``listener()`` (from the checkpointer thread) after each new checkpoint."""
         self._listeners.append(listener)
 
-    def _sign(self, size: int) -> None:
+    def _due(self) -> bool:
+        """The cadence, decided here only: sign the grown tree once per interval."""
+        latest = self._latest
+        if latest is None or self.tree.size == 0:
+            return True
+        return latest.size < self.tree.size and time.monotonic() - self._signed_mono >= self._interval_ms / 1000
+
+    def _wait_s(self) -> float:
+        """How long the checkpointer may sleep: until the pending signature is due."""
+        latest = self._latest
+        if latest is None or latest.size >= self.tree.size:
+            return 0.5
+        return min(0.5, max(0.0, self._signed_mono + self._interval_ms / 1000 - time.monotonic()))
+
+    def _sign(self, size: int) -> LogCheckpoint:
         """Sign with the log key only and publish at once; witnesses cosign later."""
         root = self.tree.root(size)
         body = notes.Checkpoint(self.origin, size, root).to_text()
@@ -220,6 +241,8 @@ class CheckpointLog:
         now = self._clock_ms()
         self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, now))
         self._latest = LogCheckpoint(size=size, root=root, note=note, signed_at_ms=now)
+        self._signed_mono = time.monotonic()
+        return self._latest
 
     # -- witnesses ----------------------------------------------------------------------------
 
@@ -277,7 +300,7 @@ class CheckpointLog:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._ledger.wait_for(self.tree.size, timeout=0.5)
+                self._ledger.wait_for(self.tree.size, timeout=self._wait_s())
                 self.catch_up()
             except Exception:  # keep the log alive; the next round retries
                 log.exception("checkpointing failed")
@@ -301,5 +324,9 @@ class CheckpointLog:
             self._thread.join(timeout=5)
         for thread in self._witness_threads:
             thread.join(timeout=0.5)  # a request in flight ends at its deadline; it holds nothing we close
+        self.verification.stop()
         self.tree.close()
+        latest = self._latest
+        at = None if latest is None else Signed(size=latest.size, root=latest.root)
+        self._watermark.closed(at, self.verification.state)
         self._db.close()

@@ -32,6 +32,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tls-cert-file", type=Path, help="PEM server certificate (enables TLS)")
     p.add_argument("--tls-key-file", type=Path, help="PEM server private key")
     p.add_argument("--tls-client-ca-file", type=Path, help="PEM CA for client certificates (enables mutual TLS)")
+    p.add_argument(
+        "--full-verify", action="store_true",
+        help="trust no seal: re-check every page, index and record against the signed roots before serving",
+    )
     p.add_argument("--metrics-listen", help="host:port of the Prometheus /metrics endpoint (default 127.0.0.1:9464; off)")
     p.set_defaults(run=run)
 
@@ -56,9 +60,12 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from exchange.server.grpc_server import build_server
+    from exchange.server.grpc_server import audit_dir, build_server
+    from exchange.server.integrity import forget_seals
 
     config = config_from_args(args, env)
+    if getattr(args, "full_verify", False) and config.engine == "sqlite":
+        forget_seals(config.ledger_path, audit_dir(config))
     server = build_server(config)
     stop = threading.Event()
 

@@ -151,6 +151,7 @@ def _metrics(config: ServerConfig, core: ExchangeCore, ledger: Ledger, checkpoin
     )
     if isinstance(ledger, EngineMetricsSource):
         metrics.add_engine_source(ledger)
+    metrics.add_engine_source(checkpoints.verification)
     return metrics
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -28,8 +29,9 @@ from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhaust
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
 from exchange.server.projection import Meta, project
+from exchange.server.seal import Seal, SealState
 
-__all__ = ["Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
+__all__ = ["Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,14 @@ PUBLIC = "*"
 """Audience of key events: every principal."""
 
 Outcome = Receipt | TrustwireError
+
+
+class Integrity(StrEnum):
+    """What a start knew about the ledger file, hence what it checked."""
+
+    SEALED = "sealed"  # closed cleanly and untouched since: cheap checks only
+    CRASHED = "crashed"  # the last run did not stop: cheap checks now, a full check in the background
+    CHECKED = "checked"  # changed while stopped, or never sealed: fully checked before serving
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +156,13 @@ class SqliteLedger:
         self._grown = threading.Condition()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        seal = Seal.load(self._seal_path)
+        if seal.unchanged(self._sealed_files()):
+            self.integrity = Integrity.SEALED
+        elif seal.state is SealState.OPEN:
+            self.integrity = Integrity.CRASHED
+        else:
+            self.integrity = Integrity.CHECKED
         self._conn = self._connect()
         try:
             with self._conn:
@@ -153,12 +170,23 @@ class SqliteLedger:
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise LedgerCorrupt(f"ledger {self.path} is unreadable: {exc}") from exc
-        self._quick_check()
-        self._head, self._last_ms = self._check_contiguous()
+        if self.integrity is Integrity.CHECKED:
+            self._quick_check()
+            self._head, self._last_ms = self._check_contiguous()
+        else:
+            self._head, self._last_ms = self._check_ends()
         try:
             self._directory = self._replay_directory()
         except (sqlite3.DatabaseError, MalformedRecord) as exc:
             raise LedgerCorrupt(f"ledger {self.path} is corrupt: its key events do not read back ({exc})") from exc
+        Seal.write(self._seal_path, SealState.OPEN, self._sealed_files())
+
+    @property
+    def _seal_path(self) -> Path:
+        return Path(str(self.path) + ".seal")
+
+    def _sealed_files(self) -> dict[str, Path]:
+        return {"ledger": self.path, "wal": Path(str(self.path) + "-wal")}
 
     # -- connections ----------------------------------------------------------------------
 
@@ -181,10 +209,10 @@ class SqliteLedger:
                 self._readers.append(conn)
         return conn
 
-    def _quick_check(self) -> None:
+    def _quick_check(self, conn: sqlite3.Connection | None = None) -> None:
         """SQLite's own structural check of every page (b-trees, free list, record formats)."""
         try:
-            problems = [" ".join(str(row[0]).split()) for row in self._conn.execute("PRAGMA quick_check(3)")]
+            problems = [" ".join(str(row[0]).split()) for row in (conn or self._conn).execute("PRAGMA quick_check(3)")]
         except sqlite3.DatabaseError as exc:
             problems = [str(exc)]
         if problems != ["ok"]:
@@ -192,9 +220,37 @@ class SqliteLedger:
                 f"ledger {self.path} is corrupt ({'; '.join(problems)[:300]}); restore it from a backup"
             )
 
-    def _check_contiguous(self) -> tuple[int, int]:
+    def verify_structure(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """The full structural check a start skips when the file is sealed: every page,
+        and every index from 0 to the head present (raises :class:`LedgerCorrupt`).
+        ``should_stop`` returning True interrupts it (then it raises as well)."""
+        conn = self._connect()
+        conn.set_progress_handler(lambda: 1 if should_stop() else 0, 100_000)
         try:
-            count, lo, hi, last_ms = self._conn.execute(
+            self._quick_check(conn)
+            count, _ = self._check_contiguous(conn)
+        finally:
+            conn.close()
+        if count < self._head:
+            raise LedgerCorrupt(f"ledger {self.path} lost entries: {count} records, head {self._head}")
+
+    def _check_ends(self) -> tuple[int, int]:
+        """Cheap checks of a file known to be as it was written: the first and last
+        index (the primary key's two ends) span a contiguous range."""
+        try:
+            lo = self._conn.execute("SELECT idx FROM records ORDER BY idx LIMIT 1").fetchone()
+            hi = self._conn.execute("SELECT idx, accepted_at_ms FROM records ORDER BY idx DESC LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerCorrupt(f"ledger {self.path} is unreadable: {exc}") from exc
+        if hi is None:
+            return 0, 0
+        if lo[0] != 0:
+            raise LedgerCorrupt(f"ledger {self.path} is not contiguous: records span {lo[0]}..{hi[0]}")
+        return hi[0] + 1, hi[1]
+
+    def _check_contiguous(self, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
+        try:
+            count, lo, hi, last_ms = (conn or self._conn).execute(
                 "SELECT COUNT(*), MIN(idx), MAX(idx), MAX(accepted_at_ms) FROM records"
             ).fetchone()
         except sqlite3.DatabaseError as exc:
@@ -316,6 +372,7 @@ class SqliteLedger:
             self._readers.clear()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
+            Seal.write(self._seal_path, SealState.CLOSED, self._sealed_files())
 
 
 class _Writer:

@@ -36,6 +36,7 @@ from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
 from exchange.server.gate import Gate
+from exchange.server.integrity import VerificationState
 from exchange.server.metrics import StreamView
 from exchange.server.service import ExchangeCore
 
@@ -193,7 +194,20 @@ class OperatorStatus:
             members=members, rejects=rejects, subscribers=activity.streams(head),
         )
         status.alerts.extend(self._alerts(status, t))
+        status.alerts.extend(self._verification_alerts())
         return status
+
+    def _verification_alerts(self) -> list[Alert]:
+        """The full ledger verification (after a crash): running, or failed."""
+        v = self._core.checkpoints.verification
+        if v.state is VerificationState.FAILED:
+            return [Alert(level=CRITICAL, kind="verification-failed", subject="",
+                          message=f"full ledger verification failed: {v.message}; the next start re-checks"
+                                  " everything and refuses a corrupt ledger")]
+        if v.state is VerificationState.RUNNING:
+            return [Alert(level=WARNING, kind="verification-running", subject="",
+                          message=f"full ledger verification after a crash: {v.checked} of {v.total} entries")]
+        return []
 
     def _uncovered_since(self, cp_size: int, head: int) -> int:
         if head <= cp_size:

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import (
+    CheckpointPending,
     KeyNotValid,
     MemberSuspended,
     NotFound,
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 PAGE_SCAN = 512  # records read per scan step
 MAX_PAGE = 1000
 MAX_CHECKPOINTS = 1000
+DEFAULT_WAIT_MS = 5_000  # GetCheckpoint(covering_index) and GetInclusionProof wait at most this by default
+MAX_WAIT_MS = 10_000  # a waiting call holds a server thread: never longer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -285,9 +288,28 @@ class ExchangeCore:
 
     # -- audit -------------------------------------------------------------------------
 
-    def latest_checkpoint(self, principal: str) -> LogCheckpoint:
+    def latest_checkpoint(self, principal: str, covering_index: int | None = None, wait_ms: int = 0) -> LogCheckpoint:
+        """The latest checkpoint; with ``covering_index``, the first one whose tree holds that index."""
         self._role(principal)  # every enrolled principal, witnesses included
-        return self._checkpoint_covering(0)
+        if covering_index is None:
+            return self._checkpoint_covering(0)
+        return self._checkpoint_for_index(covering_index, wait_ms)
+
+    def _checkpoint_for_index(self, index: int, wait_ms: int = 0) -> LogCheckpoint:
+        """Wait (bounded) for a checkpoint covering ``index``; say why if none comes."""
+        head = self.ledger.head()
+        if index >= head:
+            raise OutOfRange(f"index {index} is beyond the ledger head {head}")
+        latest = self.checkpoints.latest()
+        if latest is None or latest.size <= index:
+            wait_s = min(wait_ms or DEFAULT_WAIT_MS, MAX_WAIT_MS) / 1000
+            latest = self.checkpoints.wait_for(index + 1, timeout=wait_s)
+        if latest is None or latest.size <= index:
+            size = 0 if latest is None else latest.size
+            raise CheckpointPending(
+                f"entry {index} is in the ledger but the latest checkpoint covers {size} entries; retry shortly"
+            )
+        return latest
 
     def list_checkpoints(self, principal: str, from_size: int, limit: int) -> list[LogCheckpoint]:
         self._role(principal)
@@ -301,16 +323,27 @@ class ExchangeCore:
         return size
 
     def inclusion_proof(self, principal: str, index: int, tree_size: int) -> tuple[int, list[bytes]]:
+        """Audit path of ``index``; with ``tree_size`` 0, in the first checkpoint that covers it.
+
+        Answers, in this order: OUT_OF_RANGE past the ledger head; NOT_FOUND for an
+        entry the caller may not see; OUT_OF_RANGE for an explicit tree size that
+        does not hold the index; CHECKPOINT_PENDING while no checkpoint covers it yet.
+        """
         groups = self._groups(principal)
         self._read_quota(principal, "proof")
-        size = self._tree_size(tree_size)
-        hidden = NotFound(f"no entry {index} visible to {principal} in a tree of size {size}")
-        if index >= size:
-            raise hidden
+        head = self.ledger.head()
+        if index >= head:
+            raise OutOfRange(f"index {index} is beyond the ledger head {head}")
         if groups is not None:
             rows = self.ledger.read(index, 1)
             if not rows or not rows[0].visible_to(principal, groups):
-                raise hidden
+                raise NotFound(f"no entry {index} visible to {principal}")
+        if tree_size:
+            size = self._tree_size(tree_size)
+            if index >= size:
+                raise OutOfRange(f"index {index} is not in a tree of size {size}")
+        else:
+            size = self._checkpoint_for_index(index).size
         return size, self.checkpoints.tree.inclusion_proof(index, size)
 
     def consistency_proof(self, principal: str, old_size: int, new_size: int) -> tuple[int, list[bytes]]:

@@ -69,9 +69,16 @@ class TreeStore:
                 os.pwrite(self._fd(level), merkle.node_hash(left, right), index * HASH)
         return size
 
+    def sync(self) -> None:
+        """Make every hash written so far durable (before a watermark names it)."""
+        with self._lock:
+            for fd in self._fds.values():
+                os.fsync(fd)
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
+                os.fsync(fd)
                 os.close(fd)
             self._fds.clear()
 
@@ -133,6 +140,16 @@ class TreeStore:
             self._frontier = frontier
             self._size = frontier.size
             return self._size
+
+    def truncate(self, size: int) -> None:
+        """Keep the first ``size`` leaves (and their parents); the rest is appended again."""
+        with self._lock:
+            size = min(size, self._size)
+            for level in range(MAX_LEVEL):
+                if self._path(level).exists():
+                    os.ftruncate(self._fd(level), (size >> level) * HASH)
+            self._size = size
+            self._frontier = merkle.TreeFrontier.from_store(size, self.get_node)
 
     def reset(self) -> None:
         """Forget everything (the tree is then rebuilt from the ledger)."""

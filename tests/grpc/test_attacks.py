@@ -504,3 +504,18 @@ def test_unknown_fields_smuggled_in_envelope(taskforce: TaskForce, stubs: Stubs)
     assert_entry_error(results[0], "INVALID_ARGUMENT", "malformed-envelope", "not canonically encoded")
     assert_entry_error(results[1], "INVALID_ARGUMENT", "malformed-entry", "not canonically encoded")
     assert taskforce.ledger_snapshot() == before
+
+
+def test_foreign_retraction(taskforce: TaskForce, stubs: Stubs) -> None:
+    """Retracting a signal bob can see but did not publish is wrong-member, not not-found."""
+    alice = taskforce.client("alice")
+    (receipt,) = alice.publish([alice.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="visible-1")])
+    assert isinstance(receipt, Receipt)
+    before = taskforce.ledger_snapshot()
+    retract = taskforce.client("bob").sign(
+        pb.Retraction(member_id="bob", signal=pb.SignalRef(member_id="alice", signal_id="visible-1"),
+                      reason=pb.RETRACTION_REASON_FALSE_POSITIVE, created_at=ms_to_timestamp(int(time.time() * 1000)))
+    )
+    (result,) = publish_raw(stubs.member("bob"), [retract])
+    assert_entry_error(result, "PERMISSION_DENIED", "wrong-member", "may retract only its own signals, not one of alice")
+    assert taskforce.ledger_snapshot() == before

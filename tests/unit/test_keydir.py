@@ -45,13 +45,13 @@ def add_key(mid: str, public_key: bytes, valid_from_ms: int = VALID_FROM) -> pb.
     return ev(key_added=pb.KeyAdded(member_id=mid, public_key=public_key, valid_from=ms_to_timestamp(valid_from_ms)))
 
 
-def revoke(mid: str, keyid: str, compromised: bool = False, since: int = 0, at_ms: int = T + 5000) -> pb.KeyEvent:
-    return ev(
-        key_revoked=pb.KeyRevoked(
-            member_id=mid, keyid=keyid, revoked_at=ms_to_timestamp(at_ms), compromised=compromised,
-            compromised_since_index=since,
-        )
-    )
+def revoke(
+    mid: str, keyid: str, compromised: bool = False, since: int | None = None, at_ms: int = T + 5000
+) -> pb.KeyEvent:
+    revoked = pb.KeyRevoked(member_id=mid, keyid=keyid, revoked_at=ms_to_timestamp(at_ms), compromised=compromised)
+    if since is not None:  # compromised_since_index is presence-aware
+        revoked.compromised_since_index = since
+    return ev(key_revoked=revoked)
 
 
 def suspend(mid: str) -> pb.KeyEvent:
@@ -159,7 +159,16 @@ def test_compromised_since_is_refused_unless_compromised() -> None:
 def test_a_compromised_key_needs_a_since_point() -> None:
     d = build()
     with pytest.raises(InvalidKeyEvent, match="needs compromised_since"):
-        d.apply(revoke("bob", BOB.keyid, compromised=True, since=0), 7)
+        d.apply(revoke("bob", BOB.keyid, compromised=True), 7)
+
+
+def test_compromised_since_index_zero_means_from_the_first_entry() -> None:
+    """An explicit 0 is "from index 0" (presence-aware field), not "unset"."""
+    event = revoke("bob", BOB.keyid, compromised=True, since=0)
+    assert event.key_revoked.HasField("compromised_since_index")
+    d = build([event])
+    k = d.keys[BOB.keyid]
+    assert k.compromised_since_index == 0 and k.tainted(0, VALID_FROM) and k.tainted(6, VALID_FROM)
 
 
 def test_retired_key_stays_valid_until_revoked_at_then_not() -> None:
