@@ -115,7 +115,10 @@ def test_subscribe_start_flood_hits_the_read_quota(stingy: Served) -> None:
 def test_proof_flood_hits_the_read_quota(stingy: Served) -> None:
     try:
         stub = agrpc.AuditServiceStub(stingy.channel("bob"))  # type: ignore[no-untyped-call]
-        size = stub.GetCheckpoint(apb.GetCheckpointRequest(), timeout=30).size
+        head = stingy.publish("alice", "8" * 32) + 1
+        # a checkpoint covering the head (checkpoints are signed at most once per interval)
+        size = stub.GetCheckpoint(apb.GetCheckpointRequest(covering_index=head - 1, wait_ms=10_000), timeout=30).size
+        assert size >= 3
         stub.GetConsistencyProof(apb.GetConsistencyProofRequest(old_size=1, new_size=size), timeout=30)
         stub.GetConsistencyProof(apb.GetConsistencyProofRequest(old_size=2, new_size=size), timeout=30)
         _exhausted(lambda: stub.GetConsistencyProof(apb.GetConsistencyProofRequest(old_size=1, new_size=size),

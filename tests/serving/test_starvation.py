@@ -176,7 +176,9 @@ def test_member_stream_flood_is_capped_per_connection(tmp_path: Path) -> None:
     served = serve(tmp_path / "exchange", streams_per_connection=2, streams_per_principal=100)
     try:
         stub = served.stub("bob")  # one channel: one connection
+        served.publish("alice", "4" * 32)
         followers = [Follower(stub) for _ in range(2)]
+        wait_until(lambda: all(f.next_index > 0 for f in followers), timeout=30)  # both open
         extra = Follower(stub)
         assert extra.ended.wait(30)
         assert extra.code == grpc.StatusCode.RESOURCE_EXHAUSTED, extra.code
@@ -193,7 +195,9 @@ def test_stream_caps_show_in_ops_status(tmp_path: Path) -> None:
     """Refusals are visible to the operator: a streams-refused alert naming the cap."""
     served = serve(tmp_path / "exchange", streams_per_principal=1)
     try:
+        served.publish("alice", "6" * 32)
         held = Follower(served.stub("bob"))
+        wait_until(lambda: held.next_index > 0, timeout=30)  # open: its first page arrived
         refused = Follower(served.stub("bob"))
         assert refused.ended.wait(30) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         alerts = ops_alerts(served)
@@ -210,6 +214,7 @@ def test_stream_caps_show_in_metrics(tmp_path: Path) -> None:
             connect(tf.target, tf.signers["bob"], "bob", origin=tf.origin)
         )
         held = Follower(stub)
+        wait_until(lambda: held.next_index > 0, timeout=30)  # open: its first page arrived
         refused = Follower(stub)
         assert refused.ended.wait(30) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert tf.server.metrics is not None
