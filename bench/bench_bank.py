@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,17 @@ def _client(server: Any, operator: Signer, name: str, signer: Signer, state: Pat
     )
 
 
+def paced_batches(total: int, rate: int) -> Iterator[range]:
+    """Indices 0..total in batches every 50 ms, each yielded on schedule for ``rate``/s."""
+    batch = max(1, rate // 20)
+    start = time.perf_counter()
+    for first in range(0, total, batch):
+        pause = start + first / rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        yield range(first, min(first + batch, total))
+
+
 def run(mode: str, rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     server, operator, members = _start(tmp)
     publisher = _client(server, operator, "pub", members["pub"], None)
@@ -121,14 +133,7 @@ def run(mode: str, rate: int, seconds: float, tmp: Path) -> dict[str, Any]:
     thread = threading.Thread(target=subscriber, daemon=True)
     thread.start()
     time.sleep(0.5)  # let the subscriber reach the head before the load starts
-    batch = max(1, rate // 20)  # a batch every 50 ms
-    start = time.perf_counter()
-    for first in range(0, total, batch):
-        due = start + first / rate
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        ids = range(first, min(first + batch, total))
+    for ids in paced_batches(total, rate):
         entries = [publisher.signal("pdq", hashes[i], groups=[GROUP], signal_id=f"s{i}") for i in ids]
         sent = time.perf_counter()
         with lock:

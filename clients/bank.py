@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +179,40 @@ class Bank:
         self._index_dir = index_dir if index_dir is not None else store.path.with_name(store.path.name + ".pdq")
         self._pdq: PdqIndex | None = None
         self._pdq_dirty = False
+        self._listeners: list[Callable[[list[tuple[str, str]] | None], None]] = []
+        self._pending: list[tuple[str, str]] = []
+        self._pending_all = False
+        self._notify_scheduled = False
+
+    # -- change notifications (for in-memory views such as the match service) ----------
+
+    def on_change(self, listener: Callable[[list[tuple[str, str]] | None], None]) -> None:
+        """Call ``listener`` once after each commit that changed signals or opinions, with
+        the ``(publisher, signal_id)`` keys it touched, deduplicated (``None``: everything,
+        after :meth:`clear`). It runs on the committing thread; read the new state back
+        with :meth:`get_many` and :meth:`opinion_counts_many`."""
+        self._listeners.append(listener)
+
+    def _changed(self, keys: list[tuple[str, str]] | None) -> None:
+        """Collect changed keys; one notification per transaction, after it commits."""
+        if not self._listeners or (keys is not None and not keys):
+            return
+        if keys is None:
+            self._pending_all = True
+        else:
+            self._pending.extend(keys)
+        if not self._notify_scheduled:
+            self._notify_scheduled = True
+            self._store.after_commit(self._notify, on_rollback=self._forget_pending)
+
+    def _forget_pending(self) -> None:
+        self._pending, self._pending_all, self._notify_scheduled = [], False, False
+
+    def _notify(self) -> None:
+        keys = None if self._pending_all else list(dict.fromkeys(self._pending))
+        self._forget_pending()
+        for listener in self._listeners:
+            listener(keys)
 
     @classmethod
     def reader(cls, state: str | Path) -> Bank:
@@ -317,6 +351,7 @@ class Bank:
                 self._index_update(add=[(rowid, s.value)])
             elif row is not None and _hamming(row[2]):
                 self._index_update(remove=[rowid])
+            self._changed([(s.member_id, s.signal_id)])
         return True
 
     def retract(self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None) -> bool:
@@ -328,6 +363,8 @@ class Bank:
             ).fetchone()
             if row is not None and _hamming(row[1]):
                 self._index_update(remove=[row[0]])
+            if row is not None:
+                self._changed([(publisher, signal_id)])
         return row is not None
 
     def add_opinion(self, o: pb.Opinion, index: int, keyid: str = "", accepted_at_ms: int = 0) -> None:
@@ -338,11 +375,13 @@ class Bank:
                 " accepted_at_ms = excluded.accepted_at_ms WHERE excluded.idx > opinions.idx",
                 (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, keyid, accepted_at_ms),
             )
+            self._changed([(o.signal.member_id, o.signal.signal_id)])
 
     def drop_tainted(self, key: KeyInfo) -> list[tuple[int, str, str]]:
         """Remove what ``key`` signed after it was compromised; return (index, publisher, signal_id)
         of each dropped signal (opinions are dropped too, and not returned)."""
         dropped: list[tuple[int, str, str]] = []
+        touched: list[tuple[str, str]] = []
         with self._store.transaction() as c:
             removed: list[int] = []
             for rowid, idx, at, publisher, signal_id, type_ in c.execute(
@@ -362,7 +401,9 @@ class Bank:
                         "DELETE FROM opinions WHERE publisher = ? AND signal_id = ? AND author = ?",
                         (publisher, signal_id, author),
                     )
+                    touched.append((publisher, signal_id))
             self._index_update(remove=removed)
+            self._changed([(p, sid) for _, p, sid in dropped] + touched)
         return dropped
 
     def sweep_expired(self, now_ms: int | None = None) -> list[BankSignal]:
@@ -379,6 +420,7 @@ class Bank:
                 return []
             c.executemany("UPDATE signals SET swept_at_ms = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
             self._index_update(remove=[r[0] for r in rows if _hamming(r[4])])
+            self._changed([(str(r[1]), str(r[2])) for r in rows])
         return [_row(r[1:]) for r in rows]
 
     def clear(self) -> None:
@@ -388,6 +430,7 @@ class Bank:
             c.execute("DELETE FROM opinions")
             self._bump()
             self._store.after_commit(self.reset_index, on_rollback=self.reset_index)
+            self._changed(None)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -404,6 +447,57 @@ class Bank:
             marks = ",".join("?" * len(chunk))
             for r in self._store.conn.execute(f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid IN ({marks})", chunk):
                 out[int(r[0])] = _row(r[1:])
+        return out
+
+    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], BankSignal]:
+        """The banked signals among ``keys`` (absent keys are missing from the result)."""
+        out: dict[tuple[str, str], BankSignal] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            for r in self._store.conn.execute(
+                f"SELECT {_COLUMNS} FROM signals WHERE (publisher, signal_id) IN (VALUES {marks})",
+                [x for key in chunk for x in key],
+            ):
+                s = _row(r)
+                out[(s.publisher, s.signal_id)] = s
+        return out
+
+    def opinion_counts_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[int, int]]:
+        """:meth:`opinion_counts` of many signals (those without opinions are missing)."""
+        out: dict[tuple[str, str], dict[int, int]] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            for publisher, signal_id, verdict, n in self._store.conn.execute(
+                "SELECT publisher, signal_id, verdict, COUNT(*) FROM opinions WHERE (publisher, signal_id) IN"
+                f" (VALUES {marks}) GROUP BY publisher, signal_id, verdict",
+                [x for key in chunk for x in key],
+            ):
+                out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
+        return out
+
+    def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:
+        """Every banked, unretracted signal (live or not: check :meth:`BankSignal.live_at`)."""
+        last = 0
+        while True:
+            rows = self._store.conn.execute(
+                f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
+                " AND swept_at_ms IS NULL ORDER BY rowid LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield from (_row(r[1:]) for r in rows)
+
+    def all_opinion_counts(self) -> dict[tuple[str, str], dict[int, int]]:
+        """{(publisher, signal_id): {verdict: members}} for every signal with opinions."""
+        out: dict[tuple[str, str], dict[int, int]] = {}
+        for publisher, signal_id, verdict, n in self._store.conn.execute(
+            "SELECT publisher, signal_id, verdict, COUNT(*) FROM opinions GROUP BY publisher, signal_id, verdict"
+        ):
+            out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
         return out
 
     def opinion_counts(self, publisher: str, signal_id: str) -> dict[int, int]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from clients.accounts import AccountLookup, account_ref, lookup_accounts
 from clients.bank import Bank, Match
 from clients.client import claimed_index
 from clients.content import ContentStore
-from clients.pdq_index import brute_force, pdq_words, pdq_words_many
+from clients.content_index import ContentIndex
+from clients.media import MediaHashes
 from clients.queue import ModerationQueue
 from clients.routing import Router
 from clients.store import MemberStore
@@ -68,11 +68,15 @@ class Ingester:
         self._router = router
         self._clock_ms = clock_ms
         self.account_lookup = account_lookup
-        self._codes: dict[str, tuple[list[str], Any]] = {}
+        self._content_indexes: dict[str, ContentIndex] = {}
 
-    def content_changed(self) -> None:
-        """Forget the cached content hashes (the member hashed more files)."""
-        self._codes.clear()
+    def content_changed(self, h: MediaHashes) -> None:
+        """Keep the retro-hunt indexes already built in step with a newly hashed file."""
+        for name, index in self._content_indexes.items():
+            kind = signals.signal_type(name)
+            found = h.get(kind.content_type())
+            ok = found is not None and (found.quality is None or found.quality >= kind.min_quality)
+            index.put(h.path, found.value if ok and found is not None else None)
 
     def apply(self, raw: bytes, v: VerifiedEntry | UntrustedEntry, verifier: EntryVerifier, report: SyncReport) -> None:
         """Apply one verification result to the bank and queue."""
@@ -157,18 +161,14 @@ class Ingester:
             return [(ref, d) for ref, v in stored if (d := kind.distance(value, v)) is not None]
         if kind.matcher is not signals.Matcher.HAMMING:
             return [(ref, 0) for ref in self._content.refs_with(kind.content_type(), value)]
-        refs, codes = self._content_codes(kind)
-        if not refs:
-            return []
-        rows, dist = brute_force(codes, pdq_words(value), self._bank.pdq_threshold)
-        return [(refs[int(r)], int(d)) for r, d in zip(rows, dist, strict=True)]
+        return self._content_index(kind).search(value, self._bank.pdq_threshold)
 
-    def _content_codes(self, kind: signals.SignalType) -> tuple[list[str], Any]:
-        """The member's own hashes of a Hamming type (those reaching its min_quality) as
-        packed words, cached until more files are hashed: new signals are matched
-        against them with one vectorized scan instead of a Python loop per upload."""
-        cached = self._codes.get(kind.name)
+    def _content_index(self, kind: signals.SignalType) -> ContentIndex:
+        """An index over the member's own hashes of a Hamming type (those reaching its
+        min_quality): a new signal is matched by lookup, not by a scan of every file.
+        Built on first use, then kept up to date by :meth:`content_changed`."""
+        cached = self._content_indexes.get(kind.name)
         if cached is None:
             rows = self._content.all_of(kind.content_type(), kind.min_quality)
-            cached = self._codes[kind.name] = ([r for r, _ in rows], pdq_words_many([v for _, v in rows]))
+            cached = self._content_indexes[kind.name] = ContentIndex.build(rows, self._bank.pdq_threshold)
         return cached

@@ -4,6 +4,7 @@ through the account hook over the whole bank). Every match is routed by policy."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,9 @@ class ContentMatcher:
         results = []
         for path in iter_files(paths):
             h = hash_file(path)
-            self._ingester.content_changed()
             with self._store.transaction():
                 self._content.put(h.path, h.hashes, self._clock_ms())
+                self._store.after_commit(functools.partial(self._ingester.content_changed, h))
                 pairs = [self._router.decide_and_route(m) for m in self._bank.match_media(h)]
             results.append(FileMatches(h, pairs))
             if progress is not None:

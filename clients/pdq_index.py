@@ -270,10 +270,15 @@ class PdqIndex:
     present replaces its hash (a new version of a signal).
     """
 
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD, tail_limit: int = 4096, merge_ratio: int = 8) -> None:
+    def __init__(
+        self, threshold: int = DEFAULT_THRESHOLD, tail_limit: int = 4096, merge_ratio: int = 8, auto_fold: bool = True
+    ) -> None:
+        """``auto_fold=False``: searches never fold or compact (they brute-force the tail);
+        the owner folds or rebuilds when it chooses, e.g. off the lookup path."""
         if not 0 <= threshold <= BITS:
             raise ValueError("threshold is 0..256 bits")
         self.threshold = threshold
+        self.auto_fold = auto_fold
         self.tail_limit = tail_limit
         self.merge_ratio = merge_ratio
         self._codes: Words = np.zeros((0, 4), dtype=np.uint64)
@@ -434,7 +439,8 @@ class PdqIndex:
         if not 0 <= t <= BITS:
             raise ValueError("threshold is 0..256 bits")
         q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
-        self.fold()
+        if self.auto_fold:
+            self.fold()
         q2 = q.reshape(1, 4)
         qkeys: dict[int, npt.NDArray[np.uint32]] = {}
         parts: list[npt.NDArray[np.int64]] = []
@@ -486,6 +492,11 @@ class PdqIndex:
         ids = self._ids[rows]
         order = np.lexsort((ids, d))
         return [(int(ids[i]), int(d[i])) for i in order]
+
+    def live(self) -> tuple[npt.NDArray[np.uint32], Words]:
+        """Copies of the (ids, codes) of every live hash: a snapshot to rebuild from."""
+        rows = self._alive_rows(0, self._n)
+        return self._ids[rows].copy(), self._codes[rows].copy()
 
     def get(self, id_: int) -> str | None:
         """The hex hash stored for ``id_``, if live."""

@@ -76,6 +76,24 @@ class MatchFacts:
     seen: int = 0
     distance: int = 0
 
+    @classmethod
+    def of(cls, s: Any, opinions: Mapping[str, int], distance: int = 0) -> MatchFacts:
+        """The facts of a match of banked signal ``s`` (a :class:`clients.bank.BankSignal`),
+        with the members' latest opinions on it counted by verdict name."""
+        return cls(
+            type=s.type,
+            labels=frozenset(s.labels),
+            confidence=s.confidence,
+            severity=s.severity,
+            publisher=s.publisher,
+            groups=frozenset(s.groups),
+            true_positive=opinions.get("true_positive", 0),
+            false_positive=opinions.get("false_positive", 0),
+            disputed=opinions.get("disputed", 0),
+            seen=opinions.get("seen", 0),
+            distance=distance,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:

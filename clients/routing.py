@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clients.bank import Bank, Match
+from clients.bank import VERDICTS, Bank, Match
 from clients.feedback import Outbox
 from clients.policy import Action, Decision, MatchFacts, Policy
 from clients.queue import ModerationQueue
 from exchange.core.errors import InvalidValue
-from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = ["Router"]
 
@@ -36,19 +35,7 @@ class Router:
         """What the policy sees of a match: the signal and what members said of it."""
         s = match.signal
         counts = self._bank.opinion_counts(s.publisher, s.signal_id) if self._bank else {}
-        return MatchFacts(
-            disputed=counts.get(pb.VERDICT_DISPUTED, 0),
-            seen=counts.get(pb.VERDICT_SEEN, 0),
-            type=s.type,
-            labels=frozenset(s.labels),
-            confidence=s.confidence,
-            severity=s.severity,
-            publisher=s.publisher,
-            groups=frozenset(s.groups),
-            true_positive=counts.get(pb.VERDICT_TRUE_POSITIVE, 0),
-            false_positive=counts.get(pb.VERDICT_FALSE_POSITIVE, 0),
-            distance=match.distance,
-        )
+        return MatchFacts.of(s, {VERDICTS.get(v, str(v)): n for v, n in counts.items()}, match.distance)
 
     def route(self, match: Match) -> int:
         """Apply the policy to one match; 1 if a new queue item was written."""

@@ -111,6 +111,10 @@ def add_parser(sub: Any) -> None:
     common(rb)
     rb.set_defaults(run=rebuild_bank)
 
+    from clients.matchsvc.cli import add_parsers as add_match_parsers  # the match service (issue 15)
+
+    add_match_parsers(msub, common)
+
     from clients.cli import interop  # import, export, taxii (issue 17)
 
     interop.add_parsers(msub, common)

@@ -37,7 +37,8 @@ identifiers.
     │   └── QuotaExceeded               quota-exceeded  (carries retry_after_ms)
     ├── Unavailable                     UNAVAILABLE
     │   ├── CheckpointPending           checkpoint-pending  (accepted, not yet checkpointed: retry)
-    │   └── WitnessUnavailable          witness-unavailable
+    │   ├── WitnessUnavailable          witness-unavailable
+    │   └── NotReady                    not-ready  (a match service behind the exchange)
     ├── WitnessRejected                 FAILED_PRECONDITION  witness-rejected
     ├── NotServed                       UNIMPLEMENTED  (no such method, or a kind the exchange does not authenticate)
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
@@ -86,6 +87,7 @@ __all__ = [
     "MissingCredentials",
     "NonNormalizedValue",
     "NotFound",
+    "NotReady",
     "NoteError",
     "OutOfRange",
     "PermissionDenied",
@@ -285,6 +287,12 @@ class Unavailable(TrustwireError):
     status = "UNAVAILABLE"
     reason = "unavailable"
     exit_code = ExitCode.UNAVAILABLE
+
+
+class NotReady(Unavailable):
+    """A member's match service that is not caught up with the exchange's head."""
+
+    reason = "not-ready"
 
 
 class CheckpointPending(Unavailable):

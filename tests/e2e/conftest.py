@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exchange.core.keys import Signer
-from tests.conftest import insecure_signer
+from tests.conftest import TaskForce, insecure_signer, start_taskforce
 
 
 @pytest.fixture
@@ -38,3 +38,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Signer, str]]:
         assert proc.wait(timeout=20) == 0
 
 
+@pytest.fixture
+def tf(tmp_path: Path) -> Iterator[TaskForce]:
+    t = start_taskforce(tmp_path / "exchange")
+    try:
+        yield t
+    finally:
+        t.close()

@@ -11,13 +11,12 @@ import pickle
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from clients.media import hash_file
-from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, accepted, start_taskforce
+from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, accepted
 
 from threatexchange.utils import dataclass_json  # the `test` extra installs it  # noqa: E402
 
@@ -36,15 +35,6 @@ TIMEOUT_S = 120
 def _tx_exe() -> list[str]:
     exe = shutil.which("threatexchange", path=str(Path(sys.executable).parent))
     return [exe] if exe else [sys.executable, "-m", "threatexchange.cli.main"]
-
-
-@pytest.fixture
-def tf(tmp_path: Path) -> Iterator[TaskForce]:
-    t = start_taskforce(tmp_path / "exchange")
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 class Tx:

@@ -61,7 +61,7 @@ def assert_fixed_point(kind: SignalType, raw: str) -> str | None:
 
 def test_builtin_types_are_registered_with_unique_names() -> None:
     assert len(TYPES) == len(BUILTIN_TYPES)
-    assert set(TYPES) == {"md5", "sha1", "sha256", "pdq", "video_md5", "url", "domain", "account", "text"}
+    assert set(TYPES) == {"md5", "sha1", "sha256", "pdq", "video_md5", "url", "domain", "account", "text", "vpdq"}
     for name, kind in TYPES.items():
         assert signal_type(name) is kind
 

@@ -7,7 +7,7 @@ differs, instead of rewriting signed bytes.
 - :mod:`.base` — the contract (:class:`SignalType`, :class:`Matcher`, :class:`Content`).
 - :mod:`.registry` — :func:`register`, :func:`signal_type`, :func:`normalize`.
 - :mod:`.digests` (md5, sha1, sha256, video_md5), :mod:`.pdq`, :mod:`.web` (url,
-  domain), :mod:`.account`, :mod:`.text` — the built-in types.
+  domain), :mod:`.account`, :mod:`.text`, :mod:`.vpdq` — the built-in types.
 
 Each type lists ``examples`` (raw, normalized) and ``bad_examples``; the unit tests
 and the seeds reuse them. ARCHITECTURE.md says how to add a type.
@@ -21,6 +21,7 @@ from exchange.core.signals.digests import Md5, Sha1, Sha256, VideoMd5
 from exchange.core.signals.pdq import Pdq
 from exchange.core.signals.registry import normalize, register, registered, signal_type, unregister
 from exchange.core.signals.text import Text
+from exchange.core.signals.vpdq import Vpdq
 from exchange.core.signals.web import Domain, Url
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Text",
     "Url",
     "VideoMd5",
+    "Vpdq",
     "normalize",
     "register",
     "registered",
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 BUILTIN_TYPES: tuple[SignalType, ...] = (
-    Md5(), Sha1(), Sha256(), Pdq(), VideoMd5(), Url(), Domain(), Account(), Text(),
+    Md5(), Sha1(), Sha256(), Pdq(), VideoMd5(), Url(), Domain(), Account(), Text(), Vpdq(),
 )
 for _kind in BUILTIN_TYPES:
     register(_kind)
