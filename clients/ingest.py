@@ -108,7 +108,7 @@ class Ingester:
                 report.queued += self.rematch(e)
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
-            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms)
+            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms, v.keyid)
             reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
             report.withdrawn += self._queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):
@@ -131,6 +131,16 @@ class Ingester:
             report.compromised += 1
             report.quarantine_reasons.append(reason)
             log.warning("retroactively quarantined: %s", reason)
+        for index, publisher, signal_id in self._bank.restore_tainted_retractions(key):
+            reason = (
+                f"entry {index}: compromised-key: a retraction signed by key {keyid[:16]}… after its compromise"
+                f" (revoked at entry {revoked_at_index}); the signal is restored"
+            )
+            self._store.quarantine(index, reason, b"", self._clock_ms())
+            report.quarantined += 1
+            report.compromised += 1
+            report.quarantine_reasons.append(reason)
+            log.warning("retroactively undone: %s", reason)
 
     def sweep_expired(self, report: SyncReport | None = None) -> int:
         """Withdraw the open queue items of signals whose ``valid_until`` has passed."""

@@ -351,3 +351,25 @@ def test_enrol_a_reserved_or_held_key_as_a_member_key(taskforce: TaskForce, whos
                 "alice": "already in the directory"}[whose]
     assert isinstance(outcome, InvalidKeyEvent) and expected in outcome.message, outcome
     assert taskforce.ledger_snapshot() == before
+
+
+def test_thief_retraction_is_undone_by_the_compromise_revocation(taskforce: TaskForce) -> None:
+    """thief-retracts: a stolen key retracts its member's signal; once the key is revoked
+    as compromised from that point, the retraction is undone (the signal is live again)
+    incrementally and in a member syncing from scratch, and reported as expected."""
+    bob = taskforce.client("bob")
+    accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")]))
+    (theft,) = accepted(bob.publish([bob.retraction("clean")]))
+    carol = taskforce.client("carol", state=True)
+    carol.sync()
+    assert carol.bank is not None and carol.bank.get("bob", "clean").retracted_index == theft.index  # type: ignore[union-attr]
+    op = taskforce.operator_client()
+    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=theft.index)]))
+    op.close()
+    report = carol.sync()
+    assert (report.quarantined, report.compromised, report.corrupt) == (1, 1, 0)
+    assert "retraction" in report.quarantine_reasons[0]
+    assert carol.bank.get("bob", "clean").retracted_index is None  # type: ignore[union-attr]
+    fresh = taskforce.client("carol", state=True)
+    assert fresh.sync().corrupt == 0 and fresh.bank is not None
+    assert fresh.bank.get("bob", "clean").retracted_index is None  # type: ignore[union-attr]
