@@ -141,6 +141,10 @@ class Ingester:
             report.compromised += 1
             report.quarantine_reasons.append(reason)
             log.warning("retroactively undone: %s", reason)
+            back = self._bank.get(publisher, signal_id)
+            if back is not None:  # its queue items were withdrawn by the retraction: match it again
+                report.queued += self.rematch(pb.Signal(member_id=publisher, signal_id=signal_id,
+                                                        type=back.type, value=back.value))
 
     def sweep_expired(self, report: SyncReport | None = None) -> int:
         """Withdraw the open queue items of signals whose ``valid_until`` has passed."""
