@@ -31,9 +31,11 @@ from typing import Any
 
 from exchange.core import merkle
 from exchange.core import note as notes
-from exchange.core.errors import InvalidInput, TrustwireError, UntrustedEntry
+from exchange.core.errors import InvalidInput, SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.findings import Severity, severity_of
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import PREFIX as KEYDIR_PREFIX
+from exchange.core.keydir_commitment import KeyDirChain, committed_in
 from exchange.core.records import Record
 from exchange.core.verify import EntryVerifier
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -217,6 +219,7 @@ class Auditor:
         resume: dict[str, Any] | None = None,
     ) -> None:
         self.key_events = list(key_events)
+        self._keydir = KeyDirChain(self.key_events)
         self._stop = stop
         self.verify_from = verify_from
         self.operator_key = operator_key
@@ -299,10 +302,28 @@ class Auditor:
                         reason="checkpoint-mismatch", checkpoint_size=size,
                         message=f"signed root {cp.root_hash.hex()} but the records give {root.hex()}",
                     ))
+                self._check_keydir_line(cp)
             else:
                 self.report.findings.append(Finding(reason="checkpoint-out-of-order", checkpoint_size=cp.size,
                                                     message="checkpoints must come in ascending size"))
             self._next = self._pull()
+
+    def _check_keydir_line(self, cp: notes.Checkpoint) -> None:
+        """The checkpoint's key directory line (if it has one: older checkpoints do not)
+        must match the key events of the ledger below its size."""
+        if not any(e.split(" ", 1)[0] == KEYDIR_PREFIX for e in cp.extensions):
+            return
+        try:
+            signed = committed_in(cp)
+        except SecurityError as exc:
+            self.report.findings.append(Finding(reason="key-directory-mismatch", checkpoint_size=cp.size,
+                                                message=exc.message))
+            return
+        if signed != self._keydir.at(cp.size):
+            self.report.findings.append(Finding(
+                reason="key-directory-mismatch", checkpoint_size=cp.size,
+                message=f"the checkpoint commits to {signed.count} key events; the ledger has"
+                        f" {self._keydir.at(cp.size).count} (or different ones) below its size"))
 
     # -- state --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ other member and auditor can show is wrong.
 from __future__ import annotations
 
 import base64
+import bisect
 import binascii
 import hashlib
 from collections.abc import Iterable
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 
 from exchange.core import note as notes
 from exchange.core.errors import SecurityError
-from exchange.core.records import leaf_hash
+from exchange.core.records import Record, leaf_hash
 
-__all__ = ["PREFIX", "KeyDirCommitment", "commit", "committed_in"]
+__all__ = ["PREFIX", "KeyDirCommitment", "KeyDirChain", "commit", "committed_in"]
 
 PREFIX = "trustwire-keydir"
 
@@ -58,3 +59,20 @@ def committed_in(checkpoint: notes.Checkpoint) -> KeyDirCommitment:
     if len(digest) != 32:
         raise SecurityError(f"checkpoint {checkpoint.size}: malformed key directory line")
     return KeyDirCommitment(int(parts[1]), digest)
+
+
+class KeyDirChain:
+    """The commitment at any tree size, from all of a ledger's KeyEvent records (an auditor's view)."""
+
+    def __init__(self, key_event_records: Iterable[bytes]) -> None:
+        self._indices: list[int] = []
+        self._digests: list[bytes] = []
+        h = bytes(32)
+        for record in key_event_records:
+            h = hashlib.sha256(h + leaf_hash(record)).digest()
+            self._indices.append(Record.decode(record).index)
+            self._digests.append(h)
+
+    def at(self, size: int) -> KeyDirCommitment:
+        n = bisect.bisect_left(self._indices, size)
+        return KeyDirCommitment(n, self._digests[n - 1] if n else bytes(32))
