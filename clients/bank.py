@@ -354,12 +354,14 @@ class Bank:
             self._changed([(s.member_id, s.signal_id)])
         return True
 
-    def retract(self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None) -> bool:
+    def retract(
+        self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None, keyid: str = ""
+    ) -> bool:
         with self._store.transaction() as c:
             row = c.execute(
-                "UPDATE signals SET retracted_idx = ?, retracted_at_ms = ? WHERE publisher = ? AND signal_id = ?"
-                " AND idx < ? RETURNING rowid, type",
-                (index, accepted_at_ms, publisher, signal_id, index),
+                "UPDATE signals SET retracted_idx = ?, retracted_at_ms = ?, retracted_keyid = ?"
+                " WHERE publisher = ? AND signal_id = ? AND idx < ? RETURNING rowid, type",
+                (index, accepted_at_ms, keyid or None, publisher, signal_id, index),
             ).fetchone()
             if row is not None and _hamming(row[1]):
                 self._index_update(remove=[row[0]])
@@ -376,6 +378,26 @@ class Bank:
                 (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, keyid, accepted_at_ms),
             )
             self._changed([(o.signal.member_id, o.signal.signal_id)])
+
+    def restore_tainted_retractions(self, key: KeyInfo) -> list[tuple[int, str, str]]:
+        """Undo the retractions ``key`` signed after it was compromised: the retracted
+        signal comes back. Return (retraction index, publisher, signal_id) of each."""
+        restored: list[tuple[int, str, str]] = []
+        added: list[tuple[int, str]] = []
+        with self._store.transaction() as c:
+            for rowid, idx, at, publisher, signal_id, type_, value in c.execute(
+                "SELECT rowid, retracted_idx, retracted_at_ms, publisher, signal_id, type, value FROM signals"
+                " WHERE retracted_keyid = ?", (key.keyid,),
+            ).fetchall():
+                if idx is not None and key.tainted(idx, at or 0):
+                    c.execute("UPDATE signals SET retracted_idx = NULL, retracted_at_ms = NULL, retracted_keyid = NULL"
+                              " WHERE rowid = ?", (rowid,))
+                    restored.append((idx, publisher, signal_id))
+                    if _hamming(type_):
+                        added.append((rowid, value))
+            self._index_update(add=added)
+            self._changed([(p, sid) for _, p, sid in restored])
+        return restored
 
     def drop_tainted(self, key: KeyInfo) -> list[tuple[int, str, str]]:
         """Remove what ``key`` signed after it was compromised; return (index, publisher, signal_id)

@@ -21,7 +21,7 @@ from clients.coverage import wait_for_checkpoint
 from clients.transport import ClientTls, PublishOutcome, connect, origin_of_log_key, publish_envelopes, translate_errors
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry
-from exchange.core.errors import UntrustedEntry
+from exchange.core.errors import SecurityError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import Signer
 from exchange.core.logview import LogView, TrustedCheckpoint
@@ -106,6 +106,16 @@ class ExchangeClient:
                 keep(v)
         verifier.last_index = until - 1
 
+    def current_groups(self) -> frozenset[str]:
+        """This member's groups as of the ledger head, from the key events the exchange
+        serves (each verified): what the exchange filters the stream with."""
+        with translate_errors():
+            reply = self._stub.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=0), timeout=60)
+        verifier = EntryVerifier(self.operator_key, KeyDirectory())
+        for raw in reply.records:
+            verifier.verify(raw)
+        return frozenset(verifier.directory.groups_of(self.member_id))
+
     def pages(self, start: int, follow: bool, view: LogView) -> Iterator[xpb.SubscribeResponse]:
         """Subscribe pages whose checkpoint extends ``view`` and whose records it includes.
 
@@ -113,15 +123,18 @@ class ExchangeClient:
         """
         trusted = view.trusted.size if view.trusted is not None else 0
         request = xpb.SubscribeRequest(from_index=start, stop_at_head=not follow, trusted_size=trusted)
+        cursor = start
         with translate_errors():
             for page in self._stub.Subscribe(request):
                 c = page.consistency
                 view.advance(page.checkpoint, c.old_size, list(c.hashes))
+                indices = [claimed_index(raw, fallback=-1) for raw in page.records]
                 if page.records:
-                    indices = [claimed_index(raw, fallback=-1) for raw in page.records]
                     view.check_batch_inclusion(
                         list(page.records), indices, page.proof.tree_size, list(page.proof.hashes)
                     )
+                size = view.trusted.size if view.trusted is not None else 0
+                cursor = check_next_index(page.next_index, max([cursor - 1, *indices]) + 1, size)
                 yield page
 
     def subscribe(
@@ -147,6 +160,18 @@ class ExchangeClient:
                     (on_untrusted or (lambda e: log.warning("untrusted entry skipped: %s", e)))(result)
                 else:
                     yield result
+
+
+def check_next_index(next_index: int, lowest: int, checkpoint_size: int) -> int:
+    """A page's ``next_index`` must lie above its last record (and the previous cursor)
+    and within the page's checkpoint; a malicious exchange could otherwise move the
+    member's cursor past entries (or beyond the log, bricking every later sync)."""
+    if not lowest <= next_index <= checkpoint_size:
+        raise SecurityError(
+            f"the exchange sent next_index {next_index}, outside [{lowest}, {checkpoint_size}] (the page's last"
+            " record and its checkpoint)"
+        )
+    return next_index
 
 
 def claimed_index(raw: bytes, fallback: int) -> int:

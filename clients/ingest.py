@@ -48,6 +48,12 @@ class SyncReport:
     next_index: int = 0
     head: int = 0
     quarantine_reasons: list[str] = field(default_factory=list)
+    compromised: int = 0  # of ``quarantined``: expected (a compromised key's entries)
+
+    @property
+    def corrupt(self) -> int:
+        """Quarantined entries that are not expected: what makes a sync fail (exit 8)."""
+        return self.quarantined - self.compromised
 
 
 class Ingester:
@@ -102,7 +108,7 @@ class Ingester:
                 report.queued += self.rematch(e)
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
-            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms)
+            self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms, v.keyid)
             reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
             report.withdrawn += self._queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):
@@ -122,8 +128,23 @@ class Ingester:
             self._store.quarantine(index, reason, b"", self._clock_ms())
             self._queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
             report.quarantined += 1
+            report.compromised += 1
             report.quarantine_reasons.append(reason)
             log.warning("retroactively quarantined: %s", reason)
+        for index, publisher, signal_id in self._bank.restore_tainted_retractions(key):
+            reason = (
+                f"entry {index}: compromised-key: a retraction signed by key {keyid[:16]}… after its compromise"
+                f" (revoked at entry {revoked_at_index}); the signal is restored"
+            )
+            self._store.quarantine(index, reason, b"", self._clock_ms())
+            report.quarantined += 1
+            report.compromised += 1
+            report.quarantine_reasons.append(reason)
+            log.warning("retroactively undone: %s", reason)
+            back = self._bank.get(publisher, signal_id)
+            if back is not None:  # its queue items were withdrawn by the retraction: match it again
+                report.queued += self.rematch(pb.Signal(member_id=publisher, signal_id=signal_id,
+                                                        type=back.type, value=back.value))
 
     def sweep_expired(self, report: SyncReport | None = None) -> int:
         """Withdraw the open queue items of signals whose ``valid_until`` has passed."""

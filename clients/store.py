@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 
 # Columns added after the first release, applied to older state files on open.
 _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER"), ("retracted_at_ms", "INTEGER")],
+    "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER"), ("retracted_at_ms", "INTEGER"),
+                ("retracted_keyid", "TEXT")],
     "queue": [("claimed_at_ms", "INTEGER"), ("decided_at_ms", "INTEGER")],
 }
 

@@ -16,10 +16,12 @@ from clients.bank import Bank
 from clients.client import ExchangeClient
 from clients.ingest import Ingester, SyncReport
 from clients.store import MemberStore
-from exchange.core.errors import TrustwireError
+from exchange.core.errors import SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import commit, committed_in
 from exchange.core.logview import LogView
-from exchange.core.verify import EntryVerifier
+from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = ["Syncer", "SyncReport"]
 
@@ -63,13 +65,16 @@ class Syncer:
             self._client.prime_directory(
                 self.verifier, report.next_index, lambda v: store.add_key_event(v.index, v.record)
             )
+        groups = self._client.current_groups()
         for page in self._client.pages(report.next_index, follow, self.log_view):
             try:
                 with store.transaction():
-                    checked = self.verifier.verify_many(list(page.records), self._client.verify_pool)
+                    checked = [self._for_recipient(v, groups)
+                               for v in self.verifier.verify_many(list(page.records), self._client.verify_pool)]
                     for raw, result in zip(page.records, checked, strict=True):
                         self._ingester.apply(raw, result, self.verifier, report)
                     report.expired += self._ingester.sweep_expired(report)
+                    self._check_key_directory(page.next_index)
                     store.set_cursor(page.next_index)
                     store.set_meta("trusted_checkpoint", page.checkpoint)
             except BaseException:
@@ -86,6 +91,39 @@ class Syncer:
         except TrustwireError as exc:
             log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
         return report
+
+    def _check_key_directory(self, cursor: int) -> None:
+        """Once caught up with the page's checkpoint, the key events this member holds
+        must be exactly those the checkpoint commits to: a withheld KeyRevoked (or any
+        key event) shows up here as a SecurityError."""
+        trusted = self.log_view.trusted
+        if trusted is None or cursor != trusted.size:
+            return
+        signed = committed_in(trusted.checkpoint)
+        mine = commit(self._store.key_event_records())
+        if mine != signed:
+            raise SecurityError(
+                f"the checkpoint of size {trusted.size} commits to {signed.count} key events, this member"
+                f" verified {mine.count} (or different ones): the exchange withheld or altered a key event"
+            )
+
+    def _for_recipient(self, v: VerifiedEntry | UntrustedEntry, groups: frozenset[str]) -> VerifiedEntry | UntrustedEntry:
+        """The recipient's own right to receive: another member's signal must be shared
+        into a group this member is in (now, or at the entry's index); otherwise the
+        exchange leaked it (or is probing) and it is quarantined, never banked."""
+        if isinstance(v, UntrustedEntry) or not isinstance(v.entry, pb.Signal):
+            return v
+        me = self._client.member_id
+        if v.entry.member_id == me:
+            return v
+        mine = groups | self.verifier.directory.groups_of(me)
+        if any(g in mine for g in v.entry.sharing.groups):
+            return v
+        return UntrustedEntry(
+            f"entry {v.index}: not-for-recipient: a signal of {v.entry.member_id} shared with"
+            f" {','.join(v.entry.sharing.groups) or 'no group'}, none of which includes {me}",
+            cause="not-for-recipient",
+        )
 
     def sweep_expired(self) -> int:
         """Run the expiry sweep now (sync runs it on every page); returns signals expired."""

@@ -626,7 +626,21 @@ def keydir_stream() -> dict[str, Any]:
         ("retract-own", pb.Retraction(member_id="alice", signal=pb.SignalRef(member_id="alice", signal_id="s1"),
                                       reason=pb.RETRACTION_REASON_ERROR, created_at=ms_to_timestamp(ts)),
          ALICE2, 70_002),
+        # monotone tightening: a retired key in its overlap may still be revoked as compromised
+        ("retire-alice-2-later", key_event(key_revoked=pb.KeyRevoked(
+            member_id="alice", keyid=ALICE2.keyid, revoked_at=ms_to_timestamp(T0 + 90_000))), OPERATOR, 70_003),
+        ("loosen-alice-2-retirement", key_event(key_revoked=pb.KeyRevoked(
+            member_id="alice", keyid=ALICE2.keyid, revoked_at=ms_to_timestamp(T0 + 95_000))), OPERATOR, 70_004),
+        ("alice-2-in-overlap-stolen", sig("s8"), ALICE2, 70_005),
+        ("compromise-alice-2-after-rotation", key_event(key_revoked=_compromised("alice", ALICE2.keyid, 33)),
+         OPERATOR, 70_006),
+        ("alice-2-after-compromise-in-overlap", sig("s9"), ALICE2, 70_007),
+        ("compromise-alice-2-again-later", key_event(key_revoked=_compromised("alice", ALICE2.keyid, 34)),
+         OPERATOR, 70_008),
+        ("add-operator-key-as-member-key", key_event(key_added=pb.KeyAdded(
+            member_id="bob", public_key=OPERATOR.public_key, valid_from=ms_to_timestamp(T0))), OPERATOR, 70_009),
     ]
+    assert steps[33][0] == "alice-2-in-overlap-stolen"
     verifier = EntryVerifier(OPERATOR.public_key, KeyDirectory())
     cases: list[dict[str, Any]] = []
     for index, (name, entry, by, offset) in enumerate(steps):
@@ -642,7 +656,7 @@ def keydir_stream() -> dict[str, Any]:
         if reason is not None:
             case["reason"] = reason
         cases.append(case)
-    tainted = [c["index"] for c in cases if c["name"].startswith("bob-") and c["valid"]]
+    tainted = [c["index"] for c in cases if c["valid"] and (c["name"].startswith("bob-") or c["name"].endswith("-stolen"))]
     return document(
         "8. The key directory and the time base of key validity",
         "A ledger replayed in order by a verifier that pins the operator key. Each record is accepted "

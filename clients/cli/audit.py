@@ -115,7 +115,8 @@ def _report_dict(report: AuditReport) -> dict[str, Any]:
         "tree_size": report.tree_size,
         "root": report.root.hex(),
         "findings": [
-            {"index": f.index, "checkpoint_size": f.checkpoint_size, "reason": f.reason, "message": f.message}
+            {"index": f.index, "checkpoint_size": f.checkpoint_size, "reason": f.reason, "message": f.message,
+             "severity": str(f.severity)}
             for f in report.findings
         ],
     }

@@ -160,15 +160,15 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         report = client.sync(follow=args.follow)
-    data = asdict(report)
+    data = {**asdict(report), "corrupt": report.corrupt}
     emit(
         args,
         data,
         f"verified {report.verified} entries ({report.signals} signals, {report.retractions} retractions, "
-        f"{report.opinions} opinions, {report.key_events} key events); quarantined {report.quarantined}; "
+        f"{report.opinions} opinions, {report.key_events} key events); quarantined {report.quarantined} ({report.compromised} expected: compromised key); "
         f"queued {report.queued}; withdrawn {report.withdrawn}; cursor {report.next_index}/{report.head}",
     )
-    return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
+    return int(ExitCode.SECURITY if report.corrupt else ExitCode.OK)
 
 
 def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
@@ -354,9 +354,9 @@ def bank_stats(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         report = client.rebuild_bank()
-    emit(args, asdict(report), f"rebuilt the bank from the ledger: verified {report.verified} entries, "
+    emit(args, {**asdict(report), "corrupt": report.corrupt}, f"rebuilt the bank from the ledger: verified {report.verified} entries, "
           f"{report.signals} signals; cursor {report.next_index}")
-    return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
+    return int(ExitCode.SECURITY if report.corrupt else ExitCode.OK)
 
 
 __all__ = ["add_parser", "TrustwireError"]

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 
 from exchange.core.dsse import Envelope
 from exchange.core.entries import OPERATOR, Entry, EntryKind, MemberId, decode_entry, publisher_of, validate_entry
-from exchange.core.errors import UnknownKey, WrongMember
+from exchange.core.errors import InvalidKeyEvent, UnknownKey, WrongMember
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["KeyTable", "Signed", "check_at", "check_signed", "directory_keys", "find_key", "key_table"]
+__all__ = [
+    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "directory_keys", "find_key", "key_table",
+]
 
 KeyTable = Mapping[str, tuple[str, bytes]]
 """keyid → (member id, public key): what the stateless check needs of the key directory."""
@@ -103,13 +105,38 @@ def check_signed(
     return Signed(env, kind, entry, publisher)
 
 
-def check_at(signed: Signed, directory: KeyDirectory, index: int, at_ms: int) -> None:
+def check_at(
+    signed: Signed, directory: KeyDirectory, index: int, at_ms: int, reserved: Mapping[str, str] | None = None
+) -> None:
     """The half of the rule at ledger ``index``: apply a key event to ``directory``
-    (pass a clone to stage it), or check the key and sharing of any other entry."""
+    (pass a clone to stage it), or check the key and sharing of any other entry.
+    ``reserved`` maps key ids that may never be a member key (the exchange's log key)
+    to what they are; the operator key (the key event's signer) always is."""
     entry = signed.entry
     if isinstance(entry, pb.KeyEvent):
+        if entry.WhichOneof("event") == "key_added":
+            _refuse_reserved(key_id(entry.key_added.public_key), signed.envelope.keyid, reserved or {})
         directory.apply(entry, index)
         return
     directory.signing_key(KeyId(signed.envelope.keyid), signed.publisher, index, at_ms)
     if isinstance(entry, pb.Signal):
         directory.check_sharing(signed.publisher, entry.sharing)
+
+
+def _refuse_reserved(kid: str, operator_keyid: str, reserved: Mapping[str, str]) -> None:
+    if kid == operator_keyid:
+        raise InvalidKeyEvent("the operator key cannot be a member key")
+    if kid in reserved:
+        raise InvalidKeyEvent(f"{reserved[kid]} cannot be a member key")
+
+
+def check_stamped(envelope: bytes | Envelope, directory: KeyDirectory, index: int, accepted_at_ms: int) -> None:
+    """The key half of :func:`check_at` again, inside the append, at the ``(index,
+    accepted_at)`` the ledger is about to write: admission read the clock earlier, so a
+    key revoked (or a member suspended) in between is caught here and the entry is
+    never acknowledged. For member entries only (key events are applied by the ledger)."""
+    env = envelope if isinstance(envelope, Envelope) else Envelope.decode(envelope)
+    info = directory.keys.get(KeyId(env.keyid))
+    if info is None:
+        raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
+    directory.signing_key(info.keyid, info.member_id, index, accepted_at_ms)

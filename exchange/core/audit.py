@@ -31,8 +31,11 @@ from typing import Any
 
 from exchange.core import merkle
 from exchange.core import note as notes
-from exchange.core.errors import InvalidInput, TrustwireError, UntrustedEntry
+from exchange.core.errors import InvalidInput, SecurityError, TrustwireError, UntrustedEntry
+from exchange.core.findings import Severity, severity_of
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import PREFIX as KEYDIR_PREFIX
+from exchange.core.keydir_commitment import KeyDirChain, committed_in
 from exchange.core.records import Record
 from exchange.core.verify import EntryVerifier
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -49,9 +52,13 @@ class Finding:
     index: int | None = None
     checkpoint_size: int | None = None
 
+    @property
+    def severity(self) -> Severity:
+        return severity_of(self.reason)
+
     def line(self) -> str:
         where = f"entry {self.index}" if self.index is not None else f"checkpoint {self.checkpoint_size}"
-        return f"{where}: {self.reason}: {self.message}"
+        return f"{where}: {self.reason} ({self.severity}): {self.message}"
 
 
 @dataclass(slots=True)
@@ -65,7 +72,8 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        """No corruption (expected findings, such as a compromised key's entries, are listed but fine)."""
+        return all(f.severity is Severity.EXPECTED for f in self.findings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,10 +188,10 @@ class RangeVerifier:
                                             message="a key event the exchange did not serve up front"))
                 continue
             key = self._final.keys.get(v.keyid)
-            if (key is not None and key.compromised and key.revoked_index is not None and expected < key.revoked_index
+            if (key is not None and key.compromised_index is not None and expected < key.compromised_index
                     and key.tainted(expected, v.accepted_at_ms)):
                 findings.append(Finding(reason="compromised-key", index=expected, message=f"signed by key"
-                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.revoked_index})"))
+                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.compromised_index})"))
         self._position = start + len(raws)
         return ChunkResult(start=start, leaves=b"".join(leaves), verified=verified, findings=tuple(findings))
 
@@ -211,6 +219,7 @@ class Auditor:
         resume: dict[str, Any] | None = None,
     ) -> None:
         self.key_events = list(key_events)
+        self._keydir = KeyDirChain(self.key_events)
         self._stop = stop
         self.verify_from = verify_from
         self.operator_key = operator_key
@@ -293,10 +302,28 @@ class Auditor:
                         reason="checkpoint-mismatch", checkpoint_size=size,
                         message=f"signed root {cp.root_hash.hex()} but the records give {root.hex()}",
                     ))
+                self._check_keydir_line(cp)
             else:
                 self.report.findings.append(Finding(reason="checkpoint-out-of-order", checkpoint_size=cp.size,
                                                     message="checkpoints must come in ascending size"))
             self._next = self._pull()
+
+    def _check_keydir_line(self, cp: notes.Checkpoint) -> None:
+        """The checkpoint's key directory line (if it has one: older checkpoints do not)
+        must match the key events of the ledger below its size."""
+        if not any(e.split(" ", 1)[0] == KEYDIR_PREFIX for e in cp.extensions):
+            return
+        try:
+            signed = committed_in(cp)
+        except SecurityError as exc:
+            self.report.findings.append(Finding(reason="key-directory-mismatch", checkpoint_size=cp.size,
+                                                message=exc.message))
+            return
+        if signed != self._keydir.at(cp.size):
+            self.report.findings.append(Finding(
+                reason="key-directory-mismatch", checkpoint_size=cp.size,
+                message=f"the checkpoint commits to {signed.count} key events; the ledger has"
+                        f" {self._keydir.at(cp.size).count} (or different ones) below its size"))
 
     # -- state --------------------------------------------------------------------------
 

@@ -30,6 +30,14 @@ __all__ = ["GroupInfo", "KeyDirectory", "KeyInfo", "MemberInfo"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyInfo:
+    """One key's validity, tightened monotonically by its KeyRevoked events.
+
+    ``revoked_index`` is the first KeyRevoked; ``end_index`` the first that ends the key
+    at its own index (compromised, or without ``revoked_at``); ``revoked_at_ms`` the
+    earliest ``revoked_at`` of a non-compromised revocation (a rotation's overlap);
+    ``compromised_index`` the first KeyRevoked that marked the key compromised.
+    """
+
     keyid: KeyId
     member_id: MemberId
     public_key: bytes = field(repr=False)
@@ -37,7 +45,9 @@ class KeyInfo:
     added_index: int
     revoked_index: int | None = None
     revoked_at_ms: int | None = None  # retired keys stay valid until then (rotation overlap)
+    end_index: int | None = None
     compromised: bool = False
+    compromised_index: int | None = None
     compromised_since_index: int | None = None
     compromised_since_ms: int | None = None
 
@@ -47,11 +57,9 @@ class KeyInfo:
             return False
         if self.tainted(index, at_ms):
             return False
-        if self.revoked_index is None:
-            return True
-        if self.compromised or self.revoked_at_ms is None:
-            return index < self.revoked_index
-        return at_ms < self.revoked_at_ms
+        if self.end_index is not None and index >= self.end_index:
+            return False
+        return self.revoked_at_ms is None or at_ms < self.revoked_at_ms
 
     def tainted(self, index: int, at_ms: int) -> bool:
         """Was an entry at (index, at_ms) signed after this key was compromised?"""
@@ -60,6 +68,44 @@ class KeyInfo:
         if self.compromised_since_index is not None and index >= self.compromised_since_index:
             return True
         return self.compromised_since_ms is not None and at_ms >= self.compromised_since_ms
+
+    def tightened(self, e: pb.KeyRevoked, index: int) -> KeyInfo:
+        """This key after the KeyRevoked ``e`` at ``index``: every bound is the tighter of
+        the old and the new one, so a later event never loosens (``revoked_at`` only moves
+        earlier, compromise is never lifted, ``compromised_since`` only moves earlier).
+        Raise InvalidKeyEvent for an event that tightens nothing."""
+        # presence-aware: absent is "no index bound", an explicit 0 is "from index 0"
+        since_index = e.compromised_since_index if e.compromised and e.HasField("compromised_since_index") else None
+        since_ms = timestamp_to_ms(e.compromised_since) if e.compromised and e.HasField("compromised_since") else None
+        if e.compromised and since_index is None and since_ms is None:
+            raise InvalidKeyEvent("a compromised key needs compromised_since_index or compromised_since")
+        if since_index is not None and since_index > index:
+            raise InvalidKeyEvent("compromised_since_index is after the revocation")
+        if not e.compromised and (e.HasField("compromised_since_index") or e.HasField("compromised_since")):
+            raise InvalidKeyEvent("compromised_since is only for compromised keys")
+        revoked_at = timestamp_to_ms(e.revoked_at) if e.HasField("revoked_at") else None
+        ends_here = e.compromised or revoked_at is None
+        after = replace(
+            self,
+            revoked_index=self.revoked_index if self.revoked_index is not None else index,
+            end_index=_earliest(self.end_index, index if ends_here else None),
+            revoked_at_ms=_earliest(self.revoked_at_ms, None if e.compromised else revoked_at),
+            compromised=self.compromised or e.compromised,
+            compromised_index=_earliest(self.compromised_index, index if e.compromised else None),
+            compromised_since_index=_earliest(self.compromised_since_index, since_index),
+            compromised_since_ms=_earliest(self.compromised_since_ms, since_ms),
+        )
+        if self.revoked_index is not None and _bounds(after) == _bounds(self):
+            raise InvalidKeyEvent("key is already revoked at least this tightly (a KeyRevoked may only tighten)")
+        return after
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _bounds(k: KeyInfo) -> tuple[object, ...]:
+    return (k.end_index, k.revoked_at_ms, k.compromised, k.compromised_since_index, k.compromised_since_ms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,25 +213,7 @@ class KeyDirectory:
         k = self.keys.get(KeyId(e.keyid))
         if k is None or k.member_id != e.member_id:
             raise InvalidKeyEvent("key_revoked names a key the member does not hold")
-        if k.revoked_index is not None:
-            raise InvalidKeyEvent("key is already revoked")
-        # presence-aware: absent is "no index bound", an explicit 0 is "from index 0"
-        since_index = e.compromised_since_index if e.compromised and e.HasField("compromised_since_index") else None
-        since_ms = timestamp_to_ms(e.compromised_since) if e.compromised and e.HasField("compromised_since") else None
-        if e.compromised and since_index is None and since_ms is None:
-            raise InvalidKeyEvent("a compromised key needs compromised_since_index or compromised_since")
-        if since_index is not None and since_index > index:
-            raise InvalidKeyEvent("compromised_since_index is after the revocation")
-        if not e.compromised and (e.HasField("compromised_since_index") or e.HasField("compromised_since")):
-            raise InvalidKeyEvent("compromised_since is only for compromised keys")
-        self.keys[k.keyid] = replace(
-            k,
-            revoked_index=index,
-            revoked_at_ms=timestamp_to_ms(e.revoked_at) if e.HasField("revoked_at") else None,
-            compromised=e.compromised,
-            compromised_since_index=since_index,
-            compromised_since_ms=since_ms,
-        )
+        self.keys[k.keyid] = k.tightened(e, index)
 
     def _set_suspended(self, mid: str, suspended: bool) -> None:
         m = self._member(mid)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from exchange.core.acceptance import check_at
 from exchange.core.errors import NotFound, TrustwireError, WrongMember
@@ -37,7 +37,10 @@ class Admission:
         clock_ms: Callable[[], int],
         quotas: Quotas,
         verifier: VerifierPool | None = None,
+        reserved_keys: Mapping[str, str] | None = None,
     ) -> None:
+        """``reserved_keys``: key id → what it is, for keys that may never be enrolled
+        as a member key (the log key; the operator key always is)."""
         self._ledger = ledger
         self.operator_key = operator_key
         self.operator_keyid = key_id(operator_key)
@@ -45,6 +48,7 @@ class Admission:
         self._quotas = quotas
         self._verifier = verifier or VerifierPool(workers=1)
         self._lock = threading.Lock()
+        self._reserved: Mapping[str, str] = dict(reserved_keys or {})
 
     @property
     def directory(self) -> KeyDirectory:
@@ -87,7 +91,7 @@ class Admission:
                 if ledger.receipt_for(item.envelope.digest) is None:  # re-publishing skips the rules
                     if isinstance(item.entry, pb.KeyEvent):
                         staged_dir = staged_dir or directory.clone()
-                        check_at(item, staged_dir, index, now)
+                        check_at(item, staged_dir, index, now, self._reserved)
                     else:
                         check_at(item, directory, index, now)
                         self._check_member_entry(item, directory, signals_in_batch)

@@ -29,6 +29,7 @@ from typing import Protocol
 from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import LedgerCorrupt
+from exchange.core.keydir_commitment import commit
 from exchange.core.records import leaf_hash
 from exchange.server.integrity import FullVerification, Signed, Watermark, check_range, frontier_at
 from exchange.server.ledger import Integrity, Ledger
@@ -236,7 +237,8 @@ class CheckpointLog:
     def _sign(self, size: int) -> LogCheckpoint:
         """Sign with the log key only and publish at once; witnesses cosign later."""
         root = self.tree.root(size)
-        body = notes.Checkpoint(self.origin, size, root).to_text()
+        keydir = commit(self._ledger.key_event_records(size)).line()
+        body = notes.Checkpoint(self.origin, size, root, (keydir,)).to_text()
         note = notes.sign_note(body, [self._signer])
         now = self._clock_ms()
         self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, now))

@@ -167,7 +167,8 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     clock = clock_ms or (lambda: int(time.time() * 1000))
     credentials = server_credentials(config)  # None: plaintext, for loopback and development only
     operator_key = public_key_from_hex(config.operator_public_key)
-    log_signer = notes.NoteSigner(config.name, read_seed_file(config.log_key_file, "log_key_file").signing_key)
+    log_key = read_seed_file(config.log_key_file, "log_key_file")
+    log_signer = notes.NoteSigner(config.name, log_key.signing_key)
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec, config.witness_deadline_s) for spec in config.witnesses)
     checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
@@ -185,7 +186,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
         },
         clock_s=lambda: clock() / 1000,
     )
-    admission = Admission(ledger, operator_key, clock, quotas, pool)
+    admission = Admission(ledger, operator_key, clock, quotas, pool, reserved_keys={log_key.keyid: "the log key"})
     rejections = RejectionLog(clock_ms=clock)
     core = ExchangeCore(ledger, admission, checkpoints, clock, rejections, reads=reads)
     window_ms = config.call_window_s * 1000

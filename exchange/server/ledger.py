@@ -24,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from exchange.core.acceptance import check_stamped
 from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhausted, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
@@ -403,6 +404,11 @@ class _Writer:
             except TrustwireError as exc:
                 return exc
             self.directory = staged
+        else:
+            try:
+                check_stamped(s.envelope, self.directory or self._ledger.directory, self.head, self._now)
+            except TrustwireError as exc:
+                return exc
         record = encode_record(self.head, self._now, s.envelope)
         receipt = self._store(record, s.digest, self._now, meta)
         self._batch[s.digest] = receipt

@@ -14,6 +14,7 @@ import pytest
 
 from exchange.core.callauth import sign_call
 from exchange.core.entries import ms_to_timestamp
+from exchange.core.errors import InvalidKeyEvent
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
@@ -102,6 +103,32 @@ def test_compromised_since(taskforce: TaskForce, stubs: Stubs) -> None:
     assert fresh.sync().quarantined == 1 and fresh.bank is not None
     assert fresh.bank.get("bob", "stolen") is None and fresh.bank.get("bob", "clean") is not None
     assert clean[0].index < stolen.index
+
+
+def test_compromise_after_rotation(taskforce: TaskForce, stubs: Stubs) -> None:
+    """A key retired with a 7-day overlap, then stolen: the compromise revocation is
+    accepted (monotone tightening), ends the overlap at once and taints what the thief signed."""
+    bob = taskforce.client("bob")
+    new = Signer.from_seed(b"\x62" * 32)
+    op = taskforce.operator_client()
+    accepted(op.publish(op.rotate_key("bob", bob.signer.keyid, new.public_key, overlap_ms=7 * 86_400_000)))
+    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="stolen")]))
+    carol = taskforce.client("carol", state=True)
+    assert carol.sync().signals == 1
+    (revoked,) = accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index)]))
+    before = taskforce.ledger_snapshot()
+    # the thief can no longer publish for the rest of the overlap
+    results = publish_raw(stubs.member("bob", signer=new), [sign(bob.signal("md5", MD5_C, groups=[GROUP_ALL]), bob.signer)])
+    assert_entry_error(results[0], "PERMISSION_DENIED", "key-not-valid", "is not valid at index")
+    # a looser revocation of the same key is refused: it may only tighten
+    (loosen,) = op.publish([op.revoke_key("bob", bob.signer.keyid, at_ms=int(time.time() * 1000) + 30 * 86_400_000)])
+    assert isinstance(loosen, InvalidKeyEvent) and "only tighten" in loosen.message
+    op.close()
+    assert taskforce.ledger_snapshot() == before
+    report = carol.sync()
+    assert report.quarantined == 1 and "compromised-key" in report.quarantine_reasons[0]
+    assert carol.bank is not None and carol.bank.get("bob", "stolen") is None
+    assert stolen.index < revoked.index
 
 
 def test_group_escalation(taskforce: TaskForce, stubs: Stubs) -> None:
@@ -306,3 +333,43 @@ def test_compromised_since_is_flagged_by_the_auditor(taskforce: TaskForce) -> No
         auditor.add(stored.record)
     report = auditor.finish()
     assert [(f.index, f.reason) for f in report.findings] == [(stolen.index, "compromised-key")]
+
+
+@pytest.mark.parametrize("whose", ["operator", "log", "alice"])
+def test_enrol_a_reserved_or_held_key_as_a_member_key(taskforce: TaskForce, whose: str) -> None:
+    """enrol-operator-key / enrol-log-key / enrol-another-members-key: the operator key,
+    the log key and a key another member holds are refused as bob's key; nothing changes."""
+    from tests.conftest import insecure_signer
+
+    key = {"operator": taskforce.operator.public_key, "log": insecure_signer("log").public_key,
+           "alice": taskforce.signers["alice"].public_key}[whose]
+    before = taskforce.ledger_snapshot()
+    op = taskforce.operator_client()
+    (outcome,) = op.publish([op.add_key("bob", key, 1_700_000_000_000)])
+    op.close()
+    expected = {"operator": "the operator key cannot be a member key", "log": "the log key cannot be a member key",
+                "alice": "already in the directory"}[whose]
+    assert isinstance(outcome, InvalidKeyEvent) and expected in outcome.message, outcome
+    assert taskforce.ledger_snapshot() == before
+
+
+def test_thief_retraction_is_undone_by_the_compromise_revocation(taskforce: TaskForce) -> None:
+    """thief-retracts: a stolen key retracts its member's signal; once the key is revoked
+    as compromised from that point, the retraction is undone (the signal is live again)
+    incrementally and in a member syncing from scratch, and reported as expected."""
+    bob = taskforce.client("bob")
+    accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="clean")]))
+    (theft,) = accepted(bob.publish([bob.retraction("clean")]))
+    carol = taskforce.client("carol", state=True)
+    carol.sync()
+    assert carol.bank is not None and carol.bank.get("bob", "clean").retracted_index == theft.index  # type: ignore[union-attr]
+    op = taskforce.operator_client()
+    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=theft.index)]))
+    op.close()
+    report = carol.sync()
+    assert (report.quarantined, report.compromised, report.corrupt) == (1, 1, 0)
+    assert "retraction" in report.quarantine_reasons[0]
+    assert carol.bank.get("bob", "clean").retracted_index is None  # type: ignore[union-attr]
+    fresh = taskforce.client("carol", state=True)
+    assert fresh.sync().corrupt == 0 and fresh.bank is not None
+    assert fresh.bank.get("bob", "clean").retracted_index is None  # type: ignore[union-attr]

@@ -124,3 +124,19 @@ def test_cli_rejects_zero_workers(ledger_file: Path, capsys: pytest.CaptureFixtu
     assert code != 0
     assert "--workers" in capsys.readouterr().err
 
+
+
+def test_checkpoint_lying_about_the_key_directory_is_found(ledger_file: Path) -> None:
+    """keydir-line-lie: a log-signed checkpoint whose trustwire-keydir line hides a key
+    event is a key-directory-mismatch (corruption) for the auditor."""
+    from exchange.core.keydir_commitment import KeyDirCommitment, committed_in
+
+    cps = list(read_checkpoint_file(Path(str(ledger_file) + ".audit") / "checkpoints.db"))
+    last = notes.open_checkpoint(cps[-1], [notes.NoteVerifier.from_string(LOG_SIGNER.verifier_key())]).checkpoint
+    honest = committed_in(last)
+    lie = KeyDirCommitment(honest.count - 1, honest.digest)
+    forged = notes.sign_note(notes.Checkpoint(last.origin, last.size, last.root_hash, (lie.line(),)).to_text(),
+                             [LOG_SIGNER])
+    report = audit_offline(ledger_file, [*cps[:-1], forged], OPERATOR_KEY.public_key, LOG_SIGNER.verifier_key())
+    assert not report.ok
+    assert [(f.reason, f.checkpoint_size) for f in report.findings] == [("key-directory-mismatch", last.size)]

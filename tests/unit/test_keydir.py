@@ -192,6 +192,83 @@ def test_compromised_since_may_equal_the_revocation_index() -> None:
     assert d.keys[BOB.keyid].compromised_since_index == 7
 
 
+# -- monotone tightening: one test per transition ------------------------------------------
+
+
+def test_rotation_then_compromise_tightens_the_key() -> None:
+    """compromise after rotation: a thief may not keep publishing for the rest of the overlap."""
+    d = build([revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 10_000)])  # 7: rotation, overlap open
+    d.signing_key(ALICE.keyid, MemberId("alice"), 8, VALID_FROM + 100)
+    d.apply(revoke("alice", ALICE.keyid, compromised=True, since=8), 9)
+    k = d.keys[ALICE.keyid]
+    assert (k.revoked_index, k.end_index, k.compromised, k.compromised_index) == (7, 9, True, 9)
+    assert k.tainted(8, VALID_FROM + 100) and not k.tainted(7, VALID_FROM + 100)
+    with pytest.raises(KeyNotValid):
+        d.signing_key(ALICE.keyid, MemberId("alice"), 10, VALID_FROM + 200)
+
+
+def test_revoked_at_may_move_earlier() -> None:
+    d = build([revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 10_000)])
+    d.apply(revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 2_000), 8)
+    assert d.keys[ALICE.keyid].revoked_at_ms == VALID_FROM + 2_000
+    with pytest.raises(KeyNotValid):
+        d.signing_key(ALICE.keyid, MemberId("alice"), 9, VALID_FROM + 2_000)
+
+
+def test_loosening_revoked_at_is_refused() -> None:
+    d = build([revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 2_000)])
+    before = snapshot(d)
+    for later in (VALID_FROM + 2_000, VALID_FROM + 10_000):
+        with pytest.raises(InvalidKeyEvent, match="only tighten"):
+            d.apply(revoke("alice", ALICE.keyid, at_ms=later), 8)
+    assert snapshot(d) == before
+
+
+def test_immediate_revocation_closes_an_open_overlap() -> None:
+    d = build([revoke("alice", ALICE.keyid, at_ms=VALID_FROM + 10_000)])
+    event = revoke("alice", ALICE.keyid)
+    event.key_revoked.ClearField("revoked_at")
+    d.apply(event, 8)
+    assert d.keys[ALICE.keyid].end_index == 8
+    d.signing_key(ALICE.keyid, MemberId("alice"), 7, VALID_FROM + 100)
+    with pytest.raises(KeyNotValid):
+        d.signing_key(ALICE.keyid, MemberId("alice"), 8, VALID_FROM + 100)
+
+
+def test_compromise_is_never_lifted_by_a_plain_revocation() -> None:
+    d = build([revoke("bob", BOB.keyid, compromised=True, since=6)])
+    event = revoke("bob", BOB.keyid)
+    event.key_revoked.ClearField("revoked_at")
+    before = snapshot(d)
+    with pytest.raises(InvalidKeyEvent, match="only tighten"):
+        d.apply(event, 8)
+    assert snapshot(d) == before
+    d.apply(revoke("bob", BOB.keyid, at_ms=T + 99_999), 8)  # a time bound on top: still compromised
+    k = d.keys[BOB.keyid]
+    assert (k.compromised, k.compromised_since_index, k.end_index) == (True, 6, 7)
+
+
+def test_compromised_since_may_move_earlier_not_later() -> None:
+    d = build([enrol("carol", [ALL]), add_key("carol", STRANGER.public_key)])  # 7, 8
+    for i in range(9, 12):
+        d.last_index = i
+    d.apply(revoke("carol", STRANGER.keyid, compromised=True, since=11), 12)
+    with pytest.raises(InvalidKeyEvent, match="only tighten"):
+        d.apply(revoke("carol", STRANGER.keyid, compromised=True, since=12), 13)
+    d.apply(revoke("carol", STRANGER.keyid, compromised=True, since=9), 13)
+    k = d.keys[STRANGER.keyid]
+    assert (k.compromised_since_index, k.compromised_index, k.end_index) == (9, 12, 12)
+
+
+def test_compromised_since_time_adds_to_an_index_bound() -> None:
+    d = build([revoke("bob", BOB.keyid, compromised=True, since=7)])
+    event = revoke("bob", BOB.keyid, compromised=True)
+    event.key_revoked.compromised_since.CopyFrom(ms_to_timestamp(VALID_FROM + 500))
+    d.apply(event, 8)
+    k = d.keys[BOB.keyid]
+    assert k.tainted(6, VALID_FROM + 500) and not k.tainted(6, VALID_FROM + 499)
+
+
 def test_retire_group() -> None:
     d = build([retire(OLD)])
     assert d.groups[OLD].retired
@@ -306,17 +383,17 @@ def key_info(**changes: object) -> KeyInfo:
         ({}, 10**9, 5000, True),
         ({}, 6, 999, False),  # before valid_from
         ({}, 6, 1000, True),
-        ({"revoked_index": 10}, 9, 5000, True),  # revoked from the event on (no revoked_at)
-        ({"revoked_index": 10}, 10, 5000, False),
-        ({"revoked_index": 10}, 11, 5000, False),
+        ({"revoked_index": 10, "end_index": 10}, 9, 5000, True),  # revoked from the event on (no revoked_at)
+        ({"revoked_index": 10, "end_index": 10}, 10, 5000, False),
+        ({"revoked_index": 10, "end_index": 10}, 11, 5000, False),
         ({"revoked_index": 10, "revoked_at_ms": 6000}, 11, 5999, True),  # rotation overlap
         ({"revoked_index": 10, "revoked_at_ms": 6000}, 11, 6000, False),
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 5000, True),
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 8, 5000, False),
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 9, 5000, False),
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 11, 5000, False),
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 0}, 6, 5000, False),  # stolen from the start
-        ({"revoked_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 999, False),
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 5000, True),
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 8}, 8, 5000, False),
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 8}, 9, 5000, False),
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 8}, 11, 5000, False),
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 0}, 6, 5000, False),  # stolen from the start
+        ({"revoked_index": 10, "end_index": 10, "compromised": True, "compromised_since_index": 8}, 7, 999, False),
     ],
 )
 def test_usable_at(changes: dict[str, object], index: int, at_ms: int, usable: bool) -> None:

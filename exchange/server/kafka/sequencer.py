@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from exchange.core.acceptance import check_stamped
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, encode_record, leaf_hash
@@ -302,6 +303,12 @@ class Sequencer:
                     outcomes.append(exc)
                     continue
                 draft.directory = staged
+            else:
+                try:
+                    check_stamped(s.envelope, draft.directory or view.directory, index, draft.now_ms)
+                except TrustwireError as exc:
+                    outcomes.append(exc)
+                    continue
             record = encode_record(index, draft.now_ms, s.envelope)
             receipt = Receipt(index=index, accepted_at_ms=draft.now_ms, leaf_hash=leaf_hash(record))
             draft.receipts[s.digest] = receipt

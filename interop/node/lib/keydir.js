@@ -9,6 +9,7 @@ const MEMBER_ID = /^[a-z0-9][a-z0-9-]{1,62}$/;
 const ROLE_MEMBER = 1;
 const bad = (m) => new ProtocolError('invalid-key-event', m);
 const tsMs = (ts) => (ts === undefined ? 0n : ts.seconds * 1000n + BigInt(Math.trunc(ts.nanos / 1e6)));
+const earliest = (a, b) => (a === null ? b : b === null ? a : b < a ? b : a);
 
 class KeyDirectory {
   constructor() {
@@ -54,25 +55,31 @@ class KeyDirectory {
         if (this.keys.has(keyid)) throw bad('key already in the directory');
         this.keys.set(keyid, {
           keyid, member: e.member_id, publicKey: e.public_key, validFrom: tsMs(e.valid_from), added: index,
-          revoked: null, revokedAt: null, compromised: false, sinceIndex: null, sinceMs: null,
+          revoked: null, endIndex: null, revokedAt: null, compromised: false, sinceIndex: null, sinceMs: null,
         });
         break;
       }
       case 'key_revoked': {
         const k = this.keys.get(e.keyid);
         if (!k || k.member !== e.member_id) throw bad('key_revoked names a key the member does not hold');
-        if (k.revoked !== null) throw bad('key is already revoked');
         const hasIndex = e.compromised_since_index !== undefined; // presence-aware: 0 is "from index 0"
         const hasTime = e.compromised_since !== undefined;
         if (e.compromised && !hasIndex && !hasTime) throw bad('a compromised key needs a since point');
         if (!e.compromised && (hasIndex || hasTime)) throw bad('compromised_since is only for compromised keys');
         if (e.compromised && hasIndex && e.compromised_since_index > index) throw bad('compromised_since_index is after the revocation');
-        Object.assign(k, {
-          revoked: index, revokedAt: e.revoked_at === undefined ? null : tsMs(e.revoked_at),
-          compromised: e.compromised,
-          sinceIndex: e.compromised && hasIndex ? e.compromised_since_index : null,
-          sinceMs: e.compromised && hasTime ? tsMs(e.compromised_since) : null,
-        });
+        // monotone tightening (PROTOCOL.md §8): each bound becomes the tighter of old and new
+        const revokedAt = e.revoked_at === undefined ? null : tsMs(e.revoked_at);
+        const after = {
+          revoked: k.revoked === null ? index : k.revoked,
+          endIndex: earliest(k.endIndex, e.compromised || revokedAt === null ? index : null),
+          revokedAt: earliest(k.revokedAt, e.compromised ? null : revokedAt),
+          compromised: k.compromised || !!e.compromised,
+          sinceIndex: earliest(k.sinceIndex, e.compromised && hasIndex ? e.compromised_since_index : null),
+          sinceMs: earliest(k.sinceMs, e.compromised && hasTime ? tsMs(e.compromised_since) : null),
+        };
+        const bounds = (x) => [x.endIndex, x.revokedAt, x.compromised, x.sinceIndex, x.sinceMs].join('|');
+        if (k.revoked !== null && bounds(after) === bounds(k)) throw bad('key is already revoked at least this tightly');
+        Object.assign(k, after);
         break;
       }
       case 'member_suspended':
@@ -112,9 +119,8 @@ class KeyDirectory {
   static usable(k, index, atMs) {
     if (index <= k.added || atMs < k.validFrom) return false;
     if (KeyDirectory.tainted(k, index, atMs)) return false;
-    if (k.revoked === null) return true;
-    if (k.compromised || k.revokedAt === null) return index < k.revoked;
-    return atMs < k.revokedAt;
+    if (k.endIndex !== null && index >= k.endIndex) return false;
+    return k.revokedAt === null || atMs < k.revokedAt;
   }
 
   signingKey(keyid, publisher, index, atMs) {

@@ -30,6 +30,9 @@ class Verifier {
     const { kind, entry, publisher } = decodeEntry(env.payloadType, env.payload);
     if (byOperator !== (publisher === 'operator')) throw new ProtocolError('wrong-member', 'only key events are signed by the operator');
     if (kind === 'keyevent') {
+      if (entry.$event === 'key_added' && ed.keyId(entry.key_added.public_key) === this.operatorKeyId) {
+        throw new ProtocolError('invalid-key-event', 'the operator key cannot be a member key');
+      }
       this.directory.apply(entry, rec.index);
     } else {
       this.directory.signingKey(env.keyid, publisher, rec.index, rec.acceptedAtMs);
