@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from clients.audit_pool import AuditRun
+from clients.cli.tls_options import add_tls_arguments, tls_overrides
+from clients.transport import client_tls
 from clients.auditor import AuditClient, audit_offline, ledger_size, read_checkpoint_file, split_notes
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
@@ -27,6 +29,9 @@ class AuditConfig:
     exchange: str = "127.0.0.1:7443"
     principal: str | None = None
     key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 def add_parser(sub: Any) -> None:
@@ -41,6 +46,7 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--exchange", help="exchange host:port")
             q.add_argument("--principal", help="your enrolled auditor (or member) id")
             q.add_argument("--key-file", type=Path, help="your hex Ed25519 seed")
+            add_tls_arguments(q)
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     v = asub.add_parser("verify", help="verify every entry and every signed checkpoint")
@@ -84,6 +90,7 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> AuditConfig:
         "exchange": getattr(args, "exchange", None),
         "principal": getattr(args, "principal", None),
         "key_file": getattr(args, "key_file", None),
+        **tls_overrides(args),
     }
     return load_settings(AuditConfig, file=args.config, env=env, overrides=overrides)
 
@@ -99,6 +106,7 @@ def _client(config: AuditConfig) -> AuditClient:
     return AuditClient(
         config.exchange, principal=config.principal, signer=signer,
         operator_key=_operator_key(config), log_key=config.log_key,
+        tls=client_tls(config.tls_ca_file, config.tls_cert_file, config.tls_key_file),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.cli.output import emit
+from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
 from clients.member import MemberClient
 from clients.queue import State
@@ -38,9 +39,7 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--log-key", help="the log's verifier key (printed by `trustwire serve`)")
         q.add_argument("--state", type=Path, help="local state file (bank, queue, cursor)")
         q.add_argument("--policy", type=Path)
-        q.add_argument("--tls-ca-file", type=Path, help="PEM CA of the exchange's certificate (enables TLS)")
-        q.add_argument("--tls-cert-file", type=Path, help="PEM client certificate for mutual TLS")
-        q.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
+        add_tls_arguments(q)
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     pub = msub.add_parser("publish", help="sign and publish entries from a JSON Lines file")

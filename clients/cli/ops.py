@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.cli import ops_view
+from clients.cli.tls_options import add_tls_arguments
 from clients.cli.ops_config import OpsConfig, duration_ms, operator_credentials  # noqa: F401 - OpsConfig re-exported
 from clients.jsonl import parse_time_ms
 from clients.operator import OperatorClient
@@ -34,7 +35,8 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--config", type=Path, help="operator TOML settings")
         q.add_argument("--exchange", help="exchange host:port")
         q.add_argument("--operator-key-file", type=Path, help="hex seed of the operator key")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        add_tls_arguments(q)
         q.set_defaults(run=run)
         return q
 
