@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,10 @@ from typing import Any
 from clients.audit_pool import AuditRun
 from clients.cli.tls_options import add_tls_arguments, tls_overrides
 from clients.transport import client_tls
-from clients.auditor import AuditClient, audit_offline, ledger_size, read_checkpoint_file, split_notes
+from clients.auditor import (
+    AuditClient, audit_offline, ledger_size, read_checkpoint_file, read_ledger_file, split_notes,
+)
+from clients.offline_proofs import consistency_offline, latest_checkpoint, prove_offline
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
 from exchange.core.keyfiles import public_key_from_hex, read_seed_file
@@ -63,19 +66,29 @@ def add_parser(sub: Any) -> None:
                    help="report progress on stderr (default: when stderr is a terminal)")
     v.set_defaults(run=verify)
 
+    def offline(q: argparse.ArgumentParser, ledger: bool = True) -> None:
+        if ledger:
+            q.add_argument("--ledger", type=Path,
+                           help="work offline on a ledger file (e.g. from `trustwire ops snapshot`)")
+        q.add_argument("--checkpoints", type=Path,
+                       help="checkpoints.db or a file of signed notes (offline; default: LEDGER.audit/checkpoints.db)")
+
     pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
     common(pr)
+    offline(pr)
     pr.add_argument("--index", type=int, required=True)
     pr.set_defaults(run=prove)
 
     c = asub.add_parser("consistency", help="prove that one checkpoint extends another")
     common(c)
+    offline(c)
     c.add_argument("--old", type=Path, required=True, help="file holding the older signed checkpoint")
-    c.add_argument("--new", type=Path, help="file holding the newer one (default: the exchange's latest)")
+    c.add_argument("--new", type=Path, help="file holding the newer one (default: the latest)")
     c.set_defaults(run=consistency)
 
     cp = asub.add_parser("checkpoint", help="print the latest signed checkpoint (verified)")
     common(cp)
+    offline(cp, ledger=False)
     cp.set_defaults(run=checkpoint)
 
     w = asub.add_parser("witness", help="run a C2SP tlog-witness")
@@ -178,8 +191,7 @@ def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     run = AuditRun(verify_from=args.start, stop=args.stop, workers=args.workers, resume=_load_state(args.state),
                    progress=_progress(args.progress, total), save_state=_saver(args.state))
     if offline:
-        cp_file = args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
-        report = audit_offline(args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, run)
+        report = audit_offline(args.ledger, read_checkpoint_file(_checkpoints_of(args)), _operator_key(config), config.log_key, run)
     else:
         client = _client(config)
         try:
@@ -195,12 +207,25 @@ def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.OK if report.ok else ExitCode.SECURITY)
 
 
+def _checkpoints_of(args: argparse.Namespace) -> Path:
+    return args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
+
+
+def _reader(ledger: Path) -> Callable[[int], Iterator[bytes]]:
+    return lambda n: read_ledger_file(ledger, 0, n)
+
+
 def prove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        proof = client.prove(args.index)
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.ledger is not None:
+        note = latest_checkpoint(read_checkpoint_file(_checkpoints_of(args)), config.log_key)
+        proof = prove_offline(_reader(args.ledger), note, config.log_key, args.index)
+    else:
+        client = _client(config)
+        try:
+            proof = client.prove(args.index)
+        finally:
+            client.close()
     print(json.dumps(proof, indent=2, sort_keys=True))
     return int(ExitCode.OK)
 
@@ -213,22 +238,32 @@ def _one_note(path: Path) -> str:
 
 
 def consistency(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        new = _one_note(args.new) if args.new else client.checkpoint()
-        result = client.consistency(_one_note(args.old), new)
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.ledger is not None:
+        new = _one_note(args.new) if args.new else latest_checkpoint(
+            read_checkpoint_file(_checkpoints_of(args)), config.log_key)
+        result = consistency_offline(_reader(args.ledger), _one_note(args.old), new, config.log_key)
+    else:
+        client = _client(config)
+        try:
+            new = _one_note(args.new) if args.new else client.checkpoint()
+            result = client.consistency(_one_note(args.old), new)
+        finally:
+            client.close()
     _print(args, result, f"consistent: size {result['old_size']} → {result['new_size']}")
     return int(ExitCode.OK)
 
 
 def checkpoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        note = client.checkpoint()
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.checkpoints is not None:
+        note = latest_checkpoint(read_checkpoint_file(args.checkpoints), config.log_key)
+    else:
+        client = _client(config)
+        try:
+            note = client.checkpoint()
+        finally:
+            client.close()
     _print(args, {"note": note}, note.rstrip("\n"))
     return int(ExitCode.OK)
 

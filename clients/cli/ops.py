@@ -16,7 +16,9 @@ from typing import Any
 from clients.cli import ops_view
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.ops_config import OpsConfig, duration_ms, operator_credentials  # noqa: F401 - OpsConfig re-exported
+from clients.cli.output import emit
 from clients.jsonl import parse_time_ms
+from clients.snapshot import snapshot_ledger
 from clients.operator import OperatorClient
 from exchange.core.errors import ExitCode, InvalidInput
 from exchange.core.records import Receipt
@@ -77,6 +79,18 @@ def add_parser(sub: Any) -> None:
     q.add_argument("group")
     cmd("directory", "print the key directory, verified from the ledger", directory)
     ops_view.add_commands(cmd)  # top, status, rejects: the operator's live view
+    sn = osub.add_parser(
+        "snapshot", help="copy the ledger and its checkpoints for an auditor, consistently, while it serves",
+        description="Copy an embedded-engine ledger (WAL included, via SQLite's backup API) and its signed "
+        "checkpoints into a new directory, laid out as `trustwire audit verify --ledger DIR/ledger.db` expects. "
+        "Runs on the exchange's host; needs no key.",
+        epilog="example: trustwire ops snapshot --ledger /var/lib/trustwire/ledger.db --out ledger-2026-12-01",
+    )
+    sn.add_argument("--ledger", type=Path, required=True, help="the exchange's ledger file (ledger_path)")
+    sn.add_argument("--audit-dir", type=Path, help="the exchange's audit_dir (default: LEDGER.audit)")
+    sn.add_argument("--out", type=Path, required=True, help="a new (or empty) directory for the copy")
+    sn.add_argument("--json", action="store_true", help="machine-readable output")
+    sn.set_defaults(run=snapshot)
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
@@ -165,6 +179,15 @@ def create_group(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def retire_group(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return _publish(args, env, lambda c: c.retire_group(args.group))
+
+
+def snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    s = snapshot_ledger(args.ledger, args.out, args.audit_dir)
+    data = {"ledger": str(s.ledger), "checkpoints": str(s.checkpoints), "entries": s.entries,
+            "checkpoint_count": s.checkpoint_count}
+    emit(args, data, f"{s.entries} entries and {s.checkpoint_count} signed checkpoints copied to {args.out}\n"
+         f"verify with: trustwire audit verify --ledger {s.ledger} --operator-public-key HEX --log-key VKEY")
+    return int(ExitCode.OK)
 
 
 def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
