@@ -84,7 +84,6 @@ def add_parser(sub: Any) -> None:
         description="Copy an embedded-engine ledger (WAL included, via SQLite's backup API) and its signed "
         "checkpoints into a new directory, laid out as `trustwire audit verify --ledger DIR/ledger.db` expects. "
         "Runs on the exchange's host; needs no key.",
-        epilog="example: trustwire ops snapshot --ledger /var/lib/trustwire/ledger.db --out ledger-2026-12-01",
     )
     sn.add_argument("--ledger", type=Path, required=True, help="the exchange's ledger file (ledger_path)")
     sn.add_argument("--audit-dir", type=Path, help="the exchange's audit_dir (default: LEDGER.audit)")
