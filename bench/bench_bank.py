@@ -59,7 +59,7 @@ def _start(tmp: Path) -> tuple[Any, Signer, dict[str, Signer]]:
         )
     )
     members = {"pub": Signer.generate(), "sub": Signer.generate()}
-    op = OperatorClient(server.target, operator)
+    op = OperatorClient(server.target, operator, origin=server.checkpoints.origin)
     events = [op.create_group(GROUP, "Everyone", "amber")]
     for name, signer in members.items():
         events += [op.enrol(name, name, [GROUP]), op.add_key(name, signer.public_key, 1_700_000_000_000)]

@@ -15,6 +15,9 @@ ratio to the one-core baseline (targets from issue 8):
 - latency    1k entries/s for --latency-seconds: publish → delivered to a following
              subscriber (p50/p99, target p99 ≤ 250 ms); publish → matchable in a
              member's bank (bench_bank.py, target p99 ≤ 1 s)
+- streams    1,000 concurrent follow-mode Subscribe streams from 100 members on one exchange
+             process (bench/streams.py): p99 publish→delivery against a single stream's
+             p99 measured in the same run, and the exchange's RSS per open stream
 - engines    SQLite vs Kafka on the real broker (bench_engines.py)
 - audit log  tree appends/s and proofs/s (bench_audit.py)
 
@@ -100,7 +103,7 @@ class Exchange:
             raise SystemExit("the exchange did not start")
         self.target = f"127.0.0.1:{port.group(1)}"
         self.log_key = self.proc.stdout.readline().split("log verifier key: ")[1].strip()
-        op = OperatorClient(self.target, self.operator)
+        op = OperatorClient(self.target, self.operator, origin="bench.trustwire.invalid/log")
         events = [op.create_group(GROUP, "Everyone", "amber")]
         for name, signer in self.members.items():
             events += [op.enrol(name, name, [GROUP]), op.add_key(name, signer.public_key, 1_700_000_000_000)]
@@ -229,6 +232,7 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--full", action="store_true", help="also run the engine, bank and audit benches at full size")
     parser.add_argument("--skip-subbenches", action="store_true")
+    parser.add_argument("--stream-members", type=int, default=100, help="members each holding 10 follow-mode streams")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -262,6 +266,9 @@ def main() -> int:
             result["catchup"] = {"entries": n, "per_s": round(catchup), "ratio": round(catchup / raw1, 3)}
         finally:
             ex.stop()
+        from bench.streams import measure
+
+        result["streams"] = measure(Path(tmp) / "streams", members=args.stream_members)
     if not args.skip_subbenches:
         quick = [] if args.full else ["--entries", "10000", "--repeat", "1", "--failover-rounds", "1"]
         result["latency_matchable"] = sub_bench("bench_bank.py", "--rate", "1000", "--seconds", str(args.latency_seconds))
@@ -281,6 +288,10 @@ def main() -> int:
         print(f"{name:<36} {per_s!s:>10} {ratio!s:>7}  {target}")
     lat = result["latency_delivery"]
     print(f"publish → subscriber at 1k/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms (target p99 ≤ 250 ms)")
+    st = result["streams"]
+    print(f"{st['open_streams']} follow streams from {st['members']} members: publish → all delivered p99"
+          f" {st['p99_ms']:.0f} ms = {st['p99_ratio']:.2f} × one stream's p99 ({st['baseline_p99_ms']:.0f} ms);"
+          f" RSS {st['rss_per_stream_kib']:.0f} KiB per stream")
     bank = result.get("latency_matchable")
     if bank:
         print(f"publish → matchable in bank: {json.dumps({k: v for k, v in bank.items() if 'p' in k and 'ms' in k})}")

@@ -16,7 +16,7 @@ import grpc
 
 from clients.audit_pool import AuditRun, run_audit
 from clients.offline_proofs import consistency_result, inclusion_result
-from clients.transport import ClientTls, connect, translate_errors
+from clients.transport import ClientTls, connect, origin_of_log_key, translate_errors
 from exchange.core.audit import AuditReport, Auditor
 from exchange.core.errors import InvalidInput, LedgerCorrupt, TrustwireError
 from exchange.core.keys import Signer
@@ -154,7 +154,7 @@ class AuditClient:
         channel: grpc.Channel | None = None,
         tls: ClientTls | None = None,
     ) -> None:
-        self._channel = channel or connect(target, signer, principal, tls=tls)
+        self._channel = channel or connect(target, signer, principal, tls=tls, origin=origin_of_log_key(log_key))
         self._audit = agrpc.AuditServiceStub(self._channel)
         self._exchange = xgrpc.ExchangeServiceStub(self._channel)
         self.operator_key = operator_key

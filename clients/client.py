@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from clients.coverage import wait_for_checkpoint
-from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
+from clients.transport import ClientTls, PublishOutcome, connect, origin_of_log_key, publish_envelopes, translate_errors
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry
 from exchange.core.errors import UntrustedEntry
@@ -58,7 +58,8 @@ class ExchangeClient:
         self.operator_key = c["operator_key"]
         self._log_trust = (c["log_key"], tuple(c.get("witnesses", ())), c.get("witness_quorum", 0))
         channel = c.get("channel")
-        self._channel = channel or connect(target, self.signer, self.member_id, tls=c.get("tls"))
+        origin = origin_of_log_key(c["log_key"])  # calls are signed for this exchange (call-auth v3)
+        self._channel = channel or connect(target, self.signer, self.member_id, tls=c.get("tls"), origin=origin)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         # signature checks of a page run on two threads (libsodium releases the GIL)
         self.verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tw-verify")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
-from clients.transport import ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
+from clients.transport import DEFAULT_ORIGIN, ClientTls, PublishOutcome, connect, publish_envelopes, translate_errors
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import OPERATOR, TLP_BY_NAME, by_name, encode_entry, ms_to_timestamp
 from exchange.core.keydir import KeyDirectory
@@ -28,10 +28,11 @@ class OperatorClient:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         channel: grpc.Channel | None = None,
         tls: ClientTls | None = None,
+        origin: str = DEFAULT_ORIGIN,
     ) -> None:
         self.signer = signer
         self._clock_ms = clock_ms
-        self._channel = channel or connect(target, signer, OPERATOR, tls=tls)
+        self._channel = channel or connect(target, signer, OPERATOR, tls=tls, origin=origin)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)
 
     def close(self) -> None:

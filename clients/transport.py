@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from clients.tls_files import check_pem_files
-from exchange.core.callauth import sign_call
+from exchange.core.callauth import origin_of_log_key, sign_call
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.errors import ConfigError, TrustwireError, Unavailable, error_for
 from exchange.core.keys import Signer
@@ -19,23 +19,34 @@ from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 
-__all__ = ["ClientTls", "client_tls", "PublishOutcome", "REASON_HEADER", "connect", "publish_envelopes", "translate_errors"]
+__all__ = [
+    "ClientTls", "DEFAULT_ORIGIN", "PublishOutcome", "REASON_HEADER", "client_tls", "connect", "origin_of_log_key",
+    "publish_envelopes", "translate_errors",
+]
 
 REASON_HEADER = "tw-reason"
+DEFAULT_ORIGIN = "trustwire.invalid/exchange"
+"""The origin of an exchange whose ``name`` setting was left at its default."""
 PUBLISH_TIMEOUT_S = 60.0
 PublishOutcome = Receipt | TrustwireError
 
 
 class _CallSigner(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    """Adds fresh call credentials (timestamp, nonce, signature) to every call."""
+    """Adds fresh call credentials (call-auth v3: origin, timestamp, nonce, signature) to every call.
 
-    def __init__(self, signer: Signer, principal: str) -> None:
+    The signature covers the request bytes the channel sends: the stub's serializer is
+    ``SerializeToString()``, the same call made here.
+    """
+
+    def __init__(self, signer: Signer, principal: str, origin: str) -> None:
         self._signer = signer
         self._principal = principal
+        self._origin = origin
 
     def _details(self, details: Any, request: Any) -> Any:
-        body = request.SerializeToString(deterministic=True)
-        metadata = list(details.metadata or []) + sign_call(self._signer, self._principal, details.method, body)
+        body = request.SerializeToString()
+        signed = sign_call(self._signer, self._principal, details.method, self._origin, body)
+        metadata = list(details.metadata or []) + signed
         return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
 
     def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
@@ -107,8 +118,10 @@ def connect(
     max_message_bytes: int = 32 * 1024 * 1024,
     *,
     tls: ClientTls | None = None,
+    origin: str = DEFAULT_ORIGIN,
 ) -> grpc.Channel:
-    """A channel to ``target`` that signs every call as ``principal``.
+    """A channel to ``target`` that signs every call as ``principal`` for the exchange
+    named ``origin`` (its log name; :func:`origin_of_log_key` reads it from the log key).
 
     Plaintext without ``tls`` (loopback and development only); with it, TLS that
     verifies the exchange against ``tls.root_certificates`` and, when ``tls`` holds a
@@ -129,7 +142,7 @@ def connect(
             certificate_chain=tls.certificate_chain,
         )
         channel = grpc.secure_channel(target, credentials, options=options)
-    return grpc.intercept_channel(channel, _CallSigner(signer, principal))
+    return grpc.intercept_channel(channel, _CallSigner(signer, principal, origin))
 
 
 _TLS_HINTS = (

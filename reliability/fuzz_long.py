@@ -138,7 +138,7 @@ def rpcs(seconds: float, seed: int) -> dict[str, object]:
         published = [e for e, o in zip(seeds, tf.client("alice").publish_envelopes(seeds)) if isinstance(o, Receipt)]
         signers = {m: tf.signers[m] for m in MEMBERS}
         signers[OPERATOR] = tf.operator
-        fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0)
+        fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0, origin=tf.origin)
         table = rpc_table(published)
         payloads = seed_payloads()
         accepted_resigned = 0

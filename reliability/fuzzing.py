@@ -566,12 +566,16 @@ class RpcFuzzer:
     """Sends raw bodies over a real channel and classifies the status.
 
     ``auth`` is one of ``none`` (no credentials), ``raw`` (a valid call signature over
-    the exact bytes sent) or ``canonical`` (a valid call signature over the
-    deterministic re-serialization, which is what the server binds, so a parseable but
-    non-canonical body still authenticates and reaches the servicer).
+    the exact bytes sent, which is what call-auth v3 binds) or ``canonical`` (a call
+    signature over the deterministic re-serialization: a non-canonical body then fails
+    ``bad-call-signature``, since the exchange never re-serializes). Calls are signed
+    for the exchange named ``origin``.
     """
 
-    def __init__(self, target: str, signers: dict[str, Signer], stream_timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, target: str, signers: dict[str, Signer], stream_timeout_s: float = 3.0,
+        origin: str = "trustwire.invalid/exchange",
+    ) -> None:
         import grpc
 
         self._grpc = grpc
@@ -579,6 +583,7 @@ class RpcFuzzer:
             target, options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
         )
         self._signers = signers
+        self._origin = origin
         self._stream_timeout_s = stream_timeout_s
         self.calls = 0
         self.codes: dict[str, int] = {}
@@ -597,7 +602,7 @@ class RpcFuzzer:
                 signed = rpc.request.FromString(body).SerializeToString(deterministic=True)  # type: ignore[attr-defined]
             except Exception:  # not parseable: sign the raw bytes instead
                 signed = body
-        return sign_call(self._signers[principal], principal, rpc.method, signed)
+        return sign_call(self._signers[principal], principal, rpc.method, self._origin, signed)
 
     def call(self, rpc: Rpc, body: bytes, auth: str, principal: str = "alice", timeout_s: float = 10.0) -> Outcome:
         grpc = self._grpc

@@ -44,8 +44,12 @@ def rss_kib(pid: int) -> int:
 class ExchangeProcess:
     """``trustwire serve`` (SQLite engine) as operators run it, restartable on the same files."""
 
-    def __init__(self, directory: Path, name: str = "campaign.trustwire.invalid/log", ledger: Path | None = None) -> None:
+    def __init__(
+        self, directory: Path, name: str = "campaign.trustwire.invalid/log", ledger: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        self.env = dict(env or {})  # TRUSTWIRE_* settings of this exchange
         self.directory.mkdir(parents=True, exist_ok=True)
         self.operator = insecure_signer("campaign-operator")
         self.name = name
@@ -79,7 +83,7 @@ class ExchangeProcess:
         self._stderr = []
         self.proc = subprocess.Popen(
             self.command(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
         )
         lines: list[str] = []
         ready = threading.Event()
@@ -115,7 +119,7 @@ class ExchangeProcess:
         """Start expecting failure: (exit code, stdout, stderr)."""
         proc = subprocess.Popen(
             self.command(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
         )
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -150,7 +154,7 @@ class ExchangeProcess:
     # -- clients ------------------------------------------------------------------------------
 
     def operator_client(self) -> OperatorClient:
-        return OperatorClient(self.target, self.operator)
+        return OperatorClient(self.target, self.operator, origin=self.name)
 
     def audit_client(self) -> AuditClient:
         return AuditClient(

@@ -49,6 +49,11 @@ class TaskForce:
         return self.server.target
 
     @property
+    def origin(self) -> str:
+        """The exchange's name: every call is signed for it (call-auth v3)."""
+        return self.server.checkpoints.origin
+
+    @property
     def log_key(self) -> str:
         """The log's verifier key (signed-note vkey), the members' second trust anchor."""
         return self.server.checkpoints.verifier_key
@@ -67,7 +72,7 @@ class TaskForce:
         return c
 
     def operator_client(self) -> OperatorClient:
-        return OperatorClient(self.target, self.operator, tls=self.tls(OPERATOR))
+        return OperatorClient(self.target, self.operator, tls=self.tls(OPERATOR), origin=self.origin)
 
     def ledger_snapshot(self) -> tuple[int, list[bytes]]:
         """Head and every record, to assert that a rejected call changed nothing."""

@@ -171,7 +171,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 rejections.append({"member": who, "entry": ident, "reason": o.reason, "message": o.message})
 
     try:
-        op = OperatorClient(server.target, operator, tls=tls.get(OPERATOR))
+        op = OperatorClient(server.target, operator, tls=tls.get(OPERATOR), origin=server.checkpoints.origin)
         events = [op.create_group(g["id"], g["name"], g["max_tlp"], created_at) for g in tf["group"]]
         for m in members:
             events.append(op.enrol(m.id, m.name, m.groups, created_at_ms=created_at))

@@ -36,6 +36,7 @@ def add_parser(sub: Any) -> None:
         q = osub.add_parser(name, help=help)
         q.add_argument("--config", type=Path, help="operator TOML settings")
         q.add_argument("--exchange", help="exchange host:port")
+        q.add_argument("--origin", help="the exchange's name (log origin) the calls are signed for")
         q.add_argument("--operator-key-file", type=Path, help="hex seed of the operator key")
         q.add_argument("--json", action="store_true", help="machine-readable output")
         add_tls_arguments(q)
@@ -93,8 +94,8 @@ def add_parser(sub: Any) -> None:
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
-    target, signer, tls = operator_credentials(args, env)
-    return OperatorClient(target, signer, tls=tls)
+    target, signer, tls, origin = operator_credentials(args, env)
+    return OperatorClient(target, signer, tls=tls, origin=origin)
 
 
 def _public_key(text: str) -> bytes:

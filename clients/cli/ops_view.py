@@ -35,7 +35,7 @@ from typing import Any
 
 from clients.cli.ops_config import duration_ms, operator_credentials
 from clients.jsonl import parse_time_ms
-from clients.transport import ClientTls, connect, translate_errors
+from clients.transport import DEFAULT_ORIGIN, ClientTls, connect, translate_errors
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import InvalidInput, TrustwireError, Unavailable
 from exchange.core.keys import Signer
@@ -101,9 +101,11 @@ def add_commands(cmd: Any) -> None:
 class OperatorView:
     """OperatorService calls, signed with the operator key."""
 
-    def __init__(self, target: str, signer: Signer, tls: ClientTls | None = None) -> None:
+    def __init__(
+        self, target: str, signer: Signer, tls: ClientTls | None = None, origin: str = DEFAULT_ORIGIN
+    ) -> None:
         self.target = target
-        self._channel = connect(target, signer, OPERATOR, tls=tls)
+        self._channel = connect(target, signer, OPERATOR, tls=tls, origin=origin)
         self._stub = ogrpc.OperatorServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     @classmethod

@@ -1,23 +1,25 @@
-"""Per-call authentication: an Ed25519 signature over method, principal, key,
-timestamp and nonce, carried in gRPC metadata.
+"""Per-call authentication, version 3 (PROTOCOL.md §4): an Ed25519 signature over the
+exchange's origin, the method, the caller's headers and the SHA-256 of the request
+bytes exactly as sent.
 
 Signed message (UTF-8, each line ends in ``\\n``)::
 
-    trustwire-call-v2
+    trustwire-call-v3
+    <origin: the exchange's log name, first line of its checkpoints>
     <full method, e.g. /trustwire.v1.ExchangeService/Publish>
     <principal id>
     <keyid>
     <unix time in milliseconds>
     <nonce: 32 lowercase hex>
-    <lowercase hex SHA-256 of the deterministically serialized request message>
+    <lowercase hex SHA-256 of the request message bytes as sent on the wire>
 
-The server first checks the signature with the key ``keyid`` names (so nobody
-without a key learns anything about keys or members), then that the principal may
-use that key now, that the timestamp is within the replay window of its clock and
-that the nonce was not seen within that window. Nonces are remembered only for
-validly signed calls, so nobody can fill the cache without a key. Binding the
-request digest stops a man in the middle from reusing fresh credentials with
-another request body.
+The checks run in the normative order, the cheap ones first and from metadata
+alone (:meth:`CallAuthenticator.precheck`: headers, clock window, known key) so an
+unauthenticated caller's body is never read past a small limit; then
+(:meth:`CallAuthenticator.verify`) the signature, the key directory and the replay
+guard. Only then does the server parse the body. The replay guard is a
+:class:`ReplayGuard`; the server's one persists and is shared by the replicas of an
+exchange, so a captured call is worthless on another replica and after a restart.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from exchange.core.errors import (
     BadCallSignature,
@@ -42,9 +45,25 @@ from exchange.core.errors import (
 )
 from exchange.core.keys import KeyId, Signer, verify_signature
 
-__all__ = ["CallAuthenticator", "CallCredentials", "NonceCache", "sign_call", "HEADERS"]
+__all__ = [
+    "CallAuthenticator",
+    "CallCredentials",
+    "CallHeaders",
+    "HEADERS",
+    "NonceCache",
+    "ReplayGuard",
+    "SMALL_BODY_BYTES",
+    "VERSION",
+    "body_digest",
+    "call_message",
+    "origin_of_log_key",
+    "parse_headers",
+    "sign_call",
+]
 
-VERSION = "trustwire-call-v2"
+VERSION = "trustwire-call-v3"
+SMALL_BODY_BYTES = 64 * 1024
+"""Bodies of calls that fail the metadata checks are not read past this."""
 H_PRINCIPAL = "tw-principal"
 H_KEYID = "tw-keyid"
 H_TIMESTAMP = "tw-timestamp"
@@ -55,26 +74,40 @@ _NONCE = re.compile(r"^[0-9a-f]{32}\Z")
 _KEYID = re.compile(r"^[0-9a-f]{64}\Z")
 _PRINCIPAL = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 _TIMESTAMP = re.compile(r"^[0-9]{1,15}\Z")
+_SIGNATURE = re.compile(r"^[A-Za-z0-9+/]{86}==\Z")  # 64 bytes, standard base64 with padding
 
 
-def request_digest(request: bytes) -> str:
-    return hashlib.sha256(request).hexdigest()
+def body_digest(body: bytes) -> str:
+    """Lowercase hex SHA-256 of the request bytes as sent."""
+    return hashlib.sha256(body).hexdigest()
 
 
-def call_message(method: str, principal: str, keyid: str, timestamp_ms: int, nonce: str, digest: str) -> bytes:
-    return f"{VERSION}\n{method}\n{principal}\n{keyid}\n{timestamp_ms}\n{nonce}\n{digest}\n".encode()
+def call_message(
+    origin: str, method: str, principal: str, keyid: str, timestamp_ms: int, nonce: str, digest: str
+) -> bytes:
+    """The bytes a call signature covers (pure; conformance vectors are made from it)."""
+    lines = (VERSION, origin, method, principal, keyid, str(timestamp_ms), nonce, digest)
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def origin_of_log_key(log_key: str) -> str:
+    """The origin a log verifier key ("name+hash+base64") names: its name (a key name has no "+")."""
+    name, plus, rest = log_key.partition("+")
+    if not (name and plus and "+" in rest):
+        raise ValueError("a log key is name+hash+base64")
+    return name
 
 
 def sign_call(
-    signer: Signer, principal: str, method: str, request: bytes = b"", now_ms: int | None = None
+    signer: Signer, principal: str, method: str, origin: str, body: bytes = b"", now_ms: int | None = None
 ) -> list[tuple[str, str]]:
-    """The metadata that authenticates one call to ``method`` as ``principal``.
+    """The metadata that authenticates one call to ``method`` of exchange ``origin``.
 
-    ``request`` is the deterministically serialized request message.
+    ``body`` is the request message exactly as it will be sent.
     """
     ts = int(time.time() * 1000) if now_ms is None else now_ms
     nonce = secrets.token_hex(16)
-    sig = signer.sign(call_message(method, principal, signer.keyid, ts, nonce, request_digest(request)))
+    sig = signer.sign(call_message(origin, method, principal, signer.keyid, ts, nonce, body_digest(body)))
     return [
         (H_PRINCIPAL, principal),
         (H_KEYID, signer.keyid),
@@ -92,8 +125,44 @@ class CallCredentials:
     keyid: KeyId
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallHeaders:
+    """Well-formed call headers (step 1), not yet checked against anything."""
+
+    principal: str
+    keyid: KeyId
+    timestamp_ms: int
+    nonce: str
+    signature: bytes
+
+
+def parse_headers(metadata: Mapping[str, str]) -> CallHeaders:
+    """Step 1: every header present and well formed, else MissingCredentials."""
+    missing = [h for h in HEADERS if not metadata.get(h)]
+    if missing:
+        raise MissingCredentials("call is not authenticated: missing " + ", ".join(missing))
+    principal, keyid = metadata[H_PRINCIPAL], metadata[H_KEYID]
+    ts_text, nonce, sig_text = metadata[H_TIMESTAMP], metadata[H_NONCE], metadata[H_SIGNATURE]
+    well_formed = _PRINCIPAL.match(principal) and _KEYID.match(keyid) and _NONCE.match(nonce)
+    if not (well_formed and _TIMESTAMP.match(ts_text)):
+        raise MissingCredentials("call credentials are malformed")
+    if not _SIGNATURE.match(sig_text):
+        raise MissingCredentials("call signature is not base64 of 64 bytes (standard alphabet, padded)")
+    return CallHeaders(
+        principal=principal, keyid=KeyId(keyid), timestamp_ms=int(ts_text), nonce=nonce,
+        signature=base64.b64decode(sig_text, validate=True),
+    )
+
+
+class ReplayGuard(Protocol):
+    """Remembers accepted ``(principal, nonce)`` pairs for twice the replay window."""
+
+    def remember(self, principal: str, nonce: str, timestamp_ms: int, now_ms: int) -> None:
+        """Record the pair or raise ReplayedCall if it was accepted before."""
+
+
 class NonceCache:
-    """Nonces seen within the replay window, bounded in size."""
+    """An in-memory :class:`ReplayGuard` for one process (tests and tools)."""
 
     def __init__(self, window_ms: int, max_entries: int = 1_000_000) -> None:
         self._window_ms = window_ms
@@ -102,7 +171,6 @@ class NonceCache:
         self._lock = threading.Lock()
 
     def remember(self, principal: str, nonce: str, timestamp_ms: int, now_ms: int) -> None:
-        """Record a nonce or raise ReplayedCall if it was already used."""
         with self._lock:
             horizon = now_ms - 2 * self._window_ms
             while self._seen:
@@ -119,7 +187,7 @@ class NonceCache:
 
 
 class CallAuthenticator:
-    """Verify call metadata.
+    """Verify call metadata for the exchange named ``origin``, in the order of §4.
 
     ``key_for(keyid)`` returns the public key a key id names (or raises UnknownKey);
     ``authorize(principal, keyid)`` raises unless the principal may use that key now.
@@ -127,43 +195,48 @@ class CallAuthenticator:
 
     def __init__(
         self,
+        origin: str,
         key_for: Callable[[KeyId], bytes],
         authorize: Callable[[str, KeyId], None],
+        replay: ReplayGuard | None = None,
         window_ms: int = 120_000,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        self.origin = origin
         self._key_for = key_for
         self._authorize = authorize
         self._window_ms = window_ms
         self._clock_ms = clock_ms
-        self._nonces = NonceCache(window_ms)
+        self._replay: ReplayGuard = replay or NonceCache(window_ms)
 
-    def authenticate(self, method: str, metadata: Mapping[str, str], request: bytes = b"") -> CallCredentials:
-        missing = [h for h in HEADERS if not metadata.get(h)]
-        if missing:
-            raise MissingCredentials("call is not authenticated: missing " + ", ".join(missing))
-        principal, keyid = metadata[H_PRINCIPAL], metadata[H_KEYID]
-        ts_text, nonce = metadata[H_TIMESTAMP], metadata[H_NONCE]
-        well_formed = _PRINCIPAL.match(principal) and _KEYID.match(keyid) and _NONCE.match(nonce)
-        if not (well_formed and _TIMESTAMP.match(ts_text)):
-            raise MissingCredentials("call credentials are malformed")
-        try:
-            sig = base64.b64decode(metadata[H_SIGNATURE], validate=True)
-        except ValueError as exc:
-            raise MissingCredentials("call signature is not base64") from exc
-        ts = int(ts_text)
-        public_key = self._key_for(KeyId(keyid))
-        message = call_message(method, principal, keyid, ts, nonce, request_digest(request))
-        try:
-            verify_signature(public_key, message, sig)
-        except ForgedSignature as exc:
-            raise BadCallSignature("call signature does not verify (wrong key, method or request body)") from exc
-        self._authorize(principal, KeyId(keyid))
-        now = self._clock_ms()
-        if abs(now - ts) > self._window_ms:
+    def precheck(self, metadata: Mapping[str, str]) -> tuple[CallHeaders, bytes]:
+        """Steps 1–3, from metadata alone: the headers and the public key they name."""
+        headers = parse_headers(metadata)
+        skew = abs(self._clock_ms() - headers.timestamp_ms)
+        if skew > self._window_ms:
             raise ExpiredCall(
-                f"call timestamp is {abs(now - ts) // 1000}s away from the exchange clock; "
+                f"call timestamp is {skew // 1000}s away from the exchange clock; "
                 f"the window is {self._window_ms // 1000}s (check the client clock)"
             )
-        self._nonces.remember(principal, nonce, ts, now)
-        return CallCredentials(principal, KeyId(keyid))
+        return headers, self._key_for(headers.keyid)
+
+    def verify(self, method: str, headers: CallHeaders, public_key: bytes, body: bytes) -> CallCredentials:
+        """Steps 4–6: signature, key directory, replay; the body is not parsed."""
+        message = call_message(
+            self.origin, method, headers.principal, headers.keyid, headers.timestamp_ms, headers.nonce,
+            body_digest(body),
+        )
+        try:
+            verify_signature(public_key, message, headers.signature)
+        except ForgedSignature as exc:
+            raise BadCallSignature(
+                f"call signature does not verify (wrong key, method, request body or origin; this exchange is {self.origin})"
+            ) from exc
+        self._authorize(headers.principal, headers.keyid)
+        self._replay.remember(headers.principal, headers.nonce, headers.timestamp_ms, self._clock_ms())
+        return CallCredentials(headers.principal, headers.keyid)
+
+    def authenticate(self, method: str, metadata: Mapping[str, str], body: bytes = b"") -> CallCredentials:
+        """All six steps at once."""
+        headers, public_key = self.precheck(metadata)
+        return self.verify(method, headers, public_key, body)

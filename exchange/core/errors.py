@@ -21,7 +21,7 @@ identifiers.
     │   ├── MissingCredentials          missing-credentials
     │   ├── BadCallSignature            bad-call-signature
     │   ├── ReplayedCall                replayed-call
-    │   ├── ExpiredCall                 expired-call-timestamp
+    │   ├── ExpiredCall                 expired-call
     │   └── CertificateMismatch         certificate-mismatch
     ├── PermissionDenied                PERMISSION_DENIED
     │   ├── WrongMember                 wrong-member
@@ -40,6 +40,7 @@ identifiers.
     │   ├── WitnessUnavailable          witness-unavailable
     │   └── NotReady                    not-ready  (a match service behind the exchange)
     ├── WitnessRejected                 FAILED_PRECONDITION  witness-rejected
+    ├── NotServed                       UNIMPLEMENTED  (no such method, or a kind the exchange does not authenticate)
     ├── SecurityError                   DATA_LOSS  (a verifier caught the exchange lying)
     │   ├── UntrustedEntry              untrusted-entry
     │   ├── LedgerGap                   ledger-gap
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidInput",
     "InvalidKeyEvent",
     "InvalidValue",
+    "NotServed",
     "KeyNotValid",
     "LedgerCorrupt",
     "LedgerGap",
@@ -208,7 +210,7 @@ class ReplayedCall(AuthenticationError):
 
 
 class ExpiredCall(AuthenticationError):
-    reason = "expired-call-timestamp"
+    reason = "expired-call"
 
 
 class CertificateMismatch(AuthenticationError):
@@ -314,6 +316,13 @@ class WitnessRejected(TrustwireError):
     def __init__(self, message: str, http_status: int = 0) -> None:
         super().__init__(message)
         self.http_status = http_status
+
+
+class NotServed(TrustwireError):
+    """A method the exchange does not serve: unknown, or of a kind its gate does not authenticate."""
+
+    status = "UNIMPLEMENTED"
+    reason = "not-served"
 
 
 class SecurityError(TrustwireError):

@@ -7,8 +7,12 @@ whatever the batch sizes, so the checkpoint history grows with time, not with
 traffic. Every signed checkpoint is kept (``checkpoints.db``), so auditors can
 recompute each root.
 
-When witnesses are configured, each new checkpoint is sent to them
-(C2SP tlog-witness) and their cosignature lines are attached to the stored note.
+When witnesses are configured they are off the critical path: the log signs,
+stores and serves each checkpoint at once; one thread per witness then sends it the
+latest checkpoint (C2SP tlog-witness, with a total deadline per request) and
+attaches the cosignature lines to the stored note when they arrive. Start-up never
+waits for a witness, and a dead or dripping one only shows in
+:meth:`CheckpointLog.witness_states` (metrics, ``ops status``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from exchange.server.integrity import FullVerification, Signed, Watermark, check
 from exchange.server.ledger import Integrity, Ledger
 from exchange.server.tree import TreeStore
 
-__all__ = ["CheckpointLog", "LogCheckpoint", "Cosigner"]
+__all__ = ["CheckpointLog", "LogCheckpoint", "Cosigner", "WitnessState"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,21 @@ class LogCheckpoint:
     root: bytes
     note: str
     signed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WitnessState:
+    """How one witness is doing, for metrics and ``ops status``."""
+
+    name: str
+    cosigned_size: int = 0  # the largest checkpoint it cosigned for this log
+    last_success_ms: int = 0
+    last_error: str = ""
+    failures: int = 0  # consecutive failed requests
+
+    @property
+    def up(self) -> bool:
+        return self.failures == 0 and self.last_success_ms > 0
 
 
 class Cosigner(Protocol):
@@ -90,6 +109,12 @@ class CheckpointLog:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._witness_threads: list[threading.Thread] = []
+        self._witnesses = [
+            WitnessState(name=getattr(getattr(c, "verifier", None), "name", f"witness-{i}"))
+            for i, c in enumerate(cosigners)
+        ]
         self._interval_ms = interval_ms
         self._signed_mono = float("-inf")  # when the last checkpoint was signed, on the cadence's clock
         if self._latest is not None:  # the interval holds across restarts too
@@ -186,7 +211,13 @@ class CheckpointLog:
                 self._watermark.advance(self.tree, Signed(size=signed.size, root=signed.root))
         with self._changed:
             self._changed.notify_all()
+        for listener in self._listeners:
+            listener()
         return True
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from the checkpointer thread) after each new checkpoint."""
+        self._listeners.append(listener)
 
     def _due(self) -> bool:
         """The cadence, decided here only: sign the grown tree once per interval."""
@@ -203,25 +234,62 @@ class CheckpointLog:
         return min(0.5, max(0.0, self._signed_mono + self._interval_ms / 1000 - time.monotonic()))
 
     def _sign(self, size: int) -> LogCheckpoint:
+        """Sign with the log key only and publish at once; witnesses cosign later."""
         root = self.tree.root(size)
         body = notes.Checkpoint(self.origin, size, root).to_text()
         note = notes.sign_note(body, [self._signer])
-        note = self._cosign(size, note)
         now = self._clock_ms()
         self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)", (size, root, note, now))
         self._latest = LogCheckpoint(size=size, root=root, note=note, signed_at_ms=now)
         self._signed_mono = time.monotonic()
         return self._latest
 
-    def _cosign(self, size: int, note: str) -> str:
-        lines: list[notes.Signature] = []
-        for position, cosigner in enumerate(self._cosigners):
+    # -- witnesses ----------------------------------------------------------------------------
+
+    def witness_states(self) -> list[WitnessState]:
+        return list(self._witnesses)
+
+    def _attach(self, size: int, lines: list[str]) -> None:
+        """Add cosignature lines to the stored checkpoint of ``size`` (and the latest, if it is)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            row = self._db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+            if row is None:
+                return
+            parsed = [notes.Signature.parse_line(line) for line in lines]
+            note = notes.append_signatures(row[0], parsed)
+            self._db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
+            latest = self._latest
+            if latest is not None and latest.size == size:
+                self._latest = LogCheckpoint(size=size, root=latest.root, note=note, signed_at_ms=latest.signed_at_ms)
+
+    def _witness_loop(self, position: int, cosigner: Cosigner) -> None:
+        """Send the latest checkpoint to one witness whenever there is a newer one."""
+        done = -1
+        while not self._stop.is_set():
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._stop.is_set() or (self._latest is not None and self._latest.size != done), 1.0
+                )
+            latest = self._latest
+            if self._stop.is_set() or latest is None or latest.size == done:
+                continue
+            state = self._witnesses[position]
             try:
-                got = cosigner.cosign(note, size, lambda old: self.tree.consistency_proof(old, size))
-                lines.extend(notes.Signature.parse_line(line) for line in got)
+                got = cosigner.cosign(latest.note, latest.size, lambda old: self.tree.consistency_proof(old, latest.size))
+                self._attach(latest.size, got)
+                self._witnesses[position] = WitnessState(
+                    name=state.name, cosigned_size=latest.size, last_success_ms=self._clock_ms()
+                )
+                done = latest.size
             except Exception as exc:  # a witness being down must not stop the log
-                log.warning("witness %d did not cosign checkpoint %d: %s", position, size, exc)
-        return notes.append_signatures(note, lines) if lines else note
+                log.warning("witness %s did not cosign checkpoint %d: %s", state.name, latest.size, exc)
+                self._witnesses[position] = WitnessState(
+                    name=state.name, cosigned_size=state.cosigned_size, last_success_ms=state.last_success_ms,
+                    last_error=str(exc)[:200], failures=state.failures + 1,
+                )
+                self._stop.wait(min(30.0, 0.5 * 2 ** min(state.failures, 6)))  # back off, then retry the latest
 
     def wait_for(self, size: int, timeout: float) -> LogCheckpoint | None:
         """Block until a checkpoint covers ``size`` entries (or the timeout)."""
@@ -241,11 +309,21 @@ class CheckpointLog:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
         self._thread.start()
+        for position, cosigner in enumerate(self._cosigners):
+            thread = threading.Thread(
+                target=self._witness_loop, args=(position, cosigner), name=f"witness-{position}", daemon=True
+            )
+            thread.start()
+            self._witness_threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for thread in self._witness_threads:
+            thread.join(timeout=0.5)  # a request in flight ends at its deadline; it holds nothing we close
         self.verification.stop()
         self.tree.close()
         latest = self._latest

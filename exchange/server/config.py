@@ -55,6 +55,31 @@ class ServerConfig:
     verify_workers: int = 0
     """Threads verifying signatures in parallel; 0 = one per core."""
     rpc_workers: int = 16
+    """Threads for blocking work (SQLite, signature checks); calls and streams hold none."""
+    streams_per_principal: int = 64
+    """Open Subscribe streams per principal; more fail RESOURCE_EXHAUSTED."""
+    streams_per_connection: int = 128
+    """Open Subscribe streams per client connection."""
+    unauthenticated_streams: int = 64
+    """Open health Watch and reflection streams, overall."""
+    unauthenticated_streams_per_connection: int = 8
+    """Open health Watch and reflection streams per connection."""
+    replay_path: Path | None = None
+    """SQLite file of accepted call nonces (default <audit_dir>/calls.db). Replicas of one
+    exchange must share it, so a call captured on one is refused by every other one."""
+    subscribe_rate: float = 5.0
+    """Subscribe starts per second per principal (token bucket refill)."""
+    subscribe_burst: int = 100
+    proof_rate: float = 200.0
+    """Inclusion and consistency proofs per second per principal."""
+    proof_burst: int = 2000
+    all_entries_rate: float = 20.0
+    """GetAllEntries pages per second per principal."""
+    all_entries_burst: int = 200
+    subscribe_heartbeat_s: float = 5.0
+    """An idle follow-mode Subscribe stream gets an empty page (with the latest checkpoint) this often."""
+    witness_deadline_s: float = 10.0
+    """Total time one cosignature request to a witness may take (not per socket read)."""
     metrics_listen: str = "127.0.0.1:9464"
     """host:port of the Prometheus endpoint (/metrics, plaintext HTTP); port 0 picks a free
     port; "off" disables it. If the default address is taken the exchange runs without

@@ -41,6 +41,8 @@ Metric names (see dashboards/PROMQL.md for the queries built on them)::
     trustwire_tree_size                                     gauge (leaves in the Merkle tree store)
     trustwire_engine_<name>{...}                            whatever the engine reports (Kafka: see
                                                             ENGINE_METRICS below)
+    trustwire_<name>{...}                                   whatever the serving layer reports
+                                                            (SERVING_METRICS below: streams, caps, witnesses)
     process_*                                               the standard process collector
 """
 
@@ -119,6 +121,16 @@ ENGINE_METRICS: Mapping[str, str] = {
     "kafka_sequencer_info": "gauge 1 labelled {sequencer_id, epoch}: the sequencer this replica follows",
     "kafka_sequencer_is_self": "gauge: 1 when this replica is the sequencer",
     "kafka_sequencer_failovers_total": "counter: epochs started (sequencer changes) seen by this replica",
+}
+
+SERVING_METRICS: Mapping[str, str] = {
+    # name (exported as trustwire_<name>) -> meaning; reported by exchange.server.serving
+    "streams_open": "gauge {kind}: open streams, member (Subscribe) or unauthenticated (health, reflection)",
+    "streams_refused_total": "counter {cap}: streams refused RESOURCE_EXHAUSTED by a stream cap",
+    "stream_cap": "gauge {cap}: the configured stream caps",
+    "witness_up": "gauge {witness}: 1 when the witness's latest cosignature request succeeded",
+    "witness_cosigned_size": "gauge {witness}: the largest checkpoint the witness cosigned",
+    "witness_failures": "gauge {witness}: consecutive failed cosignature requests",
 }
 
 
@@ -396,6 +408,7 @@ class ExchangeMetrics:
         self._origin = origin
         self._ledger_file = ledger_file
         self._sources: list[EngineMetricsSource] = []
+        self._serving: list[EngineMetricsSource] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         if process:
@@ -405,6 +418,10 @@ class ExchangeMetrics:
 
     def add_engine_source(self, source: EngineMetricsSource) -> None:
         self._sources.append(source)
+
+    def add_serving_source(self, source: EngineMetricsSource) -> None:
+        """Figures of the serving layer, exported as ``trustwire_<name>``."""
+        self._serving.append(source)
 
     def text(self) -> str:
         """The exposition text, as a scrape sees it."""
@@ -527,23 +544,26 @@ class ExchangeMetrics:
                 value=signed_ms / 1000,
             )
         yield GaugeMetricFamily("trustwire_tree_size", "Leaves in the audit log's Merkle tree store", value=self._tree_size())
-        yield from self._engine_families()
+        yield from self._families(self._sources, "trustwire_engine_", ENGINE_METRICS)
+        yield from self._families(self._serving, "trustwire_", SERVING_METRICS)
 
-    def _engine_families(self) -> Iterator[Metric]:
+    def _families(
+        self, sources: list[EngineMetricsSource], prefix: str, helps: Mapping[str, str]
+    ) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
-        for source in self._sources:
+        for source in sources:
             try:
                 samples = list(source.engine_metrics())
             except Exception:  # a scrape must not fail because the engine could not answer
                 log.warning("engine metrics from %s failed", type(source).__name__, exc_info=True)
                 continue
             for s in samples:
-                name = "trustwire_engine_" + (s.name.removesuffix("_total") if s.kind == "counter" else s.name)
+                name = prefix + (s.name.removesuffix("_total") if s.kind == "counter" else s.name)
                 fam = families.get(name)
                 if fam is None:
                     labels = sorted(s.labels)
                     cls = CounterMetricFamily if s.kind == "counter" else GaugeMetricFamily
-                    fam = families[name] = cls(name, s.help or ENGINE_METRICS.get(s.name, s.name), labels=labels)
+                    fam = families[name] = cls(name, s.help or helps.get(s.name, s.name), labels=labels)
                 try:
                     fam.add_metric([s.labels[k] for k in sorted(s.labels)], s.value)  # type: ignore[attr-defined]
                 except (KeyError, ValueError):

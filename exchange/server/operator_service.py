@@ -14,6 +14,8 @@ Alerts (levels as ``trustwire ops status`` maps them to exit codes):
     checkpoint-stale  critical  entries have waited ``checkpoint_max_age_s`` for a signed
                                 checkpoint (an idle log legitimately keeps an old one)
     no-checkpoint     critical  the log has signed no checkpoint at all
+    witness-down      warning   a witness failed its latest cosignature request(s)
+    streams-refused   warning   a stream cap refused streams within the window
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import grpc
 
+from exchange.core.callauth import CallCredentials
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, PermissionDenied
 from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
-from exchange.pb.trustwire.v1 import operator_pb2_grpc as ogrpc
+from exchange.server.gate import Gate
 from exchange.server.integrity import VerificationState
 from exchange.server.metrics import StreamView
 from exchange.server.service import ExchangeCore
@@ -115,10 +120,19 @@ def _ago(ms: int) -> str:
 
 
 class OperatorStatus:
-    def __init__(self, core: ExchangeCore, *, engine: str, origin: str) -> None:
+    def __init__(
+        self,
+        core: ExchangeCore,
+        *,
+        engine: str,
+        origin: str,
+        serving_alerts: Callable[[int, int], list[Alert]] = lambda now_ms, window_s: [],
+    ) -> None:
+        """``serving_alerts(now_ms, window_s)`` adds the serving layer's alerts (witnesses, stream caps)."""
         self._core = core
         self._engine = engine
         self._origin = origin
+        self._serving_alerts = serving_alerts
 
     def status(self, t: Thresholds) -> Status:
         core = self._core
@@ -233,6 +247,7 @@ class OperatorStatus:
                 what = "since the exchange started" if not m.last_accepted_ms else f"for {_ago(s.now_ms - since)}"
                 alerts.append(Alert(level=WARNING, kind="member-silent", subject=m.member_id,
                                     message=f"{m.member_id} has published nothing {what}"))
+        alerts.extend(self._serving_alerts(s.now_ms, t.window_s))
         return sorted(alerts, key=lambda a: (-a.level, a.kind, a.subject))
 
 
@@ -265,26 +280,32 @@ def encode_status(s: Status) -> opb.GetStatusResponse:
     )
 
 
-class OperatorServicer(ogrpc.OperatorServiceServicer):
+class OperatorServicer:
     """Operator principal only; decode, compute, encode."""
 
-    def __init__(self, status: OperatorStatus, core: ExchangeCore, principal: Callable[[], str]) -> None:
+    def __init__(self, status: OperatorStatus, core: ExchangeCore) -> None:
         self._status = status
         self._core = core
-        self._principal = principal
 
-    def _require_operator(self) -> None:
-        if self._principal() != OPERATOR:
+    def handler(self, gate: Gate) -> grpc.GenericRpcHandler[Any, Any]:
+        return gate.service(
+            opb.DESCRIPTOR.services_by_name["OperatorService"],
+            {"GetStatus": self.get_status, "ListRejections": self.list_rejections},
+        )
+
+    @staticmethod
+    def _require_operator(caller: CallCredentials) -> None:
+        if caller.principal != OPERATOR:
             raise PermissionDenied("only the operator reads the exchange's operational status")
 
-    def GetStatus(self, request: opb.GetStatusRequest, context: grpc.ServicerContext) -> opb.GetStatusResponse:
-        self._require_operator()
+    def get_status(self, caller: CallCredentials, request: opb.GetStatusRequest) -> opb.GetStatusResponse:
+        self._require_operator(caller)
         return encode_status(self._status.status(Thresholds.from_request(request)))
 
-    def ListRejections(
-        self, request: opb.ListRejectionsRequest, context: grpc.ServicerContext
+    def list_rejections(
+        self, caller: CallCredentials, request: opb.ListRejectionsRequest
     ) -> opb.ListRejectionsResponse:
-        self._require_operator()
+        self._require_operator(caller)
         limit = min(request.limit or DEFAULT_REJECTIONS, MAX_REJECTIONS)
         events = self._core.rejections.since(request.since_ms, limit)
         return opb.ListRejectionsResponse(

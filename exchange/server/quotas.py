@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from exchange.core.errors import BatchTooLarge, ConfigError, QuotaExceeded
 
-__all__ = ["Quota", "Quotas", "parse_overrides"]
+__all__ = ["Quota", "Quotas", "READS", "ReadQuotas", "parse_overrides"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,3 +68,39 @@ class Quotas:
                     retry_after_ms=wait_ms,
                 )
             self._buckets[principal] = (tokens - entries, now)
+
+
+READS = ("subscribe", "proof", "all_entries")
+"""Read kinds with a quota: Subscribe starts, inclusion/consistency proofs, GetAllEntries pages."""
+
+
+class ReadQuotas:
+    """Per-principal token buckets for reads, one bucket per kind in :data:`READS`.
+
+    ``limits[kind]`` is ``(rate per second, burst)``. A read that finds its bucket
+    empty is refused with RESOURCE_EXHAUSTED and ``retry-after-ms`` before any work.
+    """
+
+    def __init__(self, limits: dict[str, tuple[float, int]], clock_s: Callable[[], float]) -> None:
+        for kind, (rate, burst) in limits.items():
+            if kind not in READS or rate <= 0 or burst < 1:
+                raise ConfigError(f"read quota {kind}: needs a known kind, rate > 0 and burst >= 1")
+        self._limits = limits
+        self._clock_s = clock_s
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, principal: str, kind: str) -> None:
+        rate, burst = self._limits[kind]
+        with self._lock:
+            now = self._clock_s()
+            tokens, at = self._buckets.get((principal, kind), (float(burst), now))
+            tokens = min(float(burst), tokens + (now - at) * rate)
+            if tokens < 1:
+                wait_ms = math.ceil((1 - tokens) / rate * 1000)
+                self._buckets[(principal, kind)] = (tokens, now)
+                raise QuotaExceeded(
+                    f"{kind.replace('_', ' ')} quota of {rate:g}/s (burst {burst}) exceeded; retry in {wait_ms} ms",
+                    retry_after_ms=wait_ms,
+                )
+            self._buckets[(principal, kind)] = (tokens - 1, now)

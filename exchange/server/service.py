@@ -8,9 +8,11 @@ the operator and auditors see everything.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import (
@@ -29,8 +31,9 @@ from exchange.core.keys import KeyId
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.admission import Admission, Outcome
 from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
-from exchange.server.ledger import Ledger
+from exchange.server.ledger import Ledger, Stored
 from exchange.server.metrics import Activity
+from exchange.server.quotas import ReadQuotas
 from exchange.server.rejections import RejectionLog
 
 __all__ = ["ExchangeCore", "Page", "ProvenPage"]
@@ -63,6 +66,34 @@ class ProvenPage:
     consistency: list[bytes] = field(default_factory=list)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """A small thread-safe LRU of immutable values."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
 class ExchangeCore:
     def __init__(
         self,
@@ -72,6 +103,7 @@ class ExchangeCore:
         clock_ms: Callable[[], int],
         rejections: RejectionLog | None = None,
         activity: Activity | None = None,
+        reads: ReadQuotas | None = None,
     ) -> None:
         self.ledger = ledger
         self.admission = admission
@@ -80,6 +112,9 @@ class ExchangeCore:
         self.rejections = rejections or RejectionLog(clock_ms=clock_ms)
         self.activity = activity or Activity(clock_ms)  # counts and streams for operators (metrics)
         self.rejections.subscribe(self.activity.on_rejection)
+        self.reads = reads  # read quotas per principal (None: unlimited)
+        self._reads: _Recent[tuple[int, int], list[Stored]] = _Recent(8)  # a few MiB at most
+        self._proofs: _Recent[tuple[tuple[int, ...], int, int], tuple[list[bytes], list[bytes]]] = _Recent(64)
 
     # -- authentication ----------------------------------------------------------------
 
@@ -169,7 +204,7 @@ class ExchangeCore:
         cursor = start
         scanned = 0
         while cursor < end and len(out) < limit and scanned < 20 * MAX_PAGE:
-            rows = self.ledger.read(cursor, min(PAGE_SCAN, end - cursor))
+            rows = self._read(cursor, min(PAGE_SCAN, end - cursor))
             if not rows:
                 break
             for row in rows:
@@ -182,64 +217,32 @@ class ExchangeCore:
                     indices.append(row.index)
         return Page(records=out, indices=indices, next_index=cursor, head=head)
 
-    def subscribe(
-        self,
-        principal: str,
-        start: int,
-        stop_at_head: bool,
-        is_active: Callable[[], bool],
-        trusted_size: int = 0,
-        heartbeat_s: float = 5.0,
-    ) -> Iterator[ProvenPage]:
-        """:meth:`_subscribe`, registered as a connected stream whose cursor moves as pages are sent."""
-        stream = self.activity.stream(principal, start)
-        try:
-            for proven in self._subscribe(principal, start, stop_at_head, is_active, trusted_size, heartbeat_s):
-                yield proven
-                stream.advance(proven.page.next_index)  # resumed: the page went out
-        finally:
-            stream.close()
+    def start_stream(self, principal: str) -> frozenset[str] | None:
+        """A Subscribe stream starts: charge the read quota; the groups it reads."""
+        self._read_quota(principal, "subscribe")
+        return self._groups(principal)
 
-    def _subscribe(
-        self,
-        principal: str,
-        start: int,
-        stop_at_head: bool,
-        is_active: Callable[[], bool],
-        trusted_size: int = 0,
-        heartbeat_s: float = 5.0,
-    ) -> Iterator[ProvenPage]:
-        """Proven pages from ``start`` on, each covered by a signed checkpoint.
+    def recheck_stream(self, principal: str, keyid: KeyId, groups: frozenset[str] | None) -> None:
+        """Before each page of a stream: may the caller still read what it started reading?
 
-        At the checkpointed head it waits for growth; idle streams get an empty
-        heartbeat page every ``heartbeat_s`` (with the latest checkpoint).
+        Raises as the call itself would now be refused (suspension, key retired, revoked
+        or expired), or PermissionDenied when the caller lost a group the stream reads.
         """
-        cursor = start
-        proven_to = trusted_size
-        while is_active():
-            checkpoint = self._checkpoint_covering(self.ledger.head())
-            if trusted_size > checkpoint.size:
-                # a replica a few ms behind the one the member last read from: catch up first
-                grown = self.checkpoints.wait_for(trusted_size, timeout=1.0)  # bounded: holds an RPC thread
-                if grown is not None and grown.size >= trusted_size:
-                    checkpoint = grown
-            if trusted_size > checkpoint.size:
-                raise OutOfRange(
-                    f"you trust a checkpoint of size {trusted_size}; the log's latest is {checkpoint.size}"
-                )
-            page = self.page(principal, cursor, MAX_PAGE, until=checkpoint.size)
-            cursor = page.next_index
-            idle = not page.records and cursor >= checkpoint.size
-            if not page.records and not idle:
-                continue  # a window of invisible records; keep scanning
-            if idle and not stop_at_head:
-                grown = self.checkpoints.wait_for(cursor + 1, timeout=heartbeat_s)
-                if grown is not None and grown.size > cursor:
-                    continue
-            yield self._prove(page, checkpoint, proven_to)
-            proven_to = checkpoint.size
-            if idle and stop_at_head:
-                return
+        self.authorize_call(principal, keyid)
+        now = self._groups(principal)
+        if groups is None and now is None:
+            return
+        if groups is None or now is None or not groups <= now:
+            raise PermissionDenied(f"{principal}'s sharing groups changed; subscribe again")
+
+    def covering_checkpoint(self, size: int) -> LogCheckpoint | None:
+        """The latest checkpoint if it covers ``size`` entries, without waiting."""
+        latest = self.checkpoints.latest()
+        return latest if latest is not None and latest.size >= size else None
+
+    def _read_quota(self, principal: str, kind: str) -> None:
+        if self.reads is not None:
+            self.reads.take(principal, kind)
 
     def _checkpoint_covering(self, size: int) -> LogCheckpoint:
         """The latest checkpoint, once it covers ``size`` entries (the log trails by ms)."""
@@ -250,12 +253,29 @@ class ExchangeCore:
             raise Unavailable(f"the audit log has not yet signed a checkpoint covering {size} entries; retry")
         return latest
 
-    def _prove(self, page: Page, checkpoint: LogCheckpoint, proven_to: int) -> ProvenPage:
-        tree = self.checkpoints.tree
-        inclusion = tree.batch_inclusion_proof(page.indices, checkpoint.size) if page.indices else []
-        consistency = (
-            tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
-        )
+    def _read(self, start: int, limit: int) -> list[Stored]:
+        """Ledger rows; a complete read is shared (the ledger is append-only), so the many
+        streams a checkpoint wakes at the same cursor read it once."""
+        key = (start, limit)
+        rows = self._reads.get(key)
+        if rows is None:
+            rows = self.ledger.read(start, limit)
+            if len(rows) == limit:
+                self._reads.put(key, rows)
+        return rows
+
+    def prove(self, page: Page, checkpoint: LogCheckpoint, proven_to: int) -> ProvenPage:
+        """Proofs tying a page to its checkpoint (shared by streams asking the same)."""
+        key = (tuple(page.indices), checkpoint.size, proven_to)
+        proofs = self._proofs.get(key)
+        if proofs is None:
+            tree = self.checkpoints.tree
+            inclusion = tree.batch_inclusion_proof(page.indices, checkpoint.size) if page.indices else []
+            consistency = (
+                tree.consistency_proof(proven_to, checkpoint.size) if 0 < proven_to < checkpoint.size else []
+            )
+            proofs = self._proofs.put(key, (inclusion, consistency))
+        inclusion, consistency = proofs
         return ProvenPage(
             page=page, checkpoint=checkpoint, inclusion=inclusion, consistency_from=proven_to, consistency=consistency
         )
@@ -310,6 +330,7 @@ class ExchangeCore:
         does not hold the index; CHECKPOINT_PENDING while no checkpoint covers it yet.
         """
         groups = self._groups(principal)
+        self._read_quota(principal, "proof")
         head = self.ledger.head()
         if index >= head:
             raise OutOfRange(f"index {index} is beyond the ledger head {head}")
@@ -327,6 +348,7 @@ class ExchangeCore:
 
     def consistency_proof(self, principal: str, old_size: int, new_size: int) -> tuple[int, list[bytes]]:
         self._role(principal)
+        self._read_quota(principal, "proof")
         size = self._tree_size(new_size)
         if old_size > size:
             raise OutOfRange(f"old size {old_size} is larger than new size {size}")
@@ -334,4 +356,5 @@ class ExchangeCore:
 
     def all_entries(self, principal: str, start: int, limit: int) -> Page:
         self.require_full_view(principal)
+        self._read_quota(principal, "all_entries")
         return self.page(principal, start, limit)

@@ -8,6 +8,10 @@ the witness cosigned for this log (0 until it learns better) and sends
 from there.  A cosignature is returned only after it verified against the
 configured witness key.
 
+``timeout`` is a total deadline for one request (connect, send, headers and body),
+not a per-read timeout: a witness that drips a byte every few seconds is cut off
+when the deadline passes.
+
 Failures raise (the caller decides whether a missing cosignature matters)::
 
     WitnessUnavailable  (Unavailable)     network error, timeout, 5xx
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -74,6 +80,48 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _deadline_handlers(deadline: float) -> tuple[urllib.request.BaseHandler, ...]:
+    """urllib handlers whose connections are shut down at ``deadline`` (time.monotonic())."""
+
+    def connection(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Connection(base):  # type: ignore[misc, valid-type]
+            _timer: threading.Timer | None = None
+
+            def connect(self) -> None:
+                super().connect()
+                self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+
+            def _expire(self) -> None:
+                sock = self.sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+            def close(self) -> None:
+                if self._timer is not None:
+                    self._timer.cancel()
+                super().close()
+
+        return Connection
+
+    http_connection = connection(http.client.HTTPConnection)
+    https_connection = connection(http.client.HTTPSConnection)
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(http_connection, req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(https_connection, req, context=self._context)  # type: ignore[attr-defined]
+
+    return HTTP(), HTTPS()
+
+
 class _Reply:
     """Status, Content-Type and body of one HTTP exchange."""
 
@@ -117,7 +165,6 @@ class WitnessClient:
         self.timeout = timeout
         self._known_size = known_size
         self._lock = threading.Lock()
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
     @property
     def known_size(self) -> int:
@@ -165,10 +212,17 @@ class WitnessClient:
             method="POST",
             headers={"Content-Type": "text/plain; charset=utf-8"},
         )
+        deadline = time.monotonic() + self.timeout
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), _NoRedirect(), *_deadline_handlers(deadline)
+        )
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return _Reply(response.status, response.headers.get_content_type(), _read(response))
+            with opener.open(request, timeout=self.timeout) as response:
+                reply = _Reply(response.status, response.headers.get_content_type(), _read(response))
+            self._check_deadline(deadline)
+            return reply
         except urllib.error.HTTPError as exc:
+            self._check_deadline(deadline)
             with exc:
                 reply = _Reply(exc.code, exc.headers.get_content_type(), _read(exc))
             if reply.status >= 500:
@@ -177,7 +231,14 @@ class WitnessClient:
                 ) from exc
             return reply
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            self._check_deadline(deadline)
             raise WitnessUnavailable(f"witness {self.verifier.name} is unreachable: {exc}") from exc
+
+    def _check_deadline(self, deadline: float) -> None:
+        if time.monotonic() >= deadline:
+            raise WitnessUnavailable(
+                f"witness {self.verifier.name} did not answer within {self.timeout:g}s (total deadline)"
+            )
 
     def _conflicting_size(self, reply: _Reply, size: int) -> int:
         """The witness's size from a 409 body, if retrying from it can succeed."""

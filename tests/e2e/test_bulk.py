@@ -155,7 +155,7 @@ def test_progress_bar_on_a_terminal(served: tuple[str, object, str], tmp_path: P
 
     target, operator, vkey = served
     member = insecure_signer("bar-member")
-    op = OperatorClient(target, operator)  # type: ignore[arg-type]
+    op = OperatorClient(target, operator, origin="cli.test.invalid/log")  # type: ignore[arg-type]
     op.publish([op.create_group("everyone", "Everyone", "amber"), op.enrol("m1", "M1", ["everyone"]),
                 op.add_key("m1", member.public_key, KEYS_VALID_FROM_MS)])
     op.close()

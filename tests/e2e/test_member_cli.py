@@ -21,7 +21,7 @@ def test_member_cli_round_trip(served: tuple[str, Signer, str], tmp_path: Path, 
     assert main(["member", "keygen", "--out", str(key), "--json"]) == 0
     public = bytes.fromhex(json.loads(capsys.readouterr().out)["public_key"])
     assert oct(key.stat().st_mode & 0o777) == "0o600"
-    op = OperatorClient(target, operator)
+    op = OperatorClient(target, operator, origin="cli.test.invalid/log")
     op.publish([
         op.create_group("everyone", "Everyone", "amber"),
         op.enrol("member-one", "Member One", ["everyone"]),

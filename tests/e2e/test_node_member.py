@@ -30,9 +30,13 @@ TIMEOUT_S = 120
 
 
 def node() -> str:
+    """The node binary, with interop/node's locked dependencies installed (``npm ci`` once)."""
     path = shutil.which("node")
-    assert path, "node (v20+) is required: install it (see .ci/run)"
-    assert (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir(), "run `npm ci` in interop/node (see .ci/run)"
+    assert path, "node (v20+) and npm are required: install them (see the README's test command)"
+    if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        npm = shutil.which("npm")
+        assert npm, "npm is required to install interop/node's dependencies"
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
     return path
 
 

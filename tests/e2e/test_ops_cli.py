@@ -15,7 +15,7 @@ def _op(served: tuple[str, Signer, str], tmp_path: Path) -> list[str]:
     target, operator, _ = served
     key = tmp_path / "operator.key"
     key.write_text(operator.seed.hex())
-    return ["--exchange", target, "--operator-key-file", str(key), "--json"]
+    return ["--exchange", target, "--origin", "cli.test.invalid/log", "--operator-key-file", str(key), "--json"]
 
 
 def test_operator_manages_the_task_force(served: tuple[str, Signer, str], tmp_path: Path,
@@ -53,5 +53,5 @@ def test_ops_needs_the_operator_key(served: tuple[str, Signer, str], tmp_path: P
     imposter = tmp_path / "imposter.key"
     imposter.write_text(Signer.from_seed(b"\x66" * 32).seed.hex())
     code = main(["ops", "create-group", "g2", "--name", "G", "--max-tlp", "green",
-                 "--exchange", target, "--operator-key-file", str(imposter)])
+                 "--exchange", target, "--origin", "cli.test.invalid/log", "--operator-key-file", str(imposter)])
     assert code == 4 and "is not in the key directory" in capsys.readouterr().err

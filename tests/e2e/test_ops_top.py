@@ -52,7 +52,7 @@ def tf(tmp_path: Path) -> Iterator[TaskForce]:
 def _ops(tf: TaskForce, tmp_path: Path) -> list[str]:
     key = tmp_path / "operator.key"
     key.write_text(tf.operator.seed.hex())
-    return ["--exchange", tf.target, "--operator-key-file", str(key)]
+    return ["--exchange", tf.target, "--origin", tf.origin, "--operator-key-file", str(key)]
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -74,7 +74,7 @@ class HeldSubscriber:
     def __init__(self, tf: TaskForce) -> None:
         options = [("grpc.http2.bdp_probe", 0)]  # keep the default 64 KiB stream window
         self.channel = grpc.intercept_channel(
-            grpc.insecure_channel(tf.target, options=options), _CallSigner(tf.signers["carol"], "carol")
+            grpc.insecure_channel(tf.target, options=options), _CallSigner(tf.signers["carol"], "carol", tf.origin)
         )
         self.stream = xgrpc.ExchangeServiceStub(self.channel).Subscribe(xpb.SubscribeRequest(from_index=0), timeout=120)
         head = tf.server.ledger.head()

@@ -167,7 +167,7 @@ def test_member_taxii_command_serves_what_the_exchange_accepts(served: tuple[str
 
     target, operator, vkey = served
     member = insecure_signer("taxii-member")
-    op = OperatorClient(target, operator)
+    op = OperatorClient(target, operator, origin="cli.test.invalid/log")
     accepted(op.publish([op.create_group("everyone", "Everyone", "amber"), op.enrol("m1", "M1", ["everyone"]),
                          op.add_key("m1", member.public_key, KEYS_VALID_FROM_MS)]))
     op.close()

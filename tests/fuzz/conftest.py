@@ -8,7 +8,6 @@ reproducible; elsewhere every run explores new inputs.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from exchange.core.entries import OPERATOR
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
+from exchange.server import exchange_service
 from reliability.fuzzing import RpcFuzzer, seed_envelopes
 from tests.conftest import MEMBERS, TaskForce, start_taskforce
 
@@ -56,9 +56,9 @@ class FuzzTarget:
 
 @pytest.fixture(scope="session")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
-    tf = start_taskforce(tmp_path_factory.mktemp("fuzz-exchange"))
-    # follow-mode Subscribe heartbeats after 5 s; the campaign reads a page or two and hangs up
-    tf.server.core.subscribe = functools.partial(tf.server.core.subscribe, heartbeat_s=0.2)  # type: ignore[method-assign]
+    # follow-mode Subscribe heartbeats after 5 s by default; the campaign reads a page or two and hangs up
+    tf = start_taskforce(tmp_path_factory.mktemp("fuzz-exchange"), subscribe_heartbeat_s=0.2)
+    exchange_service.TRUSTED_WAIT_S = 0.3  # see below: a Subscribe trusting a checkpoint beyond the log's
     # and a Subscribe that trusts a checkpoint beyond the log's waits (5 s) for a lagging replica to
     # catch up before OUT_OF_RANGE: the campaign sends thousands, so cap the waits
     tf.server.checkpoints.wait_for = _capped(tf.server.checkpoints.wait_for, 0.3)  # type: ignore[method-assign]
@@ -68,7 +68,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
     assert len(published) >= 6, "the seed entries must be accepted"
     signers = {m: tf.signers[m] for m in MEMBERS}
     signers[OPERATOR] = tf.operator
-    fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0)
+    fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0, origin=tf.origin)
     _CAMPAIGN.append(fuzzer)
     try:
         yield FuzzTarget(tf=tf, fuzzer=fuzzer, published=published, signers=signers)

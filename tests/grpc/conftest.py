@@ -59,7 +59,7 @@ class Stubs:
         self._channels: list[grpc.Channel] = []
 
     def member(self, name: str, signer: Signer | None = None) -> xgrpc.ExchangeServiceStub:
-        channel = connect(self._tf.target, signer or self._tf.signers[name], name)
+        channel = connect(self._tf.target, signer or self._tf.signers[name], name, origin=self._tf.origin)
         self._channels.append(channel)
         return xgrpc.ExchangeServiceStub(channel)
 

@@ -97,8 +97,8 @@ def test_forged_signature(taskforce: TaskForce, stubs: Stubs) -> None:
     # a forged *call* signature (the metadata signed by another key) fails the whole call
     request = xpb.PublishRequest(envelopes=[good])
     body = request.SerializeToString(deterministic=True)
-    md = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH, body))
-    md["tw-signature"] = dict(sign_call(taskforce.signers["carol"], "bob", PUBLISH, body))["tw-signature"]
+    md = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH, taskforce.origin, body))
+    md["tw-signature"] = dict(sign_call(taskforce.signers["carol"], "bob", PUBLISH, taskforce.origin, body))["tw-signature"]
     with pytest.raises(grpc.RpcError) as info:
         stubs.plain().Publish(request, metadata=list(md.items()), timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "does not verify")
@@ -139,13 +139,13 @@ def test_wrong_member(taskforce: TaskForce, stubs: Stubs) -> None:
 
     # alice's key used to authenticate a call as bob: the whole call is refused
     request = xpb.PublishRequest(envelopes=[relayed])
-    md = sign_call(alice_key, "bob", PUBLISH, request.SerializeToString(deterministic=True))
+    md = sign_call(alice_key, "bob", PUBLISH, taskforce.origin, request.SerializeToString())
     with pytest.raises(grpc.RpcError) as info:
         stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "wrong-member", "does not belong to bob")
 
     # a member key cannot authenticate as the operator either
-    md = sign_call(bob_key, "operator", PUBLISH, request.SerializeToString(deterministic=True))
+    md = sign_call(bob_key, "operator", PUBLISH, taskforce.origin, request.SerializeToString())
     with pytest.raises(grpc.RpcError) as info:
         stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.PERMISSION_DENIED, "wrong-member", "operator key")
@@ -280,7 +280,7 @@ def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
     bob = taskforce.signers["bob"]
     first = sign(_signal(taskforce, "bob", MD5_A), bob)
     request = xpb.PublishRequest(envelopes=[first])
-    md = sign_call(bob, "bob", PUBLISH, request.SerializeToString(deterministic=True))
+    md = sign_call(bob, "bob", PUBLISH, taskforce.origin, request.SerializeToString())
     response = stub.Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert response.results[0].WhichOneof("result") == "receipt"
     before = taskforce.ledger_snapshot()
@@ -296,7 +296,7 @@ def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
     assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "request body")
 
     # reads are protected the same way
-    md_read = sign_call(bob, "bob", GET_ENTRIES, xpb.GetEntriesRequest().SerializeToString(deterministic=True))
+    md_read = sign_call(bob, "bob", GET_ENTRIES, taskforce.origin, xpb.GetEntriesRequest().SerializeToString())
     stub.GetEntries(xpb.GetEntriesRequest(), metadata=md_read, timeout=RPC_TIMEOUT_S)
     with pytest.raises(grpc.RpcError) as info:
         stub.GetEntries(xpb.GetEntriesRequest(), metadata=md_read, timeout=RPC_TIMEOUT_S)
@@ -305,7 +305,7 @@ def test_replayed_call(taskforce: TaskForce, stubs: Stubs) -> None:
     # credentials signed for one method do not authenticate another
     with pytest.raises(grpc.RpcError) as info:
         request = xpb.PublishRequest(envelopes=[second])
-        stub.Publish(request, metadata=sign_call(bob, "bob", GET_ENTRIES, request.SerializeToString(deterministic=True)),
+        stub.Publish(request, metadata=sign_call(bob, "bob", GET_ENTRIES, taskforce.origin, request.SerializeToString()),
                      timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "bad-call-signature", "does not verify")
     assert taskforce.ledger_snapshot() == before
@@ -317,17 +317,17 @@ def test_expired_call_timestamp(taskforce: TaskForce, stubs: Stubs, offset_s: in
     now_ms = int(time.time() * 1000) + offset_s * 1000
     env = sign(_signal(taskforce, "bob"), taskforce.signers["bob"])
     request = xpb.PublishRequest(envelopes=[env])
-    md = sign_call(taskforce.signers["bob"], "bob", PUBLISH, request.SerializeToString(deterministic=True), now_ms=now_ms)
+    md = sign_call(taskforce.signers["bob"], "bob", PUBLISH, taskforce.origin, request.SerializeToString(), now_ms=now_ms)
     with pytest.raises(grpc.RpcError) as info:
         stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
-    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "expired-call-timestamp", "away from the exchange clock")
+    assert_rpc_error(info.value, grpc.StatusCode.UNAUTHENTICATED, "expired-call", "away from the exchange clock")
     assert "the window is 120s" in info.value.details()  # type: ignore[attr-defined]
     assert taskforce.ledger_snapshot() == before
 
 
 def test_malformed_call_credentials(taskforce: TaskForce, stubs: Stubs) -> None:
     before = taskforce.ledger_snapshot()
-    good = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH))
+    good = dict(sign_call(taskforce.signers["bob"], "bob", PUBLISH, taskforce.origin))
     cases = {
         "tw-timestamp": "-5",
         "tw-nonce": "not-a-nonce",
@@ -417,7 +417,7 @@ def test_garbage_bytes_envelope(taskforce: TaskForce, stubs: Stubs) -> None:
     channel = stubs.channel()
     raw_publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as info:
-        raw_publish(b"\xff\xff\xff\xff", metadata=sign_call(bob, "bob", PUBLISH), timeout=RPC_TIMEOUT_S)
+        raw_publish(b"\xff\xff\xff\xff", metadata=sign_call(bob, "bob", PUBLISH, taskforce.origin, b"\xff\xff\xff\xff"), timeout=RPC_TIMEOUT_S)
     assert_rpc_error(info.value, grpc.StatusCode.INVALID_ARGUMENT, "invalid-input", "not a valid trustwire.v1.PublishRequest")
     assert taskforce.ledger_snapshot() == before
 

@@ -57,7 +57,7 @@ def test_entry_ahead_of_the_checkpoint_is_pending_not_hidden(taskforce: TaskForc
     bob = tf.client("bob")
     accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="warm")]))
     wait_until(lambda: _checkpointed(tf) == tf.server.ledger.head())
-    channel = connect(tf.target, tf.signers["bob"], "bob")
+    channel = connect(tf.target, tf.signers["bob"], "bob", origin=tf.origin)
     audit = agrpc.AuditServiceStub(channel)
     with paused_checkpointer(tf) as release:
         (receipt,) = accepted(bob.publish([bob.signal("md5", MD5_B, groups=[GROUP_ALL], signal_id="lag")]))

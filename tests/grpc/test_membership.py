@@ -157,7 +157,7 @@ def _channel(stubs: Stubs, name: str) -> grpc.Channel:
     from clients.transport import connect
 
     tf = stubs._tf  # noqa: SLF001 - test helper
-    channel = connect(tf.target, tf.signers[name], name)
+    channel = connect(tf.target, tf.signers[name], name, origin=tf.origin)
     stubs._channels.append(channel)  # noqa: SLF001
     return channel
 
@@ -246,7 +246,7 @@ def test_replayed_operator_call(taskforce: TaskForce, stubs: Stubs) -> None:
     event = op.create_group("late-group", "Late", "green")
     op.close()
     request = xpb.PublishRequest(envelopes=[sign(event, taskforce.operator)])
-    md = sign_call(taskforce.operator, "operator", PUBLISH, request.SerializeToString(deterministic=True))
+    md = sign_call(taskforce.operator, "operator", PUBLISH, taskforce.origin, request.SerializeToString())
     first = stubs.plain().Publish(request, metadata=md, timeout=RPC_TIMEOUT_S)
     assert first.results[0].WhichOneof("result") == "receipt"
     before = taskforce.ledger_snapshot()

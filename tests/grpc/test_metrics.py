@@ -84,7 +84,7 @@ def tf(tmp_path: Path) -> Iterator[TaskForce]:
 
 
 def _operator_stub(tf: TaskForce) -> tuple[grpc.Channel, ogrpc.OperatorServiceStub]:
-    channel = connect(tf.target, tf.operator, OPERATOR)
+    channel = connect(tf.target, tf.operator, OPERATOR, origin=tf.origin)
     return channel, ogrpc.OperatorServiceStub(channel)
 
 
@@ -247,7 +247,7 @@ def test_metrics_endpoint_settings(tmp_path: Path) -> None:
 
 
 def test_member_reads_operator_status(taskforce: TaskForce, stubs: Stubs) -> None:
-    channel = connect(taskforce.target, taskforce.signers["alice"], "alice")
+    channel = connect(taskforce.target, taskforce.signers["alice"], "alice", origin=taskforce.origin)
     try:
         with pytest.raises(grpc.RpcError) as info:
             ogrpc.OperatorServiceStub(channel).GetStatus(opb.GetStatusRequest(), timeout=RPC_TIMEOUT_S)
@@ -259,7 +259,7 @@ def test_member_reads_operator_status(taskforce: TaskForce, stubs: Stubs) -> Non
 
 
 def test_member_lists_rejections(taskforce: TaskForce) -> None:
-    channel = connect(taskforce.target, taskforce.signers["bob"], "bob")
+    channel = connect(taskforce.target, taskforce.signers["bob"], "bob", origin=taskforce.origin)
     try:
         with pytest.raises(grpc.RpcError) as info:
             ogrpc.OperatorServiceStub(channel).ListRejections(opb.ListRejectionsRequest(), timeout=RPC_TIMEOUT_S)
@@ -277,7 +277,7 @@ def test_anonymous_reads_operator_status(taskforce: TaskForce, stubs: Stubs) -> 
 
 def test_member_claims_operator_principal(taskforce: TaskForce) -> None:
     """A member signing calls as "operator" with its own key is refused before any status is read."""
-    channel = connect(taskforce.target, taskforce.signers["bob"], OPERATOR)
+    channel = connect(taskforce.target, taskforce.signers["bob"], OPERATOR, origin=taskforce.origin)
     try:
         with pytest.raises(grpc.RpcError) as info:
             ogrpc.OperatorServiceStub(channel).GetStatus(opb.GetStatusRequest(), timeout=RPC_TIMEOUT_S)
@@ -341,7 +341,7 @@ def test_rejections_carry_no_payload_or_identifier(
         # whole-call refusals: a canary principal, and a canary member id that is not enrolled
         body = xpb.PublishRequest(envelopes=[garbage]).SerializeToString(deterministic=True)
         for principal in (CANARY, f"m-{CANARY}"):
-            md = sign_call(bob.signer, principal, PUBLISH, body)
+            md = sign_call(bob.signer, principal, PUBLISH, tf.origin, body)
             with pytest.raises(grpc.RpcError):
                 stubs.plain().Publish(xpb.PublishRequest(envelopes=[garbage]), metadata=md, timeout=RPC_TIMEOUT_S)
 

@@ -89,7 +89,7 @@ def channels() -> Iterator[list[grpc.Channel]]:
 
 
 def _stub(tf: TaskForce, channels: list[grpc.Channel], principal: str, tls: ClientTls | None) -> xgrpc.ExchangeServiceStub:
-    channel = connect(tf.target, tf.signers[principal], principal, tls=tls)
+    channel = connect(tf.target, tf.signers[principal], principal, tls=tls, origin=tf.origin)
     channels.append(channel)
     return xgrpc.ExchangeServiceStub(channel)
 

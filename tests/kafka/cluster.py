@@ -96,6 +96,8 @@ class Cluster:
             "TRUSTWIRE_PUBLISH_DEADLINE_S": str(self.publish_deadline_s),
             "TRUSTWIRE_KAFKA_FETCH_WAIT_MS": str(self.fetch_wait_ms),
             "TRUSTWIRE_METRICS_LISTEN": "127.0.0.1:0",
+            # replicas of one exchange share replay protection: one nonce file on this host
+            "TRUSTWIRE_REPLAY_PATH": str(self.workdir / "calls.db"),
         }
         log = home / "serve.log"
         argv = [
@@ -119,7 +121,7 @@ class Cluster:
 
     def enrol(self, target: str) -> list[Receipt]:
         """The test task force (tests.conftest.MEMBERS) through ``target``."""
-        op = OperatorClient(target, self.operator)
+        op = OperatorClient(target, self.operator, origin=ORIGIN)
         try:
             events = [
                 op.create_group(GROUP_ALL, "Everyone", "amber", created_at_ms=KEYS_VALID_FROM_MS),
@@ -149,7 +151,7 @@ class Cluster:
         return self.log_vkey
 
     def operator_client(self, target: str) -> OperatorClient:
-        return OperatorClient(target, self.operator)
+        return OperatorClient(target, self.operator, origin=ORIGIN)
 
 
 def member_signer(name: str) -> Signer:

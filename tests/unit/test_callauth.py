@@ -1,8 +1,9 @@
-"""Per-call authentication (exchange.core.callauth) with an injected clock: no sleeps.
+"""Per-call authentication v3 (exchange.core.callauth) with an injected clock: no sleeps.
 
-A signature that does not verify (tampered method, principal, key id, timestamp,
-nonce or request body) raises BadCallSignature, the call-specific form of a forged
-signature; a principal using a key that is not its own is refused by ``authorize``.
+A signature that does not verify (tampered origin, method, principal, key id,
+timestamp, nonce or request body) raises BadCallSignature, the call-specific form of
+a forged signature; a principal using a key that is not its own is refused by
+``authorize``. The checks run in the order PROTOCOL.md §4 fixes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from exchange.core.callauth import (
     CallAuthenticator,
     CallCredentials,
     NonceCache,
+    body_digest,
     call_message,
-    request_digest,
+    origin_of_log_key,
     sign_call,
 )
 from exchange.core.errors import (
@@ -39,6 +41,7 @@ KEYS = {ALICE.keyid: ALICE.public_key, BOB.keyid: BOB.public_key}
 OWNERS = {ALICE.keyid: "alice", BOB.keyid: "bob"}
 METHOD = "/trustwire.v1.ExchangeService/Publish"
 OTHER_METHOD = "/trustwire.v1.ExchangeService/Subscribe"
+ORIGIN = "test.trustwire.invalid/log"
 T0 = 1_700_000_000_000
 WINDOW = 120_000
 
@@ -63,17 +66,18 @@ def authorize(principal: str, keyid: KeyId) -> None:
 
 
 def make_auth(clock: Clock, window: int = WINDOW) -> CallAuthenticator:
-    return CallAuthenticator(key_for, authorize, window_ms=window, clock_ms=clock)
+    return CallAuthenticator(ORIGIN, key_for, authorize, window_ms=window, clock_ms=clock)
 
 
 def metadata(
-    signer: Signer = ALICE, principal: str = "alice", method: str = METHOD, ts: int = T0, request: bytes = b""
+    signer: Signer = ALICE, principal: str = "alice", method: str = METHOD, ts: int = T0, request: bytes = b"",
+    origin: str = ORIGIN,
 ) -> dict[str, str]:
-    return dict(sign_call(signer, principal, method, request=request, now_ms=ts))
+    return dict(sign_call(signer, principal, method, origin, request, now_ms=ts))
 
 
 def manual(signer: Signer, principal: str, method: str, ts: int, nonce: str, request: bytes = b"") -> dict[str, str]:
-    sig = signer.sign(call_message(method, principal, signer.keyid, ts, nonce, request_digest(request)))
+    sig = signer.sign(call_message(ORIGIN, method, principal, signer.keyid, ts, nonce, body_digest(request)))
     return {
         "tw-principal": principal,
         "tw-keyid": signer.keyid,
@@ -104,21 +108,48 @@ def test_sign_call_metadata_shape() -> None:
 
 def test_call_message_is_line_oriented_and_versioned() -> None:
     digest = hashlib.sha256(b"req").hexdigest()
-    assert request_digest(b"req") == digest
-    assert call_message(METHOD, "alice", "ab" * 32, 5, "00" * 16, digest) == (
-        f"trustwire-call-v2\n{METHOD}\nalice\n{'ab' * 32}\n5\n{'00' * 16}\n{digest}\n".encode()
+    assert body_digest(b"req") == digest
+    assert call_message(ORIGIN, METHOD, "alice", "ab" * 32, 5, "00" * 16, digest) == (
+        f"trustwire-call-v3\n{ORIGIN}\n{METHOD}\nalice\n{'ab' * 32}\n5\n{'00' * 16}\n{digest}\n".encode()
     )
+
+
+def test_call_for_another_exchange_is_refused() -> None:
+    """A call signed for one exchange is worthless on another (the origin line)."""
+    auth = make_auth(Clock())
+    with pytest.raises(BadCallSignature, match="this exchange is test.trustwire.invalid/log"):
+        auth.authenticate(METHOD, metadata(origin="other.trustwire.invalid/log"))
+    auth.authenticate(METHOD, metadata())
+
+
+def test_origin_is_the_log_key_name() -> None:
+    assert origin_of_log_key("example.org/trustwire+0a1b2c3d+Ab+Cd/Ef==") == "example.org/trustwire"
+    with pytest.raises(ValueError):
+        origin_of_log_key("no-plus-signs")
+
+
+def test_checks_run_in_protocol_order() -> None:
+    """Timestamp before key id, key id before signature; none of them reads the body."""
+    stranger = Signer.from_seed(b"\x07" * 32)
+    auth = make_auth(Clock())
+    with pytest.raises(ExpiredCall):  # step 2 before step 3
+        auth.precheck(metadata(stranger, "carol", ts=T0 - 2 * WINDOW))
+    with pytest.raises(UnknownKey):  # step 3 before step 4 (the signature is not even looked at)
+        auth.precheck(metadata(stranger, "carol") | {"tw-signature": base64.b64encode(b"\x00" * 64).decode()})
+    headers, key = auth.precheck(metadata(request=b"body"))
+    assert key == ALICE.public_key and headers.principal == "alice"
+    assert auth.verify(METHOD, headers, key, b"body") == CallCredentials("alice", ALICE.keyid)
 
 
 def test_request_body_is_bound() -> None:
     auth = make_auth(Clock())
-    auth.authenticate(METHOD, metadata(request=b"\x0a\x02hi"), request=b"\x0a\x02hi")
+    auth.authenticate(METHOD, metadata(request=b"\x0a\x02hi"), body=b"\x0a\x02hi")
     md = metadata(request=b"\x0a\x02hi")
     with pytest.raises(BadCallSignature):
-        auth.authenticate(METHOD, md, request=b"\x0a\x02ho")
+        auth.authenticate(METHOD, md, body=b"\x0a\x02ho")
     with pytest.raises(BadCallSignature):
         auth.authenticate(METHOD, md)  # empty body
-    auth.authenticate(METHOD, md, request=b"\x0a\x02hi")  # the failures burned nothing
+    auth.authenticate(METHOD, md, body=b"\x0a\x02hi")  # the failures burned nothing
 
 
 def test_many_fresh_calls_are_accepted() -> None:
@@ -224,7 +255,7 @@ def test_tampered_signature_is_forged() -> None:
         with pytest.raises(BadCallSignature):
             auth.authenticate(METHOD, md | {"tw-signature": base64.b64encode(bytes(flipped)).decode()})
     for wrong_length in (bytes(sig[:-1]), bytes(sig) + b"\x00", b"\x00"):
-        with pytest.raises(BadCallSignature):
+        with pytest.raises(MissingCredentials):  # step 1: not a 64-byte signature at all
             auth.authenticate(METHOD, md | {"tw-signature": base64.b64encode(wrong_length).decode()})
     auth.authenticate(METHOD, md)  # the original still works: failures burned nothing
 
@@ -354,3 +385,18 @@ def test_nonce_cache_eviction_keeps_recent_entries() -> None:
             cache.remember("alice", f"n{t}", t, now_ms=1000)
     for t in range(0, 800, 10):
         cache.remember("alice", f"n{t}", t, now_ms=1000)
+
+
+def test_protocol_md_example_vector() -> None:
+    """The worked example of PROTOCOL.md §4, byte for byte."""
+    signer = Signer.from_seed(bytes(range(32)))
+    assert signer.keyid == "56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c"
+    body = bytes.fromhex("0805100a")
+    message = call_message(
+        "example.org/trustwire", "/trustwire.v1.ExchangeService/GetEntries", "acme", signer.keyid,
+        1767225600000, "00112233445566778899aabbccddeeff", body_digest(body),
+    )
+    assert len(message) == 263 and message.endswith(b"a0cd6ab88e4e300f522609baf3f99e074d48a4a73dea8eff10e4cbed08f46673\n")
+    assert base64.b64encode(signer.sign(message)).decode() == (
+        "Ze3bV5sC5rseFnBymGPFnF4ZjtqkmWTWlJvvDzcz/Ekx8tYUiOtb4WaJGUY95AM2mJTn2T0EHKeoMENwbPb6Aw=="
+    )
