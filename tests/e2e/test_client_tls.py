@@ -78,7 +78,8 @@ def _tls_flags(pki: DemoPki, principal: str, ca: Path | None = None) -> list[str
 
 
 def _ops(tf: TaskForce, tmp: Path, *extra: str) -> list[str]:
-    return ["ops", "directory", "--json", "--exchange", tf.target, "--operator-key-file", str(_key_file(tmp, OPERATOR)),
+    return ["ops", "directory", "--json", "--exchange", tf.target, "--origin", tf.origin,
+            "--operator-key-file", str(_key_file(tmp, OPERATOR)),
             *extra]
 
 
