@@ -19,6 +19,8 @@ EXAMPLES: dict[str, str] = {
     "serve": "trustwire serve --config exchange.toml --tls-cert-file server.pem --tls-key-file server-key.pem",
     "demo": "trustwire demo --tls",
     "member keygen": "trustwire member keygen --out northwind.key",
+    "member init": "trustwire member init --member-id northwind --exchange exchange.example:7443 "
+                   "--operator-public-key HEX --log-key VKEY --tls-ca-file ca.pem",
     "member publish": f"trustwire member publish signals.jsonl {_M}",
     "member sync": f"trustwire member sync {_M} --json",
     "member match": f"trustwire member match uploads/ {_M} --json",

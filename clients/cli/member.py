@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from clients.cli import member_init
 from clients.cli.output import emit
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
@@ -29,6 +30,7 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--force", action="store_true", help="overwrite an existing file")
     k.add_argument("--json", action="store_true")
     k.set_defaults(run=keygen)
+    member_init.add_parser(msub)
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--config", type=Path, help="member TOML settings")
