@@ -73,9 +73,9 @@ policy = {policy}
 # tls_cert_file = "{member}.pem"    # your client certificate (mutual TLS), naming member_id
 # tls_key_file = "{member}-key.pem" # its unencrypted private key (0600)
 {tls_lines}
-# A secret file (any bytes, 0600) for publishing account indicators: account signals
-# carry HMAC-SHA256(secret, platform:account id), never the id itself. Every member of
-# a sharing group that exchanges account signals must use the same secret.
+# The task force's shared secret (a file, 0600) for account indicators: email, phone
+# and username accounts are shared as HMAC-SHA256(secret, "kind:identifier"), never
+# in the clear. Every member uses the same file (the operator hands it out).
 # account_secret_file = "accounts.secret"
 
 # Witnesses whose cosignatures count, and how many a checkpoint needs.
