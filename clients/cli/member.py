@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections.abc import Mapping
@@ -47,7 +48,10 @@ def add_parser(sub: Any) -> None:
     pub = msub.add_parser("publish", help="sign and publish entries from a JSON Lines file")
     common(pub)
     pub.add_argument("file", type=Path, help="JSONL file, or - for stdin")
-    pub.add_argument("--batch-size", type=int, default=500)
+    pub.add_argument("--batch-size", type=int, default=500, help="entries per call")
+    pub.add_argument("--created-at", help="ISO time for lines without created_at (default: pinned by the first run)")
+    pub.add_argument("--journal", type=Path,
+                     help="where the pinned time is kept (default: FILE.twpublish.json; none for stdin)")
     pub.set_defaults(run=publish)
 
     sy = msub.add_parser("sync", help="verify the stream into the local bank and queue")
@@ -138,9 +142,12 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     config = load_config(args, env)
     secret = config.account_secret_file.read_bytes().strip() if config.account_secret_file else None
-    lines = sys.stdin.read().splitlines() if str(args.file) == "-" else args.file.read_text().splitlines()
+    stdin = str(args.file) == "-"
+    text = sys.stdin.read() if stdin else args.file.read_text()
     with open_client(config) as client:
-        entries = entries_from_jsonl(client, lines, secret=secret, source=str(args.file))
+        created_at_ms = _pinned_created_at(args, text, client._clock_ms())
+        entries = entries_from_jsonl(client, text.splitlines(), secret=secret, created_at_ms=created_at_ms,
+                                     source=str(args.file))
         outcomes = client.publish(entries, batch_size=args.batch_size)
     rows = []
     for entry, o in zip(entries, outcomes, strict=True):
@@ -156,6 +163,20 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     emit(args, {"accepted": len(rows) - len(rejected), "rejected": len(rejected), "results": rows}, human)
     return int(ExitCode.FAILURE if rejected else ExitCode.OK)
+
+
+def _pinned_created_at(args: argparse.Namespace, text: str, now_ms: int) -> int:
+    """``created_at`` of lines without one: --created-at, else the time pinned in the journal by
+    the first run (so publishing the same file again signs the same bytes: same receipts)."""
+    from clients.bulk.importer import Journal
+    from clients.jsonl import parse_time_ms
+
+    if args.created_at:
+        return parse_time_ms(args.created_at)
+    path = args.journal or (None if str(args.file) == "-" else Path(str(args.file) + ".twpublish.json"))
+    journal = Journal.open(path, hashlib.sha256(text.encode()).hexdigest(), now_ms)
+    journal.save()
+    return journal.created_at_ms
 
 
 def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
