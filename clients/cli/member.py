@@ -15,8 +15,10 @@ from clients.cli import member_init
 from clients.cli.output import emit
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
+from clients.jsonl import format_time_ms
 from clients.member import MemberClient
 from clients.queue import State
+from exchange.core.entries import SEVERITY_BY_NAME
 from exchange.core.errors import ExitCode, InvalidInput, TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
@@ -193,6 +195,9 @@ def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
 
 
+_SEVERITY_NAMES = {v: k for k, v in SEVERITY_BY_NAME.items()}
+
+
 def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
     sig = m.signal
     opinions = client.bank.opinion_counts(sig.publisher, sig.signal_id) if client.bank else {}
@@ -205,7 +210,7 @@ def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
         "distance": m.distance,
         "labels": list(sig.labels),
         "confidence": sig.confidence,
-        "severity": sig.severity,
+        "severity": _SEVERITY_NAMES.get(int(sig.severity), str(sig.severity)),
         "index": sig.index,
         "accepted_at_ms": sig.accepted_at_ms,
         "valid_until_ms": sig.valid_until_ms,
@@ -327,9 +332,9 @@ def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
         client.queue.get(args.item)
         events = client.queue.history(args.item)
-    data = [{**asdict(e), "state": e.state.value} for e in events]
+    data = [{**asdict(e), "state": e.state.value, "at": format_time_ms(e.at_ms)} for e in events]
     human = "\n".join(
-        f"{e.at_ms} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
+        f"{format_time_ms(e.at_ms)} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
     )
     emit(args, data, human)
     return int(ExitCode.OK)

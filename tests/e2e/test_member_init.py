@@ -52,10 +52,14 @@ def test_init_then_a_match_reaches_the_queue(
     assert main(["member", "sync", "--config", made["config"], "--json"]) == 0
     capsys.readouterr()
     assert main(["member", "match", str(media), "--config", made["config"], "--json"]) == 0
-    capsys.readouterr()
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert {m["severity"] for m in row["matches"]} == {"medium"}  # a name, as published, not a number
     assert main(["member", "queue", "list", "--config", made["config"], "--json"]) == 0
     (item,) = json.loads(capsys.readouterr().out)
     assert item["signal_id"] == "bad-1" and item["state"] == "pending"
+    assert main(["member", "queue", "history", str(item["id"]), "--config", made["config"], "--json"]) == 0
+    (event,) = json.loads(capsys.readouterr().out)
+    assert event["at"].endswith("Z") and event["at"][:2] == "20"  # ISO 8601 UTC, not epoch milliseconds
 
 
 def test_init_does_not_overwrite_a_config(
