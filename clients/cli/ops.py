@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from clients.cli import ops_view
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.ops_config import OpsConfig, duration_ms, operator_credentials  # noqa: F401 - OpsConfig re-exported
 from clients.cli.output import emit
-from clients.jsonl import parse_time_ms
+from clients.jsonl import format_time_ms, parse_time_ms
 from clients.snapshot import snapshot_ledger
 from clients.operator import OperatorClient
 from exchange.core.errors import ExitCode, InvalidInput
+from exchange.core.keydir import KeyInfo
 from exchange.core.records import Receipt
 from exchange.core.keyfiles import public_key_from_hex
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -190,6 +192,22 @@ def snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.OK)
 
 
+def _validity(k: KeyInfo, now_ms: int) -> dict[str, Any]:
+    """When a key may sign (ISO 8601 UTC) and what it is now: pending, valid, retiring, retired, compromised."""
+    if k.compromised:
+        status = "compromised"
+    elif now_ms < k.valid_from_ms:
+        status = "pending"
+    elif k.revoked_index is None:
+        status = "valid"
+    elif k.revoked_at_ms is not None and now_ms < k.revoked_at_ms:
+        status = "retiring"
+    else:
+        status = "retired"
+    until = format_time_ms(k.revoked_at_ms) if k.revoked_at_ms is not None else None
+    return {"valid_from": format_time_ms(k.valid_from_ms), "valid_until": until, "status": status}
+
+
 def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = _client(args, env)
     try:
@@ -197,6 +215,7 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         client.close()
     tlp = {v: k for k, v in {"clear": 1, "green": 2, "amber": 3, "amber+strict": 4, "red": 5}.items()}
+    now_ms = int(time.time() * 1000)
     data = {
         "groups": [
             {"id": g.group_id, "name": g.display_name, "max_tlp": tlp.get(g.max_tlp, "?"), "retired": g.retired}
@@ -208,7 +227,7 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 "groups": sorted(m.groups), "suspended": m.suspended,
                 "keys": [
                     {"keyid": k.keyid, "added_index": k.added_index, "revoked_index": k.revoked_index,
-                     "compromised": k.compromised}
+                     "compromised": k.compromised, **_validity(k, now_ms)}
                     for k in d.keys.values() if k.member_id == m.member_id
                 ],
             }
@@ -218,6 +237,8 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     human = "\n".join(
         f"{m['id']:<20} {m['role']:<8} {'SUSPENDED ' if m['suspended'] else ''}groups={','.join(m['groups'])} "
         f"keys={len([k for k in m['keys'] if k['revoked_index'] is None])} live"
+        + "".join(f"\n    key {k['keyid'][:16]} {k['status']:<11} from {k['valid_from']} until {k['valid_until'] or '-'}"
+                  for k in m["keys"])
         for m in data["members"]
     )
     print(json.dumps(data, indent=2) if args.json else human)
