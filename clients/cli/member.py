@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from clients.cli import member_init
+from clients.cli import everyday, member_init
 from clients.cli.output import emit
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
@@ -125,6 +125,7 @@ def add_parser(sub: Any) -> None:
     from clients.cli import interop  # import, export, taxii (issue 17)
 
     interop.add_parsers(msub, common)
+    everyday.add_parser(msub, common)
 
 
 def keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -199,6 +200,11 @@ _SEVERITY_NAMES = {v: k for k, v in SEVERITY_BY_NAME.items()}
 
 
 def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
+    return {**signal_row(client, m), "action": d.action.value, "priority": d.priority, "rule": d.rule}
+
+
+def signal_row(client: MemberClient, m: Any) -> dict[str, Any]:
+    """A match's signal, with its provenance and the opinions on it so far (JSON-ready)."""
     sig = m.signal
     opinions = client.bank.opinion_counts(sig.publisher, sig.signal_id) if client.bank else {}
     from clients.bank import VERDICTS
@@ -215,9 +221,6 @@ def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
         "accepted_at_ms": sig.accepted_at_ms,
         "valid_until_ms": sig.valid_until_ms,
         "opinions": {VERDICTS.get(int(v), str(v)): n for v, n in sorted(opinions.items())},
-        "action": d.action.value,
-        "priority": d.priority,
-        "rule": d.rule,
     }
 
 

@@ -51,6 +51,19 @@ def test_init_then_a_match_reaches_the_queue(
 
     assert main(["member", "sync", "--config", made["config"], "--json"]) == 0
     capsys.readouterr()
+
+    # everyday commands: hash a file, look its hash up, print the key's public key
+    assert main(["member", "hash", str(media), "--json"]) == 0
+    (hashed,) = json.loads(capsys.readouterr().out)
+    md5 = next(h["value"] for h in hashed["hashes"] if h["type"] == "md5")
+    assert md5 == hashlib.md5(media.read_bytes()).hexdigest()
+    assert main(["member", "lookup", "md5", md5.upper(), "--config", made["config"], "--json"]) == 0
+    (found,) = json.loads(capsys.readouterr().out)["matches"]
+    assert (found["publisher"], found["signal_id"]) == ("alice", "bad-1")
+    assert main(["member", "lookup", "md5", "0" * 32, "--config", made["config"], "--json"]) == ExitCode.NOT_FOUND
+    assert json.loads(capsys.readouterr().out)["matches"] == []
+    assert main(["member", "public-key", "--key-file", made["key_file"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["public_key"] == made["public_key"]
     assert main(["member", "match", str(media), "--config", made["config"], "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["results"]
     assert {m["severity"] for m in row["matches"]} == {"medium"}  # a name, as published, not a number
