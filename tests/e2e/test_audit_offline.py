@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exchange.core.errors import ExitCode
 from exchange.core.records import Receipt
-from tests.conftest import GROUP_ALL, TaskForce, start_taskforce, wait_until
+from tests.conftest import GROUP_ALL, TaskForce, wait_until
 from trustwire.cli import main
 
 
@@ -27,32 +26,22 @@ def _publish(tf: TaskForce, prefix: str, n: int) -> None:
     wait_until(lambda: (tf.server.checkpoints.latest() or Receipt).size == head)  # type: ignore[union-attr]
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[TaskForce]:
-    tf = start_taskforce(tmp_path / "live")
-    try:
-        yield tf
-    finally:
-        tf.close()
-
-
 def _anchors(tf: TaskForce) -> list[str]:
     return ["--operator-public-key", tf.operator.public_key.hex(), "--log-key", tf.log_key]
 
 
 def test_snapshot_of_a_serving_exchange_audits_offline(
-    live: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tf: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tf = live
     _publish(tf, "a", 4)
-    assert main(["audit", "checkpoint", "--checkpoints", str(tmp_path / "live" / "ledger.db.audit" / "checkpoints.db"),
+    assert main(["audit", "checkpoint", "--checkpoints", str(tmp_path / "exchange" / "ledger.db.audit" / "checkpoints.db"),
                  *_anchors(tf), "--json"]) == 0
     old_note = json.loads(capsys.readouterr().out)["note"]
     (tmp_path / "old.note").write_text(old_note)
     _publish(tf, "b", 5)
 
     out = tmp_path / "snap"
-    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "live" / "ledger.db"), "--out", str(out), "--json"]) == 0
+    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "exchange" / "ledger.db"), "--out", str(out), "--json"]) == 0
     snap = json.loads(capsys.readouterr().out)
     assert snap["entries"] == tf.server.ledger.head() and snap["checkpoint_count"] >= 2
     ledger = out / "ledger.db"
@@ -79,12 +68,11 @@ def test_snapshot_of_a_serving_exchange_audits_offline(
 
 
 def test_tampered_snapshot_fails_the_offline_proof(
-    live: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tf: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tf = live
     _publish(tf, "c", 4)
     out = tmp_path / "snap"
-    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "live" / "ledger.db"), "--out", str(out)]) == 0
+    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "exchange" / "ledger.db"), "--out", str(out)]) == 0
     capsys.readouterr()
     conn = sqlite3.connect(out / "ledger.db")
     (record,) = conn.execute("SELECT record FROM records WHERE idx = 2").fetchone()
@@ -96,11 +84,11 @@ def test_tampered_snapshot_fails_the_offline_proof(
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_snapshot_refuses_a_non_empty_directory(live: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_snapshot_refuses_a_non_empty_directory(tf: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "busy"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "live" / "ledger.db"), "--out", str(out)]) != 0
+    assert main(["ops", "snapshot", "--ledger", str(tmp_path / "exchange" / "ledger.db"), "--out", str(out)]) != 0
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 

@@ -33,14 +33,20 @@ PRINCIPALS = [OPERATOR, AUDITOR, *MEMBERS]
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPki:
-    return generate_demo_pki(tmp_path_factory.mktemp("pki"), ("127.0.0.1", "localhost"), PRINCIPALS)
+def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoPki]:
+    """The task force's PKI, and a rogue CA nobody here trusts issuing for the same names."""
+    hosts = ("127.0.0.1", "localhost")
+    return {name: generate_demo_pki(tmp_path_factory.mktemp(name), hosts, PRINCIPALS) for name in ("pki", "rogue")}
 
 
 @pytest.fixture(scope="module")
-def rogue(tmp_path_factory: pytest.TempPathFactory) -> DemoPki:
-    """A CA nobody here trusts, issuing certificates for the same names."""
-    return generate_demo_pki(tmp_path_factory.mktemp("rogue"), ("127.0.0.1", "localhost"), PRINCIPALS)
+def pki(pkis: dict[str, DemoPki]) -> DemoPki:
+    return pkis["pki"]
+
+
+@pytest.fixture(scope="module")
+def rogue(pkis: dict[str, DemoPki]) -> DemoPki:
+    return pkis["rogue"]
 
 
 @pytest.fixture(scope="module")
