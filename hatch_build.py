@@ -66,7 +66,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         if version == "standard":
             # Ship the demo task force inside a regular wheel so `trustwire demo` works after
             # `pip install .`; editable installs read seeds/ from the checkout.
-            build_data["force_include"][str(Path(self.root) / "seeds")] = "trustwire/_seeds"
+            build_data["force_include"][str(Path(self.root) / "seeds")] = "exchange/program/_seeds"
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def audit(ex: ExchangeProcess, workers: int, fixed: tuple[float, float] = (0.0, 
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = [sys.executable, "-m", "trustwire", "audit", "verify", "--ledger", str(ex.ledger),
+    cmd = [sys.executable, "-m", "exchange.program", "audit", "verify", "--ledger", str(ex.ledger),
            "--operator-public-key", ex.operator.public_key.hex(), "--log-key", ex.log_key, "--json",
            "--workers", str(workers), "--no-progress"]
     t0 = time.perf_counter()

@@ -92,7 +92,7 @@ class Exchange:
         env = {**os.environ, "TRUSTWIRE_VERIFY_WORKERS": str(verify_workers), "TRUSTWIRE_METRICS_LISTEN": "off",
                "TRUSTWIRE_PUBLISH_RATE": "1000000", "TRUSTWIRE_PUBLISH_BURST": "10000000"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trustwire", "serve", "--listen", "127.0.0.1:0",
+            [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
              "--ledger-path", str(workdir / "ledger.db"), "--operator-public-key", self.operator.public_key.hex(),
              "--log-key-file", str(log_key), "--name", "bench.trustwire.invalid/log"],
             stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,

@@ -73,7 +73,7 @@ class ExchangeProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "trustwire", "serve", "--listen", "127.0.0.1:0",
+            sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
             "--ledger-path", str(self.ledger), "--operator-public-key", self.operator.public_key.hex(),
             "--log-key-file", str(self.log_key_file), "--name", self.name,
         ]
@@ -190,7 +190,7 @@ class ExchangeProcess:
         """``trustwire audit verify --ledger``: every signature and every signed checkpoint."""
         return subprocess.run(
             [
-                sys.executable, "-m", "trustwire", "audit", "verify", "--ledger", str(self.ledger),
+                sys.executable, "-m", "exchange.program", "audit", "verify", "--ledger", str(self.ledger),
                 "--operator-public-key", self.operator.public_key.hex(), "--log-key", self.log_key, "--json",
             ],
             cwd=REPO, capture_output=True, text=True, timeout=timeout,

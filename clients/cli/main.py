@@ -4,7 +4,7 @@
     trustwire audit …        verify, prove, consistency, checkpoint, witness (auditors)
     trustwire ops …          enrol, keys, groups, suspension, directory      (operators)
 
-The ``trustwire`` program itself (:mod:`trustwire.cli`) adds ``serve`` and ``demo``,
+The ``trustwire`` program itself (:mod:`exchange.program.cli`) adds ``serve`` and ``demo``,
 which need the exchange: the SDK never imports ``exchange.server``.
 ``main(argv)`` returns the exit code, so tests call it in-process. Results go to
 stdout (``--json`` for machines, errors too), messages to stderr; the exit codes are

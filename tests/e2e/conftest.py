@@ -21,7 +21,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Signer, str]]:
     log_key = tmp_path / "log.key"
     log_key.write_text(insecure_signer("cli-log").seed.hex())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trustwire", "serve", "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
          "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
          "--log-key-file", str(log_key), "--name", "cli.test.invalid/log"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

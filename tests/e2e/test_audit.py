@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from clients.witness import Witness, serve_witness
 from exchange.core import note as notes
 from exchange.core.dsse import sign_envelope

@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trustwire.cli import main
+from exchange.program.cli import main
 
 
 def _trustwire() -> list[str]:
     exe = shutil.which("trustwire", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "trustwire"]
+    return [exe] if exe else [sys.executable, "-m", "exchange.program"]
 
 
 def test_demo_twice_same_outcome(tmp_path: Path) -> None:

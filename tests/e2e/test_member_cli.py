@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from clients.operator import OperatorClient
 from exchange.core.keys import Signer
 from tests.conftest import KEYS_VALID_FROM_MS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from exchange.core.keys import Signer
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import pytest
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from clients.transport import _CallSigner
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import encode_entry
@@ -321,7 +321,7 @@ def test_ops_top_live_view_in_a_terminal(tf: TaskForce, tmp_path: Path) -> None:
            "LINES": "60"}
     env.pop("NO_COLOR", None)
     term = Terminal(
-        [sys.executable, "-m", "trustwire", "ops", "top", *_ops(tf, tmp_path), "--silent-after", "1s",
+        [sys.executable, "-m", "exchange.program", "ops", "top", *_ops(tf, tmp_path), "--silent-after", "1s",
          "--window", "15m"],
         env,
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from clients.feedback import OutboxState, feedback_report
 from clients.media import hash_file
 from clients.policy import Policy

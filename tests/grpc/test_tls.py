@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from trustwire.cli import main
+from exchange.program.cli import main
 from clients.transport import ClientTls, connect, rpc_error
 from exchange.core.entries import OPERATOR
 from exchange.core.errors import CertificateMismatch, ConfigError, Unavailable

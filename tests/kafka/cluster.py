@@ -101,7 +101,7 @@ class Cluster:
         }
         log = home / "serve.log"
         argv = [
-            sys.executable, "-m", "trustwire", "-v", "serve", "--listen", "127.0.0.1:0",
+            sys.executable, "-m", "exchange.program", "-v", "serve", "--listen", "127.0.0.1:0",
             "--engine", engine, "--ledger-path", str(home / "ledger.db"),
             "--operator-public-key", self.operator.public_key.hex(), "--log-key-file", str(key_file),
             "--name", ORIGIN,

@@ -104,9 +104,42 @@ function opaque(raw) {
   return raw;
 }
 
+// vPDQ (§5.6): distinct frame hashes of quality >= 50, sorted, comma-joined.
+function vpdq(raw) {
+  const t = strip(raw);
+  const frame = (h) => {
+    const v = strip(h).toLowerCase();
+    if (v.length !== 64 || !/^[0-9a-f]*$/.test(v)) throw invalid('a vPDQ frame is a 64-hex-character PDQ hash');
+    return v;
+  };
+  let frames;
+  if (t.startsWith('[')) {
+    let items;
+    try { items = JSON.parse(t); } catch { throw invalid('a vPDQ JSON value is a list of strings'); }
+    if (!Array.isArray(items) || !items.every((i) => typeof i === 'string')) throw invalid('a vPDQ JSON value is a list of strings');
+    frames = [];
+    for (const item of items) {
+      const parts = item.split(',');
+      if (parts.length !== 3) throw invalid('a vPDQ frame is "pdq_hex,quality,timestamp"');
+      const q = strip(parts[1]);
+      if (!/^[+-]?[0-9]+$/.test(q)) throw invalid("a vPDQ frame's quality is an integer 0..100");
+      const quality = Number(q);
+      if (quality < 0 || quality > 100) throw invalid("a vPDQ frame's quality is an integer 0..100");
+      if (quality >= 50) frames.push(frame(parts[0]));
+    }
+  } else {
+    frames = t ? t.split(',').map(frame) : [];
+  }
+  const distinct = [...new Set(frames)].sort();
+  if (distinct.length === 0) throw invalid('a vPDQ hash needs at least one frame of quality >= 50');
+  const value = distinct.join(',');
+  if (value.length > 4096) throw invalid('a vPDQ value holds at most 63 distinct frames');
+  return value;
+}
+
 const TYPES = {
   md5: hexDigest(32), sha1: hexDigest(40), sha256: hexDigest(64), pdq: hexDigest(64), video_md5: hexDigest(32),
-  url, domain, account, text,
+  url, domain, account, text, vpdq,
 };
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 

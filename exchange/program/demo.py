@@ -52,7 +52,7 @@ MARKER = ".trustwire-demo"
 
 def seeds_dir() -> Path:
     """seeds/ of a source checkout (editable install), else the copy inside the wheel."""
-    here = Path(__file__).resolve().parents[1] / "seeds"
+    here = Path(__file__).resolve().parents[2] / "seeds"
     return here if here.is_dir() else Path(__file__).resolve().parent / "_seeds"
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from clients.cli import main as client_cli
 from exchange.server import cli as serve
-from trustwire import demo
+from exchange.program import demo
 
 __all__ = ["main"]
 
