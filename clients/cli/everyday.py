@@ -53,7 +53,7 @@ def hash_files(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def lookup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from clients.cli.member import signal_row
+    from clients.cli.signal_rows import signal_row
     from clients.cli.member_config import load_config, open_client
 
     with open_client(load_config(args, env)) as client:

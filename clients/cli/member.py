@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from clients.cli import everyday, member_init
+from clients.cli.signal_rows import signal_row
 from clients.cli.output import emit
 from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
 from clients.jsonl import format_time_ms
 from clients.member import MemberClient
 from clients.queue import State
-from exchange.core.entries import SEVERITY_BY_NAME
 from exchange.core.errors import ExitCode, InvalidInput, TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
@@ -196,32 +196,8 @@ def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.SECURITY if report.quarantined else ExitCode.OK)
 
 
-_SEVERITY_NAMES = {v: k for k, v in SEVERITY_BY_NAME.items()}
-
-
 def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
     return {**signal_row(client, m), "action": d.action.value, "priority": d.priority, "rule": d.rule}
-
-
-def signal_row(client: MemberClient, m: Any) -> dict[str, Any]:
-    """A match's signal, with its provenance and the opinions on it so far (JSON-ready)."""
-    sig = m.signal
-    opinions = client.bank.opinion_counts(sig.publisher, sig.signal_id) if client.bank else {}
-    from clients.bank import VERDICTS
-
-    return {
-        "publisher": sig.publisher,
-        "signal_id": sig.signal_id,
-        "type": sig.type,
-        "distance": m.distance,
-        "labels": list(sig.labels),
-        "confidence": sig.confidence,
-        "severity": _SEVERITY_NAMES.get(int(sig.severity), str(sig.severity)),
-        "index": sig.index,
-        "accepted_at_ms": sig.accepted_at_ms,
-        "valid_until_ms": sig.valid_until_ms,
-        "opinions": {VERDICTS.get(int(v), str(v)): n for v, n in sorted(opinions.items())},
-    }
 
 
 def match(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -14,7 +14,7 @@ import pytest
 from exchange.core.errors import ExitCode
 from exchange.core.records import Receipt
 from tests.conftest import GROUP_ALL, TaskForce, wait_until
-from trustwire.cli import main
+from exchange.program.cli import main
 
 
 def _publish(tf: TaskForce, prefix: str, n: int) -> None:

@@ -26,7 +26,7 @@ from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.tls import DemoPki, generate_demo_pki
 from tests.conftest import MEMBERS, TaskForce, insecure_signer, start_taskforce
-from trustwire.cli import main
+from exchange.program.cli import main
 
 AUDITOR = "audit-firm"
 PRINCIPALS = [OPERATOR, AUDITOR, *MEMBERS]

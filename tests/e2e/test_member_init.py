@@ -16,7 +16,7 @@ from clients.config import MemberConfig
 from exchange.core.errors import ExitCode
 from exchange.core.settings import load_settings
 from tests.conftest import GROUP_ALL, TaskForce, accepted
-from trustwire.cli import main
+from exchange.program.cli import main
 
 
 def _init(tf: TaskForce, out: Path, *extra: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GROUP_ALL, TaskForce
-from trustwire.cli import main
+from exchange.program.cli import main
 
 
 def _member(tf: TaskForce, tmp: Path) -> list[str]:

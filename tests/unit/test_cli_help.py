@@ -12,8 +12,8 @@ from clients.cli.help_text import EXAMPLES, leaf_parsers
 from clients.cli.main import build_parser
 from exchange.core.errors import ExitCode
 from exchange.server import cli as serve
-from trustwire import demo
-from trustwire.cli import main
+from exchange.program import demo
+from exchange.program.cli import main
 
 COMMANDS = (serve.add_parser, demo.add_parser)
 
