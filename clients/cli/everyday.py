@@ -36,7 +36,7 @@ def add_parser(msub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 def hash_files(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from clients.media import hash_file, iter_files
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in iter_files(args.paths):
         h = hash_file(path)
         rows.append({"path": h.path, "hashes": [

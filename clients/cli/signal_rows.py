@@ -10,7 +10,7 @@ from exchange.core.entries import SEVERITY_BY_NAME
 
 __all__ = ["signal_row"]
 
-_SEVERITY_NAMES = {v: k for k, v in SEVERITY_BY_NAME.items()}
+_SEVERITY_NAMES: dict[int, str] = {int(v): k for k, v in SEVERITY_BY_NAME.items()}
 
 
 def signal_row(client: MemberClient, m: Any) -> dict[str, Any]:
