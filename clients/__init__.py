@@ -4,6 +4,7 @@ from clients.bank import Bank, BankOpinion, BankSignal, Match
 from clients.member import FileMatches, MemberClient, SyncReport
 from clients.policy import Action, Decision, Policy
 from clients.queue import ModerationQueue, QueueItem, State
+from clients.transport import ClientTls
 from exchange.core.errors import TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt
@@ -14,6 +15,7 @@ __all__ = [
     "Bank",
     "BankOpinion",
     "BankSignal",
+    "ClientTls",
     "Decision",
     "FileMatches",
     "Match",

@@ -7,7 +7,6 @@ needs nothing from the exchange but bytes.
 
 from __future__ import annotations
 
-import base64
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 import grpc
 
 from clients.audit_pool import AuditRun, run_audit
+from clients.offline_proofs import consistency_result, inclusion_result
 from clients.transport import ClientTls, connect, origin_of_log_key, translate_errors
-from exchange.core import merkle
 from exchange.core.audit import AuditReport, Auditor
 from exchange.core.errors import InvalidInput, LedgerCorrupt, TrustwireError
 from exchange.core.keys import Signer
@@ -36,9 +35,19 @@ SQLITE_MAX_INT = 2**63 - 1
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
-    if not Path(path).exists():
+    if not Path(path).is_file():
         raise InvalidInput(f"ledger file {path} does not exist")
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _unreadable(path: Path, exc: sqlite3.DatabaseError) -> LedgerCorrupt:
+    """A ledger or checkpoint file SQLite cannot read, with the likely cause."""
+    if "no such table" in str(exc):
+        return LedgerCorrupt(
+            f"{path} holds no Trustwire data ({exc}): a copy of a live ledger.db without its -wal file is "
+            "a stub; take the copy with `trustwire ops snapshot`"
+        )
+    return LedgerCorrupt(f"cannot read {path}: {exc}")
 
 
 def read_ledger_file(path: Path, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
@@ -50,7 +59,7 @@ def read_ledger_file(path: Path, start: int = 0, stop: int | None = None) -> Ite
             (start, SQLITE_MAX_INT if stop is None else stop),
         ))
     except sqlite3.DatabaseError as exc:
-        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     finally:
         conn.close()
 
@@ -61,7 +70,7 @@ def read_key_events(path: Path) -> list[bytes]:
     try:
         return [row[0] for row in conn.execute("SELECT record FROM records WHERE kind = 'keyevent' ORDER BY idx")]
     except sqlite3.DatabaseError as exc:
-        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     finally:
         conn.close()
 
@@ -72,7 +81,7 @@ def ledger_size(path: Path) -> int:
         row = conn.execute("SELECT idx FROM records ORDER BY idx DESC LIMIT 1").fetchone()
         return 0 if row is None else int(row[0]) + 1
     except sqlite3.DatabaseError as exc:
-        raise LedgerCorrupt(f"cannot read {path}: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     finally:
         conn.close()
 
@@ -92,6 +101,8 @@ def _db_notes(path: Path) -> Iterator[str]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         yield from (row[0] for row in conn.execute("SELECT note FROM checkpoints ORDER BY size"))
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from exc
     finally:
         conn.close()
 
@@ -219,17 +230,7 @@ class AuditClient:
         if Record.decode(record).index != index:
             raise InvalidInput(f"entry {index} is not visible to this principal")
         view.check_inclusion(record, index, proof.tree_size, list(proof.hashes))
-        return {
-            "format": "trustwire-inclusion-proof-v1",
-            "index": index,
-            "tree_size": proof.tree_size,
-            "leaf_hash": merkle.leaf_hash(record).hex(),
-            "record": base64.b64encode(record).decode(),
-            "proof": [h.hex() for h in proof.hashes],
-            "root": trusted.root.hex(),
-            "checkpoint": note,
-            "verified": True,
-        }
+        return inclusion_result(record, index, list(proof.hashes), trusted)
 
     def consistency(self, old_note: str, new_note: str) -> dict[str, Any]:
         """Check that ``new_note`` extends ``old_note`` with a proof from the exchange."""
@@ -243,15 +244,7 @@ class AuditClient:
                 apb.GetConsistencyProofRequest(old_size=old.size, new_size=new.size), timeout=RPC_TIMEOUT_S
             )
         view.advance(new_note, old.size, list(proof.hashes))
-        return {
-            "format": "trustwire-consistency-proof-v1",
-            "old_size": old.size,
-            "new_size": new.size,
-            "old_root": old.root.hex(),
-            "new_root": new.root.hex(),
-            "proof": [h.hex() for h in proof.hashes],
-            "consistent": True,
-        }
+        return consistency_result(old, new, list(proof.hashes))
 
 
 def _size_of(note: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clients.accounts import account_value
@@ -46,6 +46,11 @@ def parse_time_ms(text: str) -> int:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError as exc:
         raise InvalidInput(f"not an ISO 8601 time: {text!r}") from exc
+
+
+def format_time_ms(ms: int) -> str:
+    """``ms`` since the epoch as ISO 8601 UTC (``2026-12-01T21:58:04.123Z``): the inverse of parse_time_ms."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _opt_time(obj: dict[str, Any], key: str) -> int | None:

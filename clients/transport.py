@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from clients.tls_files import check_pem_files
 from exchange.core.callauth import origin_of_log_key, sign_call
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.errors import ConfigError, TrustwireError, Unavailable, error_for
@@ -19,7 +20,7 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 
 __all__ = [
-    "ClientTls", "DEFAULT_ORIGIN", "PublishOutcome", "REASON_HEADER", "connect", "origin_of_log_key",
+    "ClientTls", "DEFAULT_ORIGIN", "PublishOutcome", "REASON_HEADER", "client_tls", "connect", "origin_of_log_key",
     "publish_envelopes", "translate_errors",
 ]
 
@@ -65,19 +66,6 @@ class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
         self.compression = getattr(base, "compression", None)
 
 
-def _read_pem(path: Path, setting: str, kind: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{setting} {path} does not exist") from exc
-    except (IsADirectoryError, PermissionError) as exc:
-        raise ConfigError(f"{setting} {path} is not a readable file") from exc
-    marker = b"PRIVATE KEY-----" if kind == "private key" else b"-----BEGIN CERTIFICATE-----"
-    if marker not in data:
-        raise ConfigError(f"{setting} {path} does not hold a PEM {kind}")
-    return data
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientTls:
     """TLS settings of a channel: the CA that issued the exchange's certificate and,
@@ -105,19 +93,22 @@ class ClientTls:
         key_file: Path | None = None,
         server_name: str | None = None,
     ) -> ClientTls:
-        """Read PEM files (settings tls_ca_file, tls_cert_file, tls_key_file)."""
-        if (cert_file is None) != (key_file is None):
-            raise ConfigError("tls_cert_file and tls_key_file go together: set both for mutual TLS")
-        return cls(
-            root_certificates=_read_pem(ca_file, "tls_ca_file", "certificate"),
-            certificate_chain=_read_pem(cert_file, "tls_cert_file", "certificate") if cert_file else None,
-            private_key=_read_pem(key_file, "tls_key_file", "private key") if key_file else None,
-            server_name=server_name,
-        )
+        """Read and check PEM files (settings tls_ca_file, tls_cert_file, tls_key_file)."""
+        files = check_pem_files(ca_file, cert_file, key_file)
+        return cls(root_certificates=files.ca, certificate_chain=files.cert, private_key=files.key, server_name=server_name)
 
     @property
     def mutual(self) -> bool:
         return self.certificate_chain is not None
+
+
+def client_tls(ca_file: Path | None, cert_file: Path | None = None, key_file: Path | None = None) -> ClientTls | None:
+    """The TLS of a client's settings: None (plaintext) without ``tls_ca_file``."""
+    if ca_file is not None:
+        return ClientTls.from_files(ca_file, cert_file, key_file)
+    if cert_file is not None or key_file is not None:
+        raise ConfigError("tls_cert_file/tls_key_file need tls_ca_file (the CA of the exchange's certificate)")
+    return None
 
 
 def connect(
@@ -154,6 +145,26 @@ def connect(
     return grpc.intercept_channel(channel, _CallSigner(signer, principal, origin))
 
 
+_TLS_HINTS = (
+    ("Hostname Verification", "the exchange's certificate does not name the host of --exchange"),
+    ("CERTIFICATE_VERIFY_FAILED", "the exchange's certificate was not issued by tls_ca_file, or has expired"),
+    ("WRONG_VERSION_NUMBER", "the exchange does not speak TLS at this address: drop tls_ca_file or fix --exchange"),
+    (
+        "Socket closed",
+        "the exchange closed the connection during set-up: if it serves TLS, set tls_ca_file; under mutual TLS "
+        "it also needs tls_cert_file and tls_key_file from the CA it trusts for clients",
+    ),
+)
+
+
+def _tls_hint(details: str) -> str | None:
+    """What a transport failure most likely means, for a person (gRPC says only "Socket closed")."""
+    for marker, hint in _TLS_HINTS:
+        if marker in details:
+            return f"{hint} ({details.rsplit(': ', 1)[-1]})"
+    return None
+
+
 def rpc_error(exc: grpc.RpcError) -> TrustwireError:
     """The TrustwireError an RpcError stands for."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
@@ -164,7 +175,8 @@ def rpc_error(exc: grpc.RpcError) -> TrustwireError:
         if key == REASON_HEADER:
             reason = value
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not reason:
-        return Unavailable(f"exchange unavailable ({code.name}): {details}")
+        hint = _tls_hint(details or "")
+        return Unavailable(f"exchange unavailable ({code.name}): {hint or details}")
     return error_for(code.name, reason, details or code.name)
 
 

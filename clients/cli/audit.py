@@ -7,13 +7,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clients.audit_pool import AuditRun
-from clients.auditor import AuditClient, audit_offline, ledger_size, read_checkpoint_file, split_notes
+from clients.cli.tls_options import add_tls_arguments, tls_overrides
+from clients.transport import client_tls
+from clients.auditor import (
+    AuditClient, audit_offline, ledger_size, read_checkpoint_file, read_ledger_file, split_notes,
+)
+from clients.offline_proofs import consistency_offline, latest_checkpoint, prove_offline
 from exchange.core.audit import AuditReport
 from exchange.core.errors import ConfigError, ExitCode, InvalidInput
 from exchange.core.keyfiles import public_key_from_hex, read_seed_file
@@ -27,6 +32,9 @@ class AuditConfig:
     exchange: str = "127.0.0.1:7443"
     principal: str | None = None
     key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 def add_parser(sub: Any) -> None:
@@ -41,6 +49,7 @@ def add_parser(sub: Any) -> None:
             q.add_argument("--exchange", help="exchange host:port")
             q.add_argument("--principal", help="your enrolled auditor (or member) id")
             q.add_argument("--key-file", type=Path, help="your hex Ed25519 seed")
+            add_tls_arguments(q)
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     v = asub.add_parser("verify", help="verify every entry and every signed checkpoint")
@@ -57,19 +66,29 @@ def add_parser(sub: Any) -> None:
                    help="report progress on stderr (default: when stderr is a terminal)")
     v.set_defaults(run=verify)
 
+    def offline(q: argparse.ArgumentParser, ledger: bool = True) -> None:
+        if ledger:
+            q.add_argument("--ledger", type=Path,
+                           help="work offline on a ledger file (e.g. from `trustwire ops snapshot`)")
+        q.add_argument("--checkpoints", type=Path,
+                       help="checkpoints.db or a file of signed notes (offline; default: LEDGER.audit/checkpoints.db)")
+
     pr = asub.add_parser("prove", help="inclusion proof of one entry (JSON)")
     common(pr)
+    offline(pr)
     pr.add_argument("--index", type=int, required=True)
     pr.set_defaults(run=prove)
 
     c = asub.add_parser("consistency", help="prove that one checkpoint extends another")
     common(c)
+    offline(c)
     c.add_argument("--old", type=Path, required=True, help="file holding the older signed checkpoint")
-    c.add_argument("--new", type=Path, help="file holding the newer one (default: the exchange's latest)")
+    c.add_argument("--new", type=Path, help="file holding the newer one (default: the latest)")
     c.set_defaults(run=consistency)
 
     cp = asub.add_parser("checkpoint", help="print the latest signed checkpoint (verified)")
     common(cp)
+    offline(cp, ledger=False)
     cp.set_defaults(run=checkpoint)
 
     w = asub.add_parser("witness", help="run a C2SP tlog-witness")
@@ -84,6 +103,7 @@ def _config(args: argparse.Namespace, env: Mapping[str, str]) -> AuditConfig:
         "exchange": getattr(args, "exchange", None),
         "principal": getattr(args, "principal", None),
         "key_file": getattr(args, "key_file", None),
+        **tls_overrides(args),
     }
     return load_settings(AuditConfig, file=args.config, env=env, overrides=overrides)
 
@@ -99,6 +119,7 @@ def _client(config: AuditConfig) -> AuditClient:
     return AuditClient(
         config.exchange, principal=config.principal, signer=signer,
         operator_key=_operator_key(config), log_key=config.log_key,
+        tls=client_tls(config.tls_ca_file, config.tls_cert_file, config.tls_key_file),
     )
 
 
@@ -171,8 +192,7 @@ def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     run = AuditRun(verify_from=args.start, stop=args.stop, workers=args.workers, resume=_load_state(args.state),
                    progress=_progress(args.progress, total), save_state=_saver(args.state))
     if offline:
-        cp_file = args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
-        report = audit_offline(args.ledger, read_checkpoint_file(cp_file), _operator_key(config), config.log_key, run)
+        report = audit_offline(args.ledger, read_checkpoint_file(_checkpoints_of(args)), _operator_key(config), config.log_key, run)
     else:
         client = _client(config)
         try:
@@ -188,12 +208,25 @@ def verify(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.OK if report.ok else ExitCode.SECURITY)
 
 
+def _checkpoints_of(args: argparse.Namespace) -> Path:
+    return args.checkpoints or Path(str(args.ledger) + ".audit") / "checkpoints.db"
+
+
+def _reader(ledger: Path) -> Callable[[int], Iterator[bytes]]:
+    return lambda n: read_ledger_file(ledger, 0, n)
+
+
 def prove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        proof = client.prove(args.index)
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.ledger is not None:
+        note = latest_checkpoint(read_checkpoint_file(_checkpoints_of(args)), config.log_key)
+        proof = prove_offline(_reader(args.ledger), note, config.log_key, args.index)
+    else:
+        client = _client(config)
+        try:
+            proof = client.prove(args.index)
+        finally:
+            client.close()
     print(json.dumps(proof, indent=2, sort_keys=True))
     return int(ExitCode.OK)
 
@@ -206,22 +239,32 @@ def _one_note(path: Path) -> str:
 
 
 def consistency(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        new = _one_note(args.new) if args.new else client.checkpoint()
-        result = client.consistency(_one_note(args.old), new)
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.ledger is not None:
+        new = _one_note(args.new) if args.new else latest_checkpoint(
+            read_checkpoint_file(_checkpoints_of(args)), config.log_key)
+        result = consistency_offline(_reader(args.ledger), _one_note(args.old), new, config.log_key)
+    else:
+        client = _client(config)
+        try:
+            new = _one_note(args.new) if args.new else client.checkpoint()
+            result = client.consistency(_one_note(args.old), new)
+        finally:
+            client.close()
     _print(args, result, f"consistent: size {result['old_size']} → {result['new_size']}")
     return int(ExitCode.OK)
 
 
 def checkpoint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    client = _client(_config(args, env))
-    try:
-        note = client.checkpoint()
-    finally:
-        client.close()
+    config = _config(args, env)
+    if args.checkpoints is not None:
+        note = latest_checkpoint(read_checkpoint_file(args.checkpoints), config.log_key)
+    else:
+        client = _client(config)
+        try:
+            note = client.checkpoint()
+        finally:
+            client.close()
     _print(args, {"note": note}, note.rstrip("\n"))
     return int(ExitCode.OK)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections.abc import Mapping
@@ -10,8 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from clients.cli import everyday, member_init
+from clients.cli.signal_rows import signal_row
 from clients.cli.output import emit
+from clients.cli.tls_options import add_tls_arguments
 from clients.cli.member_config import load_config, open_client, read_seed, stateful_client  # noqa: F401 - re-exported
+from clients.jsonl import format_time_ms
 from clients.member import MemberClient
 from clients.queue import State
 from exchange.core.errors import ExitCode, InvalidInput, TrustwireError
@@ -28,6 +33,7 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--force", action="store_true", help="overwrite an existing file")
     k.add_argument("--json", action="store_true")
     k.set_defaults(run=keygen)
+    member_init.add_parser(msub)
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--config", type=Path, help="member TOML settings")
@@ -38,15 +44,16 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--log-key", help="the log's verifier key (printed by `trustwire serve`)")
         q.add_argument("--state", type=Path, help="local state file (bank, queue, cursor)")
         q.add_argument("--policy", type=Path)
-        q.add_argument("--tls-ca-file", type=Path, help="PEM CA of the exchange's certificate (enables TLS)")
-        q.add_argument("--tls-cert-file", type=Path, help="PEM client certificate for mutual TLS")
-        q.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
+        add_tls_arguments(q)
         q.add_argument("--json", action="store_true", help="machine-readable output")
 
     pub = msub.add_parser("publish", help="sign and publish entries from a JSON Lines file")
     common(pub)
     pub.add_argument("file", type=Path, help="JSONL file, or - for stdin")
-    pub.add_argument("--batch-size", type=int, default=500)
+    pub.add_argument("--batch-size", type=int, default=500, help="entries per call")
+    pub.add_argument("--created-at", help="ISO time for lines without created_at (default: pinned by the first run)")
+    pub.add_argument("--journal", type=Path,
+                     help="where the pinned time is kept (default: FILE.twpublish.json; none for stdin)")
     pub.set_defaults(run=publish)
 
     sy = msub.add_parser("sync", help="verify the stream into the local bank and queue")
@@ -118,6 +125,7 @@ def add_parser(sub: Any) -> None:
     from clients.cli import interop  # import, export, taxii (issue 17)
 
     interop.add_parsers(msub, common)
+    everyday.add_parser(msub, common)
 
 
 def keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -137,9 +145,12 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     config = load_config(args, env)
     secret = config.account_secret_file.read_bytes().strip() if config.account_secret_file else None
-    lines = sys.stdin.read().splitlines() if str(args.file) == "-" else args.file.read_text().splitlines()
+    stdin = str(args.file) == "-"
+    text = sys.stdin.read() if stdin else args.file.read_text()
     with open_client(config) as client:
-        entries = entries_from_jsonl(client, lines, secret=secret, source=str(args.file))
+        created_at_ms = _pinned_created_at(args, text, client._clock_ms())
+        entries = entries_from_jsonl(client, text.splitlines(), secret=secret, created_at_ms=created_at_ms,
+                                     source=str(args.file))
         outcomes = client.publish(entries, batch_size=args.batch_size)
     rows = []
     for entry, o in zip(entries, outcomes, strict=True):
@@ -157,6 +168,20 @@ def publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(ExitCode.FAILURE if rejected else ExitCode.OK)
 
 
+def _pinned_created_at(args: argparse.Namespace, text: str, now_ms: int) -> int:
+    """``created_at`` of lines without one: --created-at, else the time pinned in the journal by
+    the first run (so publishing the same file again signs the same bytes: same receipts)."""
+    from clients.bulk.importer import Journal
+    from clients.jsonl import parse_time_ms
+
+    if args.created_at:
+        return parse_time_ms(args.created_at)
+    path = args.journal or (None if str(args.file) == "-" else Path(str(args.file) + ".twpublish.json"))
+    journal = Journal.open(path, hashlib.sha256(text.encode()).hexdigest(), now_ms)
+    journal.save()
+    return journal.created_at_ms
+
+
 def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with open_client(load_config(args, env)) as client:
         report = client.sync(follow=args.follow)
@@ -172,26 +197,7 @@ def sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _match_row(client: MemberClient, m: Any, d: Any) -> dict[str, Any]:
-    sig = m.signal
-    opinions = client.bank.opinion_counts(sig.publisher, sig.signal_id) if client.bank else {}
-    from clients.bank import VERDICTS
-
-    return {
-        "publisher": sig.publisher,
-        "signal_id": sig.signal_id,
-        "type": sig.type,
-        "distance": m.distance,
-        "labels": list(sig.labels),
-        "confidence": sig.confidence,
-        "severity": sig.severity,
-        "index": sig.index,
-        "accepted_at_ms": sig.accepted_at_ms,
-        "valid_until_ms": sig.valid_until_ms,
-        "opinions": {VERDICTS.get(int(v), str(v)): n for v, n in sorted(opinions.items())},
-        "action": d.action.value,
-        "priority": d.priority,
-        "rule": d.rule,
-    }
+    return {**signal_row(client, m), "action": d.action.value, "priority": d.priority, "rule": d.rule}
 
 
 def match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -305,9 +311,9 @@ def queue_history(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
         client.queue.get(args.item)
         events = client.queue.history(args.item)
-    data = [{**asdict(e), "state": e.state.value} for e in events]
+    data = [{**asdict(e), "state": e.state.value, "at": format_time_ms(e.at_ms)} for e in events]
     human = "\n".join(
-        f"{e.at_ms} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
+        f"{format_time_ms(e.at_ms)} {e.state.value:<13} {e.reviewer or '-':<12} {e.reason or ''}" for e in events
     )
     emit(args, data, human)
     return int(ExitCode.OK)

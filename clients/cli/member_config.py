@@ -12,7 +12,8 @@ from pathlib import Path
 from clients.config import MemberConfig
 from clients.member import MemberClient
 from clients.policy import Policy
-from clients.transport import ClientTls
+from clients.cli.tls_options import tls_overrides
+from clients.transport import client_tls
 from exchange.core.errors import ConfigError
 from exchange.core.keyfiles import public_key_from_hex, read_seed_file
 from exchange.core.keys import Signer
@@ -30,9 +31,7 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> MemberConfi
         "log_key": args.log_key,
         "state": args.state,
         "policy": args.policy,
-        "tls_ca_file": args.tls_ca_file,
-        "tls_cert_file": args.tls_cert_file,
-        "tls_key_file": args.tls_key_file,
+        **tls_overrides(args),
     }
     return load_settings(MemberConfig, file=args.config, env=env, overrides=overrides)
 
@@ -53,11 +52,7 @@ def stateful_client(args: argparse.Namespace, env: Mapping[str, str]) -> Iterato
 def open_client(config: MemberConfig) -> MemberClient:
     operator_key = public_key_from_hex(config.operator_public_key)
     policy = Policy.load(config.policy) if config.policy else None
-    tls = None
-    if config.tls_ca_file is not None:
-        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
-    elif config.tls_cert_file is not None or config.tls_key_file is not None:
-        raise ConfigError("tls_cert_file/tls_key_file need tls_ca_file (the CA of the exchange's certificate)")
+    tls = client_tls(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
     return MemberClient(
         config.exchange,
         member_id=config.member_id,

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from clients.cli import ops_view
+from clients.cli.tls_options import add_tls_arguments
 from clients.cli.ops_config import OpsConfig, duration_ms, operator_credentials  # noqa: F401 - OpsConfig re-exported
-from clients.jsonl import parse_time_ms
+from clients.cli.output import emit
+from clients.jsonl import format_time_ms, parse_time_ms
+from clients.snapshot import snapshot_ledger
 from clients.operator import OperatorClient
 from exchange.core.errors import ExitCode, InvalidInput
+from exchange.core.keydir import KeyInfo
 from exchange.core.records import Receipt
 from exchange.core.keyfiles import public_key_from_hex
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -35,7 +40,8 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--exchange", help="exchange host:port")
         q.add_argument("--origin", help="the exchange's name (log origin) the calls are signed for")
         q.add_argument("--operator-key-file", type=Path, help="hex seed of the operator key")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        add_tls_arguments(q)
         q.set_defaults(run=run)
         return q
 
@@ -76,6 +82,17 @@ def add_parser(sub: Any) -> None:
     q.add_argument("group")
     cmd("directory", "print the key directory, verified from the ledger", directory)
     ops_view.add_commands(cmd)  # top, status, rejects: the operator's live view
+    sn = osub.add_parser(
+        "snapshot", help="copy the ledger and its checkpoints for an auditor, consistently, while it serves",
+        description="Copy an embedded-engine ledger (WAL included, via SQLite's backup API) and its signed "
+        "checkpoints into a new directory, laid out as `trustwire audit verify --ledger DIR/ledger.db` expects. "
+        "Runs on the exchange's host; needs no key.",
+    )
+    sn.add_argument("--ledger", type=Path, required=True, help="the exchange's ledger file (ledger_path)")
+    sn.add_argument("--audit-dir", type=Path, help="the exchange's audit_dir (default: LEDGER.audit)")
+    sn.add_argument("--out", type=Path, required=True, help="a new (or empty) directory for the copy")
+    sn.add_argument("--json", action="store_true", help="machine-readable output")
+    sn.set_defaults(run=snapshot)
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorClient:
@@ -166,6 +183,31 @@ def retire_group(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return _publish(args, env, lambda c: c.retire_group(args.group))
 
 
+def snapshot(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    s = snapshot_ledger(args.ledger, args.out, args.audit_dir)
+    data = {"ledger": str(s.ledger), "checkpoints": str(s.checkpoints), "entries": s.entries,
+            "checkpoint_count": s.checkpoint_count}
+    emit(args, data, f"{s.entries} entries and {s.checkpoint_count} signed checkpoints copied to {args.out}\n"
+         f"verify with: trustwire audit verify --ledger {s.ledger} --operator-public-key HEX --log-key VKEY")
+    return int(ExitCode.OK)
+
+
+def _validity(k: KeyInfo, now_ms: int) -> dict[str, Any]:
+    """When a key may sign (ISO 8601 UTC) and what it is now: pending, valid, retiring, retired, compromised."""
+    if k.compromised:
+        status = "compromised"
+    elif now_ms < k.valid_from_ms:
+        status = "pending"
+    elif k.revoked_index is None:
+        status = "valid"
+    elif k.revoked_at_ms is not None and now_ms < k.revoked_at_ms:
+        status = "retiring"
+    else:
+        status = "retired"
+    until = format_time_ms(k.revoked_at_ms) if k.revoked_at_ms is not None else None
+    return {"valid_from": format_time_ms(k.valid_from_ms), "valid_until": until, "status": status}
+
+
 def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     client = _client(args, env)
     try:
@@ -173,6 +215,7 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         client.close()
     tlp = {v: k for k, v in {"clear": 1, "green": 2, "amber": 3, "amber+strict": 4, "red": 5}.items()}
+    now_ms = int(time.time() * 1000)
     data = {
         "groups": [
             {"id": g.group_id, "name": g.display_name, "max_tlp": tlp.get(g.max_tlp, "?"), "retired": g.retired}
@@ -184,7 +227,7 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 "groups": sorted(m.groups), "suspended": m.suspended,
                 "keys": [
                     {"keyid": k.keyid, "added_index": k.added_index, "revoked_index": k.revoked_index,
-                     "compromised": k.compromised}
+                     "compromised": k.compromised, **_validity(k, now_ms)}
                     for k in d.keys.values() if k.member_id == m.member_id
                 ],
             }
@@ -194,6 +237,8 @@ def directory(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     human = "\n".join(
         f"{m['id']:<20} {m['role']:<8} {'SUSPENDED ' if m['suspended'] else ''}groups={','.join(m['groups'])} "
         f"keys={len([k for k in m['keys'] if k['revoked_index'] is None])} live"
+        + "".join(f"\n    key {k['keyid'][:16]} {k['status']:<11} from {k['valid_from']} until {k['valid_until'] or '-'}"
+                  for k in m["keys"])
         for m in data["members"]
     )
     print(json.dumps(data, indent=2) if args.json else human)

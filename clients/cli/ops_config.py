@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.transport import DEFAULT_ORIGIN, ClientTls
+from clients.cli.tls_options import tls_overrides
+from clients.transport import DEFAULT_ORIGIN, ClientTls, client_tls
 from exchange.core.errors import InvalidInput
 from exchange.core.keyfiles import read_seed_file
 from exchange.core.keys import Signer
@@ -36,12 +37,11 @@ def operator_credentials(
     args: argparse.Namespace, env: Mapping[str, str]
 ) -> tuple[str, Signer, ClientTls | None, str]:
     """Exchange address, operator key, TLS settings and exchange origin of an ``ops`` command."""
-    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file, "origin": args.origin}
+    overrides = {"exchange": args.exchange, "operator_key_file": args.operator_key_file, "origin": args.origin,
+                 **tls_overrides(args)}
     config = load_settings(OpsConfig, file=args.config, env=env, overrides=overrides)
     signer = read_seed_file(config.operator_key_file, "operator key file")
-    tls = None
-    if config.tls_ca_file is not None:
-        tls = ClientTls.from_files(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
+    tls = client_tls(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
     return config.exchange, signer, tls, config.origin
 
 

@@ -50,7 +50,7 @@ from threatexchange.signal_type.signal_base import SignalType
 
 from clients.member import MemberClient
 from clients.threatexchange.signal_types import to_pytx
-from clients.transport import ClientTls
+from clients.transport import client_tls
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.errors import UntrustedEntry
 from exchange.core.keyfiles import public_key_from_hex, signer_from_hex
@@ -95,6 +95,12 @@ class TrustwireCollabConfig(CollaborationConfigWithDefaults, _TrustwireCollabReq
     )
     tls_ca_file: t.Optional[str] = field(
         default=None, metadata={"help": "PEM CA of the exchange's certificate (enables TLS)", "metavar": "PATH"}
+    )
+    tls_cert_file: t.Optional[str] = field(
+        default=None, metadata={"help": "PEM client certificate, for an exchange requiring mutual TLS", "metavar": "PATH"}
+    )
+    tls_key_file: t.Optional[str] = field(
+        default=None, metadata={"help": "unencrypted PEM private key of tls_cert_file", "metavar": "PATH"}
     )
     witnesses: t.List[str] = field(
         default_factory=list, metadata={"help": "witness verifier keys whose cosignatures count", "metavar": "VKEY"}
@@ -232,7 +238,8 @@ class TrustwireSignalExchangeAPI(
                 raise auth.SignalExchangeAPIInvalidAuthException(cls, f"{collab.key_file} is not a hex Ed25519 seed")
         if credentials is None:
             credentials = TrustwireCredentials.get(cls)
-        tls = ClientTls.from_files(Path(collab.tls_ca_file), None, None) if collab.tls_ca_file else None
+        ca, cert, key = (Path(f).expanduser() if f else None for f in (collab.tls_ca_file, collab.tls_cert_file, collab.tls_key_file))
+        tls = client_tls(ca, cert, key)
         client = MemberClient(
             collab.exchange,
             member_id=collab.member_id,

@@ -59,6 +59,15 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Server
     return load_settings(ServerConfig, file=args.config, env=env, overrides=overrides, section=None)
 
 
+def transport_banner(config: ServerConfig) -> str:
+    """Whether clients reach this exchange over TLS, mutual TLS or plaintext."""
+    if config.tls_cert_file is None:
+        return "plaintext, TLS off (loopback and development only)"
+    if config.tls_client_ca_file is None:
+        return "TLS on (clients verify the exchange; no client certificates)"
+    return "mutual TLS on (every client presents a certificate from tls_client_ca_file)"
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from exchange.server.grpc_server import audit_dir, build_server
     from exchange.server.integrity import forget_seals
@@ -76,6 +85,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     signal.signal(signal.SIGINT, _stop)
     print(f"trustwire exchange listening on port {server.port} (ledger {config.ledger_path})", flush=True)
     print(f"log verifier key: {server.checkpoints.verifier_key}", flush=True)
+    print(f"transport: {transport_banner(config)}", flush=True)
     if server.metrics_port is not None:
         print(f"metrics: http://{config.metrics_listen.rpartition(':')[0]}:{server.metrics_port}/metrics", flush=True)
     try:

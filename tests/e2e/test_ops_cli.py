@@ -33,6 +33,10 @@ def test_operator_manages_the_task_force(served: tuple[str, Signer, str], tmp_pa
     directory = json.loads(capsys.readouterr().out)
     (acme,) = directory["members"]
     assert acme["suspended"] and acme["groups"] == ["hashes"] and len(acme["keys"]) == 2
+    # key validity: the rotated-out key signs until the overlap ends, the new one from now
+    assert sorted(k["status"] for k in acme["keys"]) == ["retiring", "valid"]
+    assert all(k["valid_from"].endswith("Z") for k in acme["keys"])
+    assert [k["valid_until"] is None for k in acme["keys"]].count(True) == 1
     assert directory["groups"] == [{"id": "hashes", "name": "Hash sharing", "max_tlp": "amber", "retired": False}]
 
     # contradictory events are refused with a reason, and nothing changes
