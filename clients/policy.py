@@ -40,7 +40,6 @@ opinion on yet; ``on_own_signals`` also does both for the member's own signals.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.core.errors import ConfigError
+from exchange.core.settings import parse_toml, refuse_unknown_keys
 
 __all__ = ["Action", "Decision", "FeedbackSettings", "MatchFacts", "Policy", "Rule", "SEVERITIES"]
 
@@ -169,9 +169,7 @@ class FeedbackSettings:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: [feedback] must be a table")
         known = {"publish_on_decision", "publish_seen_on_match", "on_own_signals"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: [feedback] unknown key(s) {', '.join(unknown)}")
+        refuse_unknown_keys(raw, known, f"{source}: [feedback]")
         for key, value in raw.items():
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: [feedback] {key} must be true or false")
@@ -179,10 +177,7 @@ class FeedbackSettings:
 
 
 def _rule(raw: Mapping[str, Any], where: str) -> Rule:
-    known = {"name", "action", "min_severity", *_SETS, *_INTS}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    refuse_unknown_keys(raw, {"name", "action", "min_severity", *_SETS, *_INTS}, where)
     kwargs: dict[str, Any] = {"name": str(raw.get("name", where))}
     try:
         kwargs["action"] = Action(raw.get("action", "enqueue"))
@@ -217,13 +212,8 @@ class Policy:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "policy") -> Policy:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
-        unknown = sorted(set(data) - {"default", "default_priority", "rule", "feedback"})
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        data = parse_toml(text, source)
+        refuse_unknown_keys(data, {"default", "default_priority", "rule", "feedback"}, source)
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
             raise ConfigError(f"{source}: rules are an array of tables ([[rule]])")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import nacl.signing
 from exchange.core.errors import ConfigError
 from exchange.core.keyfiles import read_seed_file
 from exchange.core.note import NoteError, NoteVerifier, validate_key_name
+from exchange.core.settings import parse_toml, refuse_unknown_keys
 
 
 def read_signing_key(path: Path) -> nacl.signing.SigningKey:
@@ -69,13 +69,8 @@ class WitnessConfig:
     @classmethod
     def from_toml(cls, text: str, source: str = "witness config") -> WitnessConfig:
         """Parse TOML text; unknown keys are errors, name and key_file are required."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
-        unknown = sorted(set(data) - _CONFIG_KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        data = parse_toml(text, source)
+        refuse_unknown_keys(data, _CONFIG_KEYS, source)
         missing = sorted({"name", "key_file"} - set(data))
         if missing:
             raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")

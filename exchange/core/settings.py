@@ -9,13 +9,28 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from exchange.core.errors import ConfigError
 
-__all__ = ["load_settings"]
+__all__ = ["load_settings", "parse_toml", "refuse_unknown_keys"]
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text as a table, or ConfigError naming ``source``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+
+
+def refuse_unknown_keys(table: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    """ConfigError listing every key of ``table`` not in ``known`` (unknown keys are errors)."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 T = TypeVar("T")
 
