@@ -281,7 +281,7 @@ def test_a_subscriber_killed_mid_stream_queues_everything_once(cluster: Cluster,
                 for s, r in zip(batch, alice.publish(batch), strict=True):
                     assert isinstance(r, Receipt), r
                     receipts[s.signal_id] = r
-                time.sleep(0.05)
+                time.sleep(0.25)  # paced so the kill lands mid-stream (a fast subscriber otherwise queues all n first)
 
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
