@@ -54,9 +54,10 @@ class Review:
             item = self._queue.decide(item_id, reviewer, state, reason)
             verdict = VERDICT_FOR_DECISION.get(state)
             wanted = fb.publish_on_decision if publish is None else publish
-            own = item.publisher == self._router.member_id
-            if verdict and wanted and self._outbox is not None and (fb.on_own_signals or not own):
-                self._outbox.want(item.publisher, item.signal_id, verdict, item_id=item.id)
+            if verdict and wanted and self._outbox is not None:
+                for publisher, signal_id in item.live_signals():  # every signal the content matched
+                    if fb.on_own_signals or publisher != self._router.member_id:
+                        self._outbox.want(publisher, signal_id, verdict, item_id=item.id)
         self.flush_quietly()
         return item
 
