@@ -266,7 +266,7 @@ def queue_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         items = client.queue.items(states)
     human = "\n".join(
         f"#{i.id:<4} P{i.priority} {i.state.value:<13} {i.type:<8} d={i.distance:<3} {i.publisher}/{i.signal_id}"
-        f"  {i.content_ref}  [{i.rule}]"
+        f"  {i.content_ref}  [{i.rule}]" + (f" +{len(i.evidence) - 1} more signals" if len(i.evidence) > 1 else "")
         for i in items
     ) or "queue is empty"
     emit(args, [_item_dict(i) for i in items], human)

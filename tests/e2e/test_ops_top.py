@@ -353,3 +353,48 @@ def test_ops_top_live_view_in_a_terminal(tf: TaskForce, tmp_path: Path) -> None:
     finally:
         term.close()
         held.close()
+
+
+def test_ops_top_shows_the_exchange_down_when_it_stops_answering(tmp_path: Path) -> None:
+    """A `trustwire serve` process stops while `ops top --json` watches it: the next
+    refresh says "down" (never the last OK snapshot), and the text view says DOWN."""
+    operator = insecure_signer("top-operator")
+    (tmp_path / "operator.key").write_text(operator.seed.hex())
+    (tmp_path / "log.key").write_text(insecure_signer("top-log").seed.hex())
+    server = subprocess.Popen(
+        [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
+         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
+         "--log-key-file", str(tmp_path / "log.key"), "--name", "top.test.invalid/log"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert server.stdout is not None
+    port = re.search(r"port (\d+)", server.stdout.readline())  # bounded by pytest-timeout
+    assert port
+    ops = ["--exchange", f"127.0.0.1:{port.group(1)}", "--origin", "top.test.invalid/log",
+           "--operator-key-file", str(tmp_path / "operator.key")]
+    top = subprocess.Popen(
+        [sys.executable, "-m", "exchange.program", "ops", "top", "--json", "--interval", "0.2",
+         "--iterations", "300", *ops], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert top.stdout is not None
+        first = json.loads(top.stdout.readline())
+        assert first["status"] == "ok"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        for _ in range(300):  # at most the remaining refreshes
+            line = json.loads(top.stdout.readline())
+            if line["status"] != "ok":
+                break
+        assert line["status"] == "down" and line["exchange"] == ops[1] and line["error"]
+        assert line["last_snapshot"]["status"] == "ok"  # what it last saw, kept apart
+    finally:
+        top.kill()
+        top.wait(timeout=20)
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=20)
+    # the text view of an exchange that never answered
+    text = subprocess.run([sys.executable, "-m", "exchange.program", "ops", "top", "--iterations", "1", *ops],
+                          capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "DOWN" in text.stdout and " OK" not in text.stdout
