@@ -159,16 +159,19 @@ class QueueFilter:
             conds.append("state IN (" + ",".join("?" * len(self.states)) + ")")
             args.extend(s.value for s in self.states)
         for column, value in (("type", self.type), ("publisher", self.publisher)):
-            if value:
-                conds.append(f"{column} = ?")
-                args.append(value)
+            if value:  # the item's own signal or any of its evidence
+                conds.append(f"({column} = ? OR EXISTS (SELECT 1 FROM queue_evidence e"
+                             f" WHERE e.item_id = queue.id AND e.{column} = ?))")
+                args.extend((value, value))
         if self.label:
             conds.append("EXISTS (SELECT 1 FROM json_each(queue.labels) WHERE value = ?)")
             args.append(self.label)
         if self.group:
             conds.append(
-                "EXISTS (SELECT 1 FROM signals s, json_each(s.groups) g WHERE s.publisher = queue.publisher"
-                " AND s.signal_id = queue.signal_id AND g.value = ?)"
+                "EXISTS (SELECT 1 FROM signals s, json_each(s.groups) g WHERE g.value = ? AND"
+                " ((s.publisher = queue.publisher AND s.signal_id = queue.signal_id) OR EXISTS (SELECT 1 FROM"
+                " queue_evidence e WHERE e.item_id = queue.id AND e.publisher = s.publisher"
+                " AND e.signal_id = s.signal_id)))"
             )
             args.append(self.group)
         if self.min_age_ms is not None:
