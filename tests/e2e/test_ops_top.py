@@ -34,6 +34,7 @@ from exchange.core.entries import encode_entry
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from tests.conftest import GROUP_ALL, TaskForce, insecure_signer, start_taskforce, wait_until
+from tests.e2e.serve_process import spawn_serve
 
 HEAD0 = 18  # 8 enrolment events, then 6 + 4 signals (the workload below)
 BACKLOG = 200  # text signals of ~1 KiB: one page far larger than the subscriber's window
@@ -360,17 +361,8 @@ def test_ops_top_shows_the_exchange_down_when_it_stops_answering(tmp_path: Path)
     refresh says "down" (never the last OK snapshot), and the text view says DOWN."""
     operator = insecure_signer("top-operator")
     (tmp_path / "operator.key").write_text(operator.seed.hex())
-    (tmp_path / "log.key").write_text(insecure_signer("top-log").seed.hex())
-    server = subprocess.Popen(
-        [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
-         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
-         "--log-key-file", str(tmp_path / "log.key"), "--name", "top.test.invalid/log"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert server.stdout is not None
-    port = re.search(r"port (\d+)", server.stdout.readline())  # bounded by pytest-timeout
-    assert port
-    ops = ["--exchange", f"127.0.0.1:{port.group(1)}", "--origin", "top.test.invalid/log",
+    server, target, _ = spawn_serve(tmp_path, operator.public_key.hex(), "top.test.invalid/log")
+    ops = ["--exchange", target, "--origin", "top.test.invalid/log",
            "--operator-key-file", str(tmp_path / "operator.key")]
     top = subprocess.Popen(
         [sys.executable, "-m", "exchange.program", "ops", "top", "--json", "--interval", "0.2",

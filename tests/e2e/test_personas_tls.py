@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from exchange.core.entries import OPERATOR
 from tests.conftest import insecure_signer
 from tests.e2e.pki import Pki, openssl_pki
+from tests.e2e.serve_process import spawn_serve
 
 ORIGIN = "personas.test.invalid/log"
 
@@ -34,22 +34,14 @@ def exchange_mtls(tmp_path: Path) -> Iterator[tuple[str, str, Pki, list[str]]]:
     pki = openssl_pki(tmp_path / "pki", [OPERATOR, "northwind", "audit-firm"])
     operator = insecure_signer("persona-operator")
     (tmp_path / "ops.key").write_text(operator.seed.hex())
-    (tmp_path / "log.key").write_text(insecure_signer("persona-log").seed.hex())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
-         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
-         "--log-key-file", str(tmp_path / "log.key"), "--name", ORIGIN, "--metrics-listen", "127.0.0.1:0",
-         "--tls-cert-file", str(pki.cert("exchange")), "--tls-key-file", str(pki.key("exchange")),
-         "--tls-client-ca-file", str(pki.ca)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc, target, banner = spawn_serve(
+        tmp_path, operator.public_key.hex(), ORIGIN, "--metrics-listen", "127.0.0.1:0",
+        "--tls-cert-file", str(pki.cert("exchange")), "--tls-key-file", str(pki.key("exchange")),
+        "--tls-client-ca-file", str(pki.ca), banner_lines=3,
     )
     try:
-        assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(3)]  # bounded by pytest-timeout
-        port = re.search(r"port (\d+)", banner[0])
-        assert port, (banner, proc.stderr.read() if proc.poll() is not None else "")
         vkey = banner[1].split("log verifier key: ")[1].strip()
-        yield f"127.0.0.1:{port.group(1)}", vkey, pki, banner
+        yield target, vkey, pki, banner
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
