@@ -173,3 +173,19 @@ def test_hma_user(walk: Walk) -> None:
     out = walk.out["hma"]
     assert "Up to date" in out.stderr, out.stderr
     assert "northwind/flyer-url" in out.stdout and "spam" in out.stdout, out.stdout
+    # the same HMA setup without its client certificate: refused, and (with -v, pytx's way to show
+    # why a collab failed) told why, not "Socket closed"
+    env = {**walk.env, "HOME": str(walk.work / "hma-no-cert"), "TX_TRUSTWIRE_KEY": (walk.work / "contoso" /
+                                                                                   "contoso.key").read_text().strip()}
+    tx = ["threatexchange"]
+    for args in (["config", "extensions", "add", "clients.threatexchange"],
+                 ["config", "collab", "edit", "trustwire", "taskforce", "--create", "--exchange",
+                  walk.env["TW_EXCHANGE"], "--member-id", "contoso", "--operator-public-key",
+                  walk.env["TW_OPERATOR_PUBLIC_KEY"], "--log-key", walk.env["TW_LOG_KEY"],
+                  "--tls-ca-file", walk.env["TW_PKI"] + "/ca.pem"]):
+        done = subprocess.run([*tx, *args], cwd=walk.work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    refused = subprocess.run([*tx, "-v", "fetch"], cwd=walk.work, env=env, capture_output=True, text=True,
+                             timeout=TIMEOUT_S)
+    assert refused.returncode != 0 and "failed to fetch" in refused.stderr, refused.stderr
+    assert "tls_cert_file" in refused.stderr or "certificate" in refused.stderr.lower(), refused.stderr
