@@ -149,7 +149,9 @@ def test_reviewer(walk: Walk) -> None:
     assert "#1 claimed by ana" in out
     assert out.count("exit 5") == 2, out  # bo can neither take nor decide ana's claim
     assert "claimed by ana" in walk.out["reviewer"].stderr
-    assert re.search(r"#1 actioned by ana; opinion true_positive sent at index \d+", out), out
+    assert re.search(r"^#1 actioned by ana; opinion true_positive on northwind/", out, re.M), out
+    sent = re.findall(r"opinion true_positive on (northwind/flyer-[a-z0-9]+) sent at index \d+", out)
+    assert sorted(sent) == ["northwind/flyer-md5", "northwind/flyer-sha256"], out  # one per signal of the item
     history = [line for line in out.splitlines() if re.match(r"20\d\d-\d\d-\d\dT", line)]
     assert [h.split()[1] for h in history] == ["pending", "pending", "in_review", "actioned"], out
     # the publisher sees the verdict on both signals of the item
