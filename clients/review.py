@@ -2,8 +2,8 @@
 
 Deciding a claimed item records the decision and, when the policy's ``[feedback]
 publish_on_decision`` is on (or ``publish=True``), the verdict to publish as a
-signed opinion (actioned → true_positive, dismissed → false_positive); both commit
-together. The outbox is flushed now and retried on every sync until the exchange
+signed opinion (actioned → true_positive, dismissed → false_positive) on every live
+signal of the item's evidence; both commit together. The outbox is flushed now and retried on every sync until the exchange
 has each opinion.
 """
 
