@@ -126,7 +126,7 @@ class Ingester:
                 f"(revoked at entry {revoked_at_index})"
             )
             self._store.quarantine(index, reason, b"", self._clock_ms())
-            self._queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
+            report.withdrawn += self._queue.withdraw(publisher, signal_id, "signal signed by a compromised key")
             report.quarantined += 1
             report.compromised += 1
             report.quarantine_reasons.append(reason)
