@@ -228,6 +228,7 @@ def main() -> int:
                 runs["kafka"].append(run_engine("kafka", tmp / f"run{r}", {
                     "engine": "kafka", "kafka_bootstrap": broker.bootstrap,
                     "kafka_topic_prefix": f"bench-{uuid.uuid4().hex[:8]}", "kafka_group_session_ms": args.session_ms,
+                    "kafka_allow_unreplicated": True,
                     "publish_deadline_s": 30.0,
                 }, args))
             sqlite, kafka = best_of(runs["sqlite"]), best_of(runs["kafka"])

@@ -121,6 +121,9 @@ ENGINE_METRICS: Mapping[str, str] = {
     "kafka_sequencer_info": "gauge 1 labelled {sequencer_id, epoch}: the sequencer this replica follows",
     "kafka_sequencer_is_self": "gauge: 1 when this replica is the sequencer",
     "kafka_sequencer_failovers_total": "counter: epochs started (sequencer changes) seen by this replica",
+    "kafka_sequencer_epoch": "gauge: the ledger's current epoch (0 before the first sequencer)",
+    "kafka_sequencer_entries_total": "counter: entries this replica sequenced (while it was the sequencer)",
+    "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
 }
 
 SERVING_METRICS: Mapping[str, str] = {

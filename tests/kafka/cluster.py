@@ -76,9 +76,9 @@ class Cluster:
     bootstrap: str
     prefix: str
     workdir: Path
-    session_ms: int = 3000
+    session_ms: int = 6000
     publish_deadline_s: float = 10.0
-    fetch_wait_ms: int = 10
+    fetch_wait_ms: int = 100
     operator: Signer = field(default_factory=lambda: insecure_signer("operator"))
     log_key: Signer = field(default_factory=lambda: insecure_signer("log"))
     exchanges: list[Exchange] = field(default_factory=list)
@@ -95,6 +95,7 @@ class Cluster:
             "TRUSTWIRE_KAFKA_GROUP_SESSION_MS": str(self.session_ms),
             "TRUSTWIRE_PUBLISH_DEADLINE_S": str(self.publish_deadline_s),
             "TRUSTWIRE_KAFKA_FETCH_WAIT_MS": str(self.fetch_wait_ms),
+            "TRUSTWIRE_KAFKA_ALLOW_UNREPLICATED": "true",  # one tansu broker
             "TRUSTWIRE_METRICS_LISTEN": "127.0.0.1:0",
             # replicas of one exchange share replay protection: one nonce file on this host
             "TRUSTWIRE_REPLAY_PATH": str(self.workdir / "calls.db"),

@@ -17,8 +17,8 @@ import pytest
 from exchange.server.kafka import KafkaLedger, KafkaSettings
 from tests.kafka.broker import Broker, BrokerMissing, session_broker
 
-TEST_SESSION_MS = 3000
-"""Sequencer group session timeout in tests: first election ≈ 2 s, failover ≈ 4.5 s."""
+TEST_SESSION_MS = 6000
+"""Sequencer group session timeout in tests (Kafka's minimum): failover ≈ 9 s."""
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,7 @@ def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> C
             "view_path": tmp_path / "view.db",
             "group_session_ms": TEST_SESSION_MS,
             "publish_deadline_s": 20.0,
+            "allow_unreplicated": True,  # one tansu broker
         }
         values.update(overrides)
         return KafkaSettings(**values)  # type: ignore[arg-type]

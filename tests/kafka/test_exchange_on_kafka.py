@@ -36,6 +36,7 @@ def kafka_config(bootstrap: str, prefix: str) -> dict[str, object]:
         "kafka_bootstrap": bootstrap,
         "kafka_topic_prefix": prefix,
         "kafka_group_session_ms": TEST_SESSION_MS,
+        "kafka_allow_unreplicated": True,  # one tansu broker
         "publish_deadline_s": 20.0,
     }
 

@@ -33,6 +33,7 @@ from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, encode_record, leaf_hash
 from exchange.server.kafka.produce import SafeProducer
 from exchange.server.kafka.settings import KafkaSettings, drain
+from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.view import Tailer
 from exchange.server.kafka.wire import Batch, decode_batch, encode_entry, encode_epoch_start, encode_result
@@ -83,7 +84,11 @@ class Sequencer:
         self._assigned = False
         self._epoch: int | None = None
         self._next = 0
+        self._claims = Throttled(log, 30.0)
+        self._backoff_s = 0.2
         self.epochs_started = 0
+        self.entries_sequenced = 0
+        """Entries this replica wrote to the ledger and saw accepted, since it started."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -95,6 +100,10 @@ class Sequencer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._deadline_s + 10)
+
+    @property
+    def producer(self) -> SafeProducer:
+        return self._producer
 
     @property
     def epoch(self) -> int | None:
@@ -135,11 +144,12 @@ class Sequencer:
                 [self._topics.submissions], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self._stop.is_set():
-                if self._tailer.failure is not None:
-                    log.critical("the ledger view failed; leaving the sequencer group to the other replicas")
+                if self._tailer.failure is not None:  # the tailer logged it, critically
+                    log.warning("the ledger view failed; leaving the sequencer group to the other replicas")
                     break
                 if self._assigned and self._epoch is None and not self._elect(consumer):
-                    consumer.poll(0.2)  # back off; keeps callbacks flowing
+                    consumer.poll(self._backoff_s)  # back off (growing while claims fail); keeps callbacks flowing
+                    self._backoff_s = min(2.0, self._backoff_s * 2)
                     continue
                 messages = drain(consumer, MAX_MESSAGES, 0.1)
                 if messages and self._epoch is not None:
@@ -159,7 +169,8 @@ class Sequencer:
 
     def _elect(self, consumer: Consumer) -> bool:
         if not self._tailer.wait_eof(self._deadline_s):
-            log.info("the view has not reached the end of %s yet; not claiming", self._topics.ledger)
+            self._claims.log(logging.INFO, "the view has not reached the end of %s yet; not claiming",
+                             self._topics.ledger)
             return False
         state = self._view.state
         epoch = state.epoch + 1
@@ -169,7 +180,8 @@ class Sequencer:
             return False
         now = self._view.state
         if now.sequencer_id != claim:
-            log.info("claim of epoch %d lost (the ledger is at epoch %d); trying again", epoch, now.epoch)
+            self._claims.log(logging.INFO, "claim of epoch %d lost (the ledger is at epoch %d); trying again",
+                             epoch, now.epoch)
             return False
         if not self._assigned:
             return False
@@ -179,6 +191,7 @@ class Sequencer:
             log.warning("cannot rewind %s to its committed offset: %s", self._topics.submissions, exc)
             return False
         self._epoch, self._next = epoch, now.next_index
+        self._backoff_s = 0.2
         self.epochs_started += 1
         log.info("sequencing the ledger from index %d as epoch %d (%s)", now.next_index, epoch, claim)
         return True
@@ -210,13 +223,13 @@ class Sequencer:
                     self._topics.ledger, value, on_delivery=delivered, timeout=self._deadline_s
                 )
         except Unavailable as exc:
-            log.warning("cannot write to %s: %s", self._topics.ledger, exc)
+            self._claims.log(logging.WARNING, "cannot write to %s: %s", self._topics.ledger, exc)
             self._producer.reset()
             return None
         left = self._producer.flush(self._deadline_s)
         if left or errors or len(offsets) != len(values):
-            log.warning(
-                "%d write(s) to %s have an unknown fate (%s)",
+            self._claims.log(
+                logging.WARNING, "%d write(s) to %s have an unknown fate (%s)",
                 len(values) - len(offsets), self._topics.ledger, errors[0] if errors else "not acknowledged in time",
             )
             self._producer.reset()
@@ -261,6 +274,7 @@ class Sequencer:
                 self._resign("another sequencer took over (our entries were not accepted)")
                 return
         self._next = start + len(records)
+        self.entries_sequenced += len(records)
         for batch, outcomes in answers:
             try:
                 self._producer.produce(
