@@ -114,7 +114,7 @@ LAG_READING_INTERVAL_MS = 1000  # at most one reading per stream per second
 ENGINE_METRICS: Mapping[str, str] = {
     # name (exported as trustwire_engine_<name>)  -> meaning; what the Kafka engine should report
     "kafka_producer_queue_messages": "gauge: messages waiting in the producer queue (librdkafka msg_cnt)",
-    "kafka_producer_delivered_total": "counter: ledger messages whose delivery the broker confirmed",
+    "kafka_producer_delivered_total": "counter: messages (submissions, entries, results) the broker confirmed",
     "kafka_producer_errors_total": "counter: deliveries that failed",
     "kafka_consumer_records_total": "counter: ledger-topic records consumed into this replica's view",
     "kafka_consumer_lag_messages": "gauge: ledger-topic offsets not yet applied by this replica",

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from exchange.core.acceptance import check_stamped
+from exchange.core.dsse import Envelope
+from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, encode_record, leaf_hash
@@ -54,8 +56,8 @@ class _Draft:
 
     start: int
     now_ms: int
+    known: dict[bytes, Receipt]  # digest → receipt: the ledger's, then this round's
     records: list[bytes] = field(default_factory=list)
-    receipts: dict[bytes, Receipt] = field(default_factory=dict)
     directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
 
 
@@ -83,12 +85,15 @@ class Sequencer:
         self._thread: threading.Thread | None = None
         self._assigned = False
         self._epoch: int | None = None
+        self._claim = ""
         self._next = 0
         self._claims = Throttled(log, 30.0)
         self._backoff_s = 0.2
         self.epochs_started = 0
         self.entries_sequenced = 0
         """Entries this replica wrote to the ledger and saw accepted, since it started."""
+        self.cpu_s = 0.0
+        """CPU time of the sequencing thread spent on rounds (time.thread_time)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -153,7 +158,9 @@ class Sequencer:
                     continue
                 messages = drain(consumer, MAX_MESSAGES, 0.1)
                 if messages and self._epoch is not None:
+                    started = time.thread_time()
                     self._sequence(consumer, messages)
+                    self.cpu_s += time.thread_time() - started
                 # unled messages are dropped: the next election seeks back to the committed offset
         except Exception as exc:  # noqa: BLE001 - log, and let another replica take over
             log.critical("the sequencer failed: %s", exc, exc_info=exc)
@@ -190,7 +197,7 @@ class Sequencer:
         except KafkaException as exc:
             log.warning("cannot rewind %s to its committed offset: %s", self._topics.submissions, exc)
             return False
-        self._epoch, self._next = epoch, now.next_index
+        self._epoch, self._next, self._claim = epoch, now.next_index, claim
         self._backoff_s = 0.2
         self.epochs_started += 1
         log.info("sequencing the ledger from index %d as epoch %d (%s)", now.next_index, epoch, claim)
@@ -262,7 +269,9 @@ class Sequencer:
             self._resign(f"the view is at {self._view.head()}, the sequencer at {self._next}")
             return
         start = self._next
-        draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms))
+        digests = [s.digest for b in batches for s in b.submissions]
+        draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms),
+                       known=self._view.receipts_for(digests))
         answers = [(b, self._plan(b, draft)) for b in batches]
         records = draft.records
         if records:
@@ -295,12 +304,16 @@ class Sequencer:
             log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
 
     def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome]:
-        """Outcomes of one batch, in order; new records are added to ``draft``."""
+        """Outcomes of one batch, in order; new records are added to ``draft``.
+
+        The publishing replica verified each envelope (signature, entry, member rules);
+        here only what can change between then and now is checked again: the key at
+        this index and time (member entries), key events in order (staged directory)."""
         view = self._view
         expired = 0 < batch.deadline_ms <= _wall_ms() + EXPIRY_MARGIN_MS
         outcomes: list[Outcome] = []
         for s in batch.submissions:
-            known = draft.receipts.get(s.digest) or view.receipt_for(s.digest)
+            known = draft.known.get(s.digest)
             if known is not None:
                 outcomes.append(known)
                 continue
@@ -308,31 +321,36 @@ class Sequencer:
                 outcomes.append(Unavailable("the publish deadline passed before the sequencer reached it; publish again"))
                 continue
             index = draft.start + len(draft.records)
-            event = project(s.envelope, lambda publisher, signal_id: None).event
-            if event is not None:
-                staged = (draft.directory or view.directory).clone()
-                try:
+            try:
+                env = Envelope.decode(s.envelope)
+                event = (
+                    project(s.envelope, lambda publisher, signal_id: None).event
+                    if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
+                )
+                if event is not None:
+                    staged = (draft.directory or view.directory).clone()
                     staged.apply(event, index)
-                except TrustwireError as exc:
-                    outcomes.append(exc)
-                    continue
-                draft.directory = staged
-            else:
-                try:
-                    check_stamped(s.envelope, draft.directory or view.directory, index, draft.now_ms)
-                except TrustwireError as exc:
-                    outcomes.append(exc)
-                    continue
+                    draft.directory = staged
+                else:
+                    check_stamped(env, draft.directory or view.directory, index, draft.now_ms)
+            except TrustwireError as exc:
+                outcomes.append(exc)
+                continue
             record = encode_record(index, draft.now_ms, s.envelope)
             receipt = Receipt(index=index, accepted_at_ms=draft.now_ms, leaf_hash=leaf_hash(record))
-            draft.receipts[s.digest] = receipt
+            draft.known[s.digest] = receipt
             draft.records.append(record)
             outcomes.append(receipt)
         return outcomes
 
     def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
-        """Has our view accepted exactly these records at these indices?"""
+        """Has our view accepted these records at these indices? Only this sequencer
+        writes entries of its epoch (its claim is unique), in order, idempotently: if the
+        rule still follows our claim and has moved past them, they are ours."""
         if not self._tailer.wait_position(last_offset + 1, self._deadline_s):
             return False
-        stored = self._view.read(start, len(records))
+        state = self._view.state
+        if state.epoch == self._epoch and state.sequencer_id == self._claim:
+            return state.next_index >= start + len(records)
+        stored = self._view.read(start, len(records))  # fenced since: were they accepted before?
         return [s.record for s in stored] == records

@@ -1,0 +1,141 @@
+"""CPU per entry of the Kafka engine's sequencer and of a replica's view, and the
+cluster ceiling that follows; the embedded SQLite engine's append in the same run is
+the baseline.
+
+- sequencer: one KafkaLedger (tansu on 127.0.0.1, or TRUSTWIRE_KAFKA_BOOTSTRAP);
+  P threads append pre-signed signals in batches of B (several batches in flight);
+  the sequencing thread's CPU (``time.thread_time`` around each round) per entry.
+- view: a second replica with an empty view catches up with the whole topic; its
+  tailing thread's CPU per entry, and the whole process's CPU per entry over the
+  catch-up (librdkafka's fetch threads included).
+- baseline: SqliteLedger.append of the same submissions, whole-process CPU per entry.
+
+One partition carries at most 1e6 / max(sequencer µs, view µs) entries/s: every
+entry passes the sequencer once and each replica's view once.
+
+    python bench/bench_kafka_cpu.py [--entries 6000] [--batch 250] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from exchange.core.records import Receipt  # noqa: E402
+from exchange.server.kafka import KafkaLedger, KafkaSettings  # noqa: E402
+from exchange.server.ledger import SqliteLedger, Submission  # noqa: E402
+from tests.kafka.broker import session_broker  # noqa: E402
+from tests.kafka.cluster import wait_for  # noqa: E402
+from tests.ledger_contract import G1, signal, task_force  # noqa: E402
+
+
+def submissions(n: int) -> list[Submission]:
+    return [signal("alice", f"cpu-{i}", [G1], value=f"{i:032x}") for i in range(n)]
+
+
+def settings(bootstrap: str, prefix: str, view: Path) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, view_path=view, allow_unreplicated=True,
+                         publish_deadline_s=60.0)
+
+
+def drive(append: Any, batches: list[list[Submission]], threads: int) -> None:
+    """Append every batch, ``threads`` at a time; every outcome must be a receipt."""
+    todo = list(batches)
+    lock = threading.Lock()
+    bad: list[object] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                batch = todo.pop(0)
+            bad.extend(o for o in append(batch) if not isinstance(o, Receipt))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if bad:
+        raise RuntimeError(f"{len(bad)} appends failed: {bad[:3]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    entries = submissions(args.entries)
+    batches = [entries[i:i + args.batch] for i in range(0, len(entries), args.batch)]
+    out: dict[str, Any] = {"entries": args.entries, "batch": args.batch, "threads": args.threads,
+                           "load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="tw-bench-cpu-") as tmp_s:
+        tmp = Path(tmp_s)
+        # the baseline: the embedded engine, same submissions, same threads
+        sqlite = SqliteLedger(tmp / "embedded.db")
+        sqlite.append(task_force())
+        c0, t0 = time.process_time(), time.perf_counter()
+        drive(sqlite.append, batches, args.threads)
+        out["sqlite_append_cpu_us"] = (time.process_time() - c0) / args.entries * 1e6
+        out["sqlite_append_per_s"] = args.entries / (time.perf_counter() - t0)
+        sqlite.close()
+
+        broker = session_broker(tmp / "tansu.log")
+        try:
+            prefix = f"bench-cpu-{uuid.uuid4().hex[:8]}"
+            a = KafkaLedger(settings(broker.bootstrap, prefix, tmp / "a.db"))
+            try:
+                a.append(task_force())
+                seq0, tail0 = a.sequencer.cpu_s, a.tailer.cpu_s
+                t0 = time.perf_counter()
+                drive(a.append, batches, args.threads)
+                wall = time.perf_counter() - t0
+                out["kafka_one_replica_per_s"] = args.entries / wall
+                out["sequencer_cpu_us"] = (a.sequencer.cpu_s - seq0) / args.entries * 1e6
+                out["sequencer_view_cpu_us"] = (a.tailer.cpu_s - tail0) / args.entries * 1e6
+                head = a.head()
+                b = KafkaLedger(settings(broker.bootstrap, prefix, tmp / "b.db"))
+                try:
+                    wait_for(lambda: b.head() == head, 120, "the new view to catch up")
+                    out["view_catch_up_cpu_us"] = b.tailer.cpu_s / head * 1e6
+                finally:
+                    b.close()
+                c0 = time.process_time()
+                c = KafkaLedger(settings(broker.bootstrap, prefix, tmp / "c.db"))
+                try:
+                    wait_for(lambda: c.head() == head, 120, "the new view to catch up")
+                    out["view_catch_up_process_cpu_us"] = (time.process_time() - c0) / head * 1e6
+                finally:
+                    c.close()
+            finally:
+                a.close()
+        finally:
+            broker.stop()
+    worst = max(out["sequencer_cpu_us"], out["view_catch_up_cpu_us"])
+    out["partition_ceiling_entries_per_s"] = 1e6 / worst
+    out["sequencer_over_sqlite_cpu"] = out["sequencer_cpu_us"] / out["sqlite_append_cpu_us"]
+    out["view_over_sqlite_cpu"] = out["view_catch_up_cpu_us"] / out["sqlite_append_cpu_us"]
+    out["load_after"] = os.getloadavg()
+    for k, v in out.items():
+        print(f"{k:34} {v:.1f}" if isinstance(v, float) else f"{k:34} {v}")
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"kafka_cpu_{int(time.time())}.json").write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
