@@ -13,7 +13,12 @@ the baseline.
 One partition carries at most 1e6 / max(sequencer µs, view µs) entries/s: every
 entry passes the sequencer once and each replica's view once.
 
-    python bench/bench_kafka_cpu.py [--entries 6000] [--batch 250] [--threads 4]
+With ``--cluster N`` it also publishes the same pre-signed workload through N real
+``trustwire serve --engine kafka`` processes (members spread over them) and through
+one ``trustwire serve`` on the embedded engine, in the same run: entries/s of each
+and the ratio.
+
+    python bench/bench_kafka_cpu.py [--entries 6000] [--batch 250] [--threads 4] [--cluster 3]
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from exchange.core.records import Receipt  # noqa: E402
 from exchange.server.kafka import KafkaLedger, KafkaSettings  # noqa: E402
 from exchange.server.ledger import SqliteLedger, Submission  # noqa: E402
 from tests.kafka.broker import session_broker  # noqa: E402
-from tests.kafka.cluster import wait_for  # noqa: E402
+from tests.conftest import GROUP_ALL, MEMBERS  # noqa: E402
+from tests.kafka.cluster import Cluster, wait_for  # noqa: E402
 from tests.ledger_contract import G1, signal, task_force  # noqa: E402
 
 
@@ -72,11 +78,71 @@ def drive(append: Any, batches: list[list[Submission]], threads: int) -> None:
         raise RuntimeError(f"{len(bad)} appends failed: {bad[:3]}")
 
 
+def publish_through(cluster: Cluster, targets: list[str], entries: int, batch: int, threads: int) -> float:
+    """Entries/s of pre-signed signals published by every member over ``targets``."""
+    names = list(MEMBERS)
+    work: list[tuple[str, list[bytes]]] = []
+    per = entries // (len(names) * threads)
+    for n, name in enumerate(names):
+        signer = cluster.member(name, targets[0])
+        try:
+            for t in range(threads):
+                envs = [signer.sign(signer.signal("md5", f"{n:04x}{t:04x}{i:024x}", groups=[GROUP_ALL],
+                                                  signal_id=f"c-{name}-{t}-{i}")) for i in range(per)]
+                work.append((name, envs))
+        finally:
+            signer.close()
+    errors: list[object] = []
+
+    def run(k: int, name: str, envs: list[bytes]) -> None:
+        client = cluster.member(name, targets[k % len(targets)])
+        try:
+            for i in range(0, len(envs), batch):
+                errors.extend(o for o in client.publish_envelopes(envs[i:i + batch]) if not isinstance(o, Receipt))
+        finally:
+            client.close()
+
+    pool = [threading.Thread(target=run, args=(k, name, envs)) for k, (name, envs) in enumerate(work)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} publishes failed: {errors[:3]}")
+    return sum(len(e) for _, e in work) / wall
+
+
+def clusters(bootstrap: str, tmp: Path, replicas: int, args: argparse.Namespace) -> dict[str, float]:
+    """The same workload through one embedded exchange and through ``replicas`` Kafka replicas."""
+    out: dict[str, float] = {}
+    embedded = Cluster(bootstrap=bootstrap, prefix="unused", workdir=tmp / "embedded")
+    try:
+        solo = embedded.start("solo", engine="sqlite")
+        embedded.enrol(solo.target)
+        out["embedded_serve_per_s"] = publish_through(embedded, [solo.target], args.entries, args.batch, args.threads)
+    finally:
+        embedded.stop()
+    kafka = Cluster(bootstrap=bootstrap, prefix=f"bench-cl-{uuid.uuid4().hex[:8]}", workdir=tmp / "kafka",
+                    publish_deadline_s=60.0)
+    try:
+        started = [kafka.start(f"r{i}") for i in range(replicas)]
+        kafka.enrol(started[0].target)
+        out[f"kafka_{replicas}_replicas_per_s"] = publish_through(
+            kafka, [x.target for x in started], args.entries, args.batch, args.threads)
+    finally:
+        kafka.stop()
+    out[f"kafka_{replicas}_over_embedded"] = out[f"kafka_{replicas}_replicas_per_s"] / out["embedded_serve_per_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--cluster", type=int, default=0, help="also compare N serve replicas with one embedded")
     args = parser.parse_args(argv)
     entries = submissions(args.entries)
     batches = [entries[i:i + args.batch] for i in range(0, len(entries), args.batch)]
@@ -122,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                     c.close()
             finally:
                 a.close()
+            if args.cluster:
+                out.update(clusters(broker.bootstrap, tmp, args.cluster, args))
         finally:
             broker.stop()
     worst = max(out["sequencer_cpu_us"], out["view_catch_up_cpu_us"])
