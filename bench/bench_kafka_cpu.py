@@ -37,6 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_engines import run_threads  # noqa: E402
 from exchange.core.records import Receipt  # noqa: E402
 from exchange.server.kafka import KafkaLedger, KafkaSettings  # noqa: E402
 from exchange.server.ledger import SqliteLedger, Submission  # noqa: E402
@@ -69,11 +70,7 @@ def drive(append: Any, batches: list[list[Submission]], threads: int) -> None:
                 batch = todo.pop(0)
             bad.extend(o for o in append(batch) if not isinstance(o, Receipt))
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    run_threads([threading.Thread(target=worker) for _ in range(threads)])
     if bad:
         raise RuntimeError(f"{len(bad)} appends failed: {bad[:3]}")
 
@@ -102,13 +99,7 @@ def publish_through(cluster: Cluster, targets: list[str], entries: int, batch: i
         finally:
             client.close()
 
-    pool = [threading.Thread(target=run, args=(k, name, envs)) for k, (name, envs) in enumerate(work)]
-    t0 = time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads([threading.Thread(target=run, args=(k, name, envs)) for k, (name, envs) in enumerate(work)])
     if errors:
         raise RuntimeError(f"{len(errors)} publishes failed: {errors[:3]}")
     return sum(len(e) for _, e in work) / wall

@@ -123,6 +123,8 @@ ENGINE_METRICS: Mapping[str, str] = {
     "kafka_sequencer_failovers_total": "counter: epochs started (sequencer changes) seen by this replica",
     "kafka_sequencer_epoch": "gauge: the ledger's current epoch (0 before the first sequencer)",
     "kafka_sequencer_entries_total": "counter: entries this replica sequenced (while it was the sequencer)",
+    "kafka_sequencer_cpu_seconds_total": "counter: CPU seconds of the sequencing thread (÷ entries: CPU per entry)",
+    "kafka_view_cpu_seconds_total": "counter: CPU seconds of the view's tailing thread (÷ records: CPU per entry)",
     "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
 }
 

@@ -34,15 +34,6 @@ N_KEY_EVENTS = 2 + 2 * len(MEMBERS)
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-def cluster(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(bootstrap=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
 class Follower(threading.Thread):
     """A member following the stream into its state file, moving to the next replica
     when its replica goes away (it resumes from its persisted cursor)."""
@@ -157,19 +148,6 @@ def test_kill9_of_the_sequencer_loses_nothing_and_another_replica_takes_over(clu
 
 
 # -- 2. the broker paused longer than the publish deadline -----------------------------------------
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker of this test alone (it gets SIGSTOPped)."""
-    try:
-        broker = Broker.start(tmp_path / "tansu-paused.log")
-    except BrokerMissing as exc:
-        pytest.fail(f"this test pauses a broker process it owns: {exc}", pytrace=False)
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_broker_paused_past_the_deadline_fails_cleanly_or_succeeds_once(

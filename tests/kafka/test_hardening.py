@@ -122,22 +122,11 @@ def test_engine_metrics_name_the_sequencer_and_count_its_work(
         assert s["kafka_producer_queue_messages"].value >= 0
         assert s["kafka_view_serving"].value == 1
     assert sa["kafka_sequencer_failovers_total"].value >= 1  # a saw its own claim
+    assert sequencer["kafka_sequencer_cpu_seconds_total"].value > 0
+    assert sa["kafka_view_cpu_seconds_total"].value > 0 and sb["kafka_view_cpu_seconds_total"].value > 0
 
 
 # -- a broker that loses the ledger topic -------------------------------------------------------
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker of this test alone (it gets restarted, losing every topic)."""
-    try:
-        broker = Broker.start(tmp_path / "tansu-restarted.log")
-    except BrokerMissing as exc:
-        pytest.fail(f"this test restarts a broker process it owns: {exc}", pytrace=False)
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def _health(target: str) -> int:

@@ -102,18 +102,6 @@ def test_a_fenced_sequencer_really_writes_stale_entries_and_every_reader_ignores
 # -- 2. real processes --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cluster(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(bootstrap=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path)
-    try:
-        yield c
-    finally:
-        for x in c.exchanges:
-            if x.alive():
-                x.proc.send_signal(signals.SIGCONT)
-        c.stop()
-
-
 def test_a_frozen_sequencer_resumes_as_a_zombie_and_the_ledger_stays_one(cluster: Cluster) -> None:
     a = cluster.start("a")
     cluster.enrol(a.target)

@@ -224,6 +224,8 @@ class KafkaLedger:
         yield EngineSample(name="kafka_sequencer_failovers_total", value=self.tailer.epochs_seen, kind="counter")
         yield EngineSample(name="kafka_sequencer_entries_total", value=self.sequencer.entries_sequenced,
                            kind="counter")
+        yield EngineSample(name="kafka_sequencer_cpu_seconds_total", value=self.sequencer.cpu_s, kind="counter")
+        yield EngineSample(name="kafka_view_cpu_seconds_total", value=self.tailer.cpu_s, kind="counter")
         yield EngineSample(name="kafka_view_serving", value=0 if self.tailer.failure is not None else 1)
 
     # -- lifecycle ---------------------------------------------------------------------------

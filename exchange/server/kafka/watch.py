@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from exchange.core.errors import LedgerCorrupt
 from exchange.server.kafka.settings import KafkaSettings
@@ -102,7 +103,8 @@ class TopicWatch:
             return f"topic {self._topic} was re-created (id {self.topic_id} is now {topic_id})"
         read = self._position()  # before the end offset: the view only moves forward
         tp = TopicPartition(self._topic, 0)
-        future = self._admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=REQUEST_TIMEOUT_S)[tp]
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        future = self._admin.list_offsets({tp: latest}, request_timeout=REQUEST_TIMEOUT_S)[tp]
         end = int(future.result(REQUEST_TIMEOUT_S).offset)
         self.end_offset = end
         if end < read and not self._still_there(read - 1):
