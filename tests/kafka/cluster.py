@@ -134,7 +134,12 @@ class Cluster:
                                          created_at_ms=KEYS_VALID_FROM_MS))
             deadline = time.monotonic() + SERVE_TIMEOUT_S
             while True:  # the first election can outlast a short publish deadline; re-publishing is exact
-                outcomes = op.publish(events)
+                try:
+                    outcomes = op.publish(events)
+                except TrustwireError as exc:
+                    if exc.status != "UNAVAILABLE" or time.monotonic() > deadline:
+                        raise
+                    continue
                 waiting = any(isinstance(o, TrustwireError) and o.status == "UNAVAILABLE" for o in outcomes)
                 if not waiting or time.monotonic() > deadline:
                     break

@@ -142,7 +142,8 @@ class KafkaLedger:
             return []
         if self.tailer.failure is not None:
             raise Unavailable("this replica's ledger view has stopped; use another replica")
-        known: list[Receipt | None] = [self.view.receipt_for(s.digest) for s in batch]
+        in_view = self.view.receipts_for([s.digest for s in batch])
+        known: list[Receipt | None] = [in_view.get(s.digest) for s in batch]
         fresh = [s for s, k in zip(batch, known, strict=True) if k is None]
         answers = iter(self._sequence(fresh) if fresh else [])
         return [k if k is not None else next(answers) for k in known]

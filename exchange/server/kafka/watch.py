@@ -65,7 +65,11 @@ class TopicWatch:
         """The topic's end offset at the last answer (None before the first)."""
 
     def start(self) -> None:
-        self.topic_id = ledger_topic_id(self._admin, self._topic, REQUEST_TIMEOUT_S)
+        try:
+            self.topic_id = ledger_topic_id(self._admin, self._topic, REQUEST_TIMEOUT_S)
+        except KafkaException as exc:  # an older cluster: the end-offset check still runs
+            log.warning("cannot read the id of topic %s (%s); a re-created topic is caught by its end offset only",
+                        self._topic, exc.args[0])
         self._thread = threading.Thread(target=self._run, name="kafka-ledger-watch", daemon=True)
         self._thread.start()
 
@@ -98,7 +102,7 @@ class TopicWatch:
 
     def check(self) -> str | None:
         """One look at the topic: a reason it is no longer this ledger, or None."""
-        topic_id = ledger_topic_id(self._admin, self._topic, REQUEST_TIMEOUT_S)
+        topic_id = ledger_topic_id(self._admin, self._topic, REQUEST_TIMEOUT_S) if self.topic_id else None
         if self.topic_id is not None and topic_id is not None and topic_id != self.topic_id:
             return f"topic {self._topic} was re-created (id {self.topic_id} is now {topic_id})"
         read = self._position()  # before the end offset: the view only moves forward
