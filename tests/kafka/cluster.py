@@ -120,6 +120,16 @@ class Cluster:
         for x in self.exchanges:
             x.stop()
 
+    def two_replicas(self) -> tuple[Exchange, Exchange, int]:
+        """Replicas a and b with the task force enrolled: (the sequencer, the other one,
+        epochs the other one has started so far)."""
+        a = self.start("a")
+        self.enrol(a.target)
+        b = self.start("b")
+        wait_for(lambda: a.sequencing() or b.sequencing(), 30, "a sequencer")
+        sequencer, other = (a, b) if a.sequencing() else (b, a)
+        return sequencer, other, other.epochs_started()
+
     def enrol(self, target: str) -> list[Receipt]:
         """The test task force (tests.conftest.MEMBERS) through ``target``."""
         op = OperatorClient(target, self.operator, origin=ORIGIN)

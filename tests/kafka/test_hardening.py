@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -25,7 +25,7 @@ from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.watch import WATCH_INTERVAL_S
 from exchange.server.metrics import EngineSample
 from tests.conftest import GROUP_ALL
-from tests.kafka.broker import Broker, BrokerMissing
+from tests.kafka.broker import Broker
 from tests.kafka.cluster import ORIGIN, Cluster, Publisher, Tally, wait_for
 from tests.ledger_contract import G1, signal, task_force
 

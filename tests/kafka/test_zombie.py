@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal as signals
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,12 +103,7 @@ def test_a_fenced_sequencer_really_writes_stale_entries_and_every_reader_ignores
 
 
 def test_a_frozen_sequencer_resumes_as_a_zombie_and_the_ledger_stays_one(cluster: Cluster) -> None:
-    a = cluster.start("a")
-    cluster.enrol(a.target)
-    b = cluster.start("b")
-    wait_for(lambda: a.sequencing() or b.sequencing(), 30, "a sequencer")
-    zombie, survivor = (a, b) if a.sequencing() else (b, a)
-    epochs_before = survivor.epochs_started()
+    zombie, survivor, epochs_before = cluster.two_replicas()
     tally = Tally()
     alice = Publisher(cluster, "alice", [zombie.target], tally, batches=10_000, batch=5, pause_s=0.05)
     bob = Publisher(cluster, "bob", [survivor.target], tally, batches=10_000, batch=5, pause_s=0.05)
