@@ -11,7 +11,8 @@ ignored by every reader. On revoke or loss it stops at once.
 For each batch of submissions it dedupes by digest (against the view and the batch),
 checks key events in order against a staged key directory, writes the new entries
 (idempotent, acks=all), waits until its view has accepted them, and only then
-writes the results and commits the submissions' offset. If anything has an
+writes the results and commits the submissions' offset (neither waited for: the next
+round starts at once). If anything has an
 unknown fate (timeout, fencing) it steps down without answering: the next
 sequencer re-reads the uncommitted submissions and dedupe makes the retry exact.
 """
@@ -294,11 +295,14 @@ class Sequencer:
                 )
             except Unavailable as exc:
                 log.warning("cannot write results: %s", exc)
-        if self._producer.flush(self._deadline_s):
-            log.warning("results not acknowledged in time; their publishers will retry")
+        # Neither the results nor the commit are waited for: the next round starts at once.
+        # A result lost with this sequencer costs its publisher a timeout, and the retry is
+        # answered from the view (the entries are in the ledger); an uncommitted offset
+        # makes the next sequencer repeat the batch, which dedupe answers exactly.
+        self._producer.poll(0)
         try:
             consumer.commit(
-                offsets=[TopicPartition(self._topics.submissions, 0, last_offset + 1)], asynchronous=False
+                offsets=[TopicPartition(self._topics.submissions, 0, last_offset + 1)], asynchronous=True
             )
         except KafkaException as exc:
             log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
