@@ -114,13 +114,18 @@ LAG_READING_INTERVAL_MS = 1000  # at most one reading per stream per second
 ENGINE_METRICS: Mapping[str, str] = {
     # name (exported as trustwire_engine_<name>)  -> meaning; what the Kafka engine should report
     "kafka_producer_queue_messages": "gauge: messages waiting in the producer queue (librdkafka msg_cnt)",
-    "kafka_producer_delivered_total": "counter: ledger messages whose delivery the broker confirmed",
+    "kafka_producer_delivered_total": "counter: messages (submissions, entries, results) the broker confirmed",
     "kafka_producer_errors_total": "counter: deliveries that failed",
     "kafka_consumer_records_total": "counter: ledger-topic records consumed into this replica's view",
     "kafka_consumer_lag_messages": "gauge: ledger-topic offsets not yet applied by this replica",
     "kafka_sequencer_info": "gauge 1 labelled {sequencer_id, epoch}: the sequencer this replica follows",
     "kafka_sequencer_is_self": "gauge: 1 when this replica is the sequencer",
     "kafka_sequencer_failovers_total": "counter: epochs started (sequencer changes) seen by this replica",
+    "kafka_sequencer_epoch": "gauge: the ledger's current epoch (0 before the first sequencer)",
+    "kafka_sequencer_entries_total": "counter: entries this replica sequenced (while it was the sequencer)",
+    "kafka_sequencer_cpu_seconds_total": "counter: CPU seconds of the sequencing thread (÷ entries: CPU per entry)",
+    "kafka_view_cpu_seconds_total": "counter: CPU seconds of the view's tailing thread (÷ records: CPU per entry)",
+    "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
 }
 
 SERVING_METRICS: Mapping[str, str] = {
