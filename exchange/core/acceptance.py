@@ -32,7 +32,8 @@ from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = [
-    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "directory_keys", "find_key", "key_table",
+    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
+    "find_key", "key_table",
 ]
 
 KeyTable = Mapping[str, tuple[str, bytes]]
@@ -136,7 +137,12 @@ def check_stamped(envelope: bytes | Envelope, directory: KeyDirectory, index: in
     key revoked (or a member suspended) in between is caught here and the entry is
     never acknowledged. For member entries only (key events are applied by the ledger)."""
     env = envelope if isinstance(envelope, Envelope) else Envelope.decode(envelope)
-    info = directory.keys.get(KeyId(env.keyid))
+    check_stamped_key(env.keyid, directory, index, accepted_at_ms)
+
+
+def check_stamped_key(keyid: str, directory: KeyDirectory, index: int, accepted_at_ms: int) -> None:
+    """:func:`check_stamped` for an envelope already decoded (its signing ``keyid``)."""
+    info = directory.keys.get(KeyId(keyid))
     if info is None:
-        raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
+        raise UnknownKey(f"key {keyid[:16]}… is not in the key directory")
     directory.signing_key(info.keyid, info.member_id, index, accepted_at_ms)

@@ -120,6 +120,9 @@ class KafkaLedger:
     def receipt_for(self, digest: bytes) -> Receipt | None:
         return self.view.receipt_for(digest)
 
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        return self.view.receipts_for(digests)
+
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self.view.signal(publisher, signal_id)
 
