@@ -30,6 +30,7 @@ from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhausted, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.projection import Meta, project
 from exchange.server.seal import Seal, SealState
 
@@ -187,9 +188,12 @@ class SqliteLedger:
         self._queued = threading.Condition()  # the group-commit queue and its leader
         self._queue: list[_Job] = []
         self._committing = False
+        self.groups_committed = 0  # write transactions committed, and the batches they carried
+        self.batches_committed = 0
         self._grown = threading.Condition()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         seal = Seal.load(self._seal_path)
         if seal.unchanged(self._sealed_files()):
             self.integrity = Integrity.SEALED
@@ -239,7 +243,7 @@ class SqliteLedger:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
-            with self._write_lock:
+            with self._readers_lock:  # not the write lock: a reader never waits for a commit
                 self._readers.append(conn)
         return conn
 
@@ -377,6 +381,8 @@ class SqliteLedger:
             self._head, self._last_ms = writer.head, max(self._last_ms, writer.last_ms)
             if writer.directory is not None:
                 self._directory = writer.directory
+            self.groups_committed += 1
+            self.batches_committed += len(group)
         for job, outcomes in zip(group, results, strict=True):
             job.outcomes = outcomes
         _finish(group)
@@ -449,7 +455,7 @@ class SqliteLedger:
 
     def close(self) -> None:
         """Close every connection and fold the WAL back into the main file."""
-        with self._write_lock:
+        with self._write_lock, self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
@@ -464,6 +470,18 @@ _UPSERT_SIGNAL = (
     " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0"
 )
 _RETRACT_SIGNAL = "UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?"
+
+
+def _signal_ref(s: Submission) -> tuple[str, str] | None:
+    """(publisher, signal_id) of the signal a decoded submission names, if any."""
+    if s.decoded is None:
+        return None
+    entry = s.decoded[1]
+    if isinstance(entry, pb.Signal):
+        return entry.member_id, entry.signal_id
+    if isinstance(entry, pb.Retraction | pb.Opinion):
+        return entry.signal.member_id, entry.signal.signal_id
+    return None
 
 
 class _Writer:
@@ -481,20 +499,35 @@ class _Writer:
         self._now = now_ms
         self.directory: KeyDirectory | None = None  # staged copy, once a key event is written
         self._batch: dict[bytes, Receipt] = {}  # receipts of this transaction and known ones looked up
-        self._audiences: dict[tuple[str, str], tuple[str, ...]] = {}  # signal audiences written here
+        self._audiences: dict[tuple[str, str], tuple[str, ...] | None] = {}  # looked up or written here
         self._rows: list[tuple[str, tuple[object, ...]]] = []
 
     def _seen_by(self, publisher: str, signal_id: str) -> tuple[str, ...] | None:
-        pending = self._audiences.get((publisher, signal_id))
-        if pending is not None:
-            return pending
-        state = SqliteLedger._signal(self._conn, publisher, signal_id)
-        return state.audience if state else None
+        key = (publisher, signal_id)
+        if key not in self._audiences:
+            state = SqliteLedger._signal(self._conn, publisher, signal_id)
+            self._audiences[key] = state.audience if state else None
+        return self._audiences[key]
 
     def submit_all(self, batch: Sequence[Submission]) -> list[Outcome]:
-        """Known digests (one lookup for the batch) get their receipt, the others an index."""
+        """Known digests get their receipt, the others an index; digests and the signals
+        the batch names are looked up once for the batch."""
         self._batch.update(SqliteLedger._receipts(self._conn, [s.digest for s in batch if s.digest not in self._batch]))
+        self._look_up_signals({ref for s in batch if (ref := _signal_ref(s)) is not None} - self._audiences.keys())
         return [self._submit(s) for s in batch]
+
+    def _look_up_signals(self, refs: set[tuple[str, str]]) -> None:
+        wanted = sorted(refs)
+        for i in range(0, len(wanted), _LOOKUP_CHUNK // 2):
+            chunk = wanted[i : i + _LOOKUP_CHUNK // 2]
+            self._audiences.update(dict.fromkeys(chunk))
+            rows = self._conn.execute(
+                "SELECT publisher, signal_id, audience FROM signals WHERE (publisher, signal_id) IN"
+                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                [part for ref in chunk for part in ref],
+            )
+            for publisher, signal_id, audience in rows:
+                self._audiences[(publisher, signal_id)] = _unpack(audience) or ()
 
     def _submit(self, s: Submission) -> Outcome:
         known = self._batch.get(s.digest)
