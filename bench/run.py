@@ -108,8 +108,9 @@ class Exchange:
         log_key = workdir / "log.key"
         log_key.write_text(Signer.from_seed(b"\x0b" * 32).seed.hex())
         env = {**os.environ, "TRUSTWIRE_VERIFY_WORKERS": str(verify_workers), "TRUSTWIRE_METRICS_LISTEN": "off",
-               "TRUSTWIRE_PUBLISH_RATE": "1000000", "TRUSTWIRE_PUBLISH_BURST": "10000000",
-               "TRUSTWIRE_CHECKPOINT_INTERVAL_MS": str(checkpoint_interval_ms)}
+               "TRUSTWIRE_PUBLISH_RATE": "1000000", "TRUSTWIRE_PUBLISH_BURST": "10000000"}
+        if checkpoint_interval_ms != 1000:  # (set only when changed: older trees lack the setting)
+            env["TRUSTWIRE_CHECKPOINT_INTERVAL_MS"] = str(checkpoint_interval_ms)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
              "--ledger-path", str(workdir / "ledger.db"), "--operator-public-key", self.operator.public_key.hex(),

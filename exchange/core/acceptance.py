@@ -21,6 +21,7 @@ publisher can see) stay with the exchange's admission.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -77,9 +78,12 @@ def directory_keys(directory: KeyDirectory) -> KeyTable:
     return _DirectoryKeys(directory)
 
 
+_operator_keyid = functools.lru_cache(maxsize=16)(key_id)  # the pinned key, hashed once, not per envelope
+
+
 def find_key(keyid: str, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes]:
     """(owner, public key) of ``keyid``: the operator's pinned key or a directory key."""
-    if keyid == key_id(operator_key):
+    if keyid == _operator_keyid(operator_key):
         return OPERATOR, operator_key
     found = keys.get(keyid)
     if found is None:

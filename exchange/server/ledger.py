@@ -108,6 +108,9 @@ class Ledger(Protocol):
 
     def receipt_for(self, digest: bytes) -> Receipt | None: ...
 
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        """The stored leaf hashes of records ``start`` … ``start + limit - 1`` (fewer at the head)."""
+
     def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
         """The receipts of those ``digests`` already in the ledger (one lookup per batch)."""
 
@@ -415,6 +418,12 @@ class SqliteLedger:
 
     def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
         return self._receipts(self._reader(), digests)
+
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        rows = self._reader().execute(
+            "SELECT leaf_hash FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", (start, start + limit)
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def read(self, start: int, limit: int) -> list[Stored]:
         rows = self._reader().execute(
