@@ -526,17 +526,21 @@ class _Writer:
         return [self._submit(s) for s in batch]
 
     def _look_up_signals(self, refs: set[tuple[str, str]]) -> None:
-        wanted = sorted(refs)
-        for i in range(0, len(wanted), _LOOKUP_CHUNK // 2):
-            chunk = wanted[i : i + _LOOKUP_CHUNK // 2]
-            self._audiences.update(dict.fromkeys(chunk))
-            rows = self._conn.execute(
-                "SELECT publisher, signal_id, audience FROM signals WHERE (publisher, signal_id) IN"
-                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
-                [part for ref in chunk for part in ref],
-            )
-            for publisher, signal_id, audience in rows:
-                self._audiences[(publisher, signal_id)] = _unpack(audience) or ()
+        """Audiences of ``refs`` (absent: None), per publisher, on the primary key."""
+        self._audiences.update(dict.fromkeys(refs))
+        by_publisher: dict[str, list[str]] = {}
+        for publisher, signal_id in refs:
+            by_publisher.setdefault(publisher, []).append(signal_id)
+        for publisher, ids in by_publisher.items():
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[i : i + _LOOKUP_CHUNK]
+                rows = self._conn.execute(
+                    f"SELECT signal_id, audience FROM signals WHERE publisher = ? AND signal_id IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    [publisher, *chunk],
+                )
+                for signal_id, audience in rows:
+                    self._audiences[(publisher, signal_id)] = _unpack(audience) or ()
 
     def _submit(self, s: Submission) -> Outcome:
         known = self._batch.get(s.digest)
