@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import re
 import statistics
 import subprocess
@@ -192,10 +193,11 @@ def consume_rate(ex: Exchange, state: Path) -> tuple[float, int]:
     return rate, report.verified
 
 
-def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000) -> dict[str, float]:
+def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: int = 4) -> dict[str, float]:
     """Publish ``rate`` entries/s in batches of 1/100 s (signed beforehand, so the run
-    times the exchange, not the publisher's signing); time each entry from the start of
-    its Publish call to its arrival at a following, verifying subscriber."""
+    times the exchange, not the publisher's signing), up to ``callers`` calls at once;
+    time each entry from its scheduled send (or later, when every caller was busy) to its
+    arrival at a following, verifying subscriber."""
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
     subscriber, publisher = ex.client("sub"), ex.client("lat")
@@ -217,13 +219,26 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000) -> dict[str
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
+    senders = [ex.client("lat") for _ in range(callers)]  # calls overlap, as many publishers' would
+    free: queue.Queue[MemberClient] = queue.Queue()
+    for c in senders:
+        free.put(c)
+
+    def send(chunk: list[bytes], client: MemberClient) -> None:
+        try:
+            client.publish_envelopes(chunk)
+        finally:
+            free.put(client)
+
     start = time.perf_counter()
-    for n in range(0, total, batch):
-        time.sleep(max(0.0, start + n / rate - time.perf_counter()))
-        t = time.perf_counter()
-        for s in ids[n : n + batch]:
-            sent[s] = t
-        publisher.publish_envelopes(envs[n : n + batch])
+    with ThreadPoolExecutor(callers) as pool:
+        for n in range(0, total, batch):
+            time.sleep(max(0.0, start + n / rate - time.perf_counter()))
+            client = free.get()  # at most `callers` calls in flight; later batches wait (and count the wait)
+            t = start + n / rate  # the scheduled send: falling behind the rate shows as latency
+            for s in ids[n : n + batch]:
+                sent[s] = t
+            pool.submit(send, envs[n : n + batch], client)
     published_s = time.perf_counter() - start
     stop.set()
     deadline = time.perf_counter() + 30
@@ -231,6 +246,8 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000) -> dict[str
         time.sleep(0.05)
     subscriber.close()
     publisher.close()
+    for c in senders:
+        c.close()
     reader.join(timeout=5)
     delays = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
     return {
