@@ -31,7 +31,7 @@ from exchange.core.keys import key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import Ledger, Outcome, Submission
 from exchange.server.quotas import Quotas
-from exchange.server.verification import Checked, VerifierPool, key_table
+from exchange.server.verification import Checked, VerifierPool
 
 __all__ = ["Admission", "Admitted", "Outcome"]
 
@@ -76,7 +76,7 @@ class Admission:
     # -- phase 1: stateless, parallel (exchange/server/verification.py) ---------------
 
     def _check_all(self, principal: str, envelopes: Sequence[bytes]) -> list[Checked | TrustwireError]:
-        return self._verifier.check(principal, envelopes, self.operator_key, key_table(self.directory))
+        return self._verifier.check(principal, envelopes, self.operator_key, self.directory)
 
     # -- phase 2: stateful, in ledger order ------------------------------------------
 

@@ -20,11 +20,12 @@ import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exchange.core.acceptance import KeyTable, check_signed, key_table
+from exchange.core.acceptance import KeyTable, check_signed, directory_keys, key_table
 from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
 from exchange.core.errors import TrustwireError
+from exchange.core.keydir import KeyDirectory
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
 
@@ -72,6 +73,7 @@ class _Worker:
     multiprocessing's: it never re-imports the embedding program's ``__main__``."""
 
     def __init__(self) -> None:
+        self.table_version = -1  # the key table this worker holds (sent only when it changes)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exchange.server.verification"],
             stdin=subprocess.PIPE,
@@ -120,13 +122,19 @@ class VerifierPool:
             self._idle.put(None)  # a slot whose process starts on first use
         self._lock = threading.Lock()
         self._procs: list[_Worker] = []
-        self._closed = False
+        self._table_of: KeyDirectory | None = None  # the directory whose key table workers get
+        self._table_copy: dict[str, tuple[str, bytes]] = {}
+        self._table_version = 0
 
     def check(
-        self, principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
+        self, principal: str, raws: Sequence[bytes], operator_key: bytes, directory: KeyDirectory
     ) -> list[Checked | TrustwireError]:
+        """Phase 1 for a batch against ``directory``'s keys (a published, never-mutated
+        directory: its key table is copied once per directory, and sent to each worker
+        once)."""
         if self.workers <= 1 or len(raws) < self._threshold:
-            return check_batch(principal, raws, operator_key, keys)
+            return check_batch(principal, raws, operator_key, directory_keys(directory))
+        version, table = self._table(directory)
         held = [self._idle.get()]
         while len(held) < self.workers and len(raws) >= self._threshold * (len(held) + 1):
             try:
@@ -135,12 +143,13 @@ class VerifierPool:
                 break
         size = -(-len(raws) // len(held))
         chunks = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
-        table = dict(keys)
         procs: list[_Worker] = []
         try:
             procs.extend(w if w is not None else self._start() for w in held)
             for worker, chunk in zip(procs, chunks, strict=True):
-                worker.send((principal, chunk, operator_key, table))
+                fresh = worker.table_version != version
+                worker.send((principal, chunk, operator_key, version, table if fresh else None))
+                worker.table_version = version
             results = [worker.receive() for worker in procs]
             held = list(procs)
         except (OSError, EOFError, pickle.PickleError) as exc:
@@ -148,11 +157,18 @@ class VerifierPool:
             for worker in procs:
                 self._retire(worker)
             held = [None] * len(held)
-            return check_batch(principal, raws, operator_key, keys)
+            return check_batch(principal, raws, operator_key, directory_keys(directory))
         finally:
             for slot in held:
                 self._idle.put(slot)
         return [_reparse(item) for part in results for item in part]
+
+    def _table(self, directory: KeyDirectory) -> tuple[int, dict[str, tuple[str, bytes]]]:
+        with self._lock:
+            if self._table_of is not directory:
+                self._table_of, self._table_copy = directory, key_table(directory)
+                self._table_version += 1
+            return self._table_version, self._table_copy
 
     def _start(self) -> _Worker:
         worker = _Worker()
@@ -184,12 +200,15 @@ class VerifierPool:
 def _serve_worker() -> None:
     """Worker loop: read a job, check it, write the results, until stdin closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    table: dict[str, tuple[str, bytes]] = {}
     while True:
         try:
             job = pickle.loads(_read_frame(stdin))  # noqa: S301 - from our parent only
         except EOFError:
             return
-        principal, raws, operator_key, table = job
+        principal, raws, operator_key, _version, new_table = job
+        if new_table is not None:  # the parent sends the key table only when it changed
+            table = new_table
         _write_frame(stdout, pickle.dumps(_check_batch_light(principal, raws, operator_key, table)))
 
 
