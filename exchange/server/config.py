@@ -45,6 +45,10 @@ class ServerConfig:
     """Tree and checkpoint store (default: <ledger_path>.audit)."""
     witnesses: tuple[str, ...] = ()
     """Witnesses asked to cosign each checkpoint, each "<url> <cosignature vkey>"."""
+    checkpoint_interval_ms: int = 1000
+    """The log signs a grown tree at most this often; followers receive an entry once a
+    signed checkpoint covers it, so this is the delivery latency floor. Lower it for
+    lower latency at the cost of a longer checkpoint history (one row per signature)."""
     max_batch: int = 1000
     """Envelopes per Publish call, per member (overridable per member)."""
     publish_rate: float = 2000.0

@@ -185,7 +185,10 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     log_signer = notes.NoteSigner(config.name, log_key.signing_key)
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec, config.witness_deadline_s) for spec in config.witnesses)
-    checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
+    checkpoints = CheckpointLog(
+        ledger, audit_dir(config), log_signer, config.name, clock, cosigners,
+        interval_ms=max(1, config.checkpoint_interval_ms),
+    )
     pool = VerifierPool(workers=config.verify_workers)
     quotas = Quotas(
         Quota(rate=config.publish_rate, burst=config.publish_burst, max_batch=config.max_batch),

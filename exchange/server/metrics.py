@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 from wsgiref.simple_server import WSGIServer
 
 from google.protobuf.message import DecodeError
@@ -73,10 +73,12 @@ from prometheus_client.registry import Collector
 
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import ConfigError, InvalidValue, TrustwireError
-from exchange.core.records import Receipt
 from exchange.core.signals import OpaqueType, signal_type
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import envelope_pb2
+
+if TYPE_CHECKING:
+    from exchange.server.admission import Admitted
 
 __all__ = [
     "Activity",
@@ -94,7 +96,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_Outcomes = TypeVar("_Outcomes", bound=Sequence[Receipt | TrustwireError])
+_Admitted = TypeVar("_Admitted", bound=Sequence["Admitted"])
 
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 """The Prometheus endpoint's default address (9464: the port OpenTelemetry's
@@ -157,8 +159,20 @@ def entry_type(raw: bytes) -> str:
     signal = pb.Signal()
     try:
         signal.ParseFromString(env.payload)
+    except DecodeError:
+        return UNKNOWN_TYPE
+    return signal_label(signal)
+
+
+def entry_label(kind: EntryKind, entry: Any) -> str:
+    """The ``type`` label of an entry admission already decoded."""
+    return signal_label(entry) if kind is EntryKind.SIGNAL else kind.value
+
+
+def signal_label(signal: pb.Signal) -> str:
+    try:
         known = signal_type(signal.type)
-    except (DecodeError, InvalidValue):
+    except InvalidValue:
         return UNKNOWN_TYPE
     return OTHER_TYPE if isinstance(known, OpaqueType) else known.name
 
@@ -238,18 +252,17 @@ class Activity:
         self,
         principal: str,
         envelopes: Sequence[bytes],
-        head: Callable[[], int],
-        call: Callable[[], _Outcomes],
-    ) -> _Outcomes:
-        """Run one Publish through ``call`` and record its outcomes and latency.
+        call: Callable[[], _Admitted],
+    ) -> _Admitted:
+        """Run one Publish through ``call`` and record what admission decided and the latency.
 
-        An entry counts as accepted when its receipt is new (index at or past the
-        head before the call); re-publishing an accepted envelope counts as a duplicate.
+        Labels come from the entries admission decoded; only an envelope refused before
+        it decoded is parsed here for its label. Re-publishing an accepted envelope
+        counts as a duplicate.
         """
         started = time.perf_counter()
-        before = head()
         try:
-            outcomes = call()
+            admitted = call()
         except TrustwireError as exc:
             self._observe(time.perf_counter() - started)
             with self._lock:
@@ -257,20 +270,23 @@ class Activity:
             raise
         self._observe(time.perf_counter() - started)
         now = self._clock_ms()
-        labelled = [(entry_type(raw), o) for raw, o in zip(envelopes, outcomes, strict=True)]
+        labelled = [
+            (entry_label(*a.decoded) if a.decoded is not None else entry_type(raw), a)
+            for raw, a in zip(envelopes, admitted, strict=True)
+        ]
         with self._lock:
             fresh = 0
-            for kind, o in labelled:
-                if isinstance(o, TrustwireError):
-                    self.rejected[(principal, kind, o.reason)] += 1
-                elif o.index >= before:
-                    self.accepted[(principal, kind)] += 1
-                    fresh += 1
-                else:
+            for label, a in labelled:
+                if isinstance(a.outcome, TrustwireError):
+                    self.rejected[(principal, label, a.outcome.reason)] += 1
+                elif a.duplicate:
                     self.duplicates[principal] += 1
+                else:
+                    self.accepted[(principal, label)] += 1
+                    fresh += 1
             if fresh:
                 self._count_rate(principal, now, fresh)
-        return outcomes
+        return admitted
 
     def _count_rate(self, member: str, now_ms: int, n: int) -> None:
         m = self._members.setdefault(member, _Member())

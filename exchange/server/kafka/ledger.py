@@ -126,6 +126,12 @@ class KafkaLedger:
     def receipt_for(self, digest: bytes) -> Receipt | None:
         return self.view.receipt_for(digest)
 
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        return self.view.receipts_for(digests)
+
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        return self.view.leaf_hashes(start, limit)
+
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self.view.signal(publisher, signal_id)
 
