@@ -31,7 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from exchange.core.errors import ConfigError, LedgerCorrupt, TrustwireError, Unavailable
-from exchange.core.records import Receipt, Record
+from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
 from exchange.server.kafka.rule import RuleState
@@ -80,20 +80,6 @@ class LedgerView(SqliteLedger):
     @property
     def state(self) -> RuleState:
         return self._rule
-
-    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
-        """The receipts of those digests the ledger holds (one query per 500)."""
-        conn = self._reader()
-        out: dict[bytes, Receipt] = {}
-        for i in range(0, len(digests), 500):
-            chunk = list(digests[i:i + 500])
-            rows = conn.execute(
-                f"SELECT digest, idx, accepted_at_ms, leaf_hash FROM records WHERE digest IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for digest, idx, at_ms, lh in rows:
-                out[bytes(digest)] = Receipt(index=idx, accepted_at_ms=at_ms, leaf_hash=bytes(lh))
-        return out
 
     @property
     def last_accepted_ms(self) -> int:
