@@ -8,7 +8,7 @@ const merkle = require('./merkle');
 const note = require('./note');
 const { decodeEnvelope, verifyEnvelope, decodeRecord, pae } = require('./envelope');
 const { decodeEntry } = require('./entries');
-const { normalize } = require('./normalize');
+const { normalize, check } = require('./normalize');
 const { Verifier } = require('./verifier');
 const { checkCall, callMessage } = require('./callauth');
 const { accountValue } = require('./accounts');
@@ -74,12 +74,20 @@ const CHECKS = {
   normalization(doc, fail) {
     for (const c of doc.cases) {
       let got;
-      try { got = { valid: true, value: normalize(c.type, c.input) }; } catch (e) {
+      try { got = { valid: true, value: normalize(c.type, c.input, c.rule) }; } catch (e) {
         if (!e.reason) throw e;
         got = { valid: false, reason: e.reason };
       }
       const ok = got.valid === c.valid && (c.valid ? got.value === c.normalized : got.reason === c.reason);
       if (!ok) fail(c.name, c.valid ? c.normalized : c.reason, got.valid ? got.value : got.reason);
+      if (c.valid) {
+        let signalReason;
+        try { check(c.type, c.normalized, c.rule); } catch (e) {
+          if (!e.reason) throw e;
+          signalReason = e.reason;
+        }
+        if (signalReason !== c.signal_reason) fail(`${c.name} (as a signal)`, c.signal_reason, signalReason);
+      }
     }
   },
   accounts(doc, fail) {
