@@ -1,5 +1,5 @@
 'use strict';
-// The `url` canonical form of PROTOCOL.md §5.7, step by step. Percent-decoding works on
+// The `url` canonical form of PROTOCOL.md §5.3 (rules 1 and 2), step by step. Percent-decoding works on
 // bytes; bytes that are not UTF-8 stay as bytes; decoded text is NFC-normalized;
 // re-encoding escapes every byte outside the component's safe set, in uppercase hex.
 const { domainToASCII } = require('node:url');
