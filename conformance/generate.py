@@ -32,6 +32,7 @@ from exchange.core.dsse import Envelope, pae, sign_envelope
 from exchange.core.entries import EntryKind, decode_entry, encode_entry, ms_to_timestamp, validate_entry
 from exchange.core.errors import InvalidValue, TrustwireError
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import commit as keydir_commit
 from exchange.core.keys import Signer, key_id, parse_public_key, verify_signature
 from exchange.core.records import Record, encode_record
 from exchange.core.verify import EntryVerifier
@@ -697,13 +698,20 @@ def keydir_stream() -> dict[str, Any]:
             case["reason"] = reason
         cases.append(case)
     tainted = [c["index"] for c in cases if c["valid"] and (c["name"].startswith("bob-") or c["name"].endswith("-stolen"))]
+    key_events = [(c["index"], bytes.fromhex(c["record"])) for c in cases
+                  if c["valid"] and isinstance(steps[c["index"]][1], pb.KeyEvent)]
+    commitments = [{"size": size, "line": keydir_commit([r for i, r in key_events if i < size]).line()}
+                   for size in (0, 1, 6, 20, len(steps))]
     return document(
         "8. The key directory and the time base of key validity",
         "A ledger replayed in order by a verifier that pins the operator key. Each record is accepted "
         "(`valid`) or refused with `reason`; refused records still occupy their index. After the whole "
         "stream, `tainted_by_compromise` lists the accepted indices a compromised key signed at or after "
-        "its compromised_since point (they must be quarantined).",
+        "its compromised_since point (they must be quarantined). `keydir_commitments`: the "
+        "`trustwire-keydir` checkpoint line (§10) a checkpoint of `size` carries over the accepted KeyEvent "
+        "records below that size.",
         cases, operator_public_key=OPERATOR.public_key.hex(), tainted_by_compromise=tainted,
+        keydir_commitments=commitments,
         keys=keys_block(("operator", OPERATOR), ("alice", ALICE), ("alice-2", ALICE2), ("bob", BOB),
                         ("mallory", MALLORY)),
     )
