@@ -175,6 +175,7 @@ class Bank:
         index_dir: Path | None = None,
     ) -> None:
         self._store = store
+        bank_history.create(store.conn)
         self.pdq_threshold = pdq_threshold
         self._clock_ms = clock_ms
         self._index_dir = index_dir if index_dir is not None else store.path.with_name(store.path.name + ".pdq")

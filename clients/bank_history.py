@@ -5,8 +5,9 @@ version replaces a row, the row is copied here first (only superseded versions a
 kept: a signal never overwritten costs nothing). When a key is revoked as compromised,
 the bank drops what the key signed after the compromise point and brings back the
 latest version left here that the key did not taint: what the thief rewrote is
-rewritten back. The tables (``signal_versions``, ``opinion_versions``) are in
-:mod:`clients.store`; these functions run inside the bank's transaction.
+rewritten back. The tables (``signal_versions``, ``opinion_versions``) copy the
+columns of ``signals`` and ``opinions`` (:func:`create`); the other functions run
+inside the bank's transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlite3
 
 from exchange.core.keydir import KeyInfo
 
-__all__ = ["clear", "forget_tainted", "keep_opinion", "keep_signal", "restore_opinion", "restore_signal"]
+__all__ = ["clear", "create", "forget_tainted", "keep_opinion", "keep_signal", "restore_opinion", "restore_signal"]
 
 _SIGNAL = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp, valid_from_ms,"
@@ -23,6 +24,15 @@ _SIGNAL = (
     " retracted_keyid"
 )
 _OPINION = "publisher, signal_id, author, verdict, idx, keyid, accepted_at_ms"
+
+
+def create(c: sqlite3.Connection) -> None:
+    """The history tables, shaped like the bank's own (created once, on open)."""
+    for table, source, columns, key in (("signal_versions", "signals", _SIGNAL, "publisher, signal_id, idx"),
+                                        ("opinion_versions", "opinions", _OPINION, "publisher, signal_id, author, idx")):
+        c.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT {columns} FROM {source} WHERE 0")
+        c.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table}({key})")
+        c.execute(f"CREATE INDEX IF NOT EXISTS {table}_keyid ON {table}(keyid)")
 
 
 def keep_signal(c: sqlite3.Connection, publisher: str, signal_id: str) -> None:

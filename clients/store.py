@@ -93,42 +93,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (publisher, signal_id)
 );
--- superseded versions, kept so a compromise can restore what a stolen key overwrote
--- (clients/bank_history.py): only rows another version replaced
-CREATE TABLE IF NOT EXISTS signal_versions (
-    publisher TEXT NOT NULL,
-    signal_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    value TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    confidence INTEGER NOT NULL,
-    severity INTEGER NOT NULL,
-    groups TEXT NOT NULL,
-    tlp INTEGER NOT NULL,
-    valid_from_ms INTEGER,
-    valid_until_ms INTEGER,
-    created_at_ms INTEGER NOT NULL,
-    retracted_idx INTEGER,
-    keyid TEXT NOT NULL,
-    accepted_at_ms INTEGER NOT NULL,
-    quality_flag TEXT,
-    retracted_at_ms INTEGER,
-    retracted_keyid TEXT,
-    PRIMARY KEY (publisher, signal_id, idx)
-);
-CREATE INDEX IF NOT EXISTS signal_versions_keyid ON signal_versions(keyid);
-CREATE TABLE IF NOT EXISTS opinion_versions (
-    publisher TEXT NOT NULL,
-    signal_id TEXT NOT NULL,
-    author TEXT NOT NULL,
-    verdict INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    keyid TEXT NOT NULL,
-    accepted_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (publisher, signal_id, author, idx)
-);
-CREATE INDEX IF NOT EXISTS opinion_versions_keyid ON opinion_versions(keyid);
 CREATE TABLE IF NOT EXISTS quarantine (
     idx INTEGER PRIMARY KEY,
     reason TEXT NOT NULL,

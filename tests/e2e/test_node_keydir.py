@@ -18,9 +18,10 @@ from clients.transport import connect
 from exchange.pb.trustwire.v1 import audit_pb2_grpc as agrpc
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
-from tests.conftest import GROUP_ALL, TaskForce, accepted, wait_until
+from tests.conftest import TaskForce
 from tests.e2e.test_node_member import NODE_DIR, TIMEOUT_S, call_auth, node
-from tests.grpc.conftest import MD5_A, Stubs
+from tests.grpc.conftest import Stubs
+from tests.grpc.test_malicious_exchange import stolen_then_revoked, withheld_page
 
 
 class WithholdingExchange(xgrpc.ExchangeServiceServicer):
@@ -60,24 +61,11 @@ def _verify(target: str, tf: TaskForce, tmp: Path, principal: str) -> tuple[int,
 def test_node_member_detects_a_withheld_compromise_revocation(taskforce: TaskForce, tmp_path: Path) -> None:
     """withhold-key-revoked, seen by the second implementation."""
     stubs = Stubs(taskforce)
-    bob = taskforce.client("bob")
-    (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="stolen")]))
-    op = taskforce.operator_client()
-    (revoked,) = accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index)]))
-    op.close()
-    head = taskforce.server.ledger.head()
-    wait_until(lambda: (taskforce.server.checkpoints.latest() or stolen).size == head)  # type: ignore[union-attr]
-    (real_page,) = [p for p in stubs.member("carol").Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True))
-                    if p.records]
-    assert real_page.next_index == head
-
-    # the page without the revocation (the untouched page is the control)
-    page = xpb.SubscribeResponse()
-    page.CopyFrom(real_page)
-    kept = [(i, r) for i, r in enumerate(real_page.records) if i != revoked.index]
-    del page.records[:]
-    page.records.extend(r for _, r in kept)
-    page.proof.hashes[:] = taskforce.server.checkpoints.tree.batch_inclusion_proof([i for i, _ in kept], head)
+    revoked = stolen_then_revoked(taskforce)
+    stub = stubs.member("carol")
+    page = withheld_page(taskforce, stub, revoked)  # waits for a checkpoint covering the head
+    (real_page,) = [p for p in stub.Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True)) if p.records]
+    assert real_page.next_index == taskforce.server.ledger.head()  # the control, untouched
 
     channel = connect(taskforce.target, taskforce.signers["carol"], "carol", origin=taskforce.origin)
     results = {}
@@ -99,4 +87,4 @@ def test_node_member_detects_a_withheld_compromise_revocation(taskforce: TaskFor
     code, report, err = results["withholding"]
     assert code == 8, err
     assert "withheld or altered a key event" in report["keydir_error"]
-    assert revoked.index not in report["verified"]
+    assert revoked not in report["verified"]
