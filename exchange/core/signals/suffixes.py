@@ -35,6 +35,7 @@ def is_public_suffix(name: str) -> bool:
     return not is_ip(name) and _psl().is_public(name)
 
 
+@lru_cache(maxsize=65536)
 def registrable_domain(name: str) -> str | None:
     """The registrable domain (public suffix plus one label) of ``name``, or None."""
     return None if is_ip(name) else _psl().privatesuffix(name)

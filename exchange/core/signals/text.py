@@ -39,6 +39,14 @@ def words(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=65536)
+def _spaced(value: str) -> str | None:
+    """The value's words, each between single spaces (None for a phrase too short to
+    match): a contiguous run of whole words is then a plain substring test."""
+    found = words(value)
+    return None if _broad(found) else " " + " ".join(found) + " "
+
+
 def _broad(phrase: tuple[str, ...]) -> bool:
     return sum(len(w) for w in phrase) < MIN_WORD_CHARS
 
@@ -71,12 +79,9 @@ class Text(SignalType):
             )
 
     def distance(self, signal_value: str, content_value: str) -> int | None:
-        phrase = words(signal_value)
-        if _broad(phrase):
-            return None  # a rule-1 value too short to match safely
-        text = words(content_value)
-        n = len(phrase)
-        return 0 if any(text[i:i + n] == phrase for i in range(len(text) - n + 1)) else None
+        phrase = _spaced(signal_value)  # None: a rule-1 value too short to match safely
+        text = _spaced(content_value)  # None: too short to hold any phrase that may match
+        return 0 if phrase is not None and text is not None and phrase in text else None
 
     def pytx_value(self, value: str) -> str:
         """A pytx trend query whose one term is the case-insensitive regex of the phrase."""
