@@ -7,6 +7,12 @@ reviewer) and decided; a claimed item can be released back to ``pending``.
 decided; ``auto_actioned`` items were handled by the member's hook. Enqueueing the
 same (content, signal) twice is a no-op.
 
+One piece of content is one open item: a second signal matching content that already
+has an open item (a file's md5 and its sha256, say) is added to that item's
+``evidence`` (its priority becomes the more urgent of the two) instead of making a
+second item. Withdrawing a signal withdraws an open item only once none of its
+evidence is live; deciding it sends the verdict on every live signal of its evidence.
+
 Every item keeps its reviewer, reason and timestamps (created, claimed, decided,
 last update), and every transition is appended to ``queue_events``
 (:meth:`ModerationQueue.history`, :meth:`ModerationQueue.events` for every reviewer).
@@ -35,7 +41,7 @@ from clients.policy import Action, Decision
 from clients.store import MemberStore
 from exchange.core.errors import ClaimedByOther, InvalidInput, NotFound
 
-__all__ = ["ModerationQueue", "QueueEvent", "QueueFilter", "QueueItem", "QueuePage", "State"]
+__all__ = ["Evidence", "ModerationQueue", "QueueEvent", "QueueFilter", "QueueItem", "QueuePage", "State"]
 
 
 class State(StrEnum):
@@ -50,6 +56,18 @@ class State(StrEnum):
 
 OPEN_STATES = (State.PENDING, State.IN_REVIEW)
 DECISIONS = (State.ACTIONED, State.DISMISSED, State.ESCALATED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """One signal an item's content matched."""
+
+    publisher: str
+    signal_id: str
+    signal_index: int
+    type: str
+    distance: int
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +89,12 @@ class QueueItem:
     reason: str | None
     claimed_at_ms: int | None = None
     decided_at_ms: int | None = None
+    evidence: tuple[Evidence, ...] = ()  # every signal the content matched, this item's own first
+
+    def live_signals(self) -> list[tuple[str, str]]:
+        """(publisher, signal_id) of the evidence not withdrawn (the item's own signal for an older item)."""
+        found = [(e.publisher, e.signal_id) for e in self.evidence if not e.withdrawn]
+        return found if self.evidence else [(self.publisher, self.signal_id)]
 
 
 _COLUMNS = (
@@ -79,7 +103,7 @@ _COLUMNS = (
 )
 
 
-def _item(r: tuple[object, ...]) -> QueueItem:
+def _item(r: tuple[object, ...], evidence: tuple[Evidence, ...] = ()) -> QueueItem:
     return QueueItem(
         id=int(r[0]),  # type: ignore[call-overload]
         content_ref=str(r[1]),
@@ -98,7 +122,12 @@ def _item(r: tuple[object, ...]) -> QueueItem:
         reason=None if r[14] is None else str(r[14]),
         claimed_at_ms=None if r[15] is None else int(r[15]),  # type: ignore[call-overload]
         decided_at_ms=None if r[16] is None else int(r[16]),  # type: ignore[call-overload]
+        evidence=evidence,
     )
+
+
+_EVIDENCE = "publisher, signal_id, signal_idx, type, distance, withdrawn"
+_OPEN = ",".join("?" * len(OPEN_STATES))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,16 +159,19 @@ class QueueFilter:
             conds.append("state IN (" + ",".join("?" * len(self.states)) + ")")
             args.extend(s.value for s in self.states)
         for column, value in (("type", self.type), ("publisher", self.publisher)):
-            if value:
-                conds.append(f"{column} = ?")
-                args.append(value)
+            if value:  # the item's own signal or any of its evidence
+                conds.append(f"({column} = ? OR EXISTS (SELECT 1 FROM queue_evidence e"
+                             f" WHERE e.item_id = queue.id AND e.{column} = ?))")
+                args.extend((value, value))
         if self.label:
             conds.append("EXISTS (SELECT 1 FROM json_each(queue.labels) WHERE value = ?)")
             args.append(self.label)
         if self.group:
             conds.append(
-                "EXISTS (SELECT 1 FROM signals s, json_each(s.groups) g WHERE s.publisher = queue.publisher"
-                " AND s.signal_id = queue.signal_id AND g.value = ?)"
+                "EXISTS (SELECT 1 FROM signals s, json_each(s.groups) g WHERE g.value = ? AND"
+                " ((s.publisher = queue.publisher AND s.signal_id = queue.signal_id) OR EXISTS (SELECT 1 FROM"
+                " queue_evidence e WHERE e.item_id = queue.id AND e.publisher = s.publisher"
+                " AND e.signal_id = s.signal_id)))"
             )
             args.append(self.group)
         if self.min_age_ms is not None:
@@ -174,6 +206,8 @@ class ModerationQueue:
         now = self._clock_ms()
         s = match.signal
         with self._store.transaction() as c:
+            if state is State.PENDING and self._add_evidence(c, match, decision, now):
+                return False
             row = c.execute(
                 f"INSERT INTO queue ({_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL,NULL)"
                 " ON CONFLICT (content_ref, publisher, signal_id) DO UPDATE SET state = excluded.state,"
@@ -187,24 +221,84 @@ class ModerationQueue:
             ).fetchone()
             if row is not None:
                 self._event(c, int(row[0]), now, state, None, f"rule {decision.rule}")
+                self._evidence_row(c, int(row[0]), match)
         return row is not None
+
+    @staticmethod
+    def _evidence_row(c: Any, item_id: int, match: Match) -> bool:
+        s = match.signal
+        return bool(c.execute(
+            f"INSERT INTO queue_evidence ({_EVIDENCE}, item_id) VALUES (?,?,?,?,?,0,?) ON CONFLICT DO NOTHING",
+            (s.publisher, s.signal_id, s.index, s.type, match.distance, item_id),
+        ).rowcount)
+
+    def _add_evidence(self, c: Any, match: Match, decision: Decision, now: int) -> bool:
+        """Add a match to the open item of its content, if there is one; True if the
+        match is on that item (already or now)."""
+        s = match.signal
+        if c.execute("SELECT 1 FROM queue WHERE content_ref = ? AND publisher = ? AND signal_id = ?",
+                     (match.content_ref, s.publisher, s.signal_id)).fetchone():
+            return False  # an item of its own (maybe decided): the insert is a no-op
+        row = c.execute(
+            f"SELECT id, state FROM queue WHERE content_ref = ? AND state IN ({_OPEN}) ORDER BY id LIMIT 1",
+            (match.content_ref, *OPEN_STATES),
+        ).fetchone()
+        if row is None:
+            return False
+        item_id = int(row[0])
+        if not c.execute("SELECT 1 FROM queue_evidence WHERE item_id = ?", (item_id,)).fetchone():
+            first = self.get(item_id)  # an item from before evidence was kept: its own signal first
+            c.execute(f"INSERT INTO queue_evidence ({_EVIDENCE}, item_id) VALUES (?,?,?,?,?,0,?)",
+                      (first.publisher, first.signal_id, first.signal_index, first.type, first.distance, item_id))
+        if self._evidence_row(c, item_id, match):
+            c.execute("UPDATE queue SET priority = MIN(priority, ?), updated_at_ms = ? WHERE id = ?",
+                      (decision.priority, now, item_id))
+            self._event(c, item_id, now, State(str(row[1])), None,
+                        f"evidence added: {s.type} {s.publisher}/{s.signal_id} (rule {decision.rule})")
+        return True
 
     @staticmethod
     def _event(c: Any, item_id: int, at_ms: int, state: State, reviewer: str | None, reason: str | None) -> None:
         c.execute("INSERT INTO queue_events VALUES (?, ?, ?, ?, ?)", (item_id, at_ms, state.value, reviewer, reason))
 
     def withdraw(self, publisher: str, signal_id: str, reason: str) -> int:
-        """Withdraw the open items of a retracted or expired signal."""
+        """Withdraw a retracted or expired signal from the open items it is evidence of;
+        returns how many items were withdrawn (those left with no live evidence)."""
         now = self._clock_ms()
+        withdrawn = 0
         with self._store.transaction() as c:
-            ids = c.execute(
-                "UPDATE queue SET state = ?, reason = ?, updated_at_ms = ? WHERE publisher = ? AND signal_id = ?"
-                " AND state IN (?, ?) RETURNING id",
-                (State.WITHDRAWN.value, reason, now, publisher, signal_id, *OPEN_STATES),
+            rows = c.execute(
+                f"SELECT id, state FROM queue WHERE state IN ({_OPEN}) AND ((publisher = ? AND signal_id = ?)"
+                " OR id IN (SELECT item_id FROM queue_evidence WHERE publisher = ? AND signal_id = ?))",
+                (*OPEN_STATES, publisher, signal_id, publisher, signal_id),
             ).fetchall()
-            for (item_id,) in ids:
+            for item_id, state in rows:
+                c.execute("UPDATE queue_evidence SET withdrawn = 1 WHERE item_id = ? AND publisher = ? AND signal_id = ?",
+                          (item_id, publisher, signal_id))
+                if c.execute("SELECT 1 FROM queue_evidence WHERE item_id = ? AND withdrawn = 0", (item_id,)).fetchone():
+                    self._event(c, int(item_id), now, State(str(state)), None,
+                                f"evidence {publisher}/{signal_id} withdrawn: {reason}")
+                    continue
+                c.execute("UPDATE queue SET state = ?, reason = ?, updated_at_ms = ? WHERE id = ?",
+                          (State.WITHDRAWN.value, reason, now, item_id))
                 self._event(c, int(item_id), now, State.WITHDRAWN, None, reason)
-        return len(ids)
+                withdrawn += 1
+        return withdrawn
+
+    def _with_evidence(self, rows: list[tuple[object, ...]]) -> list[QueueItem]:
+        """Items of ``queue`` rows with their evidence (one query)."""
+        found: dict[int, list[Evidence]] = {}
+        ids = [int(r[0]) for r in rows]  # type: ignore[call-overload]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for item_id, pub, sid, idx, typ, dist, gone in self._store.conn.execute(
+                f"SELECT item_id, {_EVIDENCE} FROM queue_evidence WHERE item_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY rowid", chunk,
+            ):
+                found.setdefault(int(item_id), []).append(Evidence(
+                    publisher=str(pub), signal_id=str(sid), signal_index=int(idx), type=str(typ),
+                    distance=int(dist), withdrawn=bool(gone)))
+        return [_item(r, tuple(found.get(i, ()))) for r, i in zip(rows, ids, strict=True)]
 
     def items(self, states: tuple[State, ...] | None = None, limit: int = 1000) -> list[QueueItem]:
         sql = f"SELECT {_COLUMNS} FROM queue"
@@ -214,13 +308,13 @@ class ModerationQueue:
             args.extend(s.value for s in states)
         sql += " ORDER BY priority, id LIMIT ?"
         args.append(limit)
-        return [_item(r) for r in self._store.conn.execute(sql, args)]
+        return self._with_evidence(list(self._store.conn.execute(sql, args)))
 
     def get(self, item_id: int) -> QueueItem:
         r = self._store.conn.execute(f"SELECT {_COLUMNS} FROM queue WHERE id = ?", (item_id,)).fetchone()
         if r is None:
             raise NotFound(f"no queue item {item_id}")
-        return _item(r)
+        return self._with_evidence([r])[0]
 
     def _owned_elsewhere(self, item_id: int, reviewer: str) -> None:
         """Raise ClaimedByOther if another reviewer holds the item's claim."""
@@ -320,14 +414,14 @@ class ModerationQueue:
         rows = self._store.conn.execute(
             f"SELECT {_COLUMNS} FROM queue{cond} ORDER BY priority, id LIMIT ? OFFSET ?", [*args, limit, offset]
         )
-        return QueuePage(items=tuple(_item(r) for r in rows), total=total, offset=offset, limit=limit)
+        return QueuePage(items=tuple(self._with_evidence(list(rows))), total=total, offset=offset, limit=limit)
 
     def for_content(self, content_ref: str) -> list[QueueItem]:
         """Every item about one piece of content: each signal it matched."""
         rows = self._store.conn.execute(
             f"SELECT {_COLUMNS} FROM queue WHERE content_ref = ? ORDER BY priority, id", (content_ref,)
         )
-        return [_item(r) for r in rows]
+        return self._with_evidence(list(rows))
 
     def facets(self) -> dict[str, list[str]]:
         """The types, publishers, labels and sharing groups present in the queue, for filter menus."""

@@ -2,8 +2,8 @@
 
 Deciding a claimed item records the decision and, when the policy's ``[feedback]
 publish_on_decision`` is on (or ``publish=True``), the verdict to publish as a
-signed opinion (actioned → true_positive, dismissed → false_positive); both commit
-together. The outbox is flushed now and retried on every sync until the exchange
+signed opinion (actioned → true_positive, dismissed → false_positive) on every live
+signal of the item's evidence; both commit together. The outbox is flushed now and retried on every sync until the exchange
 has each opinion.
 """
 
@@ -54,9 +54,10 @@ class Review:
             item = self._queue.decide(item_id, reviewer, state, reason)
             verdict = VERDICT_FOR_DECISION.get(state)
             wanted = fb.publish_on_decision if publish is None else publish
-            own = item.publisher == self._router.member_id
-            if verdict and wanted and self._outbox is not None and (fb.on_own_signals or not own):
-                self._outbox.want(item.publisher, item.signal_id, verdict, item_id=item.id)
+            if verdict and wanted and self._outbox is not None:
+                for publisher, signal_id in item.live_signals():  # every signal the content matched
+                    if fb.on_own_signals or publisher != self._router.member_id:
+                        self._outbox.want(publisher, signal_id, verdict, item_id=item.id)
         self.flush_quietly()
         return item
 

@@ -80,6 +80,17 @@ CREATE TABLE IF NOT EXISTS queue_events (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_events_item ON queue_events(item_id);
+CREATE TABLE IF NOT EXISTS queue_evidence (
+    item_id INTEGER NOT NULL,
+    publisher TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    signal_idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    distance INTEGER NOT NULL,
+    withdrawn INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (item_id, publisher, signal_id)
+);
+CREATE INDEX IF NOT EXISTS queue_evidence_signal ON queue_evidence(publisher, signal_id);
 CREATE TABLE IF NOT EXISTS outbox (
     publisher TEXT NOT NULL,
     signal_id TEXT NOT NULL,

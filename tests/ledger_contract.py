@@ -346,6 +346,36 @@ def test_concurrent_appends_get_distinct_contiguous_indices(make_ledger: MakeLed
     assert [s.index for s in ledger.read(0, 100)] == list(range(55))
 
 
+def test_the_same_batch_appended_at_once_from_several_threads_lands_once(make_ledger: MakeLedger) -> None:
+    ledger = make_ledger()
+    receipts(ledger.append(task_force()))
+    batch = [signal("alice", f"same-{i}", [G1]) for i in range(6)]
+    results: list[list[Outcome]] = []
+    start = threading.Barrier(4)
+
+    def publish() -> None:
+        start.wait(30)
+        results.append(ledger.append(batch))
+
+    workers = [threading.Thread(target=publish) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert len(results) == 4 and all(receipts(r) == receipts(results[0]) for r in results)  # one original receipt
+    assert [r.index for r in receipts(results[0])] == list(range(7, 13))
+    assert ledger.head() == 13
+
+
+def test_batch_lookups_of_receipts_and_leaf_hashes(make_ledger: MakeLedger) -> None:
+    ledger = make_ledger()
+    subs = task_force()
+    got = receipts(ledger.append(subs))
+    assert ledger.receipts_for([s.digest for s in subs] + [b"\0" * 32]) == {s.digest: r for s, r in zip(subs, got)}
+    assert ledger.leaf_hashes(2, 3) == [r.leaf_hash for r in got[2:5]]
+    assert ledger.leaf_hashes(5, 10) == [r.leaf_hash for r in got[5:]]  # fewer at the head
+
+
 def test_reopening_keeps_everything(make_ledger: MakeLedger) -> None:
     ledger = make_ledger()
     got = receipts(ledger.append(task_force() + [signal("alice", "s1", [G1, G2])]))

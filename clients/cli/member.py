@@ -266,7 +266,7 @@ def queue_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         items = client.queue.items(states)
     human = "\n".join(
         f"#{i.id:<4} P{i.priority} {i.state.value:<13} {i.type:<8} d={i.distance:<3} {i.publisher}/{i.signal_id}"
-        f"  {i.content_ref}  [{i.rule}]"
+        f"  {i.content_ref}  [{i.rule}]" + (f" +{len(i.evidence) - 1} more signals" if len(i.evidence) > 1 else "")
         for i in items
     ) or "queue is empty"
     emit(args, [_item_dict(i) for i in items], human)
@@ -283,18 +283,21 @@ def queue_claim(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def queue_decide(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with stateful_client(args, env) as client:
         item = client.decide(args.item, args.reviewer, State(args.decision), args.reason, publish=args.feedback)
-        sent = client.outbox.get(item.publisher, item.signal_id) if client.outbox is not None else None
+        outbox = client.outbox
+        rows = [outbox.get(p, sid) for p, sid in item.live_signals()] if outbox is not None else []
+    sent = [r for r in rows if r is not None and r.item_id == item.id]  # one per signal of its evidence
     data = _item_dict(item)
-    data["feedback"] = (
-        None
-        if sent is None or sent.item_id != item.id
-        else {"verdict": sent.verdict, "state": sent.state.value, "index": sent.ledger_index, "error": sent.error}
-    )
-    fb = data["feedback"]
-    human = f"#{item.id} {item.state.value} by {item.reviewer}" + (
-        f"; opinion {fb['verdict']} {fb['state']}" + (f" at index {fb['index']}" if fb["index"] is not None else "")
-        if fb
-        else ""
+    data["opinions"] = [
+        {"publisher": r.publisher, "signal_id": r.signal_id, "verdict": r.verdict, "state": r.state.value,
+         "index": r.ledger_index, "error": r.error}
+        for r in sent
+    ]
+    own = [o for o in data["opinions"] if (o["publisher"], o["signal_id"]) == (item.publisher, item.signal_id)]
+    data["feedback"] = {k: v for k, v in own[0].items() if k not in ("publisher", "signal_id")} if own else None
+    human = f"#{item.id} {item.state.value} by {item.reviewer}" + "".join(
+        f"; opinion {o['verdict']} on {o['publisher']}/{o['signal_id']} {o['state']}"
+        + (f" at index {o['index']}" if o["index"] is not None else "")
+        for o in data["opinions"]
     )
     emit(args, data, human)
     return int(ExitCode.OK)

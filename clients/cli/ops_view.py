@@ -226,14 +226,16 @@ def render(snap: dict[str, Any] | None, error: str | None = None) -> Any:
 
     parts: list[Any] = []
     if snap is None:
-        return Text(f"trustwire ops top: {error or 'connecting…'}", style="bold red" if error else "")
+        return Text(f"trustwire ops top: {'DOWN: ' + error if error else 'connecting…'}",
+                    style="bold red" if error else "")
     now = snap["at_ms"]
     cp = snap["checkpoint"]
-    colour = {"ok": "green", "warning": "yellow", "critical": "bold red"}[snap["status"]]
+    status = "down" if error else snap["status"]  # an unreachable exchange is never shown as OK
+    colour = {"ok": "green", "warning": "yellow", "critical": "bold red", "down": "bold red"}[status]
     head = Text()
     head.append("trustwire ops top ", style="bold")
     head.append(f"{snap['origin']} @ {snap['exchange']}  ")
-    head.append(snap["status"].upper(), style=colour)
+    head.append(status.upper(), style=colour)
     head.append(
         f"\nengine {snap['engine']} · up {_ago(snap['uptime_s'] * 1000)} · ledger head {snap['ledger']['head']}"
         f" · checkpoint {cp['size']} (age {_ago(None if cp['age_s'] is None else int(cp['age_s'] * 1000))},"
@@ -315,11 +317,12 @@ def top(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return 0
         console = Console()
         snap_or_none: dict[str, Any] | None = None
+        error: str | None = None
         tick = threading.Event()
         done = 0
 
         def refresh() -> Any:
-            nonlocal snap_or_none
+            nonlocal snap_or_none, error
             error = None
             try:
                 snap_or_none = snapshot(view.status(t), view.target)
@@ -331,7 +334,8 @@ def top(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             while True:
                 if args.json:
                     refresh()
-                    print(json.dumps(snap_or_none), flush=True)
+                    print(json.dumps(snap_or_none if error is None else down(view.target, error, snap_or_none)),
+                          flush=True)
                 else:
                     console.print(refresh())
                 done += 1
@@ -346,6 +350,12 @@ def top(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     finally:
         view.close()
+
+
+def down(target: str, error: str, last: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``ops top --json`` prints for a refresh that could not reach the exchange."""
+    return {"status": "down", "exchange": target, "error": error, "at_ms": int(time.time() * 1000),
+            "last_snapshot": last}
 
 
 def _summary(snap: dict[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from clients.bank import BankSignal
@@ -142,7 +142,15 @@ class Gateway:
         item = q.get(item_id)
         cp = self._checkpoint_name()
         matches = []
-        for m in q.for_content(item.content_ref):
+        own = [item]
+        if item.evidence:  # every signal this item matched, each with its own labels
+            own = []
+            for e in item.evidence:
+                banked = bank.get(e.publisher, e.signal_id)
+                own.append(replace(item, publisher=e.publisher, signal_id=e.signal_id, signal_index=e.signal_index,
+                                   type=e.type, distance=e.distance,
+                                   labels=tuple(banked.labels) if banked else item.labels))
+        for m in own + [other for other in q.for_content(item.content_ref) if other.id != item.id]:
             s = bank.get(m.publisher, m.signal_id)
             verified = cp[1] if cp is not None and m.signal_index < cp[0] else None
             matches.append(

@@ -23,6 +23,7 @@ publisher can see) stay with the exchange's admission.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = [
-    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "directory_keys", "find_key", "key_table",
+    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
+    "find_key", "key_table",
 ]
 
 KeyTable = Mapping[str, tuple[str, bytes]]
@@ -79,9 +81,12 @@ def directory_keys(directory: KeyDirectory) -> KeyTable:
     return _DirectoryKeys(directory)
 
 
+_operator_keyid = functools.lru_cache(maxsize=16)(key_id)  # the pinned key, hashed once, not per envelope
+
+
 def find_key(keyid: str, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes]:
     """(owner, public key) of ``keyid``: the operator's pinned key or a directory key."""
-    if keyid == key_id(operator_key):
+    if keyid == _operator_keyid(operator_key):
         return OPERATOR, operator_key
     found = keys.get(keyid)
     if found is None:
@@ -141,7 +146,12 @@ def check_stamped(envelope: bytes | Envelope, directory: KeyDirectory, index: in
     key revoked (or a member suspended) in between is caught here and the entry is
     never acknowledged. For member entries only (key events are applied by the ledger)."""
     env = envelope if isinstance(envelope, Envelope) else Envelope.decode(envelope)
-    info = directory.keys.get(KeyId(env.keyid))
+    check_stamped_key(env.keyid, directory, index, accepted_at_ms)
+
+
+def check_stamped_key(keyid: str, directory: KeyDirectory, index: int, accepted_at_ms: int) -> None:
+    """:func:`check_stamped` for an envelope already decoded (its signing ``keyid``)."""
+    info = directory.keys.get(KeyId(keyid))
     if info is None:
-        raise UnknownKey(f"key {env.keyid[:16]}… is not in the key directory")
+        raise UnknownKey(f"key {keyid[:16]}… is not in the key directory")
     directory.signing_key(info.keyid, info.member_id, index, accepted_at_ms)

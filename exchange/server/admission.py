@@ -5,8 +5,15 @@ the signing key, verify the signature over the exact bytes, and only then decode
 and validate the entry and check that the authenticated caller is its publisher.
 The second runs under one lock in ledger order: idempotency, the acceptance rule at
 the index the entry will get (:func:`exchange.core.acceptance.check_at`: key
-validity, group and TLP rules), signal existence and visibility; it
-ends with one ledger transaction for the batch. A receipt exists only after commit.
+validity, group and TLP rules), signal existence and visibility. The append comes
+after the lock: several batches are in flight at once (batch N+1 is verified and
+checked while N is written), the ledger decides their order and groups them into one
+transaction (:meth:`exchange.server.ledger.SqliteLedger.append`), and re-checks at
+its stamp what may have changed since (idempotency, the key at ``accepted_at``). A
+receipt exists only after commit.
+
+Each envelope is decoded once, in phase 1; what admission decided comes back as an
+:class:`Admitted`, with the decoded entry, so metrics label it without parsing again.
 """
 
 from __future__ import annotations
@@ -14,19 +21,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from exchange.core.acceptance import check_at
+from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import NotFound, TrustwireError, WrongMember
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import Ledger, Outcome, Submission
 from exchange.server.quotas import Quotas
-from exchange.server.verification import Checked, VerifierPool, key_table
+from exchange.server.verification import Checked, VerifierPool
 
-__all__ = ["Admission", "Outcome"]
+__all__ = ["Admission", "Admitted", "Outcome"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What admission decided for one envelope."""
+
+    outcome: Outcome
+    decoded: tuple[EntryKind, Entry] | None  # None: phase 1 refused it before (or while) decoding
+    duplicate: bool = False  # already in the ledger: the outcome is its original receipt
 
 
 class Admission:
@@ -58,21 +76,38 @@ class Admission:
     # -- phase 1: stateless, parallel (exchange/server/verification.py) ---------------
 
     def _check_all(self, principal: str, envelopes: Sequence[bytes]) -> list[Checked | TrustwireError]:
-        return self._verifier.check(principal, envelopes, self.operator_key, key_table(self.directory))
+        return self._verifier.check(principal, envelopes, self.operator_key, self.directory)
 
     # -- phase 2: stateful, in ledger order ------------------------------------------
 
     def publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
+        return [a.outcome for a in self.admit(principal, envelopes)]
+
+    def admit(self, principal: str, envelopes: Sequence[bytes]) -> list[Admitted]:
+        """Both phases and the append for one batch, in the envelopes' order."""
         self._quotas.take(principal, len(envelopes))
         checked = self._check_all(principal, envelopes)
         with self._lock:
-            return self._admit_locked(checked)
+            slots, submissions, known = self._admit_locked(checked)
+        outcomes = self._ledger.append(submissions) if submissions else []
+        out: list[Admitted] = []
+        for item, slot in zip(checked, slots, strict=True):
+            if isinstance(item, TrustwireError):
+                out.append(Admitted(item, None))
+                continue
+            outcome = outcomes[slot] if isinstance(slot, int) else slot
+            out.append(Admitted(outcome, (item.kind, item.entry), item.envelope.raw in known))
+        return out
 
-    def _admit_locked(self, checked: list[Checked | TrustwireError]) -> list[Outcome]:
-        """Member rules against the ledger's state, then one append for the batch.
+    def _admit_locked(
+        self, checked: list[Checked | TrustwireError]
+    ) -> tuple[list[int | TrustwireError], list[Submission], set[bytes]]:
+        """Member rules against the ledger's state: each envelope's slot in the
+        submissions (or its refusal), the submissions, and the envelopes already known.
 
         Key events are checked here for a quick answer and again by the ledger, in
-        order, which has the last word (another replica may have moved it on).
+        order, which has the last word (another batch in flight, or another replica,
+        may move it on).
         """
         ledger = self._ledger
         directory = ledger.directory
@@ -82,28 +117,32 @@ class Admission:
         slots: list[int | TrustwireError] = []
         now = self._clock_ms()
         head = ledger.head()
-        for item in checked:
+        digests = [item.envelope.digest if isinstance(item, Checked) else b"" for item in checked]
+        receipts = ledger.receipts_for([d for d in digests if d])
+        known: set[bytes] = set()
+        for item, digest in zip(checked, digests, strict=True):
             if isinstance(item, TrustwireError):
                 slots.append(item)
                 continue
             index = head + len(submissions)
-            try:
-                if ledger.receipt_for(item.envelope.digest) is None:  # re-publishing skips the rules
+            if digest in receipts:  # re-publishing skips the rules; the ledger answers the original receipt
+                known.add(item.envelope.raw)
+            else:
+                try:
                     if isinstance(item.entry, pb.KeyEvent):
                         staged_dir = staged_dir or directory.clone()
                         check_at(item, staged_dir, index, now, self._reserved)
                     else:
                         check_at(item, directory, index, now)
                         self._check_member_entry(item, directory, signals_in_batch)
-            except TrustwireError as exc:
-                slots.append(exc)
-                continue
+                except TrustwireError as exc:
+                    slots.append(exc)
+                    continue
             slots.append(len(submissions))
-            submissions.append(
-                Submission(envelope=item.envelope.raw, digest=item.envelope.digest, decoded=(item.kind, item.entry))
-            )
-        outcomes = ledger.append(submissions)
-        return [outcomes[s] if isinstance(s, int) else s for s in slots]
+            submissions.append(Submission(
+                envelope=item.envelope.raw, digest=digest, decoded=(item.kind, item.entry), keyid=item.envelope.keyid,
+            ))
+        return slots, submissions, known
 
     def _check_member_entry(
         self, item: Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]

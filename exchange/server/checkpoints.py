@@ -30,7 +30,6 @@ from exchange.core import merkle
 from exchange.core import note as notes
 from exchange.core.errors import LedgerCorrupt
 from exchange.core.keydir_commitment import commit
-from exchange.core.records import leaf_hash
 from exchange.server.integrity import FullVerification, Signed, Watermark, check_range, frontier_at
 from exchange.server.ledger import Integrity, Ledger
 from exchange.server.tree import TreeStore
@@ -200,11 +199,12 @@ class CheckpointLog:
         with self._lock:
             head = self._ledger.head()
             start = self.tree.size
-            while self.tree.size < head:
-                rows = self._ledger.read(self.tree.size, min(READ_CHUNK, head - self.tree.size))
-                if not rows or rows[0].index != self.tree.size:
-                    raise LedgerCorrupt(f"ledger has no record at index {self.tree.size}")
-                self.tree.append([leaf_hash(r.record) for r in rows])
+            while self.tree.size < head:  # the leaf hashes the append stored with each record
+                wanted = min(READ_CHUNK, head - self.tree.size)
+                hashes = self._ledger.leaf_hashes(self.tree.size, wanted)
+                if len(hashes) != wanted:
+                    raise LedgerCorrupt(f"ledger lacks records between {self.tree.size} and {self.tree.size + wanted}")
+                self.tree.append(hashes)
             if self._latest is not None and self._latest.size == self.tree.size and start == head:
                 return False
             if self._due():

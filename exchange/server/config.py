@@ -28,11 +28,13 @@ class ServerConfig:
     kafka_view_path: Path | None = None
     """kafka: this replica's local view of the ledger (default: <ledger_path>.kafka-view)."""
     kafka_group_session_ms: int = 6000
-    """kafka: session timeout of the sequencer group; failover takes about 1.5 times this."""
-    kafka_fetch_wait_ms: int = 10
-    """kafka: fetch.wait.max.ms of the tailing consumers (stream latency floor)."""
-    kafka_replication_factor: int = -1
-    """kafka: replication factor of topics the exchange creates (-1: the cluster default)."""
+    """kafka: session timeout of the sequencer group (at least 6000); failover takes about 1.5 times this."""
+    kafka_fetch_wait_ms: int = 100
+    """kafka: fetch.wait.max.ms of the consumers (a waiting fetch returns as soon as data arrives)."""
+    kafka_replication_factor: int = 3
+    """kafka: replication factor of topics the exchange creates."""
+    kafka_allow_unreplicated: bool = False
+    """kafka: accept a ledger topic with < 3 replicas or min.insync.replicas < 2 (single-broker test setups only)."""
     kafka_client_properties: Path | None = None
     """kafka: a .properties file of extra librdkafka settings (security.protocol, sasl.*, ssl.*)."""
     publish_deadline_s: float = 10.0
@@ -43,6 +45,10 @@ class ServerConfig:
     """Tree and checkpoint store (default: <ledger_path>.audit)."""
     witnesses: tuple[str, ...] = ()
     """Witnesses asked to cosign each checkpoint, each "<url> <cosignature vkey>"."""
+    checkpoint_interval_ms: int = 1000
+    """The log signs a grown tree at most this often; followers receive an entry once a
+    signed checkpoint covers it, so this is the delivery latency floor. Lower it for
+    lower latency at the cost of a longer checkpoint history (one row per signature)."""
     max_batch: int = 1000
     """Envelopes per Publish call, per member (overridable per member)."""
     publish_rate: float = 2000.0

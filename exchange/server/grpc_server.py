@@ -45,7 +45,7 @@ from exchange.server.gate import REASON_HEADER, Gate
 from exchange.server.interceptors import Door
 from exchange.server.ledger import Ledger
 from exchange.server.metrics import EngineMetricsSource, ExchangeMetrics, serve_metrics
-from exchange.server.operator_service import OperatorServicer, OperatorStatus
+from exchange.server.operator_service import Alert, OperatorServicer, OperatorStatus
 from exchange.server.quotas import Quota, Quotas, ReadQuotas, parse_overrides
 from exchange.server.rejections import RejectionLog
 from exchange.server.replay import SqliteReplayGuard
@@ -155,6 +155,20 @@ def _metrics(config: ServerConfig, core: ExchangeCore, ledger: Ledger, checkpoin
     return metrics
 
 
+def _stop_serving_on_engine_failure(ledger: Ledger, loop: _LoopThread, health: AsyncHealthServicer) -> None:
+    """An engine that can fail for good (``on_failure``, the Kafka engine) turns health
+    NOT_SERVING for every service, so load balancers stop sending calls here."""
+    on_failure = getattr(ledger, "on_failure", None)
+    if on_failure is None:
+        return
+
+    async def not_serving() -> None:
+        for name in ("", *_SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    on_failure(lambda exc: asyncio.run_coroutine_threadsafe(not_serving(), loop.loop))
+
+
 _SERVICE_NAMES = (
     xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     apb.DESCRIPTOR.services_by_name["AuditService"].full_name,
@@ -171,7 +185,10 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     log_signer = notes.NoteSigner(config.name, log_key.signing_key)
     ledger = open_ledger(config, clock)
     cosigners = tuple(_witness_client(spec, config.witness_deadline_s) for spec in config.witnesses)
-    checkpoints = CheckpointLog(ledger, audit_dir(config), log_signer, config.name, clock, cosigners)
+    checkpoints = CheckpointLog(
+        ledger, audit_dir(config), log_signer, config.name, clock, cosigners,
+        interval_ms=max(1, config.checkpoint_interval_ms),
+    )
     pool = VerifierPool(workers=config.verify_workers)
     quotas = Quotas(
         Quota(rate=config.publish_rate, burst=config.publish_burst, max_batch=config.max_batch),
@@ -206,7 +223,12 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     pulse = Pulse(loop.loop)
     checkpoints.add_listener(pulse.fire)
     figures = ServingFigures(caps, checkpoints.witness_states)
-    operator_status = OperatorStatus(core, engine=config.engine, origin=config.name, serving_alerts=figures.alerts)
+    engine_alerts = getattr(ledger, "alerts", None)  # an engine may add its own (Kafka: a lost ledger topic)
+
+    def serving_alerts(now_ms: int, window_s: int) -> list[Alert]:
+        return figures.alerts(now_ms, window_s) + (engine_alerts(now_ms, window_s) if engine_alerts else [])
+
+    operator_status = OperatorStatus(core, engine=config.engine, origin=config.name, serving_alerts=serving_alerts)
     handlers = (
         ExchangeService(core, gate, pulse, heartbeat_s=config.subscribe_heartbeat_s).handler(),
         AuditService(core).handler(gate),
@@ -250,6 +272,7 @@ def build_server(config: ServerConfig, clock_ms: Callable[[], int] | None = None
     if port == 0:
         abandon()
         raise ConfigError(f"cannot listen on {config.listen}")
+    _stop_serving_on_engine_failure(ledger, loop, health_servicer)
     metrics = _metrics(config, core, ledger, checkpoints)
     metrics.add_serving_source(figures)
     try:

@@ -14,6 +14,7 @@ that every replica of the Kafka engine keeps (``apply_records``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -24,11 +25,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from exchange.core.acceptance import check_stamped
+from exchange.core.acceptance import check_stamped, check_stamped_key
 from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhausted, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
+from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.projection import Meta, project
 from exchange.server.seal import Seal, SealState
 
@@ -57,6 +59,7 @@ class Submission:
     envelope: bytes
     digest: bytes  # SHA-256 of the envelope bytes: the idempotency key
     decoded: tuple[EntryKind, Entry] | None = field(default=None, compare=False)  # spares a decode
+    keyid: str | None = field(default=None, compare=False)  # the signing key, known to admission: spares another
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,12 +99,20 @@ class Ledger(Protocol):
 
     def append(self, batch: Sequence[Submission]) -> list[Outcome]:
         """Durably append in order. Known digests get their original receipt; key
-        events that contradict the directory at their position get an error."""
+        events that contradict the directory at their position get an error. Several
+        threads may append at once (several batches in flight); the engine decides
+        their order, and each batch stays contiguous."""
 
     def read(self, start: int, limit: int) -> list[Stored]:
         """Records with index >= start, ascending, at most ``limit``."""
 
     def receipt_for(self, digest: bytes) -> Receipt | None: ...
+
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        """The stored leaf hashes of records ``start`` … ``start + limit - 1`` (fewer at the head)."""
+
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        """The receipts of those ``digests`` already in the ledger (one lookup per batch)."""
 
     def signal(self, publisher: str, signal_id: str) -> SignalState | None: ...
 
@@ -139,6 +150,29 @@ SCHEMA_VERSION = "1"
 _SEP = "\x1f"
 
 
+_LOOKUP_CHUNK = 500  # digests per IN (...) lookup, under SQLite's variable limit
+
+_Body = Callable[[sqlite3.Connection, "_Writer"], "list[Outcome] | list[None]"]
+
+
+class _Job:
+    """One caller's body waiting in the group-commit queue, then its result."""
+
+    __slots__ = ("body", "done", "error", "outcomes")
+
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+        self.done = False
+        self.error: BaseException | None = None
+        self.outcomes: list[Outcome] | list[None] = []
+
+
+def _finish(group: list[_Job], error: BaseException | None = None) -> None:
+    for job in group:
+        job.error = error
+        job.done = True
+
+
 def _pack(groups: tuple[str, ...] | None) -> str | None:
     return None if groups is None else _SEP.join(groups)
 
@@ -154,9 +188,15 @@ class SqliteLedger:
         self.path = Path(path)
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._write_lock = threading.Lock()
+        self._queued = threading.Condition()  # the group-commit queue and its leader
+        self._queue: list[_Job] = []
+        self._committing = False
+        self.groups_committed = 0  # write transactions committed, and the batches they carried
+        self.batches_committed = 0
         self._grown = threading.Condition()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         seal = Seal.load(self._seal_path)
         if seal.unchanged(self._sealed_files()):
             self.integrity = Integrity.SEALED
@@ -206,7 +246,7 @@ class SqliteLedger:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
-            with self._write_lock:
+            with self._readers_lock:  # not the write lock: a reader never waits for a commit
                 self._readers.append(conn)
         return conn
 
@@ -281,7 +321,7 @@ class SqliteLedger:
     def append(self, batch: Sequence[Submission]) -> list[Outcome]:
         if not batch:
             return []
-        return self._write(lambda conn, w: [w.submit(s) for s in batch])
+        return self._write(lambda conn, w: w.submit_all(batch))
 
     def apply_records(self, records: Sequence[bytes]) -> None:
         """Store records already ordered elsewhere (a Kafka replica's view). Each must
@@ -289,34 +329,68 @@ class SqliteLedger:
         if records:
             self._write(lambda conn, w: [w.replay(r) for r in records])
 
-    def _write(self, body: Callable[[sqlite3.Connection, _Writer], list[Outcome] | list[None]]) -> list[Outcome]:
+    def _write(self, body: _Body) -> list[Outcome]:
+        """Run ``body`` in a write transaction, grouped with the bodies other threads
+        submitted meanwhile (group commit: one transaction, one WAL sync, for the group).
+        The caller gets its outcomes only once the group committed."""
+        job = _Job(body)
+        with self._queued:
+            self._queue.append(job)
+            while not job.done and self._committing:
+                self._queued.wait()
+            if not job.done:  # this thread leads the next group
+                self._committing = True
+                group, self._queue = self._queue, []
+        if not job.done:
+            try:
+                self._commit_group(group)
+            finally:
+                with self._queued:
+                    self._committing = False
+                    self._queued.notify_all()
+        if job.error is not None:
+            raise job.error
+        return [o for o in job.outcomes if o is not None]
+
+    def _commit_group(self, group: list[_Job]) -> None:
         with self._write_lock:
             conn = self._conn
             writer = _Writer(self, conn, self._head, max(self._clock_ms(), self._last_ms))
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                outcomes = body(conn, writer)
+                results = [job.body(conn, writer) for job in group]
+                writer.flush()
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                log.error("ledger append failed, batch rolled back: %s", exc)
+                log.error("ledger append failed, %d batch(es) rolled back: %s", len(group), exc)
+                error: BaseException
                 if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                    raise ResourceExhausted(
+                    error = ResourceExhausted(
                         "the exchange's disk is full: nothing in this batch was stored; retry once the operator"
                         " frees space"
-                    ) from exc
-                raise Unavailable(f"the ledger could not commit the batch ({exc.__class__.__name__}); retry") from exc
-            except BaseException:
+                    )
+                else:
+                    error = Unavailable(f"the ledger could not commit the batch ({exc.__class__.__name__}); retry")
+                error.__cause__ = exc
+                _finish(group, error=error)
+                return
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise
+                _finish(group, error=exc)
+                return
             self._head, self._last_ms = writer.head, max(self._last_ms, writer.last_ms)
             if writer.directory is not None:
                 self._directory = writer.directory
+            self.groups_committed += 1
+            self.batches_committed += len(group)
+        for job, outcomes in zip(group, results, strict=True):
+            job.outcomes = outcomes
+        _finish(group)
         with self._grown:
             self._grown.notify_all()
-        return [o for o in outcomes if o is not None]
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -327,6 +401,29 @@ class SqliteLedger:
 
     def receipt_for(self, digest: bytes) -> Receipt | None:
         return self._receipt(self._reader(), digest)
+
+    @staticmethod
+    def _receipts(conn: sqlite3.Connection, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        found: dict[bytes, Receipt] = {}
+        for i in range(0, len(digests), _LOOKUP_CHUNK):
+            chunk = digests[i : i + _LOOKUP_CHUNK]
+            rows = conn.execute(
+                "SELECT digest, idx, accepted_at_ms, leaf_hash FROM records WHERE digest IN"
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for digest, idx, at_ms, lh in rows:
+                found[digest] = Receipt(index=idx, accepted_at_ms=at_ms, leaf_hash=lh)
+        return found
+
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        return self._receipts(self._reader(), digests)
+
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        rows = self._reader().execute(
+            "SELECT leaf_hash FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", (start, start + limit)
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def read(self, start: int, limit: int) -> list[Stored]:
         rows = self._reader().execute(
@@ -367,7 +464,7 @@ class SqliteLedger:
 
     def close(self) -> None:
         """Close every connection and fold the WAL back into the main file."""
-        with self._write_lock:
+        with self._write_lock, self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
@@ -376,8 +473,32 @@ class SqliteLedger:
             Seal.write(self._seal_path, SealState.CLOSED, self._sealed_files())
 
 
+_INSERT_RECORD = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_SIGNAL = (
+    "INSERT INTO signals VALUES (?, ?, ?, ?, 0) ON CONFLICT (publisher, signal_id) DO UPDATE"
+    " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0"
+)
+_RETRACT_SIGNAL = "UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?"
+
+
+def _signal_ref(s: Submission) -> tuple[str, str] | None:
+    """(publisher, signal_id) of the signal a decoded submission names, if any."""
+    if s.decoded is None:
+        return None
+    entry = s.decoded[1]
+    if isinstance(entry, pb.Signal):
+        return entry.member_id, entry.signal_id
+    if isinstance(entry, pb.Retraction | pb.Opinion):
+        return entry.signal.member_id, entry.signal.signal_id
+    return None
+
+
 class _Writer:
-    """One write transaction: assigns indices and stores records with their projection."""
+    """One write transaction: assigns indices and stores records with their projection.
+
+    Rows are buffered and written in order with one ``executemany`` per run of the same
+    statement (:meth:`flush`, before the commit); what the transaction itself reads back
+    (known digests, signal audiences) is answered from the buffer first."""
 
     def __init__(self, ledger: SqliteLedger, conn: sqlite3.Connection, head: int, now_ms: int) -> None:
         self._ledger = ledger
@@ -386,14 +507,43 @@ class _Writer:
         self.last_ms = now_ms
         self._now = now_ms
         self.directory: KeyDirectory | None = None  # staged copy, once a key event is written
-        self._batch: dict[bytes, Receipt] = {}
+        self._batch: dict[bytes, Receipt] = {}  # receipts of this transaction and known ones looked up
+        self._audiences: dict[tuple[str, str], tuple[str, ...] | None] = {}  # looked up or written here
+        self._rows: list[tuple[str, tuple[object, ...]]] = []
 
     def _seen_by(self, publisher: str, signal_id: str) -> tuple[str, ...] | None:
-        state = SqliteLedger._signal(self._conn, publisher, signal_id)
-        return state.audience if state else None
+        key = (publisher, signal_id)
+        if key not in self._audiences:
+            state = SqliteLedger._signal(self._conn, publisher, signal_id)
+            self._audiences[key] = state.audience if state else None
+        return self._audiences[key]
 
-    def submit(self, s: Submission) -> Outcome:
-        known = self._batch.get(s.digest) or SqliteLedger._receipt(self._conn, s.digest)
+    def submit_all(self, batch: Sequence[Submission]) -> list[Outcome]:
+        """Known digests get their receipt, the others an index; digests and the signals
+        the batch names are looked up once for the batch."""
+        self._batch.update(SqliteLedger._receipts(self._conn, [s.digest for s in batch if s.digest not in self._batch]))
+        self._look_up_signals({ref for s in batch if (ref := _signal_ref(s)) is not None} - self._audiences.keys())
+        return [self._submit(s) for s in batch]
+
+    def _look_up_signals(self, refs: set[tuple[str, str]]) -> None:
+        """Audiences of ``refs`` (absent: None), per publisher, on the primary key."""
+        self._audiences.update(dict.fromkeys(refs))
+        by_publisher: dict[str, list[str]] = {}
+        for publisher, signal_id in refs:
+            by_publisher.setdefault(publisher, []).append(signal_id)
+        for publisher, ids in by_publisher.items():
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[i : i + _LOOKUP_CHUNK]
+                rows = self._conn.execute(
+                    f"SELECT signal_id, audience FROM signals WHERE publisher = ? AND signal_id IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    [publisher, *chunk],
+                )
+                for signal_id, audience in rows:
+                    self._audiences[(publisher, signal_id)] = _unpack(audience) or ()
+
+    def _submit(self, s: Submission) -> Outcome:
+        known = self._batch.get(s.digest)
         if known is not None:
             return known
         meta = project(s.envelope, self._seen_by, s.decoded)
@@ -406,7 +556,11 @@ class _Writer:
             self.directory = staged
         else:
             try:
-                check_stamped(s.envelope, self.directory or self._ledger.directory, self.head, self._now)
+                directory = self.directory or self._ledger.directory
+                if s.keyid is not None:
+                    check_stamped_key(s.keyid, directory, self.head, self._now)
+                else:
+                    check_stamped(s.envelope, directory, self.head, self._now)
             except TrustwireError as exc:
                 return exc
         record = encode_record(self.head, self._now, s.envelope)
@@ -431,18 +585,21 @@ class _Writer:
 
     def _store(self, record: bytes, digest: bytes, accepted_at_ms: int, meta: Meta) -> Receipt:
         lh = leaf_hash(record)
-        self._conn.execute(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.head, record, digest, meta.kind, meta.publisher, _pack(meta.audience), accepted_at_ms, lh),
-        )
+        rows = self._rows
+        rows.append((_INSERT_RECORD, (
+            self.head, record, digest, meta.kind, meta.publisher, _pack(meta.audience), accepted_at_ms, lh,
+        )))
         if meta.signal_id is not None:
-            self._conn.execute(
-                "INSERT INTO signals VALUES (?, ?, ?, ?, 0) ON CONFLICT (publisher, signal_id) DO UPDATE"
-                " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0",
-                (meta.publisher, meta.signal_id, _pack(meta.signal_audience), self.head),
-            )
+            rows.append((_UPSERT_SIGNAL, (meta.publisher, meta.signal_id, _pack(meta.signal_audience), self.head)))
+            self._audiences[(meta.publisher, meta.signal_id)] = meta.signal_audience or ()
         if meta.retracts is not None and meta.kind == EntryKind.RETRACTION.value:
-            self._conn.execute("UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?", meta.retracts)
+            rows.append((_RETRACT_SIGNAL, meta.retracts))
         receipt = Receipt(index=self.head, accepted_at_ms=accepted_at_ms, leaf_hash=lh)
         self.head += 1
         return receipt
+
+    def flush(self) -> None:
+        """Write the buffered rows in order, one executemany per run of one statement."""
+        for sql, run in itertools.groupby(self._rows, key=lambda row: row[0]):
+            self._conn.executemany(sql, [params for _, params in run])
+        self._rows.clear()

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 from wsgiref.simple_server import WSGIServer
 
 from google.protobuf.message import DecodeError
@@ -73,10 +73,12 @@ from prometheus_client.registry import Collector
 
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import ConfigError, InvalidValue, TrustwireError
-from exchange.core.records import Receipt
 from exchange.core.signals import OpaqueType, signal_type
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import envelope_pb2
+
+if TYPE_CHECKING:
+    from exchange.server.admission import Admitted
 
 __all__ = [
     "Activity",
@@ -94,7 +96,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_Outcomes = TypeVar("_Outcomes", bound=Sequence[Receipt | TrustwireError])
+_Admitted = TypeVar("_Admitted", bound=Sequence["Admitted"])
 
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 """The Prometheus endpoint's default address (9464: the port OpenTelemetry's
@@ -114,13 +116,18 @@ LAG_READING_INTERVAL_MS = 1000  # at most one reading per stream per second
 ENGINE_METRICS: Mapping[str, str] = {
     # name (exported as trustwire_engine_<name>)  -> meaning; what the Kafka engine should report
     "kafka_producer_queue_messages": "gauge: messages waiting in the producer queue (librdkafka msg_cnt)",
-    "kafka_producer_delivered_total": "counter: ledger messages whose delivery the broker confirmed",
+    "kafka_producer_delivered_total": "counter: messages (submissions, entries, results) the broker confirmed",
     "kafka_producer_errors_total": "counter: deliveries that failed",
     "kafka_consumer_records_total": "counter: ledger-topic records consumed into this replica's view",
     "kafka_consumer_lag_messages": "gauge: ledger-topic offsets not yet applied by this replica",
     "kafka_sequencer_info": "gauge 1 labelled {sequencer_id, epoch}: the sequencer this replica follows",
     "kafka_sequencer_is_self": "gauge: 1 when this replica is the sequencer",
     "kafka_sequencer_failovers_total": "counter: epochs started (sequencer changes) seen by this replica",
+    "kafka_sequencer_epoch": "gauge: the ledger's current epoch (0 before the first sequencer)",
+    "kafka_sequencer_entries_total": "counter: entries this replica sequenced (while it was the sequencer)",
+    "kafka_sequencer_cpu_seconds_total": "counter: CPU seconds of the sequencing thread (÷ entries: CPU per entry)",
+    "kafka_view_cpu_seconds_total": "counter: CPU seconds of the view's tailing thread (÷ records: CPU per entry)",
+    "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
 }
 
 SERVING_METRICS: Mapping[str, str] = {
@@ -152,8 +159,20 @@ def entry_type(raw: bytes) -> str:
     signal = pb.Signal()
     try:
         signal.ParseFromString(env.payload)
+    except DecodeError:
+        return UNKNOWN_TYPE
+    return signal_label(signal)
+
+
+def entry_label(kind: EntryKind, entry: Any) -> str:
+    """The ``type`` label of an entry admission already decoded."""
+    return signal_label(entry) if kind is EntryKind.SIGNAL else kind.value
+
+
+def signal_label(signal: pb.Signal) -> str:
+    try:
         known = signal_type(signal.type)
-    except (DecodeError, InvalidValue):
+    except InvalidValue:
         return UNKNOWN_TYPE
     return OTHER_TYPE if isinstance(known, OpaqueType) else known.name
 
@@ -233,18 +252,17 @@ class Activity:
         self,
         principal: str,
         envelopes: Sequence[bytes],
-        head: Callable[[], int],
-        call: Callable[[], _Outcomes],
-    ) -> _Outcomes:
-        """Run one Publish through ``call`` and record its outcomes and latency.
+        call: Callable[[], _Admitted],
+    ) -> _Admitted:
+        """Run one Publish through ``call`` and record what admission decided and the latency.
 
-        An entry counts as accepted when its receipt is new (index at or past the
-        head before the call); re-publishing an accepted envelope counts as a duplicate.
+        Labels come from the entries admission decoded; only an envelope refused before
+        it decoded is parsed here for its label. Re-publishing an accepted envelope
+        counts as a duplicate.
         """
         started = time.perf_counter()
-        before = head()
         try:
-            outcomes = call()
+            admitted = call()
         except TrustwireError as exc:
             self._observe(time.perf_counter() - started)
             with self._lock:
@@ -252,20 +270,23 @@ class Activity:
             raise
         self._observe(time.perf_counter() - started)
         now = self._clock_ms()
-        labelled = [(entry_type(raw), o) for raw, o in zip(envelopes, outcomes, strict=True)]
+        labelled = [
+            (entry_label(*a.decoded) if a.decoded is not None else entry_type(raw), a)
+            for raw, a in zip(envelopes, admitted, strict=True)
+        ]
         with self._lock:
             fresh = 0
-            for kind, o in labelled:
-                if isinstance(o, TrustwireError):
-                    self.rejected[(principal, kind, o.reason)] += 1
-                elif o.index >= before:
-                    self.accepted[(principal, kind)] += 1
-                    fresh += 1
-                else:
+            for label, a in labelled:
+                if isinstance(a.outcome, TrustwireError):
+                    self.rejected[(principal, label, a.outcome.reason)] += 1
+                elif a.duplicate:
                     self.duplicates[principal] += 1
+                else:
+                    self.accepted[(principal, label)] += 1
+                    fresh += 1
             if fresh:
                 self._count_rate(principal, now, fresh)
-        return outcomes
+        return admitted
 
     def _count_rate(self, member: str, now_ms: int, n: int) -> None:
         m = self._members.setdefault(member, _Member())

@@ -29,7 +29,7 @@ from exchange.core.errors import (
 )
 from exchange.core.keys import KeyId
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
-from exchange.server.admission import Admission, Outcome
+from exchange.server.admission import Admission, Admitted, Outcome
 from exchange.server.checkpoints import CheckpointLog, LogCheckpoint
 from exchange.server.ledger import Ledger, Stored
 from exchange.server.metrics import Activity
@@ -147,21 +147,21 @@ class ExchangeCore:
 
     def publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
         """Admit a batch; the activity record sees every outcome and the latency."""
-        return self.activity.track_publish(
-            principal, envelopes, self.ledger.head, lambda: self._publish(principal, envelopes)
-        )
+        admitted = self.activity.track_publish(principal, envelopes, lambda: self._publish(principal, envelopes))
+        return [a.outcome for a in admitted]
 
-    def _publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Outcome]:
+    def _publish(self, principal: str, envelopes: Sequence[bytes]) -> list[Admitted]:
         if self._role(principal) == pb.ROLE_WITNESS:
             raise PermissionDenied("witnesses do not publish")
-        outcomes = self.admission.publish(principal, envelopes)
+        admitted = self.admission.admit(principal, envelopes)
+        outcomes = [a.outcome for a in admitted]
         refused = Counter((o.status, o.reason) for o in outcomes if isinstance(o, TrustwireError))
         ids = {key: self.rejections.record(principal, "Publish", *key, count).correlation_id
                for key, count in refused.items()}
         for o in outcomes:
             if isinstance(o, TrustwireError):
                 o.correlation_id = ids[(o.status, o.reason)]
-        return outcomes
+        return admitted
 
     # -- reads -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -19,11 +20,12 @@ import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exchange.core.acceptance import KeyTable, check_signed, key_table
+from exchange.core.acceptance import KeyTable, check_signed, directory_keys, key_table
 from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
 from exchange.core.errors import TrustwireError
+from exchange.core.keydir import KeyDirectory
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
 
@@ -71,6 +73,7 @@ class _Worker:
     multiprocessing's: it never re-imports the embedding program's ``__main__``."""
 
     def __init__(self) -> None:
+        self.table_version = -1  # the key table this worker holds (sent only when it changes)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exchange.server.verification"],
             stdin=subprocess.PIPE,
@@ -106,58 +109,106 @@ def _read_frame(stream: BinaryIO) -> bytes:
 
 
 class VerifierPool:
-    """Runs :func:`check_batch` inline, or split across worker processes. If a worker
-    fails, the batch is checked inline and the worker is replaced next time."""
+    """Runs :func:`check_batch` inline, or split across worker processes. Several
+    batches are checked at once: a batch takes one idle worker (waiting for one if
+    need be) and any others idle at that moment, never waiting while it holds one. If
+    a worker fails, the batch is checked inline and the worker replaced."""
 
     def __init__(self, workers: int = 0, threshold: int = 64) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._threshold = threshold
-        self._procs: list[_Worker] = []
+        self._idle: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
+        for _ in range(self.workers):
+            self._idle.put(None)  # a slot whose process starts on first use
         self._lock = threading.Lock()
+        self._procs: list[_Worker] = []
+        self._table_of: KeyDirectory | None = None  # the directory whose key table workers get
+        self._table_copy: dict[str, tuple[str, bytes]] = {}
+        self._table_version = 0
 
     def check(
-        self, principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
+        self, principal: str, raws: Sequence[bytes], operator_key: bytes, directory: KeyDirectory
     ) -> list[Checked | TrustwireError]:
+        """Phase 1 for a batch against ``directory``'s keys (a published, never-mutated
+        directory: its key table is copied once per directory, and sent to each worker
+        once)."""
         if self.workers <= 1 or len(raws) < self._threshold:
-            return check_batch(principal, raws, operator_key, keys)
-        size = -(-len(raws) // self.workers)
-        chunks = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
-        table = dict(keys)
-        with self._lock:
+            return check_batch(principal, raws, operator_key, directory_keys(directory))
+        version, table = self._table(directory)
+        held = [self._idle.get()]
+        while len(held) < self.workers and len(raws) >= self._threshold * (len(held) + 1):
             try:
-                while len(self._procs) < len(chunks):
-                    self._procs.append(_Worker())
-                for worker, chunk in zip(self._procs, chunks, strict=False):
-                    worker.send((principal, chunk, operator_key, table))
-                results = [worker.receive() for worker, _ in zip(self._procs, chunks, strict=False)]
-            except (OSError, EOFError, pickle.PickleError) as exc:
-                log.warning("verification workers failed (%s); checking this batch inline", exc)
-                self._close_workers()
-                return check_batch(principal, raws, operator_key, keys)
+                held.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        size = -(-len(raws) // len(held))
+        chunks = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+        procs: list[_Worker] = []
+        try:
+            procs.extend(w if w is not None else self._start() for w in held)
+            for worker, chunk in zip(procs, chunks, strict=True):
+                fresh = worker.table_version != version
+                worker.send((principal, chunk, operator_key, version, table if fresh else None))
+                worker.table_version = version
+            results = [worker.receive() for worker in procs]
+            held = list(procs)
+        except (OSError, EOFError, pickle.PickleError) as exc:
+            log.warning("a verification worker failed (%s); checking this batch inline", exc)
+            for worker in procs:
+                self._retire(worker)
+            held = [None] * len(held)
+            return check_batch(principal, raws, operator_key, directory_keys(directory))
+        finally:
+            for slot in held:
+                self._idle.put(slot)
         return [_reparse(item) for part in results for item in part]
 
-    def _close_workers(self) -> None:
-        for worker in self._procs:
+    def _table(self, directory: KeyDirectory) -> tuple[int, dict[str, tuple[str, bytes]]]:
+        with self._lock:
+            if self._table_of is not directory:
+                self._table_of, self._table_copy = directory, key_table(directory)
+                self._table_version += 1
+            return self._table_version, self._table_copy
+
+    def _start(self) -> _Worker:
+        worker = _Worker()
+        with self._lock:
+            self._procs.append(worker)
+        return worker
+
+    def _retire(self, worker: _Worker | None) -> None:
+        if worker is None:
+            return
+        with self._lock:
+            if worker in self._procs:
+                self._procs.remove(worker)
+        try:
+            worker.close()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            live, self._procs = self._procs, []
+        for worker in live:
             try:
                 worker.close()
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        self._procs.clear()
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_workers()
 
 
 def _serve_worker() -> None:
     """Worker loop: read a job, check it, write the results, until stdin closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    table: dict[str, tuple[str, bytes]] = {}
     while True:
         try:
             job = pickle.loads(_read_frame(stdin))  # noqa: S301 - from our parent only
         except EOFError:
             return
-        principal, raws, operator_key, table = job
+        principal, raws, operator_key, _version, new_table = job
+        if new_table is not None:  # the parent sends the key table only when it changed
+            table = new_table
         _write_frame(stdout, pickle.dumps(_check_batch_light(principal, raws, operator_key, table)))
 
 

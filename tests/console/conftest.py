@@ -73,7 +73,8 @@ class ConsoleEnv:
         return self.bob.queue.items()
 
     def item_for(self, signal_id: str) -> QueueItem:
-        (item,) = [i for i in self.items() if i.signal_id == signal_id]
+        """The item whose evidence holds this signal (one item per piece of content)."""
+        (item,) = [i for i in self.items() if signal_id in {i.signal_id, *(e.signal_id for e in i.evidence)}]
         return item
 
 

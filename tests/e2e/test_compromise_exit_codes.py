@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,11 +28,18 @@ def test_compromise_revocation_is_not_reported_as_corruption(
     try:
         bob = tf.client("bob")
         clean = bob.publish([bob.signal("md5", "1" * 32, groups=[GROUP_ALL], signal_id="clean")])
-        stolen = bob.publish([bob.signal("md5", "2" * 32, groups=[GROUP_ALL], signal_id="stolen")])
+        upload = tmp_path / "upload.bin"
+        upload.write_bytes(b"content the thief flagged")
+        md5 = hashlib.md5(upload.read_bytes()).hexdigest()
+        stolen = bob.publish([bob.signal("md5", md5, groups=[GROUP_ALL], signal_id="stolen")])
         assert all(isinstance(o, Receipt) for o in clean + stolen)
-        carol = cli(tf, "carol", tmp_path)
+        policy = tmp_path / "policy.toml"
+        policy.write_text('default = "enqueue"\n')
+        carol = [*cli(tf, "carol", tmp_path), "--policy", str(policy)]
         code, report = _run(capsys, "member", "sync", *carol)
         assert code == 0 and report["quarantined"] == 0
+        code, matched = _run(capsys, "member", "match", str(upload), *carol)
+        assert code == 0 and matched["matched"] == 1
         op = tf.operator_client()
         (revoked,) = op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen[0].index)])
         op.close()
@@ -40,6 +48,10 @@ def test_compromise_revocation_is_not_reported_as_corruption(
         code, report = _run(capsys, "member", "sync", *carol)
         assert code == 0, report
         assert (report["quarantined"], report["compromised"], report["corrupt"]) == (1, 1, 0)
+        assert report["withdrawn"] == 1  # the stolen signal's queue item, counted
+        code, items = _run(capsys, "member", "queue", "list", *carol)
+        assert [(i["signal_id"], i["state"], i["reason"]) for i in items] == [
+            ("stolen", "withdrawn", "signal signed by a compromised key")]
         code, report = _run(capsys, "member", "rebuild-bank", *carol)
         assert code == 0 and (report["compromised"], report["corrupt"]) == (1, 0)
         code, report = _run(capsys, "member", "sync", *carol)

@@ -34,6 +34,7 @@ from exchange.core.entries import encode_entry
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
 from tests.conftest import GROUP_ALL, TaskForce, insecure_signer, start_taskforce, wait_until
+from tests.e2e.serve_process import spawn_serve
 
 HEAD0 = 18  # 8 enrolment events, then 6 + 4 signals (the workload below)
 BACKLOG = 200  # text signals of ~1 KiB: one page far larger than the subscriber's window
@@ -353,3 +354,39 @@ def test_ops_top_live_view_in_a_terminal(tf: TaskForce, tmp_path: Path) -> None:
     finally:
         term.close()
         held.close()
+
+
+def test_ops_top_shows_the_exchange_down_when_it_stops_answering(tmp_path: Path) -> None:
+    """A `trustwire serve` process stops while `ops top --json` watches it: the next
+    refresh says "down" (never the last OK snapshot), and the text view says DOWN."""
+    operator = insecure_signer("top-operator")
+    (tmp_path / "operator.key").write_text(operator.seed.hex())
+    server, target, _ = spawn_serve(tmp_path, operator.public_key.hex(), "top.test.invalid/log")
+    ops = ["--exchange", target, "--origin", "top.test.invalid/log",
+           "--operator-key-file", str(tmp_path / "operator.key")]
+    top = subprocess.Popen(
+        [sys.executable, "-m", "exchange.program", "ops", "top", "--json", "--interval", "0.2",
+         "--iterations", "300", *ops], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert top.stdout is not None
+        first = json.loads(top.stdout.readline())
+        assert first["status"] == "ok"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        for _ in range(300):  # at most the remaining refreshes
+            line = json.loads(top.stdout.readline())
+            if line["status"] != "ok":
+                break
+        assert line["status"] == "down" and line["exchange"] == ops[1] and line["error"]
+        assert line["last_snapshot"]["status"] == "ok"  # what it last saw, kept apart
+    finally:
+        top.kill()
+        top.wait(timeout=20)
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=20)
+    # the text view of an exchange that never answered
+    text = subprocess.run([sys.executable, "-m", "exchange.program", "ops", "top", "--iterations", "1", *ops],
+                          capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "DOWN" in text.stdout and " OK" not in text.stdout

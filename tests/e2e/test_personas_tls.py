@@ -1,11 +1,10 @@
 """Operator, member and auditor drive the real CLIs as separate processes against a
-`trustwire serve` process under mutual TLS, with a PKI generated here (cryptography)."""
+`trustwire serve` process under mutual TLS, with a PKI made by the openssl CLI (tests/e2e/pki.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from exchange.core.entries import OPERATOR
-from exchange.server.tls import DemoPki, generate_demo_pki
 from tests.conftest import insecure_signer
+from tests.e2e.pki import Pki, openssl_pki
+from tests.e2e.serve_process import spawn_serve
 
 ORIGIN = "personas.test.invalid/log"
 
@@ -30,47 +30,39 @@ def _cli(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> subp
 
 
 @pytest.fixture
-def exchange_mtls(tmp_path: Path) -> Iterator[tuple[str, str, DemoPki, list[str]]]:
-    pki = generate_demo_pki(tmp_path / "pki", ("127.0.0.1", "localhost"), [OPERATOR, "northwind", "audit-firm"])
+def exchange_mtls(tmp_path: Path) -> Iterator[tuple[str, str, Pki, list[str]]]:
+    pki = openssl_pki(tmp_path / "pki", [OPERATOR, "northwind", "audit-firm"])
     operator = insecure_signer("persona-operator")
     (tmp_path / "ops.key").write_text(operator.seed.hex())
-    (tmp_path / "log.key").write_text(insecure_signer("persona-log").seed.hex())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
-         "--ledger-path", str(tmp_path / "ledger.db"), "--operator-public-key", operator.public_key.hex(),
-         "--log-key-file", str(tmp_path / "log.key"), "--name", ORIGIN, "--metrics-listen", "127.0.0.1:0",
-         "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
-         "--tls-client-ca-file", str(pki.ca_cert)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc, target, banner = spawn_serve(
+        tmp_path, operator.public_key.hex(), ORIGIN, "--metrics-listen", "127.0.0.1:0",
+        "--tls-cert-file", str(pki.cert("exchange")), "--tls-key-file", str(pki.key("exchange")),
+        "--tls-client-ca-file", str(pki.ca), banner_lines=3,
     )
     try:
-        assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(3)]  # bounded by pytest-timeout
-        port = re.search(r"port (\d+)", banner[0])
-        assert port, (banner, proc.stderr.read() if proc.poll() is not None else "")
         vkey = banner[1].split("log verifier key: ")[1].strip()
-        yield f"127.0.0.1:{port.group(1)}", vkey, pki, banner
+        yield target, vkey, pki, banner
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
 
 
 def test_operator_member_and_auditor_over_mutual_tls(
-    exchange_mtls: tuple[str, str, DemoPki, list[str]], tmp_path: Path
+    exchange_mtls: tuple[str, str, Pki, list[str]], tmp_path: Path
 ) -> None:
     target, vkey, pki, banner = exchange_mtls
     assert "mutual TLS on" in banner[2]
     op_key = insecure_signer("persona-operator").public_key.hex()
     # the operator's TLS from the environment, the others' from flags and member.toml
-    ops_env = {"TRUSTWIRE_TLS_CA_FILE": str(pki.ca_cert), "TRUSTWIRE_TLS_CERT_FILE": str(pki.client_certs[OPERATOR]),
-               "TRUSTWIRE_TLS_KEY_FILE": str(pki.client_keys[OPERATOR])}
+    ops_env = {"TRUSTWIRE_TLS_CA_FILE": str(pki.ca), "TRUSTWIRE_TLS_CERT_FILE": str(pki.cert(OPERATOR)),
+               "TRUSTWIRE_TLS_KEY_FILE": str(pki.key(OPERATOR))}
     ops = ["--exchange", target, "--origin", ORIGIN, "--operator-key-file", str(tmp_path / "ops.key"), "--json"]
 
     # member: init (config + policy + key), hand the public key to the operator
     made = json.loads(_cli("member", "init", "--member-id", "northwind", "--exchange", target,
                            "--operator-public-key", op_key, "--log-key", vkey, "--dir", str(tmp_path / "nw"), "--json",
-                           "--tls-ca-file", str(pki.ca_cert), "--tls-cert-file", str(pki.client_certs["northwind"]),
-                           "--tls-key-file", str(pki.client_keys["northwind"])).stdout)
+                           "--tls-ca-file", str(pki.ca), "--tls-cert-file", str(pki.cert("northwind")),
+                           "--tls-key-file", str(pki.key("northwind"))).stdout)
     auditor = json.loads(_cli("member", "keygen", "--out", str(tmp_path / "audit.key"), "--json").stdout)
 
     # operator: a group, the member and the auditor
@@ -96,7 +88,7 @@ def test_operator_member_and_auditor_over_mutual_tls(
 
     # auditor: online over mutual TLS
     audit = ["--exchange", target, "--principal", "audit-firm", "--key-file", str(tmp_path / "audit.key"),
-             "--operator-public-key", op_key, "--log-key", vkey, "--json", "--tls-ca-file", str(pki.ca_cert),
-             "--tls-cert-file", str(pki.client_certs["audit-firm"]), "--tls-key-file", str(pki.client_keys["audit-firm"])]
+             "--operator-public-key", op_key, "--log-key", vkey, "--json", "--tls-ca-file", str(pki.ca),
+             "--tls-cert-file", str(pki.cert("audit-firm")), "--tls-key-file", str(pki.key("audit-firm"))]
     report = json.loads(_cli("audit", "verify", *audit).stdout)
     assert report["ok"] and report["entries"] == 6  # group, 2 × (enrolment + key), the signal

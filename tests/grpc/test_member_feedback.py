@@ -143,16 +143,15 @@ def test_expiry_withdraws_pending_items_on_sync_and_sweep(taskforce: TaskForce, 
     bob = taskforce.client("bob", state=True, policy=Policy.from_toml(ENQUEUE), clock_ms=lambda: clock["now"])
     assert bob.sync().expired == 0
     bob.match_files([img])
-    items = {i.signal_id: i for i in bob.queue.items()}
-    assert {i.state for i in items.values()} == {State.PENDING}
-    bob.queue.claim(items["short"].id, "ana")  # claimed but undecided: still withdrawn
+    (item,) = bob.queue.items()  # one file: one item, both signals its evidence
+    assert item.state is State.PENDING and {e.signal_id for e in item.evidence} == {"short", "long"}
+    bob.queue.claim(item.id, "ana")  # claimed but undecided: its expired evidence is withdrawn
 
     clock["now"] = now + 60_001
     report = bob.sync()
-    assert (report.expired, report.withdrawn) == (1, 1)
-    short = bob.queue.get(items["short"].id)
-    assert (short.state, short.reason) == (State.WITHDRAWN, "expired")
-    assert bob.queue.get(items["long"].id).state is State.PENDING
+    assert (report.expired, report.withdrawn) == (1, 0)  # the item stands on "long"
+    kept = bob.queue.get(item.id)
+    assert kept.state is State.IN_REVIEW and kept.live_signals() == [("alice", "long")]
     assert bob.sweep_expired() == 0 and bob.sync().expired == 0
     (fm,) = bob.match_files([img])
     assert [m.signal.signal_id for m, _ in fm.matches] == ["long"]
@@ -175,6 +174,40 @@ def test_rebuild_bank_from_the_ledger_keeps_the_queue(taskforce: TaskForce, tmp_
     report = bob.rebuild_bank()
     assert report.signals == 2 and report.retractions == 1 and report.quarantined == 0
     assert bob.bank.stats() == before
-    # open items are untouched; replaying a signal that was later retracted leaves only a withdrawn item
-    assert [i for i in bob.queue.items() if i.state is not State.WITHDRAWN] == queue_before
+    # open items are kept; replaying a signal that was later retracted leaves it only as withdrawn evidence
+    def open_items() -> list[tuple[int, State, list[tuple[str, str]]]]:
+        return [(i.id, i.state, i.live_signals()) for i in bob.queue.items() if i.state is not State.WITHDRAWN]
+    assert open_items() == [(i.id, i.state, i.live_signals()) for i in queue_before] == [
+        (queue_before[0].id, State.PENDING, [("alice", "p")])]
     assert [s.signal_id for s, _ in bob.bank.search_pdq(h.pdq)] == ["p"]  # type: ignore[arg-type]
+
+
+def test_a_file_matching_its_md5_and_its_sha256_is_one_item_and_both_publishers_hear_the_verdict(
+    taskforce: TaskForce, tmp_path: Path
+) -> None:
+    img = _image(tmp_path / "both.png", 5)
+    h = hash_file(img)
+    alice = taskforce.client("alice", state=True)
+    carol = taskforce.client("carol", state=True)
+    accepted(alice.publish([alice.signal("md5", h.md5, groups=[GROUP_ALL], signal_id="f-md5")]))
+    accepted(carol.publish([carol.signal("sha256", h.sha256, groups=[GROUP_ALL], signal_id="f-sha256")]))
+
+    bob = taskforce.client("bob", state=True, policy=Policy.from_toml(FEEDBACK))
+    bob.sync()
+    (fm,) = bob.match_files([img])
+    assert {m.signal.signal_id for m, _ in fm.matches} == {"f-md5", "f-sha256"}
+    (item,) = bob.queue.items()
+    assert [(e.publisher, e.signal_id, e.type) for e in item.evidence] == [
+        ("alice", "f-md5", "md5"), ("carol", "f-sha256", "sha256")]
+    assert bob.match_files([img]) and len(bob.queue.items()) == 1  # matching again adds nothing
+
+    decided = _claim_and_decide(bob, "actioned")
+    assert decided.id == item.id and decided.state is State.ACTIONED
+    for publisher, signal_id in (("alice", "f-md5"), ("carol", "f-sha256")):
+        sent = bob.outbox.get(publisher, signal_id)
+        assert sent is not None and (sent.verdict, sent.state, sent.item_id) == (
+            "true_positive", OutboxState.SENT, item.id)
+    alice.sync()
+    carol.sync()
+    assert feedback_report(alice.bank, "alice")["totals"] == {"true_positive": 1}
+    assert feedback_report(carol.bank, "carol")["totals"] == {"true_positive": 1}

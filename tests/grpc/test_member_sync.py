@@ -104,31 +104,36 @@ def test_retraction_withdraws_pending_queue_items(taskforce: TaskForce, tmp_path
 
     (fm,) = bob.match_files([img])
     assert {m.signal.signal_id for m, _ in fm.matches} == {"img-md5", "img-pdq"}
-    items = {i.signal_id: i for i in bob.queue.items()}
-    assert {i.state for i in items.values()} == {State.PENDING}
-    assert items["img-pdq"].distance == 0 and items["img-md5"].content_ref == str(img)
-    # a reviewer already picked up the md5 item; it is still open
-    bob.queue.claim(items["img-md5"].id, "reviewer-1")
+    # one file, two signals: ONE queue item with both matches as its evidence
+    (item,) = bob.queue.items()
+    assert item.state is State.PENDING and item.content_ref == str(img)
+    assert {(e.signal_id, e.distance, e.withdrawn) for e in item.evidence} == {
+        ("img-md5", 0, False), ("img-pdq", 0, False)}
+    assert item.signal_id == item.evidence[0].signal_id  # the item's own signal comes first
+    # a reviewer already picked it up; it is still open
+    bob.queue.claim(item.id, "reviewer-1")
 
     accepted(alice.publish([alice.retraction("img-md5", "false_positive")]))
     report = bob.sync()
-    assert (report.retractions, report.withdrawn) == (1, 1)
-    md5_item = bob.queue.get(items["img-md5"].id)
-    assert md5_item.state is State.WITHDRAWN
-    assert md5_item.reason == "retracted: false_positive"
-    assert bob.queue.get(items["img-pdq"].id).state is State.PENDING
+    assert (report.retractions, report.withdrawn) == (1, 0)  # the pdq match still stands
+    still = bob.queue.get(item.id)
+    assert still.state is State.IN_REVIEW and still.reviewer == "reviewer-1"
+    assert still.live_signals() == [("alice", "img-pdq")]
+    assert "evidence alice/img-md5 withdrawn: retracted: false_positive" in [
+        e.reason for e in bob.queue.history(item.id)]
     # the retracted signal no longer matches
     (fm,) = bob.match_files([img])
     assert [m.signal.signal_id for m, _ in fm.matches] == ["img-pdq"]
 
     accepted(alice.publish([alice.retraction("img-pdq", "error")]))
     assert bob.sync().withdrawn == 1
-    assert {i.state for i in bob.queue.items()} == {State.WITHDRAWN}
+    gone = bob.queue.get(item.id)
+    assert gone.state is State.WITHDRAWN and gone.reason == "retracted: error" and gone.live_signals() == []
     # re-syncing and re-matching queue nothing new
     assert bob.sync().withdrawn == 0
     (fm,) = bob.match_files([img])
     assert fm.matches == []
-    assert len(bob.queue.items()) == 2
+    assert len(bob.queue.items()) == 1
 
 
 def test_signal_arriving_after_hashing_is_queued_on_sync(taskforce: TaskForce, tmp_path: Path) -> None:

@@ -74,26 +74,37 @@ class Broker:
 
     @classmethod
     def start(cls, log_path: Path) -> Broker:
-        binary = tansu_binary()
-        port = free_port()
-        url = f"tcp://127.0.0.1:{port}"
-        log_file = open(log_path, "ab")  # noqa: SIM115 - the broker keeps writing to it
-        process = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        broker = cls(bootstrap=f"127.0.0.1:{free_port()}", log_path=log_path)
+        broker._spawn()
+        return broker
+
+    def _spawn(self) -> None:
+        assert self.log_path is not None
+        url = f"tcp://{self.bootstrap}"
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the broker keeps writing to it
+        self.process = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log_file.close()
-        broker = cls(bootstrap=f"127.0.0.1:{port}", process=process, log_path=log_path)
         try:
-            wait_ready(broker.bootstrap)
+            wait_ready(self.bootstrap)
         except BaseException:
-            broker.stop()
+            self.stop()
             raise
-        if process.poll() is not None:
-            raise BrokerMissing(f"tansu exited with {process.returncode}; see {log_path}")
-        return broker
+        if self.process.poll() is not None:
+            raise BrokerMissing(f"tansu exited with {self.process.returncode}; see {self.log_path}")
+
+    def restart(self) -> None:
+        """Kill the broker and start it again at the same address: with memory storage
+        every topic is lost (as a topic deleted and re-created on a real cluster)."""
+        if self.process is None:
+            raise BrokerMissing("cannot restart an external cluster")
+        self.process.kill()
+        self.process.wait(10)
+        self._spawn()
 
     def pause(self) -> None:
         if self.process is None:

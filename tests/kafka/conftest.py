@@ -8,6 +8,7 @@ message counts small.
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 
 from exchange.server.kafka import KafkaLedger, KafkaSettings
 from tests.kafka.broker import Broker, BrokerMissing, session_broker
+from tests.kafka.cluster import Cluster
 
-TEST_SESSION_MS = 3000
-"""Sequencer group session timeout in tests: first election ≈ 2 s, failover ≈ 4.5 s."""
+TEST_SESSION_MS = 6000
+"""Sequencer group session timeout in tests (Kafka's minimum): failover ≈ 9 s."""
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +56,7 @@ def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> C
             "view_path": tmp_path / "view.db",
             "group_session_ms": TEST_SESSION_MS,
             "publish_deadline_s": 20.0,
+            "allow_unreplicated": True,  # one tansu broker
         }
         values.update(overrides)
         return KafkaSettings(**values)  # type: ignore[arg-type]
@@ -71,3 +74,29 @@ def kafka_ledgers() -> Iterator[list[KafkaLedger]]:
             ledger.close()
         except Exception:  # noqa: BLE001 - closed by the test already
             pass
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test alone (it gets paused or restarted); never an external cluster."""
+    try:
+        broker = Broker.start(tmp_path / "tansu-own.log")
+    except BrokerMissing as exc:
+        pytest.fail(f"this test pauses or restarts a broker process it owns: {exc}", pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Cluster]:
+    """``trustwire serve`` processes on the session broker, stopped (and thawed) at teardown."""
+    c = Cluster(bootstrap=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path)
+    try:
+        yield c
+    finally:
+        for x in c.exchanges:
+            if x.alive():
+                x.proc.send_signal(signal.SIGCONT)
+        c.stop()

@@ -21,7 +21,7 @@ from tests.ledger_contract import G1, signal, task_force
 
 
 def _open(kafka_settings: Callable[..., KafkaSettings], opened: list[KafkaLedger], **overrides: object) -> KafkaLedger:
-    ledger = KafkaLedger(kafka_settings(group_session_ms=2000, **overrides))
+    ledger = KafkaLedger(kafka_settings(**overrides))
     opened.append(ledger)
     return ledger
 

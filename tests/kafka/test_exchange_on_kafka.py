@@ -36,6 +36,7 @@ def kafka_config(bootstrap: str, prefix: str) -> dict[str, object]:
         "kafka_bootstrap": bootstrap,
         "kafka_topic_prefix": prefix,
         "kafka_group_session_ms": TEST_SESSION_MS,
+        "kafka_allow_unreplicated": True,  # one tansu broker
         "publish_deadline_s": 20.0,
     }
 
@@ -195,3 +196,22 @@ def test_a_restarted_replica_resumes_and_a_new_one_rebuilds(
         assert [s.record for s in r2.ledger.read(0, 100)] == [s.record for s in tf.server.ledger.read(0, 100)]
     finally:
         r2.stop(grace=0.2)
+
+
+def test_the_kafka_engine_figures_are_exported(kafka_taskforce: TaskForce) -> None:
+    """issue 14 item 9: the trustwire_engine_kafka_* metrics README and dashboards/ promise."""
+    from tests.grpc.test_metrics import family, metric, scrape
+
+    tf = kafka_taskforce
+    samples, _ = scrape(tf)
+    head = tf.server.ledger.head()
+    assert metric(samples, "trustwire_engine_kafka_sequencer_is_self") == 1  # the only replica
+    assert metric(samples, "trustwire_engine_kafka_sequencer_entries_total") == head
+    assert metric(samples, "trustwire_engine_kafka_view_serving") == 1
+    assert metric(samples, "trustwire_engine_kafka_producer_errors_total") == 0
+    assert (metric(samples, "trustwire_engine_kafka_producer_delivered_total") or 0) >= head
+    assert (metric(samples, "trustwire_engine_kafka_consumer_records_total") or 0) >= head + 1
+    assert metric(samples, "trustwire_engine_kafka_producer_queue_messages") is not None
+    ((labels, value),) = family(samples, "trustwire_engine_kafka_sequencer_info").items()
+    assert value == 1 and dict(labels)["epoch"] == "1" and dict(labels)["sequencer_id"]
+    assert metric(samples, "trustwire_engine_kafka_sequencer_failovers_total") == 1

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,21 +25,12 @@ from exchange.core.errors import OutOfRange, TrustwireError
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from tests.conftest import GROUP_ALL, MEMBERS
-from tests.kafka.broker import Broker, BrokerMissing
+from tests.kafka.broker import Broker
 from tests.kafka.cluster import REPO, Cluster, Publisher, Tally, check_ledger, ledger_records, wait_for
 
 N_KEY_EVENTS = 2 + 2 * len(MEMBERS)
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(bootstrap=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 class Follower(threading.Thread):
@@ -101,12 +91,7 @@ def _signal_ids(envelopes: set[bytes]) -> set[tuple[str, str]]:
 
 
 def test_kill9_of_the_sequencer_loses_nothing_and_another_replica_takes_over(cluster: Cluster, tmp_path: Path) -> None:
-    a = cluster.start("a")
-    cluster.enrol(a.target)
-    b = cluster.start("b")
-    wait_for(lambda: a.sequencing() or b.sequencing(), 30, "a sequencer")
-    sequencer, survivor = (a, b) if a.sequencing() else (b, a)
-    epochs_before = survivor.epochs_started()
+    sequencer, survivor, epochs_before = cluster.two_replicas()
 
     followers = [
         Follower(cluster, "carol", [sequencer.target, survivor.target], tmp_path / "carol-on-sequencer.db"),
@@ -157,19 +142,6 @@ def test_kill9_of_the_sequencer_loses_nothing_and_another_replica_takes_over(clu
 
 
 # -- 2. the broker paused longer than the publish deadline -----------------------------------------
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker of this test alone (it gets SIGSTOPped)."""
-    try:
-        broker = Broker.start(tmp_path / "tansu-paused.log")
-    except BrokerMissing as exc:
-        pytest.fail(f"this test pauses a broker process it owns: {exc}", pytrace=False)
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_broker_paused_past_the_deadline_fails_cleanly_or_succeeds_once(

@@ -16,7 +16,7 @@ def make_ledger(
     kafka_settings: Callable[..., KafkaSettings], kafka_ledgers: list[KafkaLedger]
 ) -> Callable[..., Ledger]:
     def make(clock_ms: Callable[[], int] | None = None) -> Ledger:
-        ledger = KafkaLedger(kafka_settings(group_session_ms=2000), clock_ms=clock_ms)
+        ledger = KafkaLedger(kafka_settings(), clock_ms=clock_ms)
         kafka_ledgers.append(ledger)
         return ledger
 

@@ -3,8 +3,10 @@ Pure (no broker): the rule is a function of the topic's messages in offset order
 
 from __future__ import annotations
 
+import random
+
 from exchange.core.records import encode_record
-from exchange.server.kafka.rule import RuleState, apply
+from exchange.server.kafka.rule import RuleState, apply, apply_many
 from exchange.server.kafka.wire import encode_entry, encode_epoch_start
 
 
@@ -89,3 +91,47 @@ def test_resuming_from_a_saved_state_equals_reading_from_the_start() -> None:
     rest, second = run(messages[4:], half)
     assert rest == whole
     assert first + second == all_accepted
+
+
+def test_apply_many_is_the_rule_message_by_message() -> None:
+    """The tailer's batched form derives exactly what apply() does, message by message,
+    over a topic with claims, rival and stale claims, stale-epoch, duplicate, malformed
+    and foreign messages, and redelivered offsets."""
+    rng = random.Random(18)
+    values: list[bytes | None] = []
+    now = RuleState()  # the rule's state so far steers the generator towards valid messages
+    for offset in range(600):
+        epoch, index = now.epoch, now.next_index
+        roll = rng.random()
+        if roll < 0.08 or epoch == 0:
+            value: bytes | None = encode_epoch_start(epoch + rng.choice((1, 2)), index + (rng.random() < 0.2), "s")
+        elif roll < 0.12:
+            value = encode_epoch_start(epoch - 1, index, "zombie")
+        elif roll < 0.85:
+            stale = rng.random() < 0.1
+            i = index if rng.random() < 0.9 else max(0, index - 1)
+            value = encode_entry(epoch - 1 if stale else epoch, encode_record(i, 1, b"env%d" % i))
+        elif roll < 0.92:
+            value = encode_entry(epoch, b"\x08\x01garbage")
+        else:
+            value = rng.choice((None, b"", b"\xff\xfe", b"not a protobuf"))
+        values.append(value)
+        now, _ = apply(now, offset, value)
+    expected, accepted, claims = RuleState(), [], 0
+    for offset, value in enumerate(values):
+        before = expected.epoch
+        expected, record = apply(expected, offset, value)
+        claims += expected.epoch != before
+        if record is not None:
+            accepted.append(record)
+    state, got, got_claims = RuleState(), [], 0
+    offset = 0
+    while offset < len(values):  # uneven batches, each starting a little before the last end
+        end = min(len(values), offset + rng.randint(1, 50))
+        start = max(0, offset - rng.randint(0, 3))
+        state, records, n = apply_many(state, [(o, values[o]) for o in range(start, end)])
+        got.extend(records)
+        got_claims += n
+        offset = end
+    assert (state, got, got_claims) == (expected, accepted, claims)
+    assert len(accepted) > 100 and claims > 5

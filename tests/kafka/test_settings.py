@@ -50,6 +50,8 @@ def test_serve_flags(tmp_path: Path) -> None:
         ({}, "kafka_bootstrap is required"),
         ({"kafka_bootstrap": "h:1", "kafka_topic_prefix": "has space"}, "kafka_topic_prefix"),
         ({"kafka_bootstrap": "h:1", "kafka_group_session_ms": 10}, "kafka_group_session_ms"),
+        ({"kafka_bootstrap": "h:1", "kafka_group_session_ms": 5999}, r"at least 6000 \(Kafka's minimum"),
+        ({"kafka_bootstrap": "h:1", "kafka_replication_factor": 0}, "kafka_replication_factor"),
         ({"kafka_bootstrap": "h:1", "publish_deadline_s": 0}, "publish_deadline_s"),
     ],
 )
@@ -69,3 +71,18 @@ def test_client_properties_file(tmp_path: Path) -> None:
     props.write_text("no equals sign\n")
     with pytest.raises(ConfigError, match="expected key=value"):
         read_properties(props)
+
+
+def test_safe_defaults_for_every_client(tmp_path: Path) -> None:
+    """No client may create a topic; tailers never jump over a lost position; fetches
+    wait ~100 ms; a ledger topic must be replicated unless the opt-out says otherwise."""
+    config = load_settings(ServerConfig, overrides={**REQUIRED, "engine": "kafka", "kafka_bootstrap": "h:1"})
+    s = settings_from_config(config)
+    assert (s.group_session_ms, s.fetch_wait_ms, s.replication_factor, s.allow_unreplicated) == (6000, 100, 3, False)
+    clients = [s.producer_config("p", 1000), s.tail_config("t"), s.group_config("g")]
+    assert all(c["allow.auto.create.topics"] is False for c in clients)
+    assert s.tail_config("t")["auto.offset.reset"] == "error"
+    assert all(c["fetch.wait.max.ms"] == 100 for c in clients[1:])
+    opted = load_settings(ServerConfig, overrides={**REQUIRED, "engine": "kafka", "kafka_bootstrap": "h:1"},
+                          env={"TRUSTWIRE_KAFKA_ALLOW_UNREPLICATED": "true"})
+    assert settings_from_config(opted).allow_unreplicated is True

@@ -1,10 +1,12 @@
 """The Kafka engine: the ledger on a Kafka cluster, for many exchange replicas.
 
     settings.py   KafkaSettings and the librdkafka configurations (logs → "trustwire.kafka")
-    topics.py     the topics (ledger never deleted), created and checked
+    topics.py     the topics (ledger never deleted, replicated), created and checked
+    throttle.py   repeating fault lines, throttled
     wire.py       the messages on them (proto/exchange/pb/trustwire/v1/kafka.proto)
     rule.py       which ledger-topic messages are ledger entries (pure; every reader)
     view.py       a replica's local SQLite view of the ledger, and its tailer
+    watch.py      the ledger topic's identity, watched (a lost topic stops the replica)
     produce.py    an idempotent producer that replaces itself once fenced
     sequencer.py  the one writer, elected by a consumer group, fenced by the rule
     results.py    the sequencer's answers, routed to waiting publishers

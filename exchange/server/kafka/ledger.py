@@ -6,7 +6,13 @@ batch to ``<prefix>.submissions`` and waits, up to the publish deadline, for the
 sequencer's result (:mod:`.sequencer`, on whichever replica Kafka elected): a
 receipt exists only once its entry is durable in the ledger topic (acks=all) and
 accepted by the ledger rule. A timeout is UNAVAILABLE; publishing the same envelope
-again is then deduplicated by digest (same index, no duplicate).
+again is then deduplicated by digest (same index, no duplicate). Envelopes the view
+already holds are answered from it (their original receipts) without a round trip, so
+a re-publish succeeds even while there is no sequencer.
+
+A replica whose view stopped (the ledger topic lost, see :mod:`.watch`) refuses
+appends, reports a critical alert and tells ``on_failure`` listeners (the server
+then answers health checks NOT_SERVING).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka.admin import AdminClient
 
@@ -30,6 +36,8 @@ from exchange.server.kafka.topics import Topics, ensure_topics
 from exchange.server.kafka.view import LedgerView, Tailer
 from exchange.server.kafka.wire import Batch, encode_batch
 from exchange.server.ledger import Outcome, SignalState, Stored, Submission
+from exchange.server.metrics import EngineSample
+from exchange.server.operator_service import CRITICAL, Alert
 
 __all__ = ["KafkaLedger"]
 
@@ -59,9 +67,7 @@ class KafkaLedger:
         self.settings = settings
         self.topics = Topics.for_prefix(settings.topic_prefix)
         clock = clock_ms or (lambda: int(time.time() * 1000))
-        ensure_topics(
-            AdminClient(settings.admin_config()), self.topics, settings.replication_factor, settings.ready_timeout_s
-        )
+        ensure_topics(AdminClient(settings.admin_config()), self.topics, settings)
         settings.view_path.parent.mkdir(parents=True, exist_ok=True)
         self.view = LedgerView(settings.view_path, self.topics.ledger, clock)
         self._stop = threading.Event()
@@ -120,6 +126,12 @@ class KafkaLedger:
     def receipt_for(self, digest: bytes) -> Receipt | None:
         return self.view.receipt_for(digest)
 
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        return self.view.receipts_for(digests)
+
+    def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        return self.view.leaf_hashes(start, limit)
+
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self.view.signal(publisher, signal_id)
 
@@ -136,6 +148,14 @@ class KafkaLedger:
             return []
         if self.tailer.failure is not None:
             raise Unavailable("this replica's ledger view has stopped; use another replica")
+        in_view = self.view.receipts_for([s.digest for s in batch])
+        known: list[Receipt | None] = [in_view.get(s.digest) for s in batch]
+        fresh = [s for s, k in zip(batch, known, strict=True) if k is None]
+        answers = iter(self._sequence(fresh) if fresh else [])
+        return [k if k is not None else next(answers) for k in known]
+
+    def _sequence(self, batch: Sequence[Submission]) -> list[Outcome]:
+        """Send ``batch`` to the sequencer and wait for its outcomes (in order)."""
         deadline_s = self.settings.publish_deadline_s
         deadline = time.monotonic() + deadline_s
         deadline_ms = int(time.time() * 1000) + self.settings.publish_deadline_ms
@@ -176,6 +196,44 @@ class KafkaLedger:
         if indices:  # read your writes on this replica
             self.view.wait_for(max(indices), max(0.0, deadline - time.monotonic()))
         return outcomes
+
+    # -- what operators see ------------------------------------------------------------------
+
+    def on_failure(self, listener: Callable[[BaseException], None]) -> None:
+        """``listener(exc)`` once this replica's view stops (at once if it has)."""
+        self.tailer.on_failure(listener)
+
+    def alerts(self, now_ms: int, window_s: int) -> list[Alert]:
+        """``ops status`` alerts of the engine: a stopped view is critical."""
+        failure = self.tailer.failure
+        if failure is None:
+            return []
+        return [Alert(level=CRITICAL, kind="ledger-view-stopped", subject=self.topics.ledger,
+                      message=f"this replica stopped serving: {failure}")]
+
+    def engine_metrics(self) -> Iterable[EngineSample]:
+        """The ``trustwire_engine_kafka_*`` figures (names in exchange.server.metrics.ENGINE_METRICS)."""
+        producers = (self._producer, self.sequencer.producer)
+        state = self.view.state
+        end = self.tailer.end_offset
+        yield EngineSample(name="kafka_producer_queue_messages", value=sum(p.queued() for p in producers))
+        yield EngineSample(name="kafka_producer_delivered_total", value=sum(p.delivered for p in producers),
+                           kind="counter")
+        yield EngineSample(name="kafka_producer_errors_total", value=sum(p.errors for p in producers), kind="counter")
+        yield EngineSample(name="kafka_consumer_records_total", value=self.tailer.messages_read, kind="counter")
+        if end is not None:
+            yield EngineSample(name="kafka_consumer_lag_messages", value=max(0, end - state.offset))
+        if state.epoch:
+            yield EngineSample(name="kafka_sequencer_info", value=1,
+                               labels={"sequencer_id": state.sequencer_id, "epoch": str(state.epoch)})
+        yield EngineSample(name="kafka_sequencer_epoch", value=state.epoch)
+        yield EngineSample(name="kafka_sequencer_is_self", value=1 if self.sequencer.epoch is not None else 0)
+        yield EngineSample(name="kafka_sequencer_failovers_total", value=self.tailer.epochs_seen, kind="counter")
+        yield EngineSample(name="kafka_sequencer_entries_total", value=self.sequencer.entries_sequenced,
+                           kind="counter")
+        yield EngineSample(name="kafka_sequencer_cpu_seconds_total", value=self.sequencer.cpu_s, kind="counter")
+        yield EngineSample(name="kafka_view_cpu_seconds_total", value=self.tailer.cpu_s, kind="counter")
+        yield EngineSample(name="kafka_view_serving", value=0 if self.tailer.failure is not None else 1)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from exchange.core.errors import Unavailable
+from exchange.server.kafka.throttle import Throttled
 
 __all__ = ["Delivery", "SafeProducer", "UNKNOWN_FATE"]
 
@@ -37,6 +38,11 @@ class SafeProducer:
         self._lock = threading.Lock()
         self._producer = Producer(config)
         self._broken = False
+        self._replaced = Throttled(log, 30.0)
+        self.delivered = 0
+        """Messages whose delivery the broker confirmed."""
+        self.errors = 0
+        """Deliveries that failed (including unknown fates)."""
 
     def _current(self) -> Producer:
         with self._lock:
@@ -46,7 +52,7 @@ class SafeProducer:
 
     def _replace_locked(self) -> None:
         old = self._producer
-        log.warning("%s producer was fenced or timed out; replacing it", self._name)
+        self._replaced.log(logging.WARNING, "%s producer was fenced or timed out; replacing it", self._name)
         try:
             old.purge(in_queue=True, in_flight=True, blocking=False)
             old.poll(0)
@@ -62,8 +68,12 @@ class SafeProducer:
 
     def _watch(self, callback: Delivery | None) -> Delivery:
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None and (err.code() in UNKNOWN_FATE or err.fatal()):
-                self._broken = True
+            if err is None:
+                self.delivered += 1
+            else:
+                self.errors += 1
+                if err.code() in UNKNOWN_FATE or err.fatal():
+                    self._broken = True
             if callback is not None:
                 callback(err, msg)
 
@@ -103,6 +113,11 @@ class SafeProducer:
         with self._lock:
             producer = self._producer
         producer.poll(timeout)
+
+    def queued(self) -> int:
+        """Messages waiting in the producer's queue (or in flight)."""
+        with self._lock:
+            return len(self._producer)
 
     def close(self, timeout: float = 2.0) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ tries to write.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from exchange.core.errors import MalformedRecord
@@ -27,7 +28,7 @@ from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka.wire import decode_ledger_message
 
-__all__ = ["RuleState", "apply"]
+__all__ = ["RuleState", "apply", "apply_many"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,3 +66,39 @@ def apply(state: RuleState, offset: int, value: bytes | None) -> tuple[RuleState
             return moved, None
         return replace(moved, next_index=state.next_index + 1), msg.record
     return moved, None
+
+
+def apply_many(
+    state: RuleState, messages: Iterable[tuple[int, bytes | None]]
+) -> tuple[RuleState, list[bytes], int]:
+    """:func:`apply` over ``(offset, value)`` pairs in offset order (offsets below
+    ``state.offset`` are skipped: delivered again); the state after them, the accepted
+    records and the number of accepted claims. The same rule, with one state object
+    per call, not per message."""
+    offset, epoch, next_index = state.offset, state.epoch, state.next_index
+    records: list[bytes] = []
+    claims: list[tuple[int, kpb.EpochStart]] = []
+    for at, value in messages:
+        if at < offset:
+            continue
+        offset = at + 1
+        msg = decode_ledger_message(value)
+        if isinstance(msg, kpb.SequencedEntry):
+            if msg.epoch != epoch or epoch == 0:
+                continue
+            try:
+                record = Record.decode(msg.record)
+            except MalformedRecord:
+                continue
+            if record.index == next_index:
+                next_index += 1
+                records.append(msg.record)
+        elif isinstance(msg, kpb.EpochStart) and msg.epoch > epoch and msg.next_index == next_index:
+            epoch = msg.epoch
+            claims.append((at, msg))
+    if claims:
+        first_at, first = claims[0]
+        state = replace(state, sequencer_id=claims[-1][1].sequencer_id)
+        if state.genesis_offset < 0:
+            state = replace(state, genesis_offset=first_at, genesis_id=first.sequencer_id)
+    return replace(state, offset=offset, epoch=epoch, next_index=next_index), records, len(claims)

@@ -11,7 +11,8 @@ ignored by every reader. On revoke or loss it stops at once.
 For each batch of submissions it dedupes by digest (against the view and the batch),
 checks key events in order against a staged key directory, writes the new entries
 (idempotent, acks=all), waits until its view has accepted them, and only then
-writes the results and commits the submissions' offset. If anything has an
+writes the results and commits the submissions' offset (neither waited for: the next
+round starts at once). If anything has an
 unknown fate (timeout, fencing) it steps down without answering: the next
 sequencer re-reads the uncommitted submissions and dedupe makes the retry exact.
 """
@@ -28,11 +29,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from exchange.core.acceptance import check_stamped
+from exchange.core.dsse import Envelope
+from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, encode_record, leaf_hash
 from exchange.server.kafka.produce import SafeProducer
 from exchange.server.kafka.settings import KafkaSettings, drain
+from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.view import Tailer
 from exchange.server.kafka.wire import Batch, decode_batch, encode_entry, encode_epoch_start, encode_result
@@ -53,8 +57,8 @@ class _Draft:
 
     start: int
     now_ms: int
+    known: dict[bytes, Receipt]  # digest → receipt: the ledger's, then this round's
     records: list[bytes] = field(default_factory=list)
-    receipts: dict[bytes, Receipt] = field(default_factory=dict)
     directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
 
 
@@ -82,8 +86,15 @@ class Sequencer:
         self._thread: threading.Thread | None = None
         self._assigned = False
         self._epoch: int | None = None
+        self._claim = ""
         self._next = 0
+        self._claims = Throttled(log, 30.0)
+        self._backoff_s = 0.2
         self.epochs_started = 0
+        self.entries_sequenced = 0
+        """Entries this replica wrote to the ledger and saw accepted, since it started."""
+        self.cpu_s = 0.0
+        """CPU time of the sequencing thread spent on rounds (time.thread_time)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -95,6 +106,10 @@ class Sequencer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._deadline_s + 10)
+
+    @property
+    def producer(self) -> SafeProducer:
+        return self._producer
 
     @property
     def epoch(self) -> int | None:
@@ -135,15 +150,18 @@ class Sequencer:
                 [self._topics.submissions], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self._stop.is_set():
-                if self._tailer.failure is not None:
-                    log.critical("the ledger view failed; leaving the sequencer group to the other replicas")
+                if self._tailer.failure is not None:  # the tailer logged it, critically
+                    log.warning("the ledger view failed; leaving the sequencer group to the other replicas")
                     break
                 if self._assigned and self._epoch is None and not self._elect(consumer):
-                    consumer.poll(0.2)  # back off; keeps callbacks flowing
+                    consumer.poll(self._backoff_s)  # back off (growing while claims fail); keeps callbacks flowing
+                    self._backoff_s = min(2.0, self._backoff_s * 2)
                     continue
                 messages = drain(consumer, MAX_MESSAGES, 0.1)
                 if messages and self._epoch is not None:
+                    started = time.thread_time()
                     self._sequence(consumer, messages)
+                    self.cpu_s += time.thread_time() - started
                 # unled messages are dropped: the next election seeks back to the committed offset
         except Exception as exc:  # noqa: BLE001 - log, and let another replica take over
             log.critical("the sequencer failed: %s", exc, exc_info=exc)
@@ -159,7 +177,8 @@ class Sequencer:
 
     def _elect(self, consumer: Consumer) -> bool:
         if not self._tailer.wait_eof(self._deadline_s):
-            log.info("the view has not reached the end of %s yet; not claiming", self._topics.ledger)
+            self._claims.log(logging.INFO, "the view has not reached the end of %s yet; not claiming",
+                             self._topics.ledger)
             return False
         state = self._view.state
         epoch = state.epoch + 1
@@ -169,7 +188,8 @@ class Sequencer:
             return False
         now = self._view.state
         if now.sequencer_id != claim:
-            log.info("claim of epoch %d lost (the ledger is at epoch %d); trying again", epoch, now.epoch)
+            self._claims.log(logging.INFO, "claim of epoch %d lost (the ledger is at epoch %d); trying again",
+                             epoch, now.epoch)
             return False
         if not self._assigned:
             return False
@@ -178,7 +198,8 @@ class Sequencer:
         except KafkaException as exc:
             log.warning("cannot rewind %s to its committed offset: %s", self._topics.submissions, exc)
             return False
-        self._epoch, self._next = epoch, now.next_index
+        self._epoch, self._next, self._claim = epoch, now.next_index, claim
+        self._backoff_s = 0.2
         self.epochs_started += 1
         log.info("sequencing the ledger from index %d as epoch %d (%s)", now.next_index, epoch, claim)
         return True
@@ -210,13 +231,13 @@ class Sequencer:
                     self._topics.ledger, value, on_delivery=delivered, timeout=self._deadline_s
                 )
         except Unavailable as exc:
-            log.warning("cannot write to %s: %s", self._topics.ledger, exc)
+            self._claims.log(logging.WARNING, "cannot write to %s: %s", self._topics.ledger, exc)
             self._producer.reset()
             return None
         left = self._producer.flush(self._deadline_s)
         if left or errors or len(offsets) != len(values):
-            log.warning(
-                "%d write(s) to %s have an unknown fate (%s)",
+            self._claims.log(
+                logging.WARNING, "%d write(s) to %s have an unknown fate (%s)",
                 len(values) - len(offsets), self._topics.ledger, errors[0] if errors else "not acknowledged in time",
             )
             self._producer.reset()
@@ -249,7 +270,9 @@ class Sequencer:
             self._resign(f"the view is at {self._view.head()}, the sequencer at {self._next}")
             return
         start = self._next
-        draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms))
+        digests = [s.digest for b in batches for s in b.submissions]
+        draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms),
+                       known=self._view.receipts_for(digests))
         answers = [(b, self._plan(b, draft)) for b in batches]
         records = draft.records
         if records:
@@ -261,6 +284,7 @@ class Sequencer:
                 self._resign("another sequencer took over (our entries were not accepted)")
                 return
         self._next = start + len(records)
+        self.entries_sequenced += len(records)
         for batch, outcomes in answers:
             try:
                 self._producer.produce(
@@ -271,22 +295,29 @@ class Sequencer:
                 )
             except Unavailable as exc:
                 log.warning("cannot write results: %s", exc)
-        if self._producer.flush(self._deadline_s):
-            log.warning("results not acknowledged in time; their publishers will retry")
+        # Neither the results nor the commit are waited for: the next round starts at once.
+        # A result lost with this sequencer costs its publisher a timeout, and the retry is
+        # answered from the view (the entries are in the ledger); an uncommitted offset
+        # makes the next sequencer repeat the batch, which dedupe answers exactly.
+        self._producer.poll(0)
         try:
             consumer.commit(
-                offsets=[TopicPartition(self._topics.submissions, 0, last_offset + 1)], asynchronous=False
+                offsets=[TopicPartition(self._topics.submissions, 0, last_offset + 1)], asynchronous=True
             )
         except KafkaException as exc:
             log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
 
     def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome]:
-        """Outcomes of one batch, in order; new records are added to ``draft``."""
+        """Outcomes of one batch, in order; new records are added to ``draft``.
+
+        The publishing replica verified each envelope (signature, entry, member rules);
+        here only what can change between then and now is checked again: the key at
+        this index and time (member entries), key events in order (staged directory)."""
         view = self._view
         expired = 0 < batch.deadline_ms <= _wall_ms() + EXPIRY_MARGIN_MS
         outcomes: list[Outcome] = []
         for s in batch.submissions:
-            known = draft.receipts.get(s.digest) or view.receipt_for(s.digest)
+            known = draft.known.get(s.digest)
             if known is not None:
                 outcomes.append(known)
                 continue
@@ -294,31 +325,36 @@ class Sequencer:
                 outcomes.append(Unavailable("the publish deadline passed before the sequencer reached it; publish again"))
                 continue
             index = draft.start + len(draft.records)
-            event = project(s.envelope, lambda publisher, signal_id: None).event
-            if event is not None:
-                staged = (draft.directory or view.directory).clone()
-                try:
+            try:
+                env = Envelope.decode(s.envelope)
+                event = (
+                    project(s.envelope, lambda publisher, signal_id: None).event
+                    if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
+                )
+                if event is not None:
+                    staged = (draft.directory or view.directory).clone()
                     staged.apply(event, index)
-                except TrustwireError as exc:
-                    outcomes.append(exc)
-                    continue
-                draft.directory = staged
-            else:
-                try:
-                    check_stamped(s.envelope, draft.directory or view.directory, index, draft.now_ms)
-                except TrustwireError as exc:
-                    outcomes.append(exc)
-                    continue
+                    draft.directory = staged
+                else:
+                    check_stamped(env, draft.directory or view.directory, index, draft.now_ms)
+            except TrustwireError as exc:
+                outcomes.append(exc)
+                continue
             record = encode_record(index, draft.now_ms, s.envelope)
             receipt = Receipt(index=index, accepted_at_ms=draft.now_ms, leaf_hash=leaf_hash(record))
-            draft.receipts[s.digest] = receipt
+            draft.known[s.digest] = receipt
             draft.records.append(record)
             outcomes.append(receipt)
         return outcomes
 
     def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
-        """Has our view accepted exactly these records at these indices?"""
+        """Has our view accepted these records at these indices? Only this sequencer
+        writes entries of its epoch (its claim is unique), in order, idempotently: if the
+        rule still follows our claim and has moved past them, they are ours."""
         if not self._tailer.wait_position(last_offset + 1, self._deadline_s):
             return False
-        stored = self._view.read(start, len(records))
+        state = self._view.state
+        if state.epoch == self._epoch and state.sequencer_id == self._claim:
+            return state.next_index >= start + len(records)
+        stored = self._view.read(start, len(records))  # fenced since: were they accepted before?
         return [s.record for s in stored] == records

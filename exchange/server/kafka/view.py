@@ -7,6 +7,10 @@ together with the rule state (topic offset, epoch, next index) in one SQLite
 transaction. A restarted replica resumes from that offset; a view that belongs to
 another ledger (another cluster or a recreated topic) is refused, not merged.
 
+While it runs, a position the topic no longer has (offset out of range) or a topic
+that is gone or re-created (:mod:`.watch`) stops the tailer for good: the replica
+stops serving (health NOT_SERVING, a critical alert, one critical log line).
+
 Everything the exchange reads (head, read, receipts, signals, key directory,
 wait_for) is answered by the view, so the audit log, Subscribe and GetEntries work
 on it unchanged.
@@ -26,12 +30,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from exchange.core.errors import ConfigError, LedgerCorrupt, Unavailable
-from exchange.core.records import Record
+from exchange.core.errors import ConfigError, LedgerCorrupt, TrustwireError, Unavailable
+from exchange.core.records import Receipt, Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
 from exchange.server.kafka.rule import RuleState
 from exchange.server.kafka.settings import KafkaSettings, drain
+from exchange.server.kafka.throttle import Throttled
+from exchange.server.kafka.watch import TopicWatch
 from exchange.server.kafka.wire import decode_ledger_message
 from exchange.server.ledger import SqliteLedger
 
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _META_KEY = "kafka.rule"
 _BATCH = 2000
+_LOST = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
+"""Consumer errors that mean the topic no longer holds the position the view has read."""
 
 
 class LedgerView(SqliteLedger):
@@ -72,6 +80,20 @@ class LedgerView(SqliteLedger):
     @property
     def state(self) -> RuleState:
         return self._rule
+
+    def receipts_for(self, digests: Sequence[bytes]) -> dict[bytes, Receipt]:
+        """The receipts of those digests the ledger holds (one query per 500)."""
+        conn = self._reader()
+        out: dict[bytes, Receipt] = {}
+        for i in range(0, len(digests), 500):
+            chunk = list(digests[i:i + 500])
+            rows = conn.execute(
+                f"SELECT digest, idx, accepted_at_ms, leaf_hash FROM records WHERE digest IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for digest, idx, at_ms, lh in rows:
+                out[bytes(digest)] = Receipt(index=idx, accepted_at_ms=at_ms, leaf_hash=bytes(lh))
+        return out
 
     @property
     def last_accepted_ms(self) -> int:
@@ -105,7 +127,16 @@ class Tailer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
+        self._watch = TopicWatch(settings, view.topic, lambda: self.view.state.offset, self.fail)
+        self._listeners: list[Callable[[BaseException], None]] = []
+        self._warnings = Throttled(log, 30.0)
         self.failure: BaseException | None = None
+        self.messages_read = 0
+        """Ledger-topic messages this tailer has read (entries, claims, ignored writes)."""
+        self.epochs_seen = 0
+        """Epoch changes (sequencer claims accepted by the rule) since this tailer started."""
+        self.cpu_s = 0.0
+        """CPU time of the tailing thread spent applying messages (time.thread_time)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -115,6 +146,7 @@ class Tailer:
         try:
             self._check_identity(consumer)
             consumer.assign([TopicPartition(self.view.topic, 0, self.view.state.offset)])
+            self._watch.start()
         except BaseException:
             consumer.close()
             raise
@@ -123,10 +155,38 @@ class Tailer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._watch.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._cond:
             self._cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop following the topic for good (first failure wins; one critical line)."""
+        with self._cond:
+            if self.failure is not None:
+                return
+            self.failure = exc
+            listeners = list(self._listeners)
+            self._cond.notify_all()
+        log.critical("the ledger view stopped following %s: %s", self.view.topic, exc,
+                     exc_info=None if isinstance(exc, TrustwireError) else exc)
+        for listener in listeners:
+            listener(exc)
+
+    def on_failure(self, listener: Callable[[BaseException], None]) -> None:
+        """Call ``listener(exc)`` once the tailer fails (at once if it already has)."""
+        with self._cond:
+            failed = self.failure
+            if failed is None:
+                self._listeners.append(listener)
+        if failed is not None:
+            listener(failed)
+
+    @property
+    def end_offset(self) -> int | None:
+        """The ledger topic's end offset at the last look (None before the first)."""
+        return self._watch.end_offset
 
     def _check_identity(self, consumer: Consumer) -> None:
         """The view's first epoch must be the topic's: else the topic was recreated or
@@ -168,39 +228,42 @@ class Tailer:
         if consumer is None:
             return
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self.failure is None:
                 messages = drain(consumer, _BATCH, 0.1)
                 if messages:
+                    started = time.thread_time()
                     self._apply(messages)
+                    self.cpu_s += time.thread_time() - started
         except BaseException as exc:  # noqa: BLE001 - the view must stop, loudly, not diverge
-            log.critical("the ledger view stopped following %s: %s", self.view.topic, exc, exc_info=exc)
-            self.failure = exc
+            self.fail(exc)
         finally:
             consumer.close()
             with self._cond:
                 self._cond.notify_all()
 
     def _apply(self, messages: list[Message]) -> None:
-        state = self.view.state
-        records: list[bytes] = []
+        before = self.view.state
         at_eof: bool | None = None
+        values: list[tuple[int, bytes | None]] = []
         for m in messages:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     at_eof = True
+                elif err.code() in _LOST:
+                    raise LedgerCorrupt(f"offset {before.offset} of {self.view.topic} is out of range ({err.str()})")
                 else:
-                    log.warning("ledger tail: %s", err)
+                    self._warnings.log(logging.WARNING, "ledger tail: %s", err)
                 continue
             at_eof = False
             offset = m.offset()
-            if offset is None or offset < state.offset:
-                continue  # delivered again (at least once)
-            state, record = rule.apply(state, offset, m.value())
-            if record is not None:
-                records.append(record)
-        if state != self.view.state:
+            if offset is not None:
+                values.append((offset, m.value()))
+        state, records, claims = rule.apply_many(before, values)
+        if state != before:
             self.view.apply_batch(records, state)
+            self.messages_read += len(values)
+            self.epochs_seen += claims
         with self._cond:
             if at_eof is not None:
                 self._at_eof = at_eof
