@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients import bank_history
 from clients.media import MediaHashes
 from clients.pdq_index import PdqIndex, pdq_words_many
 from clients.store import MemberStore
@@ -174,6 +175,7 @@ class Bank:
         index_dir: Path | None = None,
     ) -> None:
         self._store = store
+        bank_history.create(store.conn)
         self.pdq_threshold = pdq_threshold
         self._clock_ms = clock_ms
         self._index_dir = index_dir if index_dir is not None else store.path.with_name(store.path.name + ".pdq")
@@ -314,6 +316,8 @@ class Bank:
             ).fetchone()
             if row is not None and row[0] >= index:
                 return False
+            if row is not None:
+                bank_history.keep_signal(c, s.member_id, s.signal_id)
             values = (
                 s.member_id,
                 s.signal_id,
@@ -371,6 +375,7 @@ class Bank:
 
     def add_opinion(self, o: pb.Opinion, index: int, keyid: str = "", accepted_at_ms: int = 0) -> None:
         with self._store.transaction() as c:
+            bank_history.keep_opinion(c, o.signal.member_id, o.signal.signal_id, o.member_id, index)
             c.execute(
                 "INSERT INTO opinions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (publisher, signal_id, author)"
                 " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx, keyid = excluded.keyid,"
@@ -399,13 +404,18 @@ class Bank:
             self._changed([(p, sid) for _, p, sid in restored])
         return restored
 
-    def drop_tainted(self, key: KeyInfo) -> list[tuple[int, str, str]]:
-        """Remove what ``key`` signed after it was compromised; return (index, publisher, signal_id)
-        of each dropped signal (opinions are dropped too, and not returned)."""
+    def drop_tainted(self, key: KeyInfo) -> tuple[list[tuple[int, str, str]], list[tuple[str, str]]]:
+        """Undo what ``key`` signed after it was compromised: its signal versions are
+        dropped and the latest untainted version of each comes back (``bank_history``),
+        its opinions likewise. Return (index, publisher, signal_id) of each dropped version
+        and (publisher, signal_id) of each signal restored to an earlier version."""
         dropped: list[tuple[int, str, str]] = []
+        restored: list[tuple[str, str]] = []
         touched: list[tuple[str, str]] = []
         with self._store.transaction() as c:
+            bank_history.forget_tainted(c, key)
             removed: list[int] = []
+            added: list[tuple[int, str]] = []
             for rowid, idx, at, publisher, signal_id, type_ in c.execute(
                 "SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE keyid = ?",
                 (key.keyid,),
@@ -415,6 +425,11 @@ class Bank:
                     dropped.append((idx, publisher, signal_id))
                     if _hamming(type_):
                         removed.append(rowid)
+                    back = bank_history.restore_signal(c, publisher, signal_id)
+                    if back is not None:
+                        restored.append((publisher, signal_id))
+                        if _hamming(back[1]) and back[3] is None:
+                            added.append((back[0], back[2]))
             for idx, at, publisher, signal_id, author in c.execute(
                 "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
             ).fetchall():
@@ -423,10 +438,11 @@ class Bank:
                         "DELETE FROM opinions WHERE publisher = ? AND signal_id = ? AND author = ?",
                         (publisher, signal_id, author),
                     )
+                    bank_history.restore_opinion(c, publisher, signal_id, author)
                     touched.append((publisher, signal_id))
-            self._index_update(remove=removed)
+            self._index_update(add=added, remove=removed)
             self._changed([(p, sid) for _, p, sid in dropped] + touched)
-        return dropped
+        return dropped, restored
 
     def sweep_expired(self, now_ms: int | None = None) -> list[BankSignal]:
         """Mark signals whose ``valid_until`` has passed since the last sweep; return them
@@ -450,6 +466,7 @@ class Bank:
         with self._store.transaction() as c:
             c.execute("DELETE FROM signals")
             c.execute("DELETE FROM opinions")
+            bank_history.clear(c)
             self._bump()
             self._store.after_commit(self.reset_index, on_rollback=self.reset_index)
             self._changed(None)

@@ -50,14 +50,16 @@ class EntryBuilder:
         return ms_to_timestamp(created_at_ms if created_at_ms is not None else self._clock_ms())
 
     def signal(self, type: str, value: str, **options: Unpack[SignalOptions]) -> pb.Signal:
-        """A Signal of this member with ``value`` normalized for its type."""
+        """A Signal of this member with ``value`` normalized for its type under the current
+        value rule (and within its limits: ``BroadValue`` otherwise)."""
         o = options
         created_at_ms = o.get("created_at_ms")
         s = pb.Signal(
             signal_id=o.get("signal_id") or uuid.uuid4().hex,
             member_id=self.member_id,
             type=type,
-            value=signals.normalize(type, value),
+            value=signals.signal_value(type, value),
+            value_rule=signals.CURRENT_RULE,
             labels=list(o.get("labels", ())),
             confidence=o.get("confidence", 50),
             severity=by_name(SEVERITY_BY_NAME, o.get("severity", "medium"), "severity"),  # type: ignore[arg-type]

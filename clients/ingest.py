@@ -1,8 +1,9 @@
 """Ingesting verified entries into the member's bank and queue.
 
 One entry at a time, inside the caller's transaction (a sync page): key events are
-kept (a compromised key's earlier signals are dropped and their queue items
-withdrawn), signals are banked and re-matched against the member's own content as
+kept (what a compromised key signed after its compromise point is undone: its signal
+versions dropped and the last untainted version restored, its retractions and
+opinions undone, queue items withdrawn or matched again), signals are banked and re-matched against the member's own content as
 their type says (:class:`exchange.core.signals.Content`), retractions withdraw queue
 items, opinions are banked. An entry that failed verification is quarantined.
 """
@@ -120,7 +121,8 @@ class Ingester:
     ) -> None:
         """Retroactively quarantine what a stolen key signed before its revocation reached us."""
         key = verifier.directory.keys[keyid]
-        for index, publisher, signal_id in self._bank.drop_tainted(key):
+        dropped, restored = self._bank.drop_tainted(key)
+        for index, publisher, signal_id in dropped:
             reason = (
                 f"entry {index}: compromised-key: signed by key {keyid[:16]}… after its compromise "
                 f"(revoked at entry {revoked_at_index})"
@@ -131,6 +133,11 @@ class Ingester:
             report.compromised += 1
             report.quarantine_reasons.append(reason)
             log.warning("retroactively quarantined: %s", reason)
+        for publisher, signal_id in restored:  # the last untainted version is back: match it again
+            back = self._bank.get(publisher, signal_id)
+            if back is not None and back.retracted_index is None:
+                report.queued += self.rematch(pb.Signal(member_id=publisher, signal_id=signal_id,
+                                                        type=back.type, value=back.value))
         for index, publisher, signal_id in self._bank.restore_tainted_retractions(key):
             reason = (
                 f"entry {index}: compromised-key: a retraction signed by key {keyid[:16]}… after its compromise"

@@ -197,7 +197,9 @@ class ModerationQueue:
         self._clock_ms = clock_ms
 
     def enqueue(self, match: Match, decision: Decision) -> bool:
-        """Add an item for a policy decision; False if it was already queued."""
+        """Add an item for a policy decision; False if it was already queued. An item
+        withdrawn earlier (its signal retracted, expired or rewritten by a stolen key) is
+        opened again: the match is live once more (a compromise undone, say)."""
         if decision.action is Action.IGNORE:
             return False
         state = State.AUTO_ACTIONED if decision.action is Action.AUTO_ACTION else State.PENDING
@@ -208,7 +210,10 @@ class ModerationQueue:
                 return False
             row = c.execute(
                 f"INSERT INTO queue ({_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL,NULL)"
-                " ON CONFLICT (content_ref, publisher, signal_id) DO NOTHING RETURNING id",
+                " ON CONFLICT (content_ref, publisher, signal_id) DO UPDATE SET state = excluded.state,"
+                " signal_idx = excluded.signal_idx, reason = NULL, reviewer = NULL, claimed_at_ms = NULL,"
+                " updated_at_ms = excluded.updated_at_ms"
+                f" WHERE queue.state = '{State.WITHDRAWN.value}' RETURNING id",
                 (
                     match.content_ref, s.publisher, s.signal_id, s.index, s.type, match.distance,
                     decision.priority, decision.rule, json.dumps(list(s.labels)), state.value, now, now,

@@ -69,10 +69,10 @@ class Syncer:
         for page in self._client.pages(report.next_index, follow, self.log_view):
             try:
                 with store.transaction():
-                    checked = [self._for_recipient(v, groups)
-                               for v in self.verifier.verify_many(list(page.records), self._client.verify_pool)]
+                    checked = self.verifier.verify_many(list(page.records), self._client.verify_pool)
                     for raw, result in zip(page.records, checked, strict=True):
-                        self._ingester.apply(raw, result, self.verifier, report)
+                        # in ledger order: a retraction's signal may be earlier in the page
+                        self._ingester.apply(raw, self._for_recipient(result, groups), self.verifier, report)
                     report.expired += self._ingester.sweep_expired(report)
                     self._check_key_directory(page.next_index)
                     store.set_cursor(page.next_index)
@@ -108,22 +108,35 @@ class Syncer:
             )
 
     def _for_recipient(self, v: VerifiedEntry | UntrustedEntry, groups: frozenset[str]) -> VerifiedEntry | UntrustedEntry:
-        """The recipient's own right to receive: another member's signal must be shared
-        into a group this member is in (now, or at the entry's index); otherwise the
-        exchange leaked it (or is probing) and it is quarantined, never banked."""
-        if isinstance(v, UntrustedEntry) or not isinstance(v.entry, pb.Signal):
+        """The recipient's own right to receive (PROTOCOL.md §7, visibility): another
+        member's signal must be shared into a group this member is in (now, or at the
+        entry's index); another member's retraction or opinion must name a signal this
+        member received (its audience includes this member). Otherwise the exchange
+        leaked it (or is probing): quarantined, never banked."""
+        if isinstance(v, UntrustedEntry) or isinstance(v.entry, pb.KeyEvent):
             return v
         me = self._client.member_id
-        if v.entry.member_id == me:
+        e = v.entry
+        if e.member_id == me:
             return v
-        mine = groups | self.verifier.directory.groups_of(me)
-        if any(g in mine for g in v.entry.sharing.groups):
-            return v
-        return UntrustedEntry(
-            f"entry {v.index}: not-for-recipient: a signal of {v.entry.member_id} shared with"
-            f" {','.join(v.entry.sharing.groups) or 'no group'}, none of which includes {me}",
-            cause="not-for-recipient",
-        )
+        if isinstance(e, pb.Signal):
+            mine = groups | self.verifier.directory.groups_of(me)
+            if any(g in mine for g in e.sharing.groups):
+                return v
+            why = f"a signal of {e.member_id} shared with {','.join(e.sharing.groups) or 'no group'}, none of which includes {me}"
+        else:
+            ref = e.signal
+            if ref.member_id == me or self._bank.get(ref.member_id, ref.signal_id) is not None:
+                return v
+            if self._compromised(ref.member_id):
+                return v  # its versions may have been dropped as tainted: nothing to bank either way
+            kind = "a retraction" if isinstance(e, pb.Retraction) else "an opinion"
+            why = f"{kind} of {e.member_id} about {ref.member_id}/{ref.signal_id}, a signal {me} never received"
+        return UntrustedEntry(f"entry {v.index}: not-for-recipient: {why}", cause="not-for-recipient")
+
+    def _compromised(self, member: str) -> bool:
+        """Has any key of ``member`` been revoked as compromised?"""
+        return any(k.member_id == member and k.compromised for k in self.verifier.directory.keys.values())
 
     def sweep_expired(self) -> int:
         """Run the expiry sweep now (sync runs it on every page); returns signals expired."""

@@ -30,8 +30,9 @@ from exchange.core import merkle, signals
 from exchange.core import note as notes
 from exchange.core.dsse import Envelope, pae, sign_envelope
 from exchange.core.entries import EntryKind, decode_entry, encode_entry, ms_to_timestamp, validate_entry
-from exchange.core.errors import TrustwireError
+from exchange.core.errors import InvalidValue, TrustwireError
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keydir_commitment import commit as keydir_commit
 from exchange.core.keys import Signer, key_id, parse_public_key, verify_signature
 from exchange.core.records import Record, encode_record
 from exchange.core.verify import EntryVerifier
@@ -284,6 +285,19 @@ def entries() -> dict[str, Any]:
     add("signal-bad-md5", EntryKind.SIGNAL, enc(_signal(value="d41d8cd98f00b204e9800998ecf8427")))
     add("signal-unknown-type-carried", EntryKind.SIGNAL, enc(_signal(type="future_hash", value="anything at all")))
     add("signal-bad-type-name", EntryKind.SIGNAL, enc(_signal(type="MD5")))
+    # value rules (§5): no value_rule = rule 1, which kept userinfo and numeric hosts and had no minimum length
+    userinfo = "http://user@example.com/"
+    add("signal-rule-1-url-userinfo", EntryKind.SIGNAL, enc(_signal(type="url", value=userinfo)))
+    add("signal-rule-2-url-userinfo", EntryKind.SIGNAL, enc(_signal(type="url", value=userinfo, value_rule=2)))
+    add("signal-rule-2-url", EntryKind.SIGNAL, enc(_signal(type="url", value="http://192.168.1.1/", value_rule=2)))
+    add("signal-rule-1-numeric-host", EntryKind.SIGNAL, enc(_signal(type="url", value="http://3232235777/")))
+    add("signal-rule-2-numeric-host", EntryKind.SIGNAL,
+        enc(_signal(type="url", value="http://3232235777/", value_rule=2)))
+    add("signal-rule-1-short-text", EntryKind.SIGNAL, enc(_signal(type="text", value="a")))
+    add("signal-rule-2-short-text", EntryKind.SIGNAL, enc(_signal(type="text", value="a", value_rule=2)))
+    add("signal-rule-2-md5", EntryKind.SIGNAL, enc(_signal(value_rule=2)))
+    add("signal-rule-1-explicit", EntryKind.SIGNAL, enc(_signal()) + field_varint(14, 1))
+    add("signal-rule-3", EntryKind.SIGNAL, enc(_signal(value_rule=3)))
     add("signal-confidence-101", EntryKind.SIGNAL, enc(_signal(confidence=101)))
     add("signal-no-groups", EntryKind.SIGNAL, enc(_signal(sharing=pb.Sharing(tlp=pb.TLP_AMBER))))
     add("signal-duplicate-groups", EntryKind.SIGNAL,
@@ -392,24 +406,42 @@ HARD_CASES: dict[str, list[str]] = {
 }
 
 
+RULE2_CASES: dict[str, list[str]] = {
+    "url": ["http://user:pass@Example.com/", "http://user@host.example/x", "http://@example.com/", "http://:@example.com/",
+            "http://3232235777/", "http://0xC0A80101/", "http://0300.0250.01.01/", "http://192.168.257/",
+            "http://192.0x00A80001/", "http://0x7f.1/", "http://1.2.3.4./", "http://256.1.1.1/", "http://1.2.3.4.5/",
+            "http://0x100000000/", "http://08.1.1.1/", "http://example.123/", "http://example.0x1/",
+            "http://a..b...c./", "http://user@[::1]:8080/", "http://u%40v@example.com/", "http://0/",
+            "http://4294967295/", "http://4294967296/", "http://1.0x/", "http://example.com.0/"],
+    "text": ["a", "ab c", "abcd", "a b c d", "!!!!!", "ab-c", "abc!", "日本語テ", "ábc"],
+}
+
+
 def normalization() -> dict[str, Any]:
     cases: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, int]] = set()
 
-    def add(type_name: str, raw: str, source: str) -> None:
-        if (type_name, raw) in seen:
+    def add(type_name: str, raw: str, source: str, rule: int = signals.CURRENT_RULE) -> None:
+        if (type_name, raw, rule) in seen:
             return
-        seen.add((type_name, raw))
+        seen.add((type_name, raw, rule))
+        kind = signals.signal_type(type_name)
+        name = f"{type_name}:{source}" + ("" if rule == signals.CURRENT_RULE else f":rule-{rule}")
         try:
-            value = signals.normalize(type_name, raw)
+            value = kind.normalize_under(raw, rule)
+            if len(value) > signals.MAX_VALUE_LENGTH:
+                raise InvalidValue("too long")
         except TrustwireError as exc:
-            cases.append({"name": f"{type_name}:{source}", "type": type_name, "input": raw, "valid": False,
+            cases.append({"name": name, "type": type_name, "rule": rule, "input": raw, "valid": False,
                           "reason": exc.reason})
             return
-        check = reason_of(lambda: signals.signal_type(type_name).check(value))
-        assert check is None, (type_name, raw, value)
-        cases.append({"name": f"{type_name}:{source}", "type": type_name, "input": raw, "valid": True,
-                      "normalized": value, "input_is_canonical": value == raw})
+        case = {"name": name, "type": type_name, "rule": rule, "input": raw, "valid": True,
+                "normalized": value, "input_is_canonical": value == raw}
+        check = reason_of(lambda: kind.check(value, rule))
+        assert check in (None, "broad-value"), (type_name, raw, value, check)
+        if check is not None:
+            case["signal_reason"] = check  # canonical, but not a signal value under this rule
+        cases.append(case)
 
     for t in signals.BUILTIN_TYPES:
         for i, (raw, _) in enumerate(t.examples):
@@ -418,12 +450,21 @@ def normalization() -> dict[str, Any]:
             add(t.name, raw, f"bad-{i}")
         for i, raw in enumerate(HARD_CASES.get(t.name, [])):
             add(t.name, raw, f"hard-{i}")
+        for i, raw in enumerate(RULE2_CASES.get(t.name, [])):
+            add(t.name, raw, f"rule2-{i}")
+    for type_name, extra in RULE2_CASES.items():  # the same inputs under rule 1, for entries written under it
+        for i, raw in enumerate(HARD_CASES.get(type_name, [])):
+            add(type_name, raw, f"hard-{i}", signals.LEGACY_RULE)
+        for i, raw in enumerate(extra):
+            add(type_name, raw, f"rule2-{i}", signals.LEGACY_RULE)
     for raw in ("anything", "", "x" * 4097):
         add("future_type", raw, f"opaque-{len(raw)}")
     return document(
         "5. Signal types: value grammar and normalization",
-        "normalize(type, input). A signed value is accepted iff it is valid and equal to its normalized form "
-        "(`input_is_canonical`). Text and url depend on Unicode 14.0 tables: see PROTOCOL.md §5.",
+        "normalize(type, input) under value rule `rule` (§5: rule 2 is current, rule 1 is what entries without "
+        "value_rule were written under). A signed value is accepted iff it is valid and equal to its normalized "
+        "form (`input_is_canonical`) and, when `signal_reason` is present, it is refused as a signal value under "
+        "that rule with that reason. Text and url depend on Unicode 14.0 tables: see PROTOCOL.md §5.",
         cases, unicode_version="14.0.0",
     )
 
@@ -657,13 +698,20 @@ def keydir_stream() -> dict[str, Any]:
             case["reason"] = reason
         cases.append(case)
     tainted = [c["index"] for c in cases if c["valid"] and (c["name"].startswith("bob-") or c["name"].endswith("-stolen"))]
+    key_events = [(c["index"], bytes.fromhex(c["record"])) for c in cases
+                  if c["valid"] and isinstance(steps[c["index"]][1], pb.KeyEvent)]
+    commitments = [{"size": size, "line": keydir_commit([r for i, r in key_events if i < size]).line()}
+                   for size in (0, 1, 6, 20, len(steps))]
     return document(
         "8. The key directory and the time base of key validity",
         "A ledger replayed in order by a verifier that pins the operator key. Each record is accepted "
         "(`valid`) or refused with `reason`; refused records still occupy their index. After the whole "
         "stream, `tainted_by_compromise` lists the accepted indices a compromised key signed at or after "
-        "its compromised_since point (they must be quarantined).",
+        "its compromised_since point (they must be quarantined). `keydir_commitments`: the "
+        "`trustwire-keydir` checkpoint line (§10) a checkpoint of `size` carries over the accepted KeyEvent "
+        "records below that size.",
         cases, operator_public_key=OPERATOR.public_key.hex(), tainted_by_compromise=tainted,
+        keydir_commitments=commitments,
         keys=keys_block(("operator", OPERATOR), ("alice", ALICE), ("alice-2", ALICE2), ("bob", BOB),
                         ("mallory", MALLORY)),
     )

@@ -9,7 +9,9 @@ entries. It has two parts:
   verify the signature over the exact bytes, and only then decode and validate the
   entry; the operator key signs key events and only them, and a member key signs
   only its own member's entries. At admission the authenticated caller must also
-  be the publisher (``principal``).
+  be the publisher (``principal``), and a new signal's value must pass the current
+  value rule and the exchange's admission policy (``signals.admit``: no public
+  suffix), whatever rule the entry names; verifiers check each value under its own rule.
 - :func:`check_at`, at a ledger index against the key directory as of that index:
   a key event must apply to the directory (and is applied); any other entry needs
   a key its publisher may use at that index and time, and a signal may only be
@@ -25,6 +27,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from exchange.core import signals
 from exchange.core.dsse import Envelope
 from exchange.core.entries import OPERATOR, Entry, EntryKind, MemberId, decode_entry, publisher_of, validate_entry
 from exchange.core.errors import InvalidKeyEvent, UnknownKey, WrongMember
@@ -103,6 +106,8 @@ def check_signed(
     publisher = publisher_of(entry)
     if principal is not None and publisher != principal:
         raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
+    if principal is not None and isinstance(entry, pb.Signal):
+        signals.admit(entry.type, entry.value)  # new values: the current rule, no public suffix
     if (owner == OPERATOR) != (publisher == OPERATOR):
         raise WrongMember("key events are signed by the operator key, and only they are")
     if owner != publisher:

@@ -175,7 +175,9 @@ def _validate_signal(s: pb.Signal) -> None:
     _require(_SIGNAL_ID.match(s.signal_id), "signal_id must be 1..128 letters, digits and ._:-")
     member_id(s.member_id)
     kind = signals.signal_type(s.type)
-    kind.check(s.value)
+    if s.value_rule not in (0, signals.CURRENT_RULE):
+        raise InvalidValue(f"value_rule is {signals.CURRENT_RULE}, or omitted for rule 1")
+    kind.check(s.value, s.value_rule or signals.LEGACY_RULE)
     _require(len(s.labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
     _require(all(_LABEL.match(label) for label in s.labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
     _require(len(set(s.labels)) == len(s.labels), "labels must be unique")

@@ -11,7 +11,8 @@ identifiers.
     │   ├── MalformedEntry              malformed-entry
     │   ├── MalformedRecord             malformed-record
     │   ├── InvalidValue                invalid-value
-    │   │   └── NonNormalizedValue      non-normalized-value
+    │   │   ├── NonNormalizedValue      non-normalized-value
+    │   │   └── BroadValue              broad-value  (a value that would mass-match)
     │   ├── InvalidKeyEvent             invalid-key-event
     │   ├── WitnessProtocolError        bad-witness-message
     │   └── ConfigError                 invalid-config
@@ -63,6 +64,7 @@ __all__ = [
     "BadCallSignature",
     "BadCosignature",
     "BatchTooLarge",
+    "BroadValue",
     "CheckpointPending",
     "ClaimedByOther",
     "CertificateMismatch",
@@ -166,6 +168,13 @@ class InvalidValue(InvalidInput):
 
 class NonNormalizedValue(InvalidValue):
     reason = "non-normalized-value"
+
+
+class BroadValue(InvalidValue):
+    """A signal value that would match far too much: a text phrase under the minimum
+    length, a domain that is a public suffix (PROTOCOL.md §5)."""
+
+    reason = "broad-value"
 
 
 class InvalidKeyEvent(InvalidInput):

@@ -132,6 +132,7 @@ def test_node_member_verifies_the_stream_like_the_python_sdk(taskforce_ledger: T
         assert report["checkpoint"]["size"] == head
         assert report["checkpoint"]["root"] == tf.server.checkpoints.tree.root(head).hex()
         assert report["inclusion_proofs"] == len(verified) and report["checkpoints"] >= 1
+        assert report["keydir_checks"] >= 1 and "keydir_error" not in report  # the trustwire-keydir line
         assert report["tainted"] == [i for i in verified if i == _carol_stolen_index(tf)]
     hidden = _index_of_signal(tf, "a-hidden")
     assert hidden in run_member(tf, tmp_path, "alice", "verify")[1]["verified"]
@@ -234,3 +235,4 @@ def test_node_member_flags_entries_under_a_wrong_operator_key(taskforce_ledger: 
                                  operator_key=insecure_signer("not-the-operator").public_key)
     assert code == 8 and report["verified"] == []
     assert {u["reason"] for u in report["untrusted"]} == {"unknown-key"}
+    assert "withheld or altered a key event" in report["keydir_error"]  # it verified none of them

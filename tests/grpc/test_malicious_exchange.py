@@ -18,7 +18,7 @@ from clients.member import MemberClient
 from exchange.core.errors import SecurityError
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import exchange_pb2_grpc as xgrpc
-from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, accepted
+from tests.conftest import GROUP_ALL, GROUP_NCII, TaskForce, accepted, wait_until
 from tests.grpc.conftest import MD5_A, MD5_B, Stubs
 
 
@@ -118,28 +118,38 @@ def test_entry_of_a_group_the_member_is_not_in_is_quarantined(
         server.stop(None)
 
 
-def test_withheld_compromise_revocation_is_detected(taskforce: TaskForce, stubs: Stubs, tmp_path: Path) -> None:
-    """withhold-key-revoked: the exchange hides bob's compromise revocation from carol
-    (a valid proof for the other records, and a key directory without it); the
-    checkpoint commits to the key directory, so carol's sync fails with a SecurityError."""
-    from tests.conftest import wait_until
-
-    bob = taskforce.client("bob")
+def stolen_then_revoked(tf: TaskForce) -> int:
+    """Bob's key signs a signal, then is revoked as compromised from it; the revocation's index."""
+    bob = tf.client("bob")
     (stolen,) = accepted(bob.publish([bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="stolen")]))
-    op = taskforce.operator_client()
+    op = tf.operator_client()
     (revoked,) = accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=stolen.index)]))
     op.close()
-    head = taskforce.server.ledger.head()
-    wait_until(lambda: (taskforce.server.checkpoints.latest() or stolen).size == head)  # type: ignore[union-attr]
-    stub = stubs.member("carol")
+    return revoked.index
+
+
+def withheld_page(tf: TaskForce, stub: xgrpc.ExchangeServiceStub, hidden: int) -> xpb.SubscribeResponse:
+    """The one page the real exchange serves ``stub``'s member once a checkpoint covers
+    the head, without the record at ``hidden``, with a valid batch proof for the rest."""
+    head = tf.server.ledger.head()
+    wait_until(lambda: (cp := tf.server.checkpoints.latest()) is not None and cp.size == head)
     pages = list(stub.Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True)))
     assert pages[0].next_index == head and all(not p.records for p in pages[1:])
     page = xpb.SubscribeResponse()
     page.CopyFrom(pages[0])
-    kept = [(i, r) for i, r in enumerate(pages[0].records) if i != revoked.index]
+    kept = [(i, r) for i, r in enumerate(pages[0].records) if i != hidden]
     del page.records[:]
     page.records.extend(r for _, r in kept)
-    page.proof.hashes[:] = taskforce.server.checkpoints.tree.batch_inclusion_proof([i for i, _ in kept], head)
+    page.proof.hashes[:] = tf.server.checkpoints.tree.batch_inclusion_proof([i for i, _ in kept], head)
+    return page
+
+
+def test_withheld_compromise_revocation_is_detected(taskforce: TaskForce, stubs: Stubs, tmp_path: Path) -> None:
+    """withhold-key-revoked: the exchange hides bob's compromise revocation from carol
+    (a valid proof for the other records, and a key directory without it); the
+    checkpoint commits to the key directory, so carol's sync fails with a SecurityError."""
+    stub = stubs.member("carol")
+    page = withheld_page(taskforce, stub, stolen_then_revoked(taskforce))
     directory = stub.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=0))
     del directory.records[-1]  # the revocation is the last key event
     carol, server = _bob_on(FakeExchange([page], directory), taskforce, tmp_path, member="carol")

@@ -321,7 +321,7 @@ def test_rejections_carry_no_payload_or_identifier(
         bob, carol = tf.client("bob"), tf.client("carol")
         as_bob = stubs.member("bob")
         # per-envelope rejections, each with the canary in a different field
-        non_normalized = bob.signal("text", "x", groups=[GROUP_ALL], signal_id=f"id-{CANARY}")
+        non_normalized = bob.signal("text", "xxxx", groups=[GROUP_ALL], signal_id=f"id-{CANARY}")
         non_normalized.value = f"  Phrase {CANARY.upper()}  "
         foreign_group = bob.signal("md5", MD5_A, groups=[f"group-{CANARY}"], signal_id="g1",
                                    description=f"about {CANARY}", labels=[CANARY])

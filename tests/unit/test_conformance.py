@@ -123,11 +123,15 @@ def test_records(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", load("normalization")["cases"], ids=lambda c: c["name"])
 def test_normalization(case: dict[str, Any]) -> None:
+    kind, rule = signals.signal_type(case["type"]), case["rule"]
     if case["valid"]:
-        assert signals.normalize(case["type"], case["input"]) == case["normalized"]
-        signals.signal_type(case["type"]).check(case["normalized"])
+        assert kind.normalize_under(case["input"], rule) == case["normalized"]
+        assert reason(lambda: kind.check(case["normalized"], rule)) == case.get("signal_reason")
+        if rule == signals.CURRENT_RULE:
+            assert signals.normalize(case["type"], case["input"]) == case["normalized"]
     else:
-        assert reason(lambda: signals.normalize(case["type"], case["input"])) == case["reason"]
+        assert reason(lambda: signals.normalize(case["type"], case["input"])
+                      if rule == signals.CURRENT_RULE else kind.normalize_under(case["input"], rule)) == case["reason"]
 
 
 def test_merkle() -> None:

@@ -5,7 +5,9 @@ consumer call :meth:`SignalType.check` and reject a value whose normalized form
 differs, instead of rewriting signed bytes.
 
 - :mod:`.base` — the contract (:class:`SignalType`, :class:`Matcher`, :class:`Content`).
-- :mod:`.registry` — :func:`register`, :func:`signal_type`, :func:`normalize`.
+- :mod:`.registry` — :func:`register`, :func:`signal_type`, :func:`normalize`,
+  :func:`signal_value` (a new signal's value), :func:`admit` (the exchange's check).
+- :mod:`.suffixes` — the Public Suffix List (bundled snapshot) and host suffixes.
 - :mod:`.digests` (md5, sha1, sha256, video_md5), :mod:`.pdq`, :mod:`.web` (url,
   domain), :mod:`.account`, :mod:`.text`, :mod:`.vpdq` — the built-in types.
 
@@ -16,15 +18,24 @@ and the seeds reuse them. ARCHITECTURE.md says how to add a type.
 from __future__ import annotations
 
 from exchange.core.signals.account import Account
-from exchange.core.signals.base import MAX_VALUE_LENGTH, Content, ContentHash, Matcher, OpaqueType, SignalType
+from exchange.core.signals.base import (
+    CURRENT_RULE, LEGACY_RULE, MAX_VALUE_LENGTH, RULES, Content, ContentHash, Matcher, OpaqueType, SignalType,
+)
 from exchange.core.signals.digests import Md5, Sha1, Sha256, VideoMd5
 from exchange.core.signals.pdq import Pdq
-from exchange.core.signals.registry import normalize, register, registered, signal_type, unregister
+from exchange.core.signals.registry import (
+    admit, normalize, register, registered, signal_type, signal_value, unregister,
+)
 from exchange.core.signals.text import Text
 from exchange.core.signals.vpdq import Vpdq
 from exchange.core.signals.web import Domain, Url
 
 __all__ = [
+    "CURRENT_RULE",
+    "LEGACY_RULE",
+    "RULES",
+    "admit",
+    "signal_value",
     "Account",
     "BUILTIN_TYPES",
     "Content",

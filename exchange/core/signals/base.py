@@ -18,10 +18,20 @@ from typing import ClassVar
 
 from exchange.core.errors import InvalidValue, NonNormalizedValue
 
-__all__ = ["Content", "ContentHash", "Matcher", "MAX_VALUE_LENGTH", "OpaqueType", "SignalType", "HEX"]
+__all__ = [
+    "CURRENT_RULE", "Content", "ContentHash", "HEX", "LEGACY_RULE", "MAX_VALUE_LENGTH", "Matcher", "OpaqueType",
+    "RULES", "SignalType",
+]
 
 MAX_VALUE_LENGTH = 4096
 HEX = re.compile(r"[0-9a-f]*")
+
+# Value-rule versions (PROTOCOL.md §5): a signal names the rule its value was
+# normalized under (``Signal.value_rule``; absent = rule 1), so an entry keeps
+# verifying under its own rule after the rules tighten.
+LEGACY_RULE = 1
+CURRENT_RULE = 2
+RULES = (LEGACY_RULE, CURRENT_RULE)
 
 
 class Matcher(StrEnum):
@@ -71,15 +81,32 @@ class SignalType:
     pytx_name: ClassVar[str | None] = None
 
     def normalize(self, raw: str) -> str:
-        """Return the canonical form of ``raw`` or raise InvalidValue."""
+        """Return the canonical form of ``raw`` under the current rule or raise
+        InvalidValue (for signals and for the member's content alike)."""
         raise NotImplementedError
 
-    def check(self, value: str) -> None:
-        """Raise unless ``value`` is already in canonical form."""
-        if self.normalize(value) != value:
+    def normalize_under(self, raw: str, rule: int) -> str:
+        """The canonical form under value rule ``rule`` (types whose canonical form
+        changed between rules override this)."""
+        return self.normalize(raw)
+
+    def restrict(self, value: str) -> None:
+        """Rule-2 limits on a *signal's* canonical value (not on content): raise
+        BroadValue for a value that would match too much."""
+
+    def admit(self, value: str) -> None:
+        """The exchange's admission policy for a new signal value beyond its rule
+        (data that may change over time, such as the Public Suffix List): raise
+        BroadValue. Verifiers never apply it, so old entries keep verifying."""
+
+    def check(self, value: str, rule: int = CURRENT_RULE) -> None:
+        """Raise unless ``value`` is a valid signal value in canonical form under ``rule``."""
+        if self.normalize_under(value, rule) != value:
             raise NonNormalizedValue(
                 f"{self.name} value is not in canonical form; normalize it before signing"
             )
+        if rule >= CURRENT_RULE:
+            self.restrict(value)
 
     def lookups(self, value: str) -> list[tuple[str, str]]:
         """The exact (type, value) keys a piece of content with this value matches."""

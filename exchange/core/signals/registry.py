@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 
 from exchange.core.errors import InvalidValue
-from exchange.core.signals.base import MAX_VALUE_LENGTH, OpaqueType, SignalType
+from exchange.core.signals.base import CURRENT_RULE, MAX_VALUE_LENGTH, OpaqueType, SignalType
 
-__all__ = ["register", "unregister", "registered", "signal_type", "normalize", "TYPE_NAME"]
+__all__ = ["admit", "register", "unregister", "registered", "signal_type", "signal_value", "normalize", "TYPE_NAME"]
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 _REGISTRY: dict[str, SignalType] = {}
@@ -51,3 +51,20 @@ def normalize(type_name: str, raw: str) -> str:
     if len(value) > MAX_VALUE_LENGTH:
         raise InvalidValue(f"value is longer than {MAX_VALUE_LENGTH} characters")
     return value
+
+
+def signal_value(type_name: str, raw: str) -> str:
+    """A new signal's value: normalized under the current rule and within its limits
+    (what a publisher signs; content lookups use :func:`normalize`)."""
+    value = normalize(type_name, raw)
+    signal_type(type_name).restrict(value)
+    return value
+
+
+def admit(type_name: str, value: str) -> None:
+    """The exchange's check of a new signal's value, whatever rule it names: canonical
+    and within limits under the current rule, and allowed by the type's admission
+    policy (a public suffix is not a domain signal)."""
+    kind = signal_type(type_name)
+    kind.check(value, CURRENT_RULE)
+    kind.admit(value)

@@ -1,8 +1,9 @@
 """Web indicators: ``url`` and ``domain``, one family because they match each other.
 
 A ``domain`` signal matches content for that domain and every sub-domain of it
-(host-suffix matching); ``url`` content matches URL signals exactly and domain
-signals for its host.
+(host-suffix matching, which stops at the registrable domain: ``suffixes``); ``url``
+content matches URL signals exactly and domain signals for its host. Value rule 2
+(``url_rule2``) drops a URL's userinfo and writes a numeric host as dotted decimal.
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ import unicodedata
 import idna
 from url_normalize import url_normalize
 
-from exchange.core.errors import InvalidValue
-from exchange.core.signals.base import SignalType
+from exchange.core.errors import BroadValue, InvalidValue
+from exchange.core.signals.base import CURRENT_RULE, LEGACY_RULE, SignalType
+from exchange.core.signals.suffixes import host_suffixes, is_public_suffix
+from exchange.core.signals.url_rule2 import rule2_step
 
 __all__ = ["Domain", "Url", "host_suffixes"]
-
-
-def host_suffixes(host: str) -> list[str]:
-    """The host and each parent domain of it (not the bare top-level label)."""
-    labels = host.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
 
 
 class Url(SignalType):
@@ -38,9 +35,18 @@ class Url(SignalType):
         ("https://EXAMPLE.com", "https://example.com/"),
         ("https://例え.jp/パス", "https://xn--r8jz45g.jp/%E3%83%91%E3%82%B9"),
     )
-    bad_examples = ("javascript:alert(1)", "ftp://example.com/x", "https://", "not a url at all")
+    bad_examples = ("javascript:alert(1)", "ftp://example.com/x", "https://", "not a url at all", "http://256.1.1.1/")
+    rule2_examples = (
+        ("http://user:pass@Example.com/", "http://example.com/"),
+        ("http://3232235777/", "http://192.168.1.1/"),
+        ("http://0xC0.0250.1.1/x", "http://192.168.1.1/x"),
+        ("http://user@0x7f.1:8080/", "http://127.0.0.1:8080/"),
+    )
 
     def normalize(self, raw: str) -> str:
+        return self.normalize_under(raw, CURRENT_RULE)
+
+    def normalize_under(self, raw: str, rule: int) -> str:
         text = raw.strip()
         if not text or len(text) > self.max_length or any(unicodedata.category(c) == "Cc" for c in text):
             raise InvalidValue("url must be 1..2048 printable characters")
@@ -57,6 +63,8 @@ class Url(SignalType):
                 raise InvalidValue("url cannot be normalized") from exc
             if not again:
                 raise InvalidValue("url cannot be normalized")
+            if rule > LEGACY_RULE:
+                again = rule2_step(again)
             if again == value:
                 break
             value = again
@@ -114,6 +122,8 @@ class Domain(SignalType):
         ("bücher.example", "xn--bcher-kva.example"),
     )
     bad_examples = ("exa mple.com", "-bad.example", "a..b", "", "x" * 64 + ".com")
+    # admitted by no exchange (a public suffix alone), though valid under every rule
+    broad_examples = ("co.uk", "com", "github.io")
     _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
     def normalize(self, raw: str) -> str:
@@ -128,6 +138,13 @@ class Domain(SignalType):
         if len(value) > 253 or not all(self._LABEL.match(label) for label in labels):
             raise InvalidValue("domain labels must be 1..63 letters, digits or hyphens")
         return value
+
+    def admit(self, value: str) -> None:
+        if is_public_suffix(value):
+            raise BroadValue(f"domain {value} is a public suffix: it would match every domain under it")
+
+    def quality_flag(self, value: str) -> str | None:
+        return "public-suffix" if is_public_suffix(value) else None
 
     def lookups(self, value: str) -> list[tuple[str, str]]:
         return [(self.name, suffix) for suffix in host_suffixes(value)] if value else []

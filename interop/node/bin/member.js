@@ -58,6 +58,7 @@ const SECURITY = new Set(['security-error', 'log-fork', 'bad-proof', 'bad-note',
 main().then((out) => {
   process.stdout.write(`${JSON.stringify(out)}\n`);
   if (out && out.untrusted && out.untrusted.length) process.exit(8);
+  if (out && out.keydir_error) process.exit(8); // a withheld or altered key event
   process.exit(out && out.error ? 1 : 0);
 }, (err) => {
   process.stderr.write(`${err.message}\n`);

@@ -8,7 +8,8 @@ const merkle = require('./merkle');
 const note = require('./note');
 const { decodeEnvelope, verifyEnvelope, decodeRecord, pae } = require('./envelope');
 const { decodeEntry } = require('./entries');
-const { normalize } = require('./normalize');
+const { normalize, check } = require('./normalize');
+const { commit: keydirCommit, line: keydirLine, checkCommitted } = require('./keydir_commitment');
 const { Verifier } = require('./verifier');
 const { checkCall, callMessage } = require('./callauth');
 const { accountValue } = require('./accounts');
@@ -74,12 +75,20 @@ const CHECKS = {
   normalization(doc, fail) {
     for (const c of doc.cases) {
       let got;
-      try { got = { valid: true, value: normalize(c.type, c.input) }; } catch (e) {
+      try { got = { valid: true, value: normalize(c.type, c.input, c.rule) }; } catch (e) {
         if (!e.reason) throw e;
         got = { valid: false, reason: e.reason };
       }
       const ok = got.valid === c.valid && (c.valid ? got.value === c.normalized : got.reason === c.reason);
       if (!ok) fail(c.name, c.valid ? c.normalized : c.reason, got.valid ? got.value : got.reason);
+      if (c.valid) {
+        let signalReason;
+        try { check(c.type, c.normalized, c.rule); } catch (e) {
+          if (!e.reason) throw e;
+          signalReason = e.reason;
+        }
+        if (signalReason !== c.signal_reason) fail(`${c.name} (as a signal)`, c.signal_reason, signalReason);
+      }
     }
   },
   accounts(doc, fail) {
@@ -130,6 +139,14 @@ const CHECKS = {
     }
     const tainted = v.tainted().map(Number);
     if (JSON.stringify(tainted) !== JSON.stringify(doc.tainted_by_compromise)) fail('tainted', doc.tainted_by_compromise, tainted);
+    // the trustwire-keydir checkpoint line over the accepted key events below each size
+    const events = doc.cases.filter((c) => c.valid && v.accepted.some((a) => Number(a.index) === c.index && a.kind === 'keyevent'));
+    for (const c of doc.keydir_commitments) {
+      const got = keydirLine(keydirCommit(events.filter((e) => e.index < c.size).map((e) => hex(e.record))));
+      if (got !== c.line) fail(`keydir-commitment-${c.size}`, c.line, got);
+      const parsed = reasonOf(() => checkCommitted({ size: c.size, extensions: [c.line] }, events.filter((e) => e.index < c.size).map((e) => hex(e.record))));
+      if (parsed !== null) fail(`keydir-commitment-${c.size} check`, null, parsed);
+    }
   },
   keys(doc, fail) {
     for (const c of doc.cases) {

@@ -38,7 +38,9 @@ function validateSignal(s) {
   require_(SIGNAL_ID.test(s.signal_id), 'bad signal_id');
   memberId(s.member_id);
   if (!TYPE_NAME.test(s.type)) throw new ProtocolError('invalid-value', 'bad signal type name');
-  checkValue(s.type, s.value);
+  const rule = Number(s.value_rule || 0);
+  if (rule !== 0 && rule !== 2) throw new ProtocolError('invalid-value', 'value_rule is 2, or omitted for rule 1');
+  checkValue(s.type, s.value, rule || 1);
   require_(s.labels.length <= 32, 'at most 32 labels');
   require_(s.labels.every((l) => LABEL.test(l)), 'bad label');
   require_(unique(s.labels), 'labels must be unique');

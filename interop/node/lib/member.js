@@ -9,6 +9,7 @@ const { Writer } = require('./wire');
 const { Verifier } = require('./verifier');
 const { decodeRecord } = require('./envelope');
 const { ProtocolError } = require('./errors');
+const { checkCommitted } = require('./keydir_commitment');
 
 const hashes = (xs) => (xs || []).map((h) => Buffer.from(h));
 
@@ -92,7 +93,8 @@ class LogView {
 async function verifyStream(client, { operatorPublicKey, logKey }) {
   const verifier = new Verifier(operatorPublicKey);
   const view = new LogView(logKey);
-  const report = { verified: [], untrusted: [], pages: 0, inclusion_proofs: 0, checkpoints: 0 };
+  const report = { verified: [], untrusted: [], pages: 0, inclusion_proofs: 0, checkpoints: 0, keydir_checks: 0 };
+  const keyEvents = [];
   const request = new Writer().uint(1, 0).bool(2, true).uint(3, 0).finish();
   const seen = [];
   for await (const page of client.stream('ExchangeService', 'Subscribe', request)) {
@@ -112,9 +114,21 @@ async function verifyStream(client, { operatorPublicKey, logKey }) {
         const v = verifier.verify(raw);
         report.verified.push(Number(v.index));
         seen.push([v.index, raw]);
+        if (v.kind === 'keyevent') keyEvents.push(raw);
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         report.untrusted.push({ index: Number(decodeRecord(raw).index), reason: e.reason });
+      }
+    }
+    // caught up with the page's checkpoint: it must commit to exactly the key events seen
+    // (a mismatch is reported, and the member exits 8, keeping the rest of the report)
+    if (BigInt(page.next_index || 0) === cp.size) {
+      try {
+        checkCommitted(cp, keyEvents);
+        report.keydir_checks += 1;
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        report.keydir_error = report.keydir_error || e.message;
       }
     }
   }

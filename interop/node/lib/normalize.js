@@ -83,6 +83,15 @@ function account(raw) {
   return `${platform}:${kind}:${ident}`;
 }
 
+// Words (§5.5): maximal runs of letters, marks and numbers; rule 2 needs 4 word code points.
+const MIN_WORD_CHARS = 4;
+const words = (value) => value.match(/[\p{L}\p{M}\p{N}]+/gu) || [];
+function restrictText(value) {
+  if (words(value).reduce((n, w) => n + cpLength(w), 0) < MIN_WORD_CHARS) {
+    throw new ProtocolError('broad-value', `text needs at least ${MIN_WORD_CHARS} letters or digits`);
+  }
+}
+
 function text(raw) {
   const folded = caseFold(raw.normalize('NFKC'));
   const value = splitWs(folded.normalize('NFKC')).join(' ');
@@ -91,12 +100,12 @@ function text(raw) {
 }
 
 const MAX_URL = 2048;
-function url(raw) {
+function url(raw, rule) {
   const t = strip(raw);
   if (!t || cpLength(t) > MAX_URL || /[\x00-\x1f\x7f-\x9f]/.test(t)) throw invalid('url must be 1..2048 printable characters');
   const sep = t.indexOf('://');
   if (sep < 0 || !['http', 'https'].includes(t.slice(0, sep).toLowerCase())) throw invalid('url must be absolute, with scheme http or https');
-  return canonicalUrl(t);
+  return canonicalUrl(t, rule);
 }
 
 function opaque(raw) {
@@ -143,16 +152,21 @@ const TYPES = {
 };
 const TYPE_NAME = /^[a-z][a-z0-9_]{0,31}$/;
 
-function normalize(type, raw) {
+// Value rules (§5): 2 is current; 1 is what a signal without value_rule was written under.
+const CURRENT_RULE = 2;
+const RESTRICT = { text: restrictText };
+
+function normalize(type, raw, rule = CURRENT_RULE) {
   const fn = TYPES[type] || (TYPE_NAME.test(type) ? opaque : null);
   if (!fn) throw invalid('signal type names are 1..32 lowercase letters, digits and underscores');
-  const value = fn(raw);
+  const value = fn(raw, rule);
   if (cpLength(value) > 4096) throw invalid('value is longer than 4096 characters');
   return value;
 }
 
-function check(type, value) {
-  if (normalize(type, value) !== value) throw new ProtocolError('non-normalized-value', `${type} value is not in canonical form`);
+function check(type, value, rule = CURRENT_RULE) {
+  if (normalize(type, value, rule) !== value) throw new ProtocolError('non-normalized-value', `${type} value is not in canonical form`);
+  if (rule >= 2 && RESTRICT[type]) RESTRICT[type](value);
 }
 
-module.exports = { normalize, check, strip, caseFold, WS };
+module.exports = { normalize, check, strip, caseFold, WS, CURRENT_RULE };

@@ -48,7 +48,8 @@ function parseCheckpoint(text) {
   if (!origin || !/^(0|[1-9][0-9]{0,19})$/.test(sizeText)) throw new Error('checkpoint size is not decimal');
   const root = Buffer.from(rootB64, 'base64');
   if (root.length !== 32 || root.toString('base64') !== rootB64) throw new Error('checkpoint root is not base64 of 32 bytes');
-  return { origin, size: BigInt(sizeText), root };
+  // C2SP extension lines: after the root, up to the final newline
+  return { origin, size: BigInt(sizeText), root, extensions: lines.slice(3, -1) };
 }
 
 // Open a checkpoint note; return {origin, size (BigInt), root, note} or throw.

@@ -1,5 +1,5 @@
 'use strict';
-// The `url` canonical form of PROTOCOL.md §5.7, step by step. Percent-decoding works on
+// The `url` canonical form of PROTOCOL.md §5.3 (rules 1 and 2), step by step. Percent-decoding works on
 // bytes; bytes that are not UTF-8 stay as bytes; decoded text is NFC-normalized;
 // re-encoding escapes every byte outside the component's safe set, in uppercase hex.
 const { domainToASCII } = require('node:url');
@@ -189,11 +189,55 @@ function pass(input) {
 const HOST_LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const IPV6 = /^[0-9a-f:.]+$/;
 
-function url(text) {
+// Value rule 2 (§5.3, rule-2 steps): no userinfo; a host that ends in a number is an
+// IPv4 address (1..4 parts, each decimal, 0x-hex or 0-octal) written as dotted decimal.
+const DEC = /^[0-9]+$/;
+const HEXPART = /^0[xX][0-9a-fA-F]*$/;
+function ipv4Host(host) {
+  const last = host.split('.').pop();
+  if (!host || !(DEC.test(last) || HEXPART.test(last))) return null;
+  const parts = host.split('.');
+  const bad = () => invalid('url host ends in a number but is not an IPv4 address');
+  if (parts.length > 4 || parts.includes('')) throw bad();
+  const nums = parts.map((p) => {
+    if (HEXPART.test(p)) return BigInt(`0x${p.slice(2) || '0'}`);
+    if (p.length > 1 && p.startsWith('0')) {
+      if (!/^[0-7]+$/.test(p)) throw bad();
+      return BigInt(`0o${p.slice(1)}`);
+    }
+    if (!DEC.test(p)) throw bad();
+    return BigInt(p);
+  });
+  const lastNum = nums[nums.length - 1];
+  if (nums.slice(0, -1).some((n) => n > 255n) || lastNum >= 256n ** BigInt(5 - nums.length)) {
+    throw invalid('url host is an IPv4 address out of range');
+  }
+  let addr = lastNum;
+  nums.slice(0, -1).forEach((n, i) => { addr += n << BigInt(8 * (3 - i)); });
+  return [24n, 16n, 8n, 0n].map((s) => ((addr >> s) & 255n).toString()).join('.');
+}
+
+function rule2Step(u) {
+  const sep = u.indexOf('://');
+  const rest = u.slice(sep + 3);
+  const cut = rest.search(/[/?]/);
+  const authority = cut < 0 ? rest : rest.slice(0, cut);
+  const tail = cut < 0 ? '' : rest.slice(cut);
+  let hostport = authority.slice(authority.lastIndexOf('@') + 1);
+  if (!hostport.startsWith('[')) {
+    const colon = hostport.indexOf(':');
+    const host = colon < 0 ? hostport : hostport.slice(0, colon);
+    hostport = (ipv4Host(host) ?? host) + (colon < 0 ? '' : hostport.slice(colon));
+  }
+  return `${u.slice(0, sep)}://${hostport}${tail}`;
+}
+
+function url(text, rule = 2) {
   let value = text.split('#')[0];
   let stable = false;
   for (let i = 0; i < 4; i++) {
-    const again = pass(value);
+    let again = pass(value);
+    if (again && rule >= 2) again = rule2Step(again);
     if (!again) throw invalid('url cannot be normalized');
     if (again === value) { stable = true; break; }
     value = again;
