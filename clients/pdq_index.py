@@ -198,7 +198,8 @@ def radii(m: int, threshold: int) -> list[int]:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     sub: npt.NDArray[np.int64]  # substring of each probe
-    mask: npt.NDArray[np.uint32]  # flip mask of each probe
+    mask: npt.NDArray[np.int64]  # flip mask of each probe
+    base: npt.NDArray[np.int64]  # where the probe's substring table starts in the offsets
 
 
 @lru_cache(maxsize=256)
@@ -210,8 +211,22 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     if sum(sizes) > MAX_PROBES:
         return None
     subs = np.concatenate([np.full(s, j, dtype=np.int64) for j, s in enumerate(sizes) if s])
-    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0])
-    return _Plan(subs, masks)
+    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0]).astype(np.int64)
+    return _Plan(subs, masks, subs * ((1 << b) + 1))
+
+
+def _keys(queries: Words, m: int, b: int) -> npt.NDArray[np.int64]:
+    """(k, m) substrings of each query. Python integers for a few queries (a dozen
+    shifts beat a dozen small numpy calls), numpy windows for many."""
+    if len(queries) <= 64:
+        mask = (1 << b) - 1
+        raw = np.asarray(queries).astype(">u8").tobytes()
+        out = []
+        for i in range(0, len(raw), 32):
+            v = int.from_bytes(raw[i : i + 32], "big")
+            out.append([(v >> (BITS - (j + 1) * b)) & mask for j in range(m)])
+        return np.array(out, dtype=np.int64).reshape(len(queries), m)
+    return np.stack([_window(queries, j * b, b).astype(np.int64) for j in range(m)], axis=1)
 
 
 class _Segment:
@@ -263,13 +278,12 @@ class _Segment:
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return None
-        b = self.b
-        keys = np.stack([_window(queries, j * b, b) for j in range(self.m)], axis=1)  # (k, m)
-        idx = (plan.sub * ((1 << b) + 1) + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
-        st = self.offsets[idx].astype(np.int64)
-        ln = self.offsets[idx + 1].astype(np.int64) - st
+        keys = _keys(queries, self.m, self.b)
+        idx = (plan.base + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
+        st = np.take(self.offsets, idx)
+        ln = np.take(self.offsets, idx + 1) - st
         nz = np.flatnonzero(ln)
-        st, ln = st[nz], ln[nz]
+        st, ln = st[nz].astype(np.int64), ln[nz].astype(np.int64)
         total = int(ln.sum())
         if total == 0:
             return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
