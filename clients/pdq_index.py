@@ -139,7 +139,7 @@ def _distances(rows: npt.NDArray[np.void], query: npt.NDArray[np.void] | Words) 
     Word by word with a scalar (or aligned) operand: broadcasting an (n, 4) array
     against a (4,) query runs numpy's slow short-inner-loop path."""
     if query.dtype == _ROW:
-        words = [query[f] for f in _ROW.names]  # type: ignore[index]
+        words = [query[f] for f in ("w0", "w1", "w2", "w3")]  # type: ignore[call-overload]
     else:
         words = [query[i] for i in range(4)]
     d = np.bitwise_count(rows["w0"] ^ words[0])

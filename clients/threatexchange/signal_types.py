@@ -225,13 +225,11 @@ class AccountSignal(signal_base.SimpleSignalType, signal_base.TextHasher):
 
 # pytx signal types by their pytx name: the ones pytx ships that Trustwire types map
 # to, and the ones this module adds.
-PYTX_CLASSES: dict[str, type[signal_base.SignalType]] = {
-    cls.get_name(): cls
-    for cls in (
-        PdqSignal, VideoMD5Signal, URLSignal, TrendQuerySignal,
-        FileMD5Signal, FileSHA1Signal, FileSHA256Signal, DomainSignal, AccountSignal, *_OPTIONAL,
-    )
-}
+_CLASSES: tuple[type[signal_base.SignalType], ...] = (
+    PdqSignal, VideoMD5Signal, URLSignal, TrendQuerySignal,
+    FileMD5Signal, FileSHA1Signal, FileSHA256Signal, DomainSignal, AccountSignal, *_OPTIONAL,
+)
+PYTX_CLASSES: dict[str, type[signal_base.SignalType]] = {cls.get_name(): cls for cls in _CLASSES}
 
 
 def pytx_type_for(type_name: str) -> tuple[type[signal_base.SignalType], t.Callable[[str], str]] | None:

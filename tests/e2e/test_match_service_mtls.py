@@ -4,11 +4,9 @@ following a real exchange, with a generated PKI (exchange.server.tls.generate_de
 from __future__ import annotations
 
 import json
-import re
 import signal
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from exchange.pb.trustwire.v1 import match_pb2 as mpb
 from exchange.pb.trustwire.v1 import match_pb2_grpc as mgrpc
 from exchange.server.tls import DemoPki, generate_demo_pki
 from tests.conftest import GROUP_ALL, TaskForce, accepted, wait_until
+from tests.e2e.test_match_service import spawn
 
 TOKEN = "pipeline-token-INSECURE-for-tests-0123456789"
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -77,20 +76,12 @@ class Svc:
 def _start(tf: TaskForce, tmp: Path, pki: DemoPki, *extra: str) -> Svc:
     key = tmp / "bob.key"
     key.write_text(tf.signers["bob"].seed.hex())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clients.cli.main", "member", "serve-match", "--exchange", tf.target,
-         "--member-id", "bob", "--key-file", str(key), "--operator-public-key", tf.operator.public_key.hex(),
-         "--log-key", tf.log_key, "--state", str(tmp / "bob-match.db"),
-         "--serve-tls-cert-file", str(pki.server_cert), "--serve-tls-key-file", str(pki.server_key),
-         "--client-ca-file", str(pki.ca_cert),
-         "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc, https, grpc_port = spawn(
+        tf.target, tf.log_key, tf.operator.public_key.hex(), key, tmp / "bob-match.db",
+        "--serve-tls-cert-file", str(pki.server_cert), "--serve-tls-key-file", str(pki.server_key),
+        "--client-ca-file", str(pki.ca_cert), *extra,
     )
-    assert proc.stdout is not None
-    https = re.search(r"https port (\d+)", proc.stdout.readline())  # bounded by pytest-timeout
-    grpc_port = re.search(r"grpc port (\d+)", proc.stdout.readline())
-    assert https and grpc_port, proc.stderr.read() if proc.poll() is not None else "no ports printed"
-    svc = Svc(proc, f"https://127.0.0.1:{https.group(1)}", f"127.0.0.1:{grpc_port.group(1)}", pki)
+    svc = Svc(proc, f"https://127.0.0.1:{https}", f"127.0.0.1:{grpc_port}", pki)
     wait_until(lambda: svc.get("/v1/ready", pki)[0] == 200, timeout=30)
     return svc
 
