@@ -52,6 +52,22 @@ Layout
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
 
+Queries
+-------
+One vectorized pass per batch (:meth:`PdqIndex.search_many`; :meth:`search` is a
+batch of one): the queries' substrings (Python integers for small batches), every
+probe's directory slot, the posting ranges expanded with one ``repeat``, then the
+candidates' hashes gathered as 32-byte records with ``np.take`` (one cache line each;
+fancy-indexing the rows of the (n, 4) array is several times slower) and their
+distances computed word by word (a scalar or aligned operand: broadcasting against a
+(4,) query takes numpy's slow short-inner-loop path). At 10M the cost is the ~9k
+random reads of candidates and postings per query; batching amortizes the rest.
+
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
+posting per hash (4 B, uint32) on top of the 32 B hash itself; below ~64 B per hash
+(640 MiB at 10M) would need fewer tables, whose probe counts explode with the radius
+(8 tables of 32 bits: 43,912 probes per query), or postings under 3 B.
+
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
 """
