@@ -109,6 +109,8 @@ def test_pipeline_certificate_alone_matches_over_https_and_grpc(tf: TaskForce, s
     with svc.channel(pki) as ch:
         reply = mgrpc.MatchServiceStub(ch).Lookup(mpb.LookupRequest(type="md5", value=MD5), timeout=10)
     assert [m.signal_id for m in reply.matches] == ["m1"]
+    spec = svc.get("/v1/openapi.json", pki)[1]
+    assert spec["components"]["securitySchemes"]["mtls"]["type"] == "mutualTLS"
 
 
 def test_caller_without_a_client_certificate_is_refused(svc: Svc) -> None:
