@@ -100,6 +100,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 31
 BITS = 256
 MAX_PROBES = 200_000
+_FEW = 64  # hits per batch below which the final sort and de-duplication run in Python
 FORMAT = "trustwire-pdq-index/1"
 _U64 = np.uint64
 Words = npt.NDArray[np.uint64]
@@ -305,7 +306,7 @@ class _Segment:
             return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
         ends = np.cumsum(ln)
         pos = np.repeat(st - (ends - ln), ln) + np.arange(total, dtype=np.int64)
-        qno = np.repeat(nz // len(plan.sub), ln)
+        qno = np.repeat(nz // len(plan.sub), ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
         return np.take(self.postings, pos), qno
 
     @property
@@ -545,6 +546,8 @@ class PdqIndex:
         rows = np.concatenate(rows_parts)
         qno = np.concatenate(qno_parts)
         dist = np.concatenate(d_parts).astype(np.int64)
+        if len(rows) <= _FEW:
+            return self._collect_few(out, rows.tolist(), qno.tolist(), dist.tolist())
         alive = self._row_of[self._ids[rows]] == rows
         rows, qno, dist = rows[alive], qno[alive], dist[alive]
         _, first = np.unique(qno * max(self._n, 1) + rows, return_index=True)  # a row reached by several probes
@@ -553,6 +556,24 @@ class PdqIndex:
         order = np.lexsort((ids, dist, qno))
         for i, q_i, d_i in zip(ids[order].tolist(), qno[order].tolist(), dist[order].tolist(), strict=True):
             out[q_i].append((i, d_i))
+        return out
+
+    def _collect_few(
+        self, out: list[list[tuple[int, int]]], rows: list[int], qno: list[int], dist: list[int]
+    ) -> list[list[tuple[int, int]]]:
+        """The last step of :meth:`search_many` for a handful of hits, in Python (cheaper
+        than a dozen numpy calls): drop dead rows and repeats, order by (distance, id)."""
+        seen: set[tuple[int, int]] = set()
+        ids, row_of = self._ids, self._row_of
+        for r, q, d in zip(rows, qno, dist, strict=True):
+            if (q, r) in seen:
+                continue
+            seen.add((q, r))
+            i = int(ids[r])
+            if int(row_of[i]) == r:
+                out[q].append((i, d))
+        for hits in out:
+            hits.sort(key=lambda h: (h[1], h[0]))
         return out
 
     def brute_force_search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
