@@ -91,7 +91,7 @@ def serve(size: int, port_file: Path, tmp: Path) -> None:
     import uvicorn
 
     from clients.bank import BankSignal
-    from clients.matchsvc.auth import TokenSet
+    from clients.matchsvc.auth import PipelineAuth, TokenSet
     from clients.matchsvc.http_api import build_app
     from clients.matchsvc.service import MatchService, MatchSettings
     from clients.member import MemberClient
@@ -126,7 +126,8 @@ def serve(size: int, port_file: Path, tmp: Path) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port_file.write_text(json.dumps({"port": sock.getsockname()[1], "load_s": load_s, "rss": rss}))
-    server = uvicorn.Server(uvicorn.Config(build_app(service, TokenSet([TOKEN])), log_level="warning",
+    app = build_app(service, PipelineAuth(TokenSet([TOKEN]), client_certificates=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            access_log=False, lifespan="off"))
     server.run(sockets=[sock])
 

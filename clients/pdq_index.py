@@ -52,6 +52,22 @@ Layout
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
 
+Queries
+-------
+One vectorized pass per batch (:meth:`PdqIndex.search_many`; :meth:`search` is a
+batch of one): the queries' substrings (Python integers for small batches), every
+probe's directory slot, the posting ranges expanded with one ``repeat``, then the
+candidates' hashes gathered as 32-byte records with ``np.take`` (one cache line each;
+fancy-indexing the rows of the (n, 4) array is several times slower) and their
+distances computed word by word (a scalar or aligned operand: broadcasting against a
+(4,) query takes numpy's slow short-inner-loop path). At 10M the cost is the ~9k
+random reads of candidates and postings per query; batching amortizes the rest.
+
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
+posting per hash (4 B, uint32) on top of the 32 B hash itself; below ~64 B per hash
+(640 MiB at 10M) would need fewer tables, whose probe counts explode with the radius
+(8 tables of 32 bits: 43,912 probes per query), or postings under 3 B.
+
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
 """
@@ -84,6 +100,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 31
 BITS = 256
 MAX_PROBES = 200_000
+_FEW = 64  # hits per batch below which the final sort and de-duplication run in Python
 FORMAT = "trustwire-pdq-index/1"
 _U64 = np.uint64
 Words = npt.NDArray[np.uint64]
@@ -123,18 +140,38 @@ def is_degenerate(words: Words, margin: int = 48) -> bool:
     return abs(ones - BITS // 2) > margin
 
 
-def _popcount_rows(x: Words) -> npt.NDArray[np.int32]:
-    pc = np.bitwise_count(x)
-    return (
-        pc[:, 0].astype(np.int32) + pc[:, 1] + pc[:, 2] + pc[:, 3]  # faster than sum(axis=1) on 4 columns
-    )
+_ROW = np.dtype([("w0", np.uint64), ("w1", np.uint64), ("w2", np.uint64), ("w3", np.uint64)])
+"""One hash as a 32-byte record: gathering records (``np.take``) reads one cache line per
+row, several times faster than fancy-indexing the rows of an (n, 4) array."""
+
+
+def _records(words: Words) -> npt.NDArray[np.void]:
+    """A C-contiguous (n, 4) uint64 array seen as (n,) records (no copy)."""
+    return np.ascontiguousarray(words).view(_ROW).reshape(-1)
+
+
+def _distances(rows: npt.NDArray[np.void], query: npt.NDArray[np.void] | Words) -> npt.NDArray[np.uint16]:
+    """Hamming distance of each record to the query (one record, or one per row).
+
+    Word by word with a scalar (or aligned) operand: broadcasting an (n, 4) array
+    against a (4,) query runs numpy's slow short-inner-loop path."""
+    if query.dtype == _ROW:
+        words = [query[f] for f in ("w0", "w1", "w2", "w3")]  # type: ignore[call-overload]
+    else:
+        words = [query[i] for i in range(4)]
+    d = np.bitwise_count(rows["w0"] ^ words[0])
+    d += np.bitwise_count(rows["w1"] ^ words[1])
+    d += np.bitwise_count(rows["w2"] ^ words[2])  # uint8 holds up to 192; 256 needs the wider sum below
+    out: npt.NDArray[np.uint16] = d.astype(np.uint16)
+    out += np.bitwise_count(rows["w3"] ^ words[3])
+    return out
 
 
 def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """(row, distance) of every row of ``codes`` within ``threshold`` of ``query``: the reference."""
-    d = _popcount_rows(codes ^ query)
+    d = _distances(_records(codes), np.asarray(query, dtype=np.uint64).reshape(4))
     rows = np.flatnonzero(d <= threshold)
-    return rows.astype(np.int64), d[rows]
+    return rows.astype(np.int64), d[rows].astype(np.int32)
 
 
 # -- substring plans -----------------------------------------------------------------------
@@ -178,7 +215,8 @@ def radii(m: int, threshold: int) -> list[int]:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     sub: npt.NDArray[np.int64]  # substring of each probe
-    mask: npt.NDArray[np.uint32]  # flip mask of each probe
+    mask: npt.NDArray[np.int64]  # flip mask of each probe
+    base: npt.NDArray[np.int64]  # where the probe's substring table starts in the offsets
 
 
 @lru_cache(maxsize=256)
@@ -190,8 +228,22 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     if sum(sizes) > MAX_PROBES:
         return None
     subs = np.concatenate([np.full(s, j, dtype=np.int64) for j, s in enumerate(sizes) if s])
-    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0])
-    return _Plan(subs, masks)
+    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0]).astype(np.int64)
+    return _Plan(subs, masks, subs * ((1 << b) + 1))
+
+
+def _keys(queries: Words, m: int, b: int) -> npt.NDArray[np.int64]:
+    """(k, m) substrings of each query. Python integers for a few queries (a dozen
+    shifts beat a dozen small numpy calls), numpy windows for many."""
+    if len(queries) <= 64:
+        mask = (1 << b) - 1
+        raw = np.asarray(queries).astype(">u8").tobytes()
+        out = []
+        for i in range(0, len(raw), 32):
+            v = int.from_bytes(raw[i : i + 32], "big")
+            out.append([(v >> (BITS - (j + 1) * b)) & mask for j in range(m)])
+        return np.array(out, dtype=np.int64).reshape(len(queries), m)
+    return np.stack([_window(queries, j * b, b).astype(np.int64) for j in range(m)], axis=1)
 
 
 class _Segment:
@@ -235,23 +287,27 @@ class _Segment:
             del keys, order, counts
         return cls(m, b, n, lo, hi, offsets, postings)  # type: ignore[arg-type]
 
-    def candidates(self, qkeys_by_b: dict[int, npt.NDArray[np.uint32]], threshold: int) -> npt.NDArray[np.uint32] | None:
+    def candidates(
+        self, queries: Words, threshold: int
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]] | None:
+        """(row, query number) of every posting the queries' probes reach, or None when
+        the plan is too large (the caller brute-forces this segment)."""
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return None
-        qk = qkeys_by_b[self.b]
-        idx = plan.sub * ((1 << self.b) + 1) + (qk[plan.sub] ^ plan.mask)
-        st = self.offsets[idx].astype(np.int64)
-        ln = self.offsets[idx + 1].astype(np.int64) - st
-        nz = ln > 0
-        st, ln = st[nz], ln[nz]
+        keys = _keys(queries, self.m, self.b)
+        idx = (plan.base + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
+        st = np.take(self.offsets, idx)
+        ln = np.take(self.offsets, idx + 1) - st
+        nz = np.flatnonzero(ln)
+        st, ln = st[nz].astype(np.int64), ln[nz].astype(np.int64)
         total = int(ln.sum())
         if total == 0:
-            return np.empty(0, dtype=np.uint32)
-        shift = st - np.concatenate(([0], np.cumsum(ln)[:-1]))
-        pos = np.repeat(shift, ln) + np.arange(total, dtype=np.int64)
-        out: npt.NDArray[np.uint32] = self.postings[pos]
-        return out
+            return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
+        ends = np.cumsum(ln)
+        pos = np.repeat(st - (ends - ln), ln) + np.arange(total, dtype=np.int64)
+        qno = np.repeat(nz // len(plan.sub), ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
+        return np.take(self.postings, pos), qno
 
     @property
     def nbytes(self) -> int:
@@ -435,52 +491,90 @@ class PdqIndex:
     def search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
         """(id, distance) of every live hash within ``threshold`` (default: the index's),
         nearest first; ties by id."""
+        q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(1, 4)
+        return self.search_many(q.reshape(1, 4), threshold)[0]
+
+    def search_many(
+        self, queries: Words | Sequence[str], threshold: int | None = None
+    ) -> list[list[tuple[int, int]]]:
+        """:meth:`search` for many hashes in one vectorized pass (a batch costs far less
+        than its queries one by one)."""
         t = self.threshold if threshold is None else threshold
         if not 0 <= t <= BITS:
             raise ValueError("threshold is 0..256 bits")
-        q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
+        qs = pdq_words_many(queries) if not isinstance(queries, np.ndarray) else queries.astype(np.uint64, copy=False)
+        qs = np.ascontiguousarray(qs.reshape(-1, 4))
+        k = len(qs)
+        if k == 0:
+            return []
         if self.auto_fold:
             self.fold()
-        q2 = q.reshape(1, 4)
-        qkeys: dict[int, npt.NDArray[np.uint32]] = {}
-        parts: list[npt.NDArray[np.int64]] = []
-        for s in self._segments:
-            if s.b not in qkeys:
-                qkeys[s.b] = np.array([_window(q2, j * s.b, s.b)[0] for j in range(s.m)], dtype=np.uint32)
+        records = _records(self._codes[: self._n])
+        qrec = _records(qs)
+        rows_parts: list[npt.NDArray[np.int64]] = []
+        qno_parts: list[npt.NDArray[np.int64]] = []
+        d_parts: list[npt.NDArray[np.uint16]] = []
+
+        def keep(rows: npt.NDArray[np.integer], qno: npt.NDArray[np.int64], d: npt.NDArray[np.uint16]) -> None:
+            ok = np.flatnonzero(d <= t)
+            if len(ok):
+                rows_parts.append(rows[ok].astype(np.int64))
+                qno_parts.append(qno[ok])
+                d_parts.append(d[ok])
+
         brute_ranges: list[tuple[int, int]] = []
         for s in self._segments:
-            c = s.candidates(qkeys, t)
-            if c is None:
+            found = s.candidates(qs, t)
+            if found is None:
                 brute_ranges.append((s.lo, s.hi))
-            elif len(c):
-                parts.append(c.astype(np.int64))
+                continue
+            cand, qno = found
+            if len(cand) == 0:
+                continue
+            got = np.take(records, cand)
+            keep(cand, qno, _distances(got, qrec[0] if k == 1 else np.take(qrec, qno)))
         if self._indexed < self._n:
             brute_ranges.append((self._indexed, self._n))
-        found_rows: list[npt.NDArray[np.int64]] = []
-        found_d: list[npt.NDArray[np.int32]] = []
-        if parts:
-            cand = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            d = _popcount_rows(self._codes[cand] ^ q)
-            ok = d <= t
-            found_rows.append(cand[ok])
-            found_d.append(d[ok])
         for lo, hi in brute_ranges:
-            rows, d = brute_force(self._codes[lo:hi], q, t)
-            found_rows.append(rows + lo)
-            found_d.append(d)
-        if not found_rows:
-            return []
-        rows = np.concatenate(found_rows)
-        dist = np.concatenate(found_d)
-        if len(rows) == 0:
-            return []
+            for i in range(k):
+                d = _distances(records[lo:hi], qrec[i])
+                rows = np.flatnonzero(d <= t)
+                keep(rows + lo, np.full(len(rows), i, dtype=np.int64), d[rows])
+        out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
+        if not rows_parts:
+            return out
+        rows = np.concatenate(rows_parts)
+        qno = np.concatenate(qno_parts)
+        dist = np.concatenate(d_parts).astype(np.int64)
+        if len(rows) <= _FEW:
+            return self._collect_few(out, rows.tolist(), qno.tolist(), dist.tolist())
         alive = self._row_of[self._ids[rows]] == rows
-        rows, dist = rows[alive], dist[alive]
-        rows, first = np.unique(rows, return_index=True)
-        dist = dist[first]
-        ids = self._ids[rows]
-        order = np.lexsort((ids, dist))
-        return [(int(ids[i]), int(dist[i])) for i in order]
+        rows, qno, dist = rows[alive], qno[alive], dist[alive]
+        _, first = np.unique(qno * max(self._n, 1) + rows, return_index=True)  # a row reached by several probes
+        rows, qno, dist = rows[first], qno[first], dist[first]
+        ids = self._ids[rows].astype(np.int64)
+        order = np.lexsort((ids, dist, qno))
+        for i, q_i, d_i in zip(ids[order].tolist(), qno[order].tolist(), dist[order].tolist(), strict=True):
+            out[q_i].append((i, d_i))
+        return out
+
+    def _collect_few(
+        self, out: list[list[tuple[int, int]]], rows: list[int], qno: list[int], dist: list[int]
+    ) -> list[list[tuple[int, int]]]:
+        """The last step of :meth:`search_many` for a handful of hits, in Python (cheaper
+        than a dozen numpy calls): drop dead rows and repeats, order by (distance, id)."""
+        seen: set[tuple[int, int]] = set()
+        ids, row_of = self._ids, self._row_of
+        for r, q, d in zip(rows, qno, dist, strict=True):
+            if (q, r) in seen:
+                continue
+            seen.add((q, r))
+            i = int(ids[r])
+            if int(row_of[i]) == r:
+                out[q].append((i, d))
+        for hits in out:
+            hits.sort(key=lambda h: (h[1], h[0]))
+        return out
 
     def brute_force_search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
         """The same answer by scanning every row (the reference for tests and benchmarks)."""

@@ -2,6 +2,8 @@
 
     trustwire member serve-match --config member.toml --token-file tokens \\
         --http-listen 0.0.0.0:8480 --grpc-listen 0.0.0.0:8481
+    trustwire member serve-match --config member.toml --serve-tls-cert-file svc.pem \\
+        --serve-tls-key-file svc.key --client-ca-file pipeline-ca.pem   # mutual TLS, no token
     trustwire member allow-list add md5 <hex> --reason "our logo" --state member.db
 
 The service prints ``match service: http port N`` (and ``grpc port M``) on stdout once
@@ -34,8 +36,15 @@ def add_parsers(msub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     common(sm)
     sm.add_argument("--http-listen", default="127.0.0.1:8480", help="host:port for HTTP/JSON (port 0: any)")
     sm.add_argument("--grpc-listen", default=None, help="host:port for gRPC MatchService (default: off)")
-    sm.add_argument("--token-file", type=Path, required=True,
-                    help="bearer tokens of the upload pipeline, one per line (>= 32 characters each)")
+    sm.add_argument("--token-file", type=Path, default=None,
+                    help="bearer tokens of the upload pipeline, one per line (>= 32 characters each);"
+                         " needed unless --client-ca-file is given (with both, calls need both)")
+    sm.add_argument("--serve-tls-cert-file", type=Path, default=None, metavar="PEM",
+                    help="the service's certificate: HTTPS and gRPC over TLS")
+    sm.add_argument("--serve-tls-key-file", type=Path, default=None, metavar="PEM",
+                    help="the unencrypted private key of --serve-tls-cert-file")
+    sm.add_argument("--client-ca-file", type=Path, default=None, metavar="PEM",
+                    help="mutual TLS: callers need a client certificate issued by this CA")
     sm.add_argument("--suppress-false-positives", type=int, default=0, metavar="N",
                     help="withhold matches of signals N or more members marked false_positive (0: off)")
     sm.add_argument("--ready-max-lag", type=int, default=1000, metavar="ENTRIES",
@@ -73,14 +82,19 @@ def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     from clients.cli.member_config import load_config, open_client
     from clients.matchsvc.allowlist import AllowList, allowlist_path
-    from clients.matchsvc.auth import TokenSet
+    from clients.matchsvc.auth import PipelineAuth, TokenSet
     from clients.matchsvc.grpc_api import start_grpc
     from clients.matchsvc.http_api import build_app
     from clients.matchsvc.service import MatchService, MatchSettings
+    from clients.matchsvc.tls import ServeTls
 
     if args.suppress_false_positives < 0 or args.ready_max_lag < 0 or args.max_content_bytes <= 0:
         raise ConfigError("--suppress-false-positives and --ready-max-lag are >= 0; --max-content-bytes > 0")
-    tokens = TokenSet.load(args.token_file)
+    tls = ServeTls.load(args.serve_tls_cert_file, args.serve_tls_key_file, args.client_ca_file)
+    tokens = PipelineAuth(
+        TokenSet.load(args.token_file) if args.token_file is not None else None,
+        client_certificates=tls is not None and tls.mutual,
+    )
     config = load_config(args, env)
     host, port = _host_port(args.http_listen)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
@@ -106,13 +120,15 @@ def serve_match(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         sock.listen(1024)
         service.start()
-        lines = [f"match service: http port {sock.getsockname()[1]}"]
+        scheme = "https" if tls else "http"
+        lines = [f"match service: {scheme} port {sock.getsockname()[1]}"]
         if args.grpc_listen:
-            grpc_server, grpc_port = start_grpc(service, tokens, args.grpc_listen)
+            grpc_server, grpc_port = start_grpc(service, tokens, args.grpc_listen, tls=tls)
             lines.append(f"match service: grpc port {grpc_port}")
         print("\n".join(lines), flush=True)
         app = build_app(service, tokens)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                               **(tls.uvicorn_options() if tls else {})))
         server.run(sockets=[sock])
     except SystemExit as exc:
         if exc.code != 0:

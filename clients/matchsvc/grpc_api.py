@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from clients.matchsvc.auth import TokenSet
+from clients.matchsvc.auth import PipelineAuth
+from clients.matchsvc.tls import ServeTls
 from clients.matchsvc.service import MatchService
 from clients.matchsvc.wire import hashes_pb, result_pb
 from exchange.core.errors import InvalidInput, TrustwireError
@@ -29,7 +30,7 @@ T = TypeVar("T")
 
 
 class MatchServicer(mgrpc.MatchServiceServicer):
-    def __init__(self, service: MatchService, tokens: TokenSet) -> None:
+    def __init__(self, service: MatchService, tokens: PipelineAuth) -> None:
         self._service = service
         self._tokens = tokens
 
@@ -104,14 +105,18 @@ def _handlers(servicer: MatchServicer) -> Any:
     )
 
 
-def start_grpc(service: MatchService, tokens: TokenSet, listen: str, workers: int = 8) -> tuple[Any, int]:
-    """Serve MatchService on ``listen`` (host:port; port 0 picks one); returns (server, port)."""
+def start_grpc(
+    service: MatchService, tokens: PipelineAuth, listen: str, workers: int = 8, tls: ServeTls | None = None
+) -> tuple[Any, int]:
+    """Serve MatchService on ``listen`` (host:port; port 0 picks one), over TLS when
+    ``tls`` is given (client certificates required if it has a client CA); returns
+    (server, port)."""
     limit = service.settings.max_content_bytes + (1 << 16)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tw-match-grpc"),
         options=[("grpc.max_receive_message_length", limit)],
     )
     server.add_generic_rpc_handlers((_handlers(MatchServicer(service, tokens)),))
-    port = server.add_insecure_port(listen)
+    port = server.add_secure_port(listen, tls.grpc_credentials()) if tls else server.add_insecure_port(listen)
     server.start()
     return server, port

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from clients.matchsvc.auth import TokenSet
+from clients.matchsvc.auth import PipelineAuth
 from clients.matchsvc.service import MatchService, hash_content
 from clients.matchsvc.wire import hashes_dict, result_dict
 from exchange.core.errors import BatchTooLarge, InvalidInput, TrustwireError
@@ -89,7 +89,7 @@ def _str_field(obj: Any, name: str) -> str:
     return value
 
 
-def build_app(service: MatchService, tokens: TokenSet) -> Starlette:
+def build_app(service: MatchService, tokens: PipelineAuth) -> Starlette:
     openapi = json.loads(resources.files("clients.matchsvc").joinpath("openapi.json").read_text())
 
     def guarded(handler: Handler, auth: bool = True) -> Handler:

@@ -279,6 +279,17 @@ class MatchIndex:
             hits = self._hits(found, now, only)
         return sorted(hits, key=lambda h: (h.distance, h.signal.index))
 
+    def lookup_many(self, type_name: str, values: list[str]) -> list[list[Hit]]:
+        """:meth:`lookup` for many normalized values of one type; ``HAMMING`` types in
+        one batched index search (far cheaper than one search per value)."""
+        if signal_type(type_name).matcher is not Matcher.HAMMING or len(values) < 2:
+            return [self.lookup(type_name, v) for v in values]
+        now = self._clock_ms()
+        with self._lock:
+            found = self._pdq.search_many(values, self.pdq_threshold)
+            hits = [self._hits(f, now, type_name) for f in found]
+        return [sorted(h, key=lambda h: (h.distance, h.signal.index)) for h in hits]
+
     def _video(self, query: list[str], now: int) -> list[Hit]:
         """Frame-by-frame vPDQ matching (caller holds the lock): a signal matches when
         >= 80% of the query's frames are within 31 bits of one of its frames."""

@@ -266,13 +266,18 @@ class MatchService:
         self.require_ready()
         return self._lookup(type_name, raw)
 
-    def _lookup(self, type_name: str, raw: str) -> LookupResult:
-        kind = signal_type(type_name)
-        if kind.matcher is Matcher.NONE:
+    @staticmethod
+    def _normalized(type_name: str, raw: str) -> str:
+        if signal_type(type_name).matcher is Matcher.NONE:
             raise InvalidValue(f"signal type {type_name!r} is not matchable")
-        value = normalize(type_name, raw)
+        return normalize(type_name, raw)
+
+    def _lookup(self, type_name: str, raw: str) -> LookupResult:
+        value = self._normalized(type_name, raw)
         started = time.perf_counter()
-        hits = self.index.lookup(type_name, value)
+        return self._result(type_name, value, self.index.lookup(type_name, value), started)
+
+    def _result(self, type_name: str, value: str, hits: list[Hit], started: float) -> LookupResult:
         allowed: AllowEntry | None = None
         if hits and self.allow is not None:
             allowed = self.allow.hit(type_name, value)
@@ -308,7 +313,17 @@ class MatchService:
         if len(queries) > self.settings.max_batch:
             raise BatchTooLarge(f"a batch holds at most {self.settings.max_batch} lookups")
         self.require_ready()
-        return [self._lookup(t, v) for t, v in queries]
+        values = [self._normalized(t, v) for t, v in queries]  # all valid, or nothing is looked up
+        by_type: dict[str, list[int]] = {}
+        for i, (t, _) in enumerate(queries):
+            by_type.setdefault(t, []).append(i)
+        results: list[LookupResult | None] = [None] * len(queries)
+        for t, positions in by_type.items():
+            started = time.perf_counter()
+            found = self.index.lookup_many(t, [values[i] for i in positions])
+            for i, hits in zip(positions, found, strict=True):
+                results[i] = self._result(t, values[i], hits, started)
+        return [r for r in results if r is not None]
 
     def lookup_content(
         self, data: bytes, filename: str | None = None

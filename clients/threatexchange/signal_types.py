@@ -11,6 +11,12 @@
 | sha256      | :class:`FileSHA256Signal` (sha256)      | exact                               |
 | domain      | :class:`DomainSignal` (domain)          | the URL's host or any sub-domain    |
 | account     | :class:`AccountSignal` (account)        | exact ``platform:kind:identifier``  |
+| vpdq        | pytx's ``VPDQSignal`` (vpdq)            | frame by frame (pytx's vpdq rule)   |
+
+``vpdq`` is mapped when pytx's own vPDQ extension can be imported (it needs the
+``vpdq`` package: ``pip install 'trustwire[video]'``); enable it next to this one
+(``threatexchange config extensions add threatexchange.extensions.vpdq``) and fetched
+vPDQ signals reach pytx's vPDQ index as its JSON frame lists.
 
 A Trustwire ``text`` value (normalized keyword or phrase) is carried as a trend query
 whose single term is the regex ``(?i)<escaped phrase>``, so pytx's trend-query index
@@ -35,6 +41,13 @@ from threatexchange.signal_type.url import URLSignal
 
 from exchange.core import signals as tw_signals
 from exchange.core.errors import InvalidValue
+
+try:  # pytx's vPDQ extension imports the optional `vpdq` package
+    from threatexchange.extensions.vpdq.vpdq import VPDQSignal
+
+    _OPTIONAL: tuple[type[signal_base.SignalType], ...] = (VPDQSignal,)
+except ImportError:  # pragma: no cover - exercised only without the `video` extra
+    _OPTIONAL = ()
 
 __all__ = [
     "AccountContent",
@@ -212,13 +225,11 @@ class AccountSignal(signal_base.SimpleSignalType, signal_base.TextHasher):
 
 # pytx signal types by their pytx name: the ones pytx ships that Trustwire types map
 # to, and the ones this module adds.
-PYTX_CLASSES: dict[str, type[signal_base.SignalType]] = {
-    cls.get_name(): cls
-    for cls in (
-        PdqSignal, VideoMD5Signal, URLSignal, TrendQuerySignal,
-        FileMD5Signal, FileSHA1Signal, FileSHA256Signal, DomainSignal, AccountSignal,
-    )
-}
+_CLASSES: tuple[type[signal_base.SignalType], ...] = (
+    PdqSignal, VideoMD5Signal, URLSignal, TrendQuerySignal,
+    FileMD5Signal, FileSHA1Signal, FileSHA256Signal, DomainSignal, AccountSignal, *_OPTIONAL,
+)
+PYTX_CLASSES: dict[str, type[signal_base.SignalType]] = {cls.get_name(): cls for cls in _CLASSES}
 
 
 def pytx_type_for(type_name: str) -> tuple[type[signal_base.SignalType], t.Callable[[str], str]] | None:

@@ -74,18 +74,25 @@ def _start(tf_target: str, log_key: str, operator_hex: str, tmp: Path, member: s
     tokens = tmp / "tokens"
     tokens.write_text(f"# the upload pipeline\n{TOKEN}\n")
     state = tmp / f"{member}-match.db"
+    proc, http, grpc_port = spawn(tf_target, log_key, operator_hex, key, state, "--token-file", str(tokens), *extra)
+    return Svc(proc, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}", state)
+
+
+def spawn(tf_target: str, log_key: str, operator_hex: str, key: Path, state: Path,
+          *extra: str) -> tuple[subprocess.Popen[str], int, int]:
+    """A serve-match process on 127.0.0.1:0 (HTTP or HTTPS, and gRPC): (process, http port, grpc port)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "clients.cli.main", "member", "serve-match", "--exchange", tf_target,
-         "--member-id", member, "--key-file", str(key), "--operator-public-key", operator_hex,
-         "--log-key", log_key, "--state", str(state), "--token-file", str(tokens),
+         "--member-id", key.stem, "--key-file", str(key), "--operator-public-key", operator_hex,
+         "--log-key", log_key, "--state", str(state),
          "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
-    http = re.search(r"http port (\d+)", proc.stdout.readline())  # bounded by pytest-timeout
+    http = re.search(r"https? port (\d+)", proc.stdout.readline())  # bounded by pytest-timeout
     grpc_port = re.search(r"grpc port (\d+)", proc.stdout.readline())
     assert http and grpc_port, proc.stderr.read() if proc.poll() is not None else "no ports printed"
-    return Svc(proc, f"http://127.0.0.1:{http.group(1)}", f"127.0.0.1:{grpc_port.group(1)}", state)
+    return proc, int(http.group(1)), int(grpc_port.group(1))
 
 
 def _stop(svc: Svc) -> None:

@@ -157,3 +157,16 @@ def test_vpdq_distance_agrees_with_python_threatexchange() -> None:
         agreed += 1
         matches += ours
     assert agreed == 120 and 10 < matches < 110
+
+
+def test_batched_pdq_lookups_equal_single_ones() -> None:
+    rng = random.Random(9)
+    values = [rand_hex(rng) for _ in range(2000)]
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("pdq", v, f"p{i}") for i, v in enumerate(values)] + [sig("md5", "a" * 32, "m1")], {})
+    index.put(None, ("alice", "p5"), {})  # removed: must not come back in a batch
+    queries = [flip(values[i], rng.randrange(0, 40), rng) for i in range(0, 60)] + [values[5], rand_hex(rng)]
+    batched = index.lookup_many("pdq", queries)
+    assert batched == [index.lookup("pdq", q) for q in queries]
+    assert sum(bool(b) for b in batched) >= 30 and batched[-2] == []
+    assert index.lookup_many("md5", ["a" * 32, "b" * 32]) == [index.lookup("md5", "a" * 32), []]

@@ -153,3 +153,41 @@ def test_ids_must_be_small_non_negative_integers() -> None:
     with pytest.raises(ValueError):
         index.add(2**31, "0" * 64)
     assert index.search("0" * 64) == []
+
+
+def _clustered(families: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Near-duplicate families: each a random centre and ``size`` copies 0..40 bits away."""
+    rng = np.random.default_rng(seed)
+    centres = _codes(families, seed + 1)
+    rows = [_flip(c, int(rng.integers(0, 41)), rng) for c in centres for _ in range(size)]
+    return np.stack(rows), centres
+
+
+def test_recall_is_exact_on_clustered_near_duplicates_single_and_batched() -> None:
+    rng = np.random.default_rng(21)
+    codes, centres = _clustered(400, 40, 22)  # 16k hashes, many within 31 bits of each other
+    codes = np.concatenate([codes, _codes(20_000, 23)])  # and a random background
+    index = PdqIndex(tail_limit=1_000)
+    index.add_many(np.arange(30_000), codes[:30_000])
+    index.fold(force=True)
+    index.add_many(np.arange(30_000, len(codes)), codes[30_000:])  # a second segment and a tail
+    queries = np.stack([_flip(centres[int(rng.integers(0, len(centres)))], int(rng.integers(0, 20)), rng)
+                        for _ in range(60)] + [codes[int(rng.integers(0, len(codes)))] for _ in range(20)])
+    batched = index.search_many(queries)
+    many_found = 0
+    for q, got in zip(queries, batched, strict=True):
+        rows, dist = brute_force(codes, q, 31)
+        expected = sorted(zip(rows.tolist(), dist.tolist()), key=lambda t: (t[1], t[0]))
+        assert got == expected == index.search(q)
+        many_found += len(expected) >= 10
+    assert many_found >= 30  # the data really is clustered: recall is tested on crowded neighbourhoods
+
+
+def test_distance_256_is_not_distance_0() -> None:
+    codes = _codes(100, 31)
+    index = PdqIndex()
+    index.add_many(np.arange(100), codes)
+    complement = ~codes[5]
+    assert all(i != 5 for i, _ in index.search(complement, threshold=255))
+    assert (5, 256) in index.search(complement, threshold=256)
+    assert index.search_many(np.zeros((0, 4), dtype=np.uint64)) == []
