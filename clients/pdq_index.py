@@ -47,8 +47,16 @@ Layout
   handful of times, no add ever rebuilds the whole index unless it completes a
   geometric level). Removals only update the reverse map; dead rows are filtered at
   verification and dropped when their segment is merged, or by a full compaction once
-  a quarter of the rows are dead. Folding is lazy (at the next search), so a bulk
+  a quarter of the rows are dead. Folding is lazy (due at the next search), so a bulk
   load builds once.
+- **Maintenance off the lookup path**: a fold or compaction is planned under the
+  index's lock in O(1), built outside it (lookups and updates go on against the
+  current layout; a compaction journals the changes made meanwhile) and swapped in
+  under the lock, replaying the journal. A lookup sees the layout before or after,
+  never waits on a build. A search that finds a fold due starts it in a background
+  thread (``auto_fold``) and brute-forces the tail meanwhile; :meth:`PdqIndex.fold`
+  and :meth:`PdqIndex.compact` run one inline for their caller, still without
+  holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
 
