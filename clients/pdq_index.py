@@ -307,17 +307,17 @@ class _Segment:
             return None
         keys = _keys(queries, self.m, self.b)
         idx = (plan.base + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
-        st = np.take(self.offsets, idx)
-        ln = np.take(self.offsets, idx + 1) - st
-        nz = np.flatnonzero(ln)
+        st = self.offsets.take(idx)
+        ln = self.offsets.take(idx + 1) - st
+        nz = ln.nonzero()[0]  # array methods: np.take & co. add a Python wrapper per call
         st, ln = st[nz].astype(np.int64), ln[nz].astype(np.int64)
         total = int(ln.sum())
         if total == 0:
             return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-        ends = np.cumsum(ln)
-        pos = np.repeat(st - (ends - ln), ln) + np.arange(total, dtype=np.int64)
-        qno = np.repeat(nz // len(plan.sub), ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
-        return np.take(self.postings, pos), qno
+        ends = ln.cumsum()
+        pos = (st - (ends - ln)).repeat(ln) + np.arange(total, dtype=np.int64)
+        qno = (nz // len(plan.sub)).repeat(ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
+        return self.postings.take(pos), qno
 
     @property
     def nbytes(self) -> int:
@@ -397,6 +397,10 @@ class PdqIndex:
         return self._n
 
     def stats(self) -> dict[str, int]:
+        with self._lock:
+            return self._stats()
+
+    def _stats(self) -> dict[str, int]:
         return {
             "live": self._live,
             "rows": self._n,
@@ -663,7 +667,7 @@ class PdqIndex:
         d_parts: list[npt.NDArray[np.uint16]] = []
 
         def keep(rows: npt.NDArray[np.integer], qno: npt.NDArray[np.int64], d: npt.NDArray[np.uint16]) -> None:
-            ok = np.flatnonzero(d <= t)
+            ok = (d <= t).nonzero()[0]
             if len(ok):
                 rows_parts.append(rows[ok].astype(np.int64))
                 qno_parts.append(qno[ok])
@@ -678,14 +682,14 @@ class PdqIndex:
             cand, qno = found
             if len(cand) == 0:
                 continue
-            got = np.take(records, cand)
-            keep(cand, qno, _distances(got, qrec[0] if k == 1 else np.take(qrec, qno)))
+            got = records.take(cand)
+            keep(cand, qno, _distances(got, qrec[0] if k == 1 else qrec.take(qno)))
         if self._indexed < self._n:
             brute_ranges.append((self._indexed, self._n))
         for lo, hi in brute_ranges:
             for i in range(k):
                 d = _distances(records[lo:hi], qrec[i])
-                rows = np.flatnonzero(d <= t)
+                rows = (d <= t).nonzero()[0]
                 keep(rows + lo, np.full(len(rows), i, dtype=np.int64), d[rows])
         out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
         if not rows_parts:
