@@ -47,8 +47,16 @@ Layout
   handful of times, no add ever rebuilds the whole index unless it completes a
   geometric level). Removals only update the reverse map; dead rows are filtered at
   verification and dropped when their segment is merged, or by a full compaction once
-  a quarter of the rows are dead. Folding is lazy (at the next search), so a bulk
+  a quarter of the rows are dead. Folding is lazy (due at the next search), so a bulk
   load builds once.
+- **Maintenance off the lookup path**: a fold or compaction is planned under the
+  index's lock in O(1), built outside it (lookups and updates go on against the
+  current layout; a compaction journals the changes made meanwhile) and swapped in
+  under the lock, replaying the journal. A lookup sees the layout before or after,
+  never waits on a build. A search that finds a fold due starts it in a background
+  thread (``auto_fold``) and brute-forces the tail meanwhile; :meth:`PdqIndex.fold`
+  and :meth:`PdqIndex.compact` run one inline for their caller, still without
+  holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
 
@@ -74,11 +82,13 @@ range) fall back to an exact brute-force scan.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -297,17 +307,17 @@ class _Segment:
             return None
         keys = _keys(queries, self.m, self.b)
         idx = (plan.base + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
-        st = np.take(self.offsets, idx)
-        ln = np.take(self.offsets, idx + 1) - st
-        nz = np.flatnonzero(ln)
+        st = self.offsets.take(idx)
+        ln = self.offsets.take(idx + 1) - st
+        nz = ln.nonzero()[0]  # array methods: np.take & co. add a Python wrapper per call
         st, ln = st[nz].astype(np.int64), ln[nz].astype(np.int64)
         total = int(ln.sum())
         if total == 0:
             return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-        ends = np.cumsum(ln)
-        pos = np.repeat(st - (ends - ln), ln) + np.arange(total, dtype=np.int64)
-        qno = np.repeat(nz // len(plan.sub), ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
-        return np.take(self.postings, pos), qno
+        ends = ln.cumsum()
+        pos = (st - (ends - ln)).repeat(ln) + np.arange(total, dtype=np.int64)
+        qno = (nz // len(plan.sub)).repeat(ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
+        return self.postings.take(pos), qno
 
     @property
     def nbytes(self) -> int:
@@ -316,6 +326,29 @@ class _Segment:
 
 def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
     return len(rows) <= n and len(rows) > 0 and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A maintenance planned under the lock: rows below ``n`` of ``codes``/``ids``."""
+
+    compact: bool
+    generation: int
+    k: int  # fold: segments [k, end) and the tail become one segment
+    jstart: int  # compaction: where its changes start in the journal
+    lo: int
+    n: int
+    codes: Words
+    ids: npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    job: _Job
+    segments: list[_Segment]
+    codes: Words | None  # compaction: the live rows, renumbered from 0
+    ids: npt.NDArray[np.uint32] | None
+    kept: int = 0
 
 
 class PdqIndex:
@@ -344,6 +377,10 @@ class PdqIndex:
         self._segments: list[_Segment] = []
         self._indexed = 0  # rows [0, _indexed) are in segments; the rest is the tail
         self._live = 0
+        self._lock = threading.RLock()  # updates, searches and the short ends of maintenance
+        self._generation = 0  # bumped by every structural change: a maintenance begun before is dropped
+        self._journal: list[tuple[int, int] | npt.NDArray[np.int64]] | None = None  # changes during a compaction
+        self._background: threading.Thread | None = None
 
     # -- size ------------------------------------------------------------------------------
 
@@ -360,6 +397,10 @@ class PdqIndex:
         return self._n
 
     def stats(self) -> dict[str, int]:
+        with self._lock:
+            return self._stats()
+
+    def _stats(self) -> dict[str, int]:
         return {
             "live": self._live,
             "rows": self._n,
@@ -417,6 +458,10 @@ class PdqIndex:
         _, last = np.unique(id_arr[::-1], return_index=True)
         keep = np.sort(len(id_arr) - 1 - last)
         id_arr, words = id_arr[keep], words[keep]
+        with self._lock:
+            self._append(id_arr, words)
+
+    def _append(self, id_arr: npt.NDArray[np.int64], words: Words) -> None:
         self._reserve_ids(int(id_arr.max()))
         self._reserve(len(id_arr))
         previous = self._row_of[id_arr]
@@ -427,6 +472,8 @@ class PdqIndex:
         self._row_of[id_arr] = np.arange(start, start + len(id_arr), dtype=np.int32)
         self._n += len(id_arr)
         self._live += len(id_arr)
+        if self._journal is not None:
+            self._journal.append((start, self._n))
 
     def remove(self, id_: int) -> bool:
         return self.remove_many([id_]) == 1
@@ -437,54 +484,153 @@ class PdqIndex:
         if len(id_arr) == 0:
             return 0
         id_arr = np.unique(id_arr)
-        present = id_arr[self._row_of[id_arr] >= 0]
-        self._row_of[present] = -1
-        self._live -= len(present)
-        return len(present)
+        with self._lock:
+            present = id_arr[self._row_of[id_arr] >= 0]
+            self._row_of[present] = -1
+            self._live -= len(present)
+            if self._journal is not None and len(present):
+                self._journal.append(present)
+            return len(present)
 
     # -- maintenance -----------------------------------------------------------------------
+    #
+    # Folding and compaction run in three steps: ``_begin`` (under the lock, O(1): a plan
+    # and references to the rows so far, which never change in place), ``_build`` (the
+    # O(n) part, outside the lock: lookups and updates go on against the current index)
+    # and ``_finish`` (under the lock, O(changes since _begin): swap the result in). A
+    # search therefore sees the index either before or after a maintenance, never waits
+    # on its build. While a build runs, rows below the snapshot only go from alive to
+    # dead (every change that renumbers rows is a maintenance, and one runs at a time), so
+    # reading the live reverse map outside the lock can only keep a row that is dead by
+    # the swap: it is dropped at verification, like any dead row.
 
-    def _alive_rows(self, lo: int, hi: int) -> npt.NDArray[np.uint32]:
+    def _alive_rows(self, lo: int, hi: int, ids: npt.NDArray[np.uint32] | None = None) -> npt.NDArray[np.uint32]:
         rows = np.arange(lo, hi, dtype=np.int64)
-        alive = self._row_of[self._ids[lo:hi]] == rows
+        row_of = self._row_of
+        id_rows = (self._ids if ids is None else ids)[lo:hi].astype(np.int64)
+        ok = id_rows < len(row_of)  # a reverse map read before it grew
+        alive = np.zeros(hi - lo, dtype=bool)
+        alive[ok] = row_of[id_rows[ok]] == rows[ok]
         out: npt.NDArray[np.uint32] = rows[alive].astype(np.uint32)
         return out
 
-    def fold(self, force: bool = False) -> None:
-        """Index the tail (if over ``tail_limit``, or ``force``) and merge small segments.
-
-        Segments cover contiguous row ranges, so merging the last segments rebuilds the
-        live rows of their ranges; dead rows stay in ``codes`` until :meth:`compact`.
-        """
+    def _due(self, force: bool = False) -> bool | None:
+        """True if a compaction is due, False if a fold is, None if neither."""
         tail = self._n - self._indexed
         if self._n - self._live > max(self._live // 4, self.tail_limit):
-            self.compact()
-            return
+            return True
         if tail == 0 or (tail < self.tail_limit and not force):
-            return
+            return None
+        return False
+
+    def _plan_fold(self, force: bool) -> _Job | None:
+        """What folding needs now, if anything (caller holds the lock)."""
+        due = self._due(force)
+        if due is None:
+            return None
+        if due:
+            return self._begin(compact=True)
+        tail = self._n - self._indexed
         sizes = [s.n for s in self._segments] + [tail]
         k = len(sizes) - 1  # merge segments [k, end) into one
         while k > 0 and sizes[k] * self.merge_ratio > sizes[k - 1]:
             sizes[k - 1] += sizes[k]
             k -= 1
         lo = self._segments[k].lo if k < len(self._segments) else self._indexed
-        rows = self._alive_rows(lo, self._n)
-        self._segments[k:] = [_Segment.build(self._codes, rows, lo, self._n)] if len(rows) else []
-        self._indexed = self._n
+        return _Job(False, self._generation, k, 0, lo, self._n, self._codes, self._ids)
+
+    def _begin(self, compact: bool) -> _Job:
+        if self._journal is None:
+            self._journal = []
+        return _Job(compact, self._generation, 0, len(self._journal), 0, self._n, self._codes, self._ids)
+
+    def _build(self, job: _Job) -> _Built:
+        """The slow part of a maintenance; reads only rows below ``job.n``."""
+        rows = self._alive_rows(job.lo, job.n, job.ids)
+        if not job.compact:
+            return _Built(job, [_Segment.build(job.codes, rows, job.lo, job.n)] if len(rows) else [], None, None)
+        codes = np.empty((len(rows) + max(len(rows) // 8, 1024), 4), dtype=np.uint64)
+        codes[: len(rows)] = job.codes[rows]
+        ids = np.empty(len(codes), dtype=np.uint32)
+        ids[: len(rows)] = job.ids[rows]
+        seg = [_Segment.build(codes, np.arange(len(rows), dtype=np.uint32), 0, len(rows))] if len(rows) else []
+        return _Built(job, seg, codes, ids, len(rows))
+
+    def _finish(self, built: _Built) -> bool:
+        """Swap a build in (caller holds the lock); False if the index changed shape meanwhile."""
+        job = built.job
+        if job.generation != self._generation:
+            return False
+        self._generation += 1
+        journal, self._journal = (self._journal or [])[job.jstart :], None  # other running builds are dropped
+        if not job.compact:
+            self._segments[job.k :] = built.segments
+            self._indexed = job.n
+            return True
+        assert built.codes is not None and built.ids is not None
+        base, extra = built.kept, self._n - job.n
+        codes, ids = built.codes, built.ids
+        if base + extra > len(codes):
+            codes = np.resize(codes, (base + extra + 1024, 4))
+            ids = np.resize(ids, base + extra + 1024)
+        codes[base : base + extra] = self._codes[job.n : self._n]  # rows added meanwhile: the new tail
+        ids[base : base + extra] = self._ids[job.n : self._n]
+        row_of = np.full(len(self._row_of), -1, dtype=np.int32)
+        row_of[ids[:base].astype(np.int64)] = np.arange(base, dtype=np.int32)
+        for change in journal:  # replayed in order: an id removed then re-added ends alive
+            if isinstance(change, tuple):
+                lo, hi = change
+                row_of[self._ids[lo:hi].astype(np.int64)] = np.arange(lo, hi, dtype=np.int32) - job.n + base
+            else:
+                row_of[change[change < len(row_of)]] = -1
+        self._codes, self._ids, self._row_of, self._n = codes, ids, row_of, base + extra
+        self._segments, self._indexed = built.segments, base
+        return True
+
+    def _run(self, job: _Job | None) -> bool:
+        if job is None:
+            return False
+        built = self._build(job)
+        with self._lock:
+            return self._finish(built)
+
+    def fold(self, force: bool = False) -> None:
+        """Index the tail (if over ``tail_limit``, or ``force``) and merge small segments,
+        or compact when a quarter of the rows are dead; returns when done.
+
+        Segments cover contiguous row ranges, so merging the last segments rebuilds the
+        live rows of their ranges; dead rows stay in ``codes`` until :meth:`compact`.
+        """
+        with self._lock:
+            job = self._plan_fold(force)
+        self._run(job)
 
     def compact(self) -> None:
-        """Drop dead rows and rebuild one segment over everything live (O(n))."""
-        alive = self._alive_rows(0, self._n)
-        codes = self._codes[alive]
-        ids = self._ids[alive]
-        self._codes, self._ids, self._n = codes, ids, len(alive)
-        self._row_of[:] = -1
-        self._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)
-        self._segments = (
-            [_Segment.build(self._codes, np.arange(self._n, dtype=np.uint32), 0, self._n)] if self._n else []
-        )
-        self._indexed = self._n
-        self._live = self._n
+        """Drop dead rows and rebuild one segment over everything live (O(n)); returns when done."""
+        with self._lock:
+            job = self._begin(compact=True)
+        if not self._run(job):  # another maintenance swapped first: do it again on its result
+            self.compact()
+
+    def maintain(self) -> bool:
+        """:meth:`fold` if it is due; True if it swapped a new layout in."""
+        with self._lock:
+            job = self._plan_fold(False)
+        return self._run(job)
+
+    def _fold_in_background(self) -> None:
+        """Start :meth:`maintain` in a thread unless one runs (caller holds the lock)."""
+        if self._background is not None and self._background.is_alive():
+            return
+        self._background = threading.Thread(target=self.maintain, name="pdq-index-fold", daemon=True)
+        self._background.start()
+
+    def wait_maintenance(self, timeout: float | None = None) -> bool:
+        """Wait for a background fold or compaction to end; True if none runs."""
+        t = self._background
+        if t is not None:
+            t.join(timeout)
+        return t is None or not t.is_alive()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -507,8 +653,13 @@ class PdqIndex:
         k = len(qs)
         if k == 0:
             return []
-        if self.auto_fold:
-            self.fold()
+        with self._lock:
+            if self.auto_fold and self._due() is not None:
+                self._fold_in_background()
+            return self._search(qs, t)
+
+    def _search(self, qs: Words, t: int) -> list[list[tuple[int, int]]]:
+        k = len(qs)
         records = _records(self._codes[: self._n])
         qrec = _records(qs)
         rows_parts: list[npt.NDArray[np.int64]] = []
@@ -516,7 +667,7 @@ class PdqIndex:
         d_parts: list[npt.NDArray[np.uint16]] = []
 
         def keep(rows: npt.NDArray[np.integer], qno: npt.NDArray[np.int64], d: npt.NDArray[np.uint16]) -> None:
-            ok = np.flatnonzero(d <= t)
+            ok = (d <= t).nonzero()[0]
             if len(ok):
                 rows_parts.append(rows[ok].astype(np.int64))
                 qno_parts.append(qno[ok])
@@ -531,14 +682,14 @@ class PdqIndex:
             cand, qno = found
             if len(cand) == 0:
                 continue
-            got = np.take(records, cand)
-            keep(cand, qno, _distances(got, qrec[0] if k == 1 else np.take(qrec, qno)))
+            got = records.take(cand)
+            keep(cand, qno, _distances(got, qrec[0] if k == 1 else qrec.take(qno)))
         if self._indexed < self._n:
             brute_ranges.append((self._indexed, self._n))
         for lo, hi in brute_ranges:
             for i in range(k):
                 d = _distances(records[lo:hi], qrec[i])
-                rows = np.flatnonzero(d <= t)
+                rows = (d <= t).nonzero()[0]
                 keep(rows + lo, np.full(len(rows), i, dtype=np.int64), d[rows])
         out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
         if not rows_parts:
@@ -580,45 +731,55 @@ class PdqIndex:
         """The same answer by scanning every row (the reference for tests and benchmarks)."""
         t = self.threshold if threshold is None else threshold
         q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
-        rows, d = brute_force(self._codes[: self._n], q, t)
-        alive = self._row_of[self._ids[rows]] == rows
-        rows, d = rows[alive], d[alive]
-        ids = self._ids[rows]
+        with self._lock:
+            rows, d = brute_force(self._codes[: self._n], q, t)
+            alive = self._row_of[self._ids[rows]] == rows
+            rows, d = rows[alive], d[alive]
+            ids = self._ids[rows]
         order = np.lexsort((ids, d))
         return [(int(ids[i]), int(d[i])) for i in order]
 
     def live(self) -> tuple[npt.NDArray[np.uint32], Words]:
         """Copies of the (ids, codes) of every live hash: a snapshot to rebuild from."""
-        rows = self._alive_rows(0, self._n)
-        return self._ids[rows].copy(), self._codes[rows].copy()
+        with self._lock:
+            rows = self._alive_rows(0, self._n)
+            return self._ids[rows].copy(), self._codes[rows].copy()
 
     def get(self, id_: int) -> str | None:
         """The hex hash stored for ``id_``, if live."""
-        if id_ not in self:
-            return None
-        return words_hex(self._codes[int(self._row_of[id_])])
+        with self._lock:
+            if id_ not in self:
+                return None
+            return words_hex(self._codes[int(self._row_of[id_])])
 
     # -- persistence -----------------------------------------------------------------------
 
     def save(self, directory: str | Path, watermark: str = "") -> None:
         """Write the index (compacted) to ``directory`` atomically: ``.npy`` files and a
         JSON manifest; ``watermark`` tells a loader which bank state it reflects."""
-        self.compact()
+        for attempt in range(3):  # compacted, off the lookup path; under the lock if updates keep racing it
+            with self._lock if attempt == 2 else contextlib.nullcontext():
+                self.compact()
+            with self._lock:  # rows below n of a compacted layout are never rewritten in place
+                if self._indexed == self._n == self._live:
+                    codes, ids, n, segments = self._codes, self._ids, self._n, list(self._segments)
+                    threshold = self.threshold
+                    break
         target = Path(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".pdq-index-", dir=target.parent))
         try:
-            np.save(tmp / "codes.npy", self._codes[: self._n])
-            np.save(tmp / "ids.npy", self._ids[: self._n])
+            np.save(tmp / "codes.npy", codes[:n])
+            np.save(tmp / "ids.npy", ids[:n])
             segs = []
-            for i, s in enumerate(self._segments):
+            for i, s in enumerate(segments):
                 np.save(tmp / f"seg{i}.offsets.npy", s.offsets)
                 np.save(tmp / f"seg{i}.postings.npy", s.postings)
                 segs.append({"m": s.m, "b": s.b, "n": s.n})
             manifest = {
                 "format": FORMAT,
-                "threshold": self.threshold,
-                "rows": self._n,
+                "threshold": threshold,
+                "rows": n,
                 "segments": segs,
                 "watermark": watermark,
             }

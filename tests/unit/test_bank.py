@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clients import pdq_index
 from clients.bank import PERSIST_MIN_HASHES, Bank
 from clients.pdq_index import PdqIndex, words_hex
 from clients.store import MemberStore
@@ -145,3 +147,47 @@ def test_opinions_aggregate_per_signal_and_feedback(bank: Bank) -> None:
     assert bank.opinion_counts("alice", "s") == {pb.VERDICT_TRUE_POSITIVE: 2}
     (entry,) = bank.feedback("alice")
     assert entry["counts"] == {"true_positive": 2} and entry["type"] == "md5" and entry["live"] is True
+
+
+def test_a_forced_compaction_of_the_banks_index_never_blocks_its_lookups(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashes = [_pdq(100 + i) for i in range(40)]
+    for i, h in enumerate(hashes):
+        bank.add_signal(_signal(f"s{i}", "pdq", h), index=i + 1)
+    for i in range(0, 40, 2):
+        assert bank.retract("alice", f"s{i}", index=100 + i)
+    index = bank.pdq_index()
+    entered, release = threading.Event(), threading.Event()
+    real = pdq_index._Segment.build.__func__  # type: ignore[attr-defined]
+
+    def gated(cls: type, *args: object) -> object:  # the compaction's build waits here
+        entered.set()
+        assert release.wait(60), "the gate was never opened"
+        return real(cls, *args)
+
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    compaction = threading.Thread(target=index.compact, daemon=True)
+    compaction.start()
+    try:
+        assert entered.wait(30)
+        answers: list[list[str]] = []
+
+        def lookups() -> None:  # through the bank, while the compaction is held at the gate
+            bank.add_signal(_signal("late", "pdq", _pdq(999)), index=500)
+            assert bank.retract("alice", "s1", index=501)
+            for h in (hashes[3], hashes[2], hashes[1], _near(_pdq(999), 4)):
+                answers.append([s.signal_id for s, _ in bank.search_pdq(h)])
+
+        worker = threading.Thread(target=lookups, daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive() and compaction.is_alive()  # answered while the merge waits
+        assert answers == [["s3"], [], [], ["late"]]
+    finally:
+        release.set()
+    compaction.join(60)
+    assert not compaction.is_alive() and index.stats()["segments"] == 1 and bank.pdq_index() is index
+    for i in range(3, 40, 2):
+        assert [s.signal_id for s, _ in bank.search_pdq(hashes[i])] == [f"s{i}"]
+    assert bank.search_pdq(hashes[1]) == [] and [s.signal_id for s, _ in bank.search_pdq(_pdq(999))] == ["late"]

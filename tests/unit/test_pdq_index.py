@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clients import pdq_index
 from clients.pdq_index import (
     PdqIndex,
     brute_force,
@@ -86,7 +89,8 @@ def test_incremental_adds_removes_and_new_versions_match_brute_force() -> None:
     index = PdqIndex(tail_limit=500)
     for start in range(0, len(codes), 3_001):  # many segments, merged as they grow
         index.add_many(np.arange(start, min(start + 3_001, len(codes))), codes[start : start + 3_001])
-        index.search(codes[0])  # folds the tail
+        index.search(codes[0])  # folds the tail (in the background: the next adds race it)
+    assert index.wait_maintenance(60)
     assert index.stats()["segments"] >= 1 and len(index) == len(codes)
 
     removed = set(range(0, len(codes), 7))
@@ -111,6 +115,7 @@ def test_incremental_adds_removes_and_new_versions_match_brute_force() -> None:
     # removing a quarter of everything compacts on the next fold
     index.remove_many(range(0, len(codes), 2))
     index.search(codes[3])
+    assert index.wait_maintenance(60)
     assert index.stats()["dead"] == 0
     assert index.rows == len(index)
 
@@ -191,3 +196,78 @@ def test_distance_256_is_not_distance_0() -> None:
     assert all(i != 5 for i, _ in index.search(complement, threshold=255))
     assert (5, 256) in index.search(complement, threshold=256)
     assert index.search_many(np.zeros((0, 4), dtype=np.uint64)) == []
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """(entered, release): every segment build signals ``entered`` then waits for
+    ``release``; released at teardown so no build is left waiting."""
+    entered, release = threading.Event(), threading.Event()
+    real = pdq_index._Segment.build.__func__  # type: ignore[attr-defined]
+
+    def gated(cls: type, *args: object) -> object:
+        entered.set()
+        assert release.wait(60), "the gate was never opened"
+        return real(cls, *args)
+
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    yield entered, release
+    release.set()
+
+
+def _in_thread(fn: object) -> list[object]:
+    """Run ``fn`` in a thread and wait a bounded time for it; [result] if it returned."""
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)  # type: ignore[operator]
+    t.start()
+    t.join(30)
+    return out
+
+
+def test_a_compaction_started_by_a_search_never_blocks_lookups_or_updates(
+    gate: tuple[threading.Event, threading.Event],
+) -> None:
+    entered, release = gate
+    codes = _codes(6_000, 21)
+    index = PdqIndex(tail_limit=1_000)
+    release.set()
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    release.clear()
+    entered.clear()
+    index.remove_many(range(0, 6_000, 2))  # half dead: the next search starts a compaction
+    assert index.search(codes[1]) == [(1, 0)]
+    assert entered.wait(30) and not index.wait_maintenance(0)  # the compaction is held at the gate
+    # while it is held: lookups answer from the old layout, updates go on (journaled)
+    new = _codes(3, 22)
+    assert _in_thread(lambda: index.add_many([1, 2, 7_000], new)) == [None]  # 1 replaced, 2 back, 7000 new
+    assert _in_thread(lambda: index.remove(3)) == [True]
+    assert _in_thread(lambda: index.search_many([words_hex(codes[1]), words_hex(new[0]), words_hex(codes[5])])) == [
+        [[], [(1, 0)], [(5, 0)]]
+    ]
+    assert index.stats()["dead"] > 0
+    release.set()
+    assert index.wait_maintenance(60)
+    st = index.stats()
+    # the old rows of ids 1 and 3 were alive when the build read them: dead rows now, filtered at verification
+    assert st["dead"] == 2 and st["live"] == len(index) == 3_000 - 1 + 2
+    live = {i: codes[i] for i in range(1, 6_000, 2) if i not in (1, 3)} | {1: new[0], 2: new[1], 7_000: new[2]}
+    for i in (1, 2, 5, 7_000, 5_999):
+        assert index.search(live[i]) == index.brute_force_search(live[i]) == [(i, 0)]
+    assert index.search(codes[3]) == [] and index.search(codes[1]) == []
+
+
+def test_only_one_of_two_racing_maintenances_swaps_in() -> None:
+    codes = _codes(5_000, 23)
+    index = PdqIndex(tail_limit=1_000, auto_fold=False)
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    index.remove_many(range(0, 5_000, 2))
+    with index._lock:
+        first = index._begin(compact=True)
+        second = index._begin(compact=True)
+    index.remove(1)
+    built = index._build(first), index._build(second)
+    with index._lock:
+        assert index._finish(built[1]) is True and index._finish(built[0]) is False
+    assert len(index) == 2_499 and index.search(codes[1]) == [] and index.search(codes[5]) == [(5, 0)]
