@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from exchange.core.acceptance import check_stamped
+from exchange.core.acceptance import check_stamped, check_stamped_key
 from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
@@ -326,17 +326,10 @@ class Sequencer:
                 continue
             index = draft.start + len(draft.records)
             try:
-                env = Envelope.decode(s.envelope)
-                event = (
-                    project(s.envelope, lambda publisher, signal_id: None).event
-                    if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
-                )
-                if event is not None:
-                    staged = (draft.directory or view.directory).clone()
-                    staged.apply(event, index)
-                    draft.directory = staged
+                if s.keyid is not None:  # a member entry, its key named by the replica that verified it
+                    check_stamped_key(s.keyid, draft.directory or view.directory, index, draft.now_ms)
                 else:
-                    check_stamped(env, draft.directory or view.directory, index, draft.now_ms)
+                    self._check_decoding(s.envelope, draft, index)
             except TrustwireError as exc:
                 outcomes.append(exc)
                 continue
@@ -346,6 +339,22 @@ class Sequencer:
             draft.records.append(record)
             outcomes.append(receipt)
         return outcomes
+
+    def _check_decoding(self, envelope: bytes, draft: _Draft, index: int) -> None:
+        """A key event (applied to the staged directory) or a member entry without its
+        key id: parse the envelope here."""
+        directory = self._view.directory
+        env = Envelope.decode(envelope)
+        event = (
+            project(envelope, lambda publisher, signal_id: None).event
+            if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
+        )
+        if event is not None:
+            staged = (draft.directory or directory).clone()
+            staged.apply(event, index)
+            draft.directory = staged
+        else:
+            check_stamped(env, draft.directory or directory, index, draft.now_ms)
 
     def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
         """Has our view accepted these records at these indices? Only this sequencer

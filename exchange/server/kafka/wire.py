@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
+from exchange.core.entries import EntryKind, ms_to_timestamp, timestamp_to_ms
 from exchange.core.errors import TrustwireError, error_for
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -73,11 +73,21 @@ class Batch:
     deadline_ms: int
 
 
+def _member_keyid(s: Submission) -> str:
+    """The signing key of a member entry admission decoded; "" for a key event or unknown."""
+    if s.keyid is None or s.decoded is None or s.decoded[0] is EntryKind.KEY_EVENT:
+        return ""
+    return s.keyid
+
+
 def encode_batch(batch: Batch) -> bytes:
     return kpb.SubmissionBatch(
         request_id=batch.request_id,
         replica_id=batch.replica_id,
-        envelopes=[kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest) for s in batch.submissions],
+        envelopes=[
+            kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest, member_keyid=_member_keyid(s))
+            for s in batch.submissions
+        ],
         deadline_ms=batch.deadline_ms,
     ).SerializeToString()
 
@@ -93,7 +103,9 @@ def decode_batch(value: bytes | None) -> Batch | None:
     return Batch(
         request_id=msg.request_id,
         replica_id=msg.replica_id,
-        submissions=tuple(Submission(envelope=e.envelope, digest=e.digest) for e in msg.envelopes),
+        submissions=tuple(
+            Submission(envelope=e.envelope, digest=e.digest, keyid=e.member_keyid or None) for e in msg.envelopes
+        ),
         deadline_ms=msg.deadline_ms,
     )
 
