@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +31,7 @@ from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhaust
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.server.metrics import EngineSample
 from exchange.server.projection import Meta, decode, project
 from exchange.server.seal import Seal, SealState
 
@@ -392,6 +393,12 @@ class SqliteLedger:
         _finish(group)
         with self._grown:
             self._grown.notify_all()
+
+    def engine_metrics(self) -> Iterable[EngineSample]:
+        """Group commit's figures (``trustwire_engine_ledger_*``): write transactions
+        committed, and the batches they carried (their ratio: batches per WAL sync)."""
+        yield EngineSample(name="ledger_groups_committed_total", value=self.groups_committed, kind="counter")
+        yield EngineSample(name="ledger_batches_committed_total", value=self.batches_committed, kind="counter")
 
     # -- reads ----------------------------------------------------------------------------
 

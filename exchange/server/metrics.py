@@ -128,6 +128,9 @@ ENGINE_METRICS: Mapping[str, str] = {
     "kafka_sequencer_cpu_seconds_total": "counter: CPU seconds of the sequencing thread (÷ entries: CPU per entry)",
     "kafka_view_cpu_seconds_total": "counter: CPU seconds of the view's tailing thread (÷ records: CPU per entry)",
     "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
+    # the SQLite ledger (the embedded engine, and each Kafka replica's view)
+    "ledger_groups_committed_total": "counter: write transactions committed (group commit: one WAL sync each)",
+    "ledger_batches_committed_total": "counter: batches those transactions carried (÷ groups: batches per sync)",
 }
 
 SERVING_METRICS: Mapping[str, str] = {
