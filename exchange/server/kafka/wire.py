@@ -26,6 +26,7 @@ __all__ = [
     "decode_ledger_message",
     "decode_result",
     "encode_batch",
+    "encode_entries",
     "encode_entry",
     "encode_epoch_start",
     "encode_result",
@@ -42,9 +43,18 @@ def encode_epoch_start(epoch: int, next_index: int, sequencer_id: str) -> bytes:
 
 
 def encode_entry(epoch: int, record: bytes) -> bytes:
-    return kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch, record=record)).SerializeToString(
-        deterministic=True
-    )
+    return encode_entries(epoch, [record])[0]
+
+
+def encode_entries(epoch: int, records: Sequence[bytes]) -> list[bytes]:
+    """``encode_entry`` for each record of one epoch (one message object for the batch)."""
+    msg = kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch))
+    entry = msg.entry
+    out: list[bytes] = []
+    for record in records:
+        entry.record = record
+        out.append(msg.SerializeToString(deterministic=True))
+    return out
 
 
 def decode_ledger_message(value: bytes | None) -> LedgerMessage | None:
@@ -138,9 +148,17 @@ def _outcome(result: xpb.PublishResult) -> Outcome:
 
 
 def encode_result(request_id: bytes, replica_id: str, outcomes: Sequence[Outcome]) -> bytes:
-    return kpb.SubmissionResult(
-        request_id=request_id, replica_id=replica_id, results=[_outcome_pb(o) for o in outcomes]
-    ).SerializeToString()
+    msg = kpb.SubmissionResult(request_id=request_id, replica_id=replica_id)
+    results = msg.results
+    for o in outcomes:
+        if isinstance(o, Receipt):  # filled in place: no intermediate messages per receipt
+            r = results.add().receipt
+            seconds, ms = divmod(o.accepted_at_ms, 1000)
+            r.index, r.leaf_hash = o.index, o.leaf_hash
+            r.accepted_at.seconds, r.accepted_at.nanos = seconds, ms * 1_000_000
+        else:
+            results.append(_outcome_pb(o))
+    return msg.SerializeToString()
 
 
 def decode_result(value: bytes | None) -> Result | None:
