@@ -208,7 +208,7 @@ def _engine_lines(figures: list[dict[str, Any]]) -> list[str]:
     value = {f["name"]: f["value"] for f in figures}
     lines: list[str] = []
     if "kafka_sequencer_epoch" in value:
-        info = next((f["labels"] for f in figures if f["name"] == "kafka_sequencer_info"), {})
+        info: dict[str, str] = next((f["labels"] for f in figures if f["name"] == "kafka_sequencer_info"), {})
         who = info.get("sequencer_id") or "none yet"
         self_ = " (this replica)" if value.get("kafka_sequencer_is_self") else ""
         serving = "serving" if value.get("kafka_view_serving", 1) else "STOPPED"
