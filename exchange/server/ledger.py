@@ -31,7 +31,7 @@ from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhaust
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
-from exchange.server.metrics import EngineSample
+from exchange.server.figures import EngineSample
 from exchange.server.projection import Meta, decode, project
 from exchange.server.seal import Seal, SealState
 
