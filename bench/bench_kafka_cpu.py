@@ -44,11 +44,12 @@ from exchange.server.ledger import SqliteLedger, Submission  # noqa: E402
 from tests.kafka.broker import session_broker  # noqa: E402
 from tests.conftest import GROUP_ALL, MEMBERS  # noqa: E402
 from tests.kafka.cluster import Cluster, wait_for  # noqa: E402
-from tests.ledger_contract import G1, signal, task_force  # noqa: E402
+from tests.ledger_contract import G1, as_admitted, signal, task_force  # noqa: E402
 
 
 def submissions(n: int) -> list[Submission]:
-    return [signal("alice", f"cpu-{i}", [G1], value=f"{i:032x}") for i in range(n)]
+    """Pre-signed signals as admission hands them to the ledger (decoded, key id named)."""
+    return [as_admitted(signal("alice", f"cpu-{i}", [G1], value=f"{i:032x}")) for i in range(n)]
 
 
 def settings(bootstrap: str, prefix: str, view: Path) -> KafkaSettings:

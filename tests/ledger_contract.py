@@ -13,13 +13,14 @@ ledger (same storage). The fixture closes whatever is still open at teardown.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from exchange.core.dsse import sign_envelope
-from exchange.core.entries import OPERATOR, Entry, encode_entry, ms_to_timestamp
+from exchange.core.dsse import Envelope, sign_envelope
+from exchange.core.entries import OPERATOR, Entry, decode_entry, encode_entry, ms_to_timestamp
 from exchange.core.errors import InvalidKeyEvent, TrustwireError
 from exchange.core.keys import Signer
 from exchange.core.records import Receipt, Record, leaf_hash
@@ -229,6 +230,29 @@ def test_a_refused_entry_has_no_side_effect(make_ledger: MakeLedger) -> None:
     assert ledger.receipt_for(enrol("alice", [G1]).digest) is None
     (next_one,) = receipts(ledger.append([signal("alice", "s1", [G1])]))
     assert next_one.index == len(before)
+
+
+def as_admitted(s: Submission) -> Submission:
+    """``s`` as admission hands it over: decoded, with its signing key id (the Kafka
+    engine then sends the sequencer the key id instead of having it parse the envelope)."""
+    env = Envelope.decode(s.envelope)
+    return dataclasses.replace(s, decoded=decode_entry(env.payload_type, env.payload), keyid=env.keyid)
+
+
+def test_an_entry_of_a_member_suspended_after_admission_is_refused_at_append(make_ledger: MakeLedger) -> None:
+    """The key check is repeated at the entry's index: a member suspended between
+    admission and the append gets nothing in, whether or not admission named the key."""
+    ledger = make_ledger()
+    receipts(ledger.append(task_force()))
+    receipts(ledger.append([submission(_event(1, member_suspended=pb.MemberSuspended(member_id="alice")))]))
+    before = everything(ledger)
+    plain, named = signal("alice", "late-1", [G1]), as_admitted(signal("alice", "late-2", [G1]))
+    assert named.keyid and named.decoded
+    outcomes = ledger.append([plain, named])
+    assert all(isinstance(o, TrustwireError) and o.status == "PERMISSION_DENIED" for o in outcomes), outcomes
+    assert everything(ledger) == before
+    (ok,) = receipts(ledger.append([as_admitted(signal("bob", "on-time", [G1], signer=BOB))]))
+    assert ok.index == len(before)
 
 
 # -- derived state -----------------------------------------------------------------------------

@@ -196,7 +196,33 @@ def snapshot(s: opb.GetStatusResponse, exchange: str) -> dict[str, Any]:
             for v in s.subscribers
         ],
         "alerts": alerts,
+        "engine_figures": [
+            {"name": f.name, "value": f.value, "labels": dict(sorted(f.labels.items()))} for f in s.engine_figures
+        ],
     }
+
+
+def _engine_lines(figures: list[dict[str, Any]]) -> list[str]:
+    """The engine's own figures, summarized: the Kafka engine's sequencer and view, and
+    the ledger's group commit."""
+    value = {f["name"]: f["value"] for f in figures}
+    lines: list[str] = []
+    if "kafka_sequencer_epoch" in value:
+        info: dict[str, str] = next((f["labels"] for f in figures if f["name"] == "kafka_sequencer_info"), {})
+        who = info.get("sequencer_id") or "none yet"
+        self_ = " (this replica)" if value.get("kafka_sequencer_is_self") else ""
+        serving = "serving" if value.get("kafka_view_serving", 1) else "STOPPED"
+        lag = value.get("kafka_consumer_lag_messages")
+        lines.append(
+            f"  kafka: epoch {int(value['kafka_sequencer_epoch'])}, sequencer {who}{self_}; view {serving}"
+            + ("" if lag is None else f", lag {int(lag)} messages")
+        )
+    if "ledger_groups_committed_total" in value:
+        lines.append(
+            f"  ledger writes: {int(value['ledger_groups_committed_total'])} commits carried"
+            f" {int(value.get('ledger_batches_committed_total', 0))} batches"
+        )
+    return lines
 
 
 def _ago(ms: int | None) -> str:
@@ -376,6 +402,7 @@ def _summary(snap: dict[str, Any]) -> list[str]:
         f"  subscribers: {len(snap['subscribers'])} connected"
         + (f", max lag {worst['lag']} ({worst['member']} {worst['stream']})" if worst else ""),
     ]
+    lines += _engine_lines(snap["engine_figures"])
     lines += [f"  {a['level'].upper()} {a['kind']}: {a['message']}" for a in snap["alerts"]]
     return lines
 

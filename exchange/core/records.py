@@ -6,6 +6,7 @@ they are produced once at acceptance and only ever copied afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -15,12 +16,24 @@ from exchange.core.merkle import leaf_hash
 from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
 from exchange.pb.trustwire.v1 import ledger_pb2
 
-__all__ = ["Receipt", "Record", "encode_record", "leaf_hash"]
+__all__ = ["Receipt", "Record", "encode_record", "encode_records", "leaf_hash"]
 
 
 def encode_record(index: int, accepted_at_ms: int, envelope: bytes) -> bytes:
     msg = ledger_pb2.LedgerRecord(index=index, accepted_at=ms_to_timestamp(accepted_at_ms), envelope=envelope)
     return msg.SerializeToString(deterministic=True)
+
+
+def encode_records(start: int, accepted_at_ms: int, envelopes: Sequence[bytes]) -> list[bytes]:
+    """``encode_record`` for consecutive indices from ``start`` sharing one accepted_at
+    (a sequencing round): the same bytes, one message object for the batch."""
+    msg = ledger_pb2.LedgerRecord(accepted_at=ms_to_timestamp(accepted_at_ms))
+    out: list[bytes] = []
+    for index, envelope in enumerate(envelopes, start):
+        msg.index = index
+        msg.envelope = envelope
+        out.append(msg.SerializeToString(deterministic=True))
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +31,8 @@ from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhaust
 from exchange.core.keydir import KeyDirectory
 from exchange.core.records import Receipt, Record, encode_record, leaf_hash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
-from exchange.server.projection import Meta, project
+from exchange.server.figures import EngineSample
+from exchange.server.projection import Meta, decode, project
 from exchange.server.seal import Seal, SealState
 
 __all__ = ["Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
@@ -323,11 +324,12 @@ class SqliteLedger:
             return []
         return self._write(lambda conn, w: w.submit_all(batch))
 
-    def apply_records(self, records: Sequence[bytes]) -> None:
-        """Store records already ordered elsewhere (a Kafka replica's view). Each must
-        carry the next index; a record already present (same index, same bytes) is skipped."""
+    def apply_records(self, records: Sequence[bytes | Record]) -> None:
+        """Store records already ordered elsewhere (a Kafka replica's view), as one batch
+        in one transaction. Each must carry the next index; a record below the head
+        (delivered again) is skipped. ``Record`` values spare decoding them again."""
         if records:
-            self._write(lambda conn, w: [w.replay(r) for r in records])
+            self._write(lambda conn, w: w.replay_all(records))
 
     def _write(self, body: _Body) -> list[Outcome]:
         """Run ``body`` in a write transaction, grouped with the bodies other threads
@@ -391,6 +393,12 @@ class SqliteLedger:
         _finish(group)
         with self._grown:
             self._grown.notify_all()
+
+    def engine_metrics(self) -> Iterable[EngineSample]:
+        """Group commit's figures (``trustwire_engine_ledger_*``): write transactions
+        committed, and the batches they carried (their ratio: batches per WAL sync)."""
+        yield EngineSample(name="ledger_groups_committed_total", value=self.groups_committed, kind="counter")
+        yield EngineSample(name="ledger_batches_committed_total", value=self.batches_committed, kind="counter")
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -481,11 +489,11 @@ _UPSERT_SIGNAL = (
 _RETRACT_SIGNAL = "UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?"
 
 
-def _signal_ref(s: Submission) -> tuple[str, str] | None:
-    """(publisher, signal_id) of the signal a decoded submission names, if any."""
-    if s.decoded is None:
+def _signal_ref(decoded: tuple[EntryKind, Entry] | None) -> tuple[str, str] | None:
+    """(publisher, signal_id) of the signal a decoded entry names, if any."""
+    if decoded is None:
         return None
-    entry = s.decoded[1]
+    entry = decoded[1]
     if isinstance(entry, pb.Signal):
         return entry.member_id, entry.signal_id
     if isinstance(entry, pb.Retraction | pb.Opinion):
@@ -496,9 +504,10 @@ def _signal_ref(s: Submission) -> tuple[str, str] | None:
 class _Writer:
     """One write transaction: assigns indices and stores records with their projection.
 
-    Rows are buffered and written in order with one ``executemany`` per run of the same
-    statement (:meth:`flush`, before the commit); what the transaction itself reads back
-    (known digests, signal audiences) is answered from the buffer first."""
+    Rows are buffered and written with one ``executemany`` for all records and one per
+    run of the same signal statement, in order (:meth:`flush`, before the commit); what
+    the transaction itself reads back (known digests, signal audiences) is answered
+    from the buffer first."""
 
     def __init__(self, ledger: SqliteLedger, conn: sqlite3.Connection, head: int, now_ms: int) -> None:
         self._ledger = ledger
@@ -509,7 +518,8 @@ class _Writer:
         self.directory: KeyDirectory | None = None  # staged copy, once a key event is written
         self._batch: dict[bytes, Receipt] = {}  # receipts of this transaction and known ones looked up
         self._audiences: dict[tuple[str, str], tuple[str, ...] | None] = {}  # looked up or written here
-        self._rows: list[tuple[str, tuple[object, ...]]] = []
+        self._records: list[tuple[object, ...]] = []
+        self._rows: list[tuple[str, tuple[object, ...]]] = []  # signal statements, in order
 
     def _seen_by(self, publisher: str, signal_id: str) -> tuple[str, ...] | None:
         key = (publisher, signal_id)
@@ -522,7 +532,7 @@ class _Writer:
         """Known digests get their receipt, the others an index; digests and the signals
         the batch names are looked up once for the batch."""
         self._batch.update(SqliteLedger._receipts(self._conn, [s.digest for s in batch if s.digest not in self._batch]))
-        self._look_up_signals({ref for s in batch if (ref := _signal_ref(s)) is not None} - self._audiences.keys())
+        self._look_up_signals({ref for s in batch if (ref := _signal_ref(s.decoded)) is not None} - self._audiences.keys())
         return [self._submit(s) for s in batch]
 
     def _look_up_signals(self, refs: set[tuple[str, str]]) -> None:
@@ -568,27 +578,38 @@ class _Writer:
         self._batch[s.digest] = receipt
         return receipt
 
-    def replay(self, raw: bytes) -> None:
-        record = Record.decode(raw)
-        if record.index < self.head:
-            return  # already applied (at-least-once delivery)
-        if record.index != self.head:
-            raise LedgerCorrupt(f"replica view expected entry {self.head}, got {record.index}")
-        digest = hashlib.sha256(record.envelope).digest()
-        meta = project(record.envelope, self._seen_by)
-        if meta.event is not None:
-            staged = (self.directory or self._ledger.directory).clone()
-            staged.apply(meta.event, self.head)
-            self.directory = staged
-        self._store(raw, digest, record.accepted_at_ms, meta)
-        self.last_ms = max(self.last_ms, record.accepted_at_ms)
+    def replay_all(self, records: Sequence[bytes | Record]) -> list[None]:
+        """Store records ordered elsewhere, in order: each decoded once (``Record`` values
+        not at all), the signals they name looked up once for the batch, and the key
+        directory staged once per transaction."""
+        todo: list[Record] = []
+        expect = self.head
+        for item in records:
+            record = item if isinstance(item, Record) else Record.decode(item)
+            if record.index < expect:
+                continue  # already applied (at-least-once delivery)
+            if record.index != expect:
+                raise LedgerCorrupt(f"replica view expected entry {expect}, got {record.index}")
+            todo.append(record)
+            expect += 1
+        entries = [decode(r.envelope) for r in todo]
+        self._look_up_signals({ref for d in entries if (ref := _signal_ref(d)) is not None} - self._audiences.keys())
+        for record, decoded in zip(todo, entries, strict=True):
+            meta = project(record.envelope, self._seen_by, decoded)
+            if meta.event is not None:
+                if self.directory is None:
+                    self.directory = self._ledger.directory.clone()
+                self.directory.apply(meta.event, self.head)  # a failure aborts the transaction
+            self._store(record.raw, hashlib.sha256(record.envelope).digest(), record.accepted_at_ms, meta)
+            self.last_ms = max(self.last_ms, record.accepted_at_ms)
+        return []
 
     def _store(self, record: bytes, digest: bytes, accepted_at_ms: int, meta: Meta) -> Receipt:
         lh = leaf_hash(record)
         rows = self._rows
-        rows.append((_INSERT_RECORD, (
-            self.head, record, digest, meta.kind, meta.publisher, _pack(meta.audience), accepted_at_ms, lh,
-        )))
+        self._records.append(
+            (self.head, record, digest, meta.kind, meta.publisher, _pack(meta.audience), accepted_at_ms, lh)
+        )
         if meta.signal_id is not None:
             rows.append((_UPSERT_SIGNAL, (meta.publisher, meta.signal_id, _pack(meta.signal_audience), self.head)))
             self._audiences[(meta.publisher, meta.signal_id)] = meta.signal_audience or ()
@@ -599,7 +620,12 @@ class _Writer:
         return receipt
 
     def flush(self) -> None:
-        """Write the buffered rows in order, one executemany per run of one statement."""
+        """Write the buffered rows: every record in one executemany (distinct keys, so
+        their order is free), then the signal statements in order, one executemany per
+        run of one statement (an upsert and a retraction of one signal must not swap)."""
+        if self._records:
+            self._conn.executemany(_INSERT_RECORD, self._records)
+            self._records.clear()
         for sql, run in itertools.groupby(self._rows, key=lambda row: row[0]):
             self._conn.executemany(sql, [params for _, params in run])
         self._rows.clear()

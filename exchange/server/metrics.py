@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from google.protobuf.message import DecodeError
@@ -76,6 +76,7 @@ from exchange.core.errors import ConfigError, InvalidValue, TrustwireError
 from exchange.core.signals import OpaqueType, signal_type
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import envelope_pb2
+from exchange.server.figures import EngineMetricsSource, EngineSample
 
 if TYPE_CHECKING:
     from exchange.server.admission import Admitted
@@ -128,6 +129,9 @@ ENGINE_METRICS: Mapping[str, str] = {
     "kafka_sequencer_cpu_seconds_total": "counter: CPU seconds of the sequencing thread (÷ entries: CPU per entry)",
     "kafka_view_cpu_seconds_total": "counter: CPU seconds of the view's tailing thread (÷ records: CPU per entry)",
     "kafka_view_serving": "gauge: 0 once this replica's view stopped (ledger topic lost); it then serves nothing",
+    # the SQLite ledger (the embedded engine, and each Kafka replica's view)
+    "ledger_groups_committed_total": "counter: write transactions committed (group commit: one WAL sync each)",
+    "ledger_batches_committed_total": "counter: batches those transactions carried (÷ groups: batches per sync)",
 }
 
 SERVING_METRICS: Mapping[str, str] = {
@@ -367,29 +371,6 @@ class Activity:
 
 
 # -- the engine hook ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineSample:
-    """One value an engine reports, exported as ``trustwire_engine_<name>``."""
-
-    name: str  # lowercase [a-z0-9_]; counters end in _total
-    value: float
-    kind: Literal["gauge", "counter"] = "gauge"
-    help: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@runtime_checkable
-class EngineMetricsSource(Protocol):
-    """A stream engine (or any part of it) that reports its own figures at scrape time.
-
-    The Kafka engine implements this (producer, consumer, sequencer identity and
-    failovers; the names it should use are in :data:`ENGINE_METRICS`). Called from the
-    scrape thread: return quickly and never raise for a figure you do not have.
-    """
-
-    def engine_metrics(self) -> Iterable[EngineSample]: ...
 
 
 class _Collector(Collector):

@@ -37,7 +37,7 @@ from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
 from exchange.server.gate import Gate
 from exchange.server.integrity import VerificationState
-from exchange.server.metrics import StreamView
+from exchange.server.metrics import EngineMetricsSource, EngineSample, StreamView
 from exchange.server.service import ExchangeCore
 
 __all__ = ["Alert", "MemberRow", "OperatorServicer", "OperatorStatus", "Status", "Thresholds"]
@@ -108,6 +108,7 @@ class Status:
     rejects: list[tuple[str, int, int]]  # (reason, total, in window)
     subscribers: list[StreamView]
     alerts: list[Alert] = field(default_factory=list)
+    engine_figures: list[EngineSample] = field(default_factory=list)
 
 
 def _ago(ms: int) -> str:
@@ -192,10 +193,22 @@ class OperatorStatus:
             window_s=t.window_s, ledger_head=head, checkpoint_size=cp_size,
             checkpoint_signed_ms=latest.signed_at_ms if latest else 0, uncovered_since_ms=uncovered_since,
             members=members, rejects=rejects, subscribers=activity.streams(head),
+            engine_figures=self._engine_figures(),
         )
         status.alerts.extend(self._alerts(status, t))
         status.alerts.extend(self._verification_alerts())
         return status
+
+    def _engine_figures(self) -> list[EngineSample]:
+        """What the ledger engine reports of itself (as /metrics has it); none if it cannot say."""
+        ledger = self._core.ledger
+        if not isinstance(ledger, EngineMetricsSource):
+            return []
+        try:
+            return list(ledger.engine_metrics())
+        except Exception:  # noqa: BLE001 - a status must not fail because the engine could not answer
+            log.warning("engine figures from %s failed", type(ledger).__name__, exc_info=True)
+            return []
 
     def _verification_alerts(self) -> list[Alert]:
         """The full ledger verification (after a crash): running, or failed."""
@@ -277,6 +290,7 @@ def encode_status(s: Status) -> opb.GetStatusResponse:
             for v in s.subscribers
         ],
         alerts=[opb.Alert(level=a.level, kind=a.kind, subject=a.subject, message=a.message) for a in s.alerts],
+        engine_figures=[opb.EngineFigure(name=f.name, value=f.value, labels=dict(f.labels)) for f in s.engine_figures],
     )
 
 

@@ -16,7 +16,7 @@ from exchange.core.entries import OPERATOR, Entry, EntryKind, decode_entry, publ
 from exchange.core.errors import TrustwireError
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["Meta", "SignalLookup", "project"]
+__all__ = ["Meta", "SignalLookup", "decode", "project"]
 
 SignalLookup = Callable[[str, str], "tuple[str, ...] | None"]
 """(publisher, signal_id) → everyone who saw any version of it, or None."""
@@ -33,16 +33,23 @@ class Meta:
     event: pb.KeyEvent | None = None
 
 
+def decode(envelope: bytes) -> tuple[EntryKind, Entry] | None:
+    """The entry an envelope carries, read structurally (no signature check), or None."""
+    try:
+        env = Envelope.decode(envelope)
+        return decode_entry(env.payload_type, env.payload)
+    except TrustwireError:
+        return None
+
+
 def project(envelope: bytes, seen_by: SignalLookup, decoded: tuple[EntryKind, Entry] | None = None) -> Meta:
     """Derive a record's metadata. The envelope was verified at admission, so only
     its structure is read here (``decoded`` spares decoding it again); a record that
     cannot be decoded is visible to no member (auditors still see it) and changes
     nothing."""
     if decoded is None:
-        try:
-            env = Envelope.decode(envelope)
-            decoded = decode_entry(env.payload_type, env.payload)
-        except TrustwireError:
+        decoded = decode(envelope)
+        if decoded is None:
             return Meta(kind="undecodable", publisher=OPERATOR, audience=())
     kind, entry = decoded
     publisher = publisher_of(entry)

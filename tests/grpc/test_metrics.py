@@ -211,6 +211,29 @@ def test_engine_metrics_hook(tf: TaskForce) -> None:
     assert FakeKafkaEngine.calls == 1
 
 
+def test_group_commit_figures_are_exported(tf: TaskForce) -> None:
+    """The SQLite ledger's group-commit counters: one call after another, each append
+    is its own write transaction; a call that stores nothing commits nothing."""
+    samples, _ = scrape(tf)
+    groups0 = metric(samples, "trustwire_engine_ledger_groups_committed_total")
+    batches0 = metric(samples, "trustwire_engine_ledger_batches_committed_total")
+    assert groups0 is not None and batches0 is not None and groups0 >= 1  # the enrolment
+    stubs = Stubs(tf)
+    try:
+        bob = tf.client("bob")
+        for i, value in enumerate((MD5_A, MD5_B, MD5_C)):
+            env = sign(bob.signal("md5", value, groups=[GROUP_ALL], signal_id=f"g{i}"), bob.signer)
+            assert publish_raw(stubs.member("bob"), [env])[0].WhichOneof("result") == "receipt"
+        carol = tf.client("carol")
+        wrong = sign(bob.signal("md5", MD5_A, groups=[GROUP_ALL], signal_id="not-carols"), carol.signer)
+        assert publish_raw(stubs.member("carol"), [wrong])[0].WhichOneof("result") == "error"
+    finally:
+        stubs.close()
+    samples, _ = scrape(tf)
+    assert metric(samples, "trustwire_engine_ledger_groups_committed_total") == groups0 + 3
+    assert metric(samples, "trustwire_engine_ledger_batches_committed_total") == batches0 + 3
+
+
 def test_metrics_endpoint_settings(tmp_path: Path) -> None:
     off = start_taskforce(tmp_path / "off", metrics_listen="off")
     try:

@@ -3,6 +3,7 @@ audit, and a second replica serving the same ledger."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -196,6 +197,29 @@ def test_a_restarted_replica_resumes_and_a_new_one_rebuilds(
         assert [s.record for s in r2.ledger.read(0, 100)] == [s.record for s in tf.server.ledger.read(0, 100)]
     finally:
         r2.stop(grace=0.2)
+
+
+def test_ops_status_shows_the_kafka_engine(
+    kafka_taskforce: TaskForce, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ops status` names the sequencer and its epoch, and the view's state and lag."""
+    from exchange.program.cli import main
+
+    tf = kafka_taskforce
+    key = tmp_path / "operator.key"
+    key.write_text(tf.operator.seed.hex())
+    ops = ["ops", "status", "--exchange", tf.target, "--origin", tf.origin, "--operator-key-file", str(key)]
+    capsys.readouterr()
+    assert main([*ops, "--json"]) == 0
+    figures = {f["name"]: f for f in json.loads(capsys.readouterr().out)["engine_figures"]}
+    assert figures["kafka_sequencer_is_self"]["value"] == 1  # the only replica
+    assert figures["kafka_view_serving"]["value"] == 1
+    assert figures["kafka_sequencer_info"]["labels"]["epoch"] == "1"
+    assert figures["ledger_groups_committed_total"]["value"] >= 1
+    sequencer = figures["kafka_sequencer_info"]["labels"]["sequencer_id"]
+    assert main(ops) == 0
+    out = capsys.readouterr().out
+    assert f"kafka: epoch 1, sequencer {sequencer} (this replica); view serving" in out, out
 
 
 def test_the_kafka_engine_figures_are_exported(kafka_taskforce: TaskForce) -> None:

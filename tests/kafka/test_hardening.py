@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.cli.ops_view import OperatorView, Thresholds
+from clients.cli.ops_view import OperatorView, Thresholds, _summary, snapshot
 from exchange.core.errors import ConfigError, TrustwireError, Unavailable
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import operator_pb2 as opb
@@ -157,9 +157,11 @@ def test_a_broker_restart_that_loses_the_topic_stops_every_replica(
                      f"{x.name} to stop serving")
         view = OperatorView(a.target, cluster.operator, origin=ORIGIN)
         try:
-            alerts = list(view.status(Thresholds(window_s=60, silent_after_s=1800, checkpoint_max_age_s=60)).alerts)
+            status = view.status(Thresholds(window_s=60, silent_after_s=1800, checkpoint_max_age_s=60))
         finally:
             view.close()
+        assert any("view STOPPED" in line for line in _summary(snapshot(status, a.target)))  # what ops status prints
+        alerts = list(status.alerts)
         stopped = [al for al in alerts if al.kind == "ledger-view-stopped"]
         assert stopped and stopped[0].level == opb.ALERT_LEVEL_CRITICAL, alerts
         member = cluster.member("alice", b.target)

@@ -4,10 +4,18 @@ Pure (no broker): the rule is a function of the topic's messages in offset order
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
-from exchange.core.records import encode_record
-from exchange.server.kafka.rule import RuleState, apply, apply_many
-from exchange.server.kafka.wire import encode_entry, encode_epoch_start
+from exchange.core.errors import UnknownKey
+from exchange.core.records import Receipt, Record, encode_record, encode_records, leaf_hash
+from exchange.server.kafka.rule import RuleState, accept_many, apply, apply_many
+from exchange.server.kafka.wire import (
+    decode_result,
+    encode_entries,
+    encode_entry,
+    encode_epoch_start,
+    encode_result,
+)
 
 
 def run(messages: list[bytes | None], start: RuleState = RuleState()) -> tuple[RuleState, list[tuple[int, bytes]]]:
@@ -135,3 +143,25 @@ def test_apply_many_is_the_rule_message_by_message() -> None:
         offset = end
     assert (state, got, got_claims) == (expected, accepted, claims)
     assert len(accepted) > 100 and claims > 5
+
+
+def test_batch_encoders_write_the_same_bytes_as_one_at_a_time() -> None:
+    """A sequencing round encodes its records, entries and results together: the bytes
+    (hence leaf hashes and what every reader accepts) must not change."""
+    envelopes = [f"envelope-{i}".encode() * (i + 1) for i in range(5)]
+    for at_ms in (1_700_000_000_000, 1_700_000_000_999, 0):
+        records = encode_records(7, at_ms, envelopes)
+        assert records == [encode_record(7 + i, at_ms, e) for i, e in enumerate(envelopes)]
+        assert [Record.decode(r).accepted_at_ms for r in records] == [at_ms] * 5
+    records = encode_records(7, 1_700_000_000_123, envelopes)
+    assert encode_entries(3, records) == [encode_entry(3, r) for r in records]
+    state, accepted, _ = accept_many(RuleState(), enumerate([encode_epoch_start(3, 0, "a")]))
+    state, accepted, _ = accept_many(
+        replace(state, next_index=7), [(1 + i, v) for i, v in enumerate(encode_entries(3, records))]
+    )
+    assert [r.raw for r in accepted] == records and state.next_index == 12
+    outcomes = [Receipt(index=7 + i, accepted_at_ms=1_700_000_000_123 + i, leaf_hash=leaf_hash(r))
+                for i, r in enumerate(records)]
+    result = decode_result(encode_result(b"req", "replica-a", [*outcomes, UnknownKey("no such key")]))
+    assert result is not None and result.outcomes[:5] == tuple(outcomes)
+    assert isinstance(result.outcomes[5], UnknownKey) and result.outcomes[5].message == "no such key"

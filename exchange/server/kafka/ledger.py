@@ -234,6 +234,7 @@ class KafkaLedger:
         yield EngineSample(name="kafka_sequencer_cpu_seconds_total", value=self.sequencer.cpu_s, kind="counter")
         yield EngineSample(name="kafka_view_cpu_seconds_total", value=self.tailer.cpu_s, kind="counter")
         yield EngineSample(name="kafka_view_serving", value=0 if self.tailer.failure is not None else 1)
+        yield from self.view.engine_metrics()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka.wire import decode_ledger_message
 
-__all__ = ["RuleState", "apply", "apply_many"]
+__all__ = ["RuleState", "accept_many", "apply", "apply_many"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,8 +75,17 @@ def apply_many(
     ``state.offset`` are skipped: delivered again); the state after them, the accepted
     records and the number of accepted claims. The same rule, with one state object
     per call, not per message."""
+    state, records, claims = accept_many(state, messages)
+    return state, [r.raw for r in records], claims
+
+
+def accept_many(
+    state: RuleState, messages: Iterable[tuple[int, bytes | None]]
+) -> tuple[RuleState, list[Record], int]:
+    """:func:`apply_many` returning the accepted records decoded (and checked canonical),
+    so that a view stores them without decoding them again."""
     offset, epoch, next_index = state.offset, state.epoch, state.next_index
-    records: list[bytes] = []
+    records: list[Record] = []
     claims: list[tuple[int, kpb.EpochStart]] = []
     for at, value in messages:
         if at < offset:
@@ -92,7 +101,7 @@ def apply_many(
                 continue
             if record.index == next_index:
                 next_index += 1
-                records.append(msg.record)
+                records.append(record)
         elif isinstance(msg, kpb.EpochStart) and msg.epoch > epoch and msg.next_index == next_index:
             epoch = msg.epoch
             claims.append((at, msg))

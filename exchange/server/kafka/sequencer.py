@@ -28,18 +28,18 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from exchange.core.acceptance import check_stamped
+from exchange.core.acceptance import check_stamped, check_stamped_key
 from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
-from exchange.core.records import Receipt, encode_record, leaf_hash
+from exchange.core.records import Receipt, encode_records, leaf_hash
 from exchange.server.kafka.produce import SafeProducer
 from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.view import Tailer
-from exchange.server.kafka.wire import Batch, decode_batch, encode_entry, encode_epoch_start, encode_result
+from exchange.server.kafka.wire import Batch, decode_batch, encode_entries, encode_epoch_start, encode_result
 from exchange.server.ledger import Outcome
 from exchange.server.projection import project
 
@@ -57,9 +57,17 @@ class _Draft:
 
     start: int
     now_ms: int
-    known: dict[bytes, Receipt]  # digest → receipt: the ledger's, then this round's
-    records: list[bytes] = field(default_factory=list)
+    known: dict[bytes, Receipt | int]  # digest → the ledger's receipt, or this round's position
+    envelopes: list[bytes] = field(default_factory=list)  # this round's new entries, in index order
     directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
+
+    def seal(self) -> tuple[list[bytes], list[Receipt]]:
+        """The round's records, encoded together, and their receipts (by position)."""
+        records = encode_records(self.start, self.now_ms, self.envelopes)
+        return records, [
+            Receipt(index=self.start + i, accepted_at_ms=self.now_ms, leaf_hash=leaf_hash(r))
+            for i, r in enumerate(records)
+        ]
 
 
 EXPIRY_MARGIN_MS = 250
@@ -272,11 +280,12 @@ class Sequencer:
         start = self._next
         digests = [s.digest for b in batches for s in b.submissions]
         draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms),
-                       known=self._view.receipts_for(digests))
-        answers = [(b, self._plan(b, draft)) for b in batches]
-        records = draft.records
+                       known=dict(self._view.receipts_for(digests)))
+        planned = [(b, self._plan(b, draft)) for b in batches]
+        records, fresh = draft.seal()
+        answers = [(b, [fresh[o] if isinstance(o, int) else o for o in outcomes]) for b, outcomes in planned]
         if records:
-            offsets = self._write([encode_entry(epoch, r) for r in records])
+            offsets = self._write(encode_entries(epoch, records))
             if offsets is None:
                 self._resign("entries have an unknown fate")
                 return
@@ -307,15 +316,16 @@ class Sequencer:
         except KafkaException as exc:
             log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
 
-    def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome]:
+    def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome | int]:
         """Outcomes of one batch, in order; new records are added to ``draft``.
 
         The publishing replica verified each envelope (signature, entry, member rules);
         here only what can change between then and now is checked again: the key at
-        this index and time (member entries), key events in order (staged directory)."""
+        this index and time (member entries), key events in order (staged directory).
+        A new entry's outcome is its position in the round (its receipt once sealed)."""
         view = self._view
         expired = 0 < batch.deadline_ms <= _wall_ms() + EXPIRY_MARGIN_MS
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome | int] = []
         for s in batch.submissions:
             known = draft.known.get(s.digest)
             if known is not None:
@@ -324,28 +334,36 @@ class Sequencer:
             if expired:
                 outcomes.append(Unavailable("the publish deadline passed before the sequencer reached it; publish again"))
                 continue
-            index = draft.start + len(draft.records)
+            position = len(draft.envelopes)
+            index = draft.start + position
             try:
-                env = Envelope.decode(s.envelope)
-                event = (
-                    project(s.envelope, lambda publisher, signal_id: None).event
-                    if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
-                )
-                if event is not None:
-                    staged = (draft.directory or view.directory).clone()
-                    staged.apply(event, index)
-                    draft.directory = staged
+                if s.keyid is not None:  # a member entry, its key named by the replica that verified it
+                    check_stamped_key(s.keyid, draft.directory or view.directory, index, draft.now_ms)
                 else:
-                    check_stamped(env, draft.directory or view.directory, index, draft.now_ms)
+                    self._check_decoding(s.envelope, draft, index)
             except TrustwireError as exc:
                 outcomes.append(exc)
                 continue
-            record = encode_record(index, draft.now_ms, s.envelope)
-            receipt = Receipt(index=index, accepted_at_ms=draft.now_ms, leaf_hash=leaf_hash(record))
-            draft.known[s.digest] = receipt
-            draft.records.append(record)
-            outcomes.append(receipt)
+            draft.known[s.digest] = position
+            draft.envelopes.append(s.envelope)
+            outcomes.append(position)
         return outcomes
+
+    def _check_decoding(self, envelope: bytes, draft: _Draft, index: int) -> None:
+        """A key event (applied to the staged directory) or a member entry without its
+        key id: parse the envelope here."""
+        directory = self._view.directory
+        env = Envelope.decode(envelope)
+        event = (
+            project(envelope, lambda publisher, signal_id: None).event
+            if PAYLOAD_TYPES.get(env.payload_type) is EntryKind.KEY_EVENT else None
+        )
+        if event is not None:
+            staged = (draft.directory or directory).clone()
+            staged.apply(event, index)
+            draft.directory = staged
+        else:
+            check_stamped(env, draft.directory or directory, index, draft.now_ms)
 
     def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
         """Has our view accepted these records at these indices? Only this sequencer

@@ -86,17 +86,17 @@ class LedgerView(SqliteLedger):
         """accepted_at of the newest entry (the sequencer keeps time non-decreasing)."""
         return self._last_accepted_ms
 
-    def apply_batch(self, records: Sequence[bytes], state: RuleState) -> None:
-        """Store accepted records and the rule state that follows them, atomically."""
+    def apply_batch(self, records: Sequence[Record], state: RuleState) -> None:
+        """Store accepted records (decoded by the rule) and the rule state that follows
+        them, atomically: one transaction, rows written in batches."""
         blob = json.dumps({**asdict(state), "topic": self.topic})
 
         def body(conn: sqlite3.Connection, writer: Any) -> list[None]:
-            for raw in records:
-                writer.replay(raw)
+            writer.replay_all(records)
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_META_KEY, blob))
             return []
 
-        last_ms = Record.decode(records[-1]).accepted_at_ms if records else 0
+        last_ms = records[-1].accepted_at_ms if records else 0
         self._write(body)
         self._rule = state
         self._last_accepted_ms = max(self._last_accepted_ms, last_ms)
@@ -245,7 +245,7 @@ class Tailer:
             offset = m.offset()
             if offset is not None:
                 values.append((offset, m.value()))
-        state, records, claims = rule.apply_many(before, values)
+        state, records, claims = rule.accept_many(before, values)
         if state != before:
             self.view.apply_batch(records, state)
             self.messages_read += len(values)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
+from exchange.core.entries import EntryKind, ms_to_timestamp, timestamp_to_ms
 from exchange.core.errors import TrustwireError, error_for
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -26,6 +26,7 @@ __all__ = [
     "decode_ledger_message",
     "decode_result",
     "encode_batch",
+    "encode_entries",
     "encode_entry",
     "encode_epoch_start",
     "encode_result",
@@ -42,9 +43,18 @@ def encode_epoch_start(epoch: int, next_index: int, sequencer_id: str) -> bytes:
 
 
 def encode_entry(epoch: int, record: bytes) -> bytes:
-    return kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch, record=record)).SerializeToString(
-        deterministic=True
-    )
+    return encode_entries(epoch, [record])[0]
+
+
+def encode_entries(epoch: int, records: Sequence[bytes]) -> list[bytes]:
+    """``encode_entry`` for each record of one epoch (one message object for the batch)."""
+    msg = kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch))
+    entry = msg.entry
+    out: list[bytes] = []
+    for record in records:
+        entry.record = record
+        out.append(msg.SerializeToString(deterministic=True))
+    return out
 
 
 def decode_ledger_message(value: bytes | None) -> LedgerMessage | None:
@@ -73,11 +83,21 @@ class Batch:
     deadline_ms: int
 
 
+def _member_keyid(s: Submission) -> str:
+    """The signing key of a member entry admission decoded; "" for a key event or unknown."""
+    if s.keyid is None or s.decoded is None or s.decoded[0] is EntryKind.KEY_EVENT:
+        return ""
+    return s.keyid
+
+
 def encode_batch(batch: Batch) -> bytes:
     return kpb.SubmissionBatch(
         request_id=batch.request_id,
         replica_id=batch.replica_id,
-        envelopes=[kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest) for s in batch.submissions],
+        envelopes=[
+            kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest, member_keyid=_member_keyid(s))
+            for s in batch.submissions
+        ],
         deadline_ms=batch.deadline_ms,
     ).SerializeToString()
 
@@ -93,7 +113,9 @@ def decode_batch(value: bytes | None) -> Batch | None:
     return Batch(
         request_id=msg.request_id,
         replica_id=msg.replica_id,
-        submissions=tuple(Submission(envelope=e.envelope, digest=e.digest) for e in msg.envelopes),
+        submissions=tuple(
+            Submission(envelope=e.envelope, digest=e.digest, keyid=e.member_keyid or None) for e in msg.envelopes
+        ),
         deadline_ms=msg.deadline_ms,
     )
 
@@ -126,9 +148,17 @@ def _outcome(result: xpb.PublishResult) -> Outcome:
 
 
 def encode_result(request_id: bytes, replica_id: str, outcomes: Sequence[Outcome]) -> bytes:
-    return kpb.SubmissionResult(
-        request_id=request_id, replica_id=replica_id, results=[_outcome_pb(o) for o in outcomes]
-    ).SerializeToString()
+    msg = kpb.SubmissionResult(request_id=request_id, replica_id=replica_id)
+    results = msg.results
+    for o in outcomes:
+        if isinstance(o, Receipt):  # filled in place: no intermediate messages per receipt
+            r = results.add().receipt
+            seconds, ms = divmod(o.accepted_at_ms, 1000)
+            r.index, r.leaf_hash = o.index, o.leaf_hash
+            r.accepted_at.seconds, r.accepted_at.nanos = seconds, ms * 1_000_000
+        else:
+            results.append(_outcome_pb(o))
+    return msg.SerializeToString()
 
 
 def decode_result(value: bytes | None) -> Result | None:
