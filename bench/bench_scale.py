@@ -123,8 +123,7 @@ def grow_direct(ex: ExchangeProcess, signers: dict[str, Any], target: int, batch
     envelopes signed for real on every core; fast enough to reach 1M+ entries. The
     exchange is started again afterwards (its start-up hashes the new records into the
     audit log: that start is not one of the restarts measured). Entries/s."""
-    from concurrent.futures import ProcessPoolExecutor
-
+    from clients.verify_pool import process_pool
     from exchange.server.ledger import SqliteLedger, Submission
 
     head = _head(ex)
@@ -135,7 +134,7 @@ def grow_direct(ex: ExchangeProcess, signers: dict[str, Any], target: int, batch
     ledger = SqliteLedger(ex.ledger)
     try:
         jobs = [(seeds, tag, start, min(batch, need - start)) for start in range(0, need, batch)]
-        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        with process_pool(os.cpu_count() or 1) as pool:
             for signed in pool.map(_signed_batch, jobs, chunksize=4):
                 outcomes = ledger.append([Submission(envelope=env, digest=hashlib.sha256(env).digest())
                                           for env in signed])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from clients.bank import Bank
 from clients.client import ExchangeClient
@@ -20,8 +20,9 @@ from exchange.core.errors import SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keydir_commitment import commit, committed_in
 from exchange.core.logview import LogView
-from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.core.verify import EntryVerifier, Passes, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 
 __all__ = ["Syncer", "SyncReport"]
 
@@ -66,11 +67,13 @@ class Syncer:
                 self.verifier, report.next_index, lambda v: store.add_key_event(v.index, v.record)
             )
         groups = self._client.current_groups()
-        for page in self._client.pages(report.next_index, follow, self.log_view):
+        pool = self._client.verify_pool
+        for page, passed in self._ahead(self._client.pages(report.next_index, follow, self.log_view), follow):
             try:
                 with store.transaction():
+                    records = list(page.records)
                     checked = [self._for_recipient(v, groups)
-                               for v in self.verifier.verify_many(list(page.records), self._client.verify_pool)]
+                               for v in self.verifier.verify_many(records, pool, passed=passed)]
                     for raw, result in zip(page.records, checked, strict=True):
                         self._ingester.apply(raw, result, self.verifier, report)
                     report.expired += self._ingester.sweep_expired(report)
@@ -83,6 +86,7 @@ class Syncer:
                 raise
             report.next_index, report.head = page.next_index, page.head
             if stop is not None and stop():
+                self.log_view = self.load_log_view()  # a page read ahead is dropped
                 break
         with store.transaction():
             report.expired += self._ingester.sweep_expired(report)
@@ -91,6 +95,33 @@ class Syncer:
         except TrustwireError as exc:
             log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
         return report
+
+    def _ahead(
+        self, pages: Iterator[xpb.SubscribeResponse], follow: bool
+    ) -> Iterator[tuple[xpb.SubscribeResponse, Passes | None]]:
+        """Each page with its signature checks already started on the verification
+        workers; catching up (not following), the next page is read and its checks
+        started before this one is applied, so the workers verify while this process
+        writes. An error reading ahead is raised after this page is applied."""
+        pool = self._client.verify_pool
+        if follow:
+            for page in pages:
+                yield page, self.verifier.submit(list(page.records), pool)
+            return
+        page = next(pages, None)
+        passed = self.verifier.submit(list(page.records), pool) if page is not None else None
+        while page is not None:
+            failure: BaseException | None = None
+            try:
+                following = next(pages, None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised once this page is applied
+                following, failure = None, exc
+            # against the keys known before this page: a key it adds is checked again in order
+            after = self.verifier.submit(list(following.records), pool) if following is not None else None
+            yield page, passed
+            if failure is not None:
+                raise failure
+            page, passed = following, after
 
     def _check_key_directory(self, cursor: int) -> None:
         """Once caught up with the page's checkpoint, the key events this member holds

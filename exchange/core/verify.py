@@ -10,7 +10,7 @@ verifier's own directory, so nothing the exchange says about keys is taken on tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,7 +23,7 @@ from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId
 from exchange.core.records import Record
 
-__all__ = ["EntryVerifier", "Prechecker", "VerifiedEntry", "signed_passes"]
+__all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_passes"]
 
 
 def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
@@ -40,11 +40,15 @@ def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) ->
     return bytes(out)
 
 
+Passes = Callable[[], "bytes | None"]
+"""The result of a submitted precheck: one byte per record (waits for it), or None."""
+
+
 class Prechecker(Protocol):
     """Runs :func:`signed_passes` elsewhere (other processes), for :meth:`EntryVerifier.verify_many`."""
 
-    def passes(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> bytes | None:
-        """One byte per record, or None to check them here instead (a small page, say)."""
+    def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
+        """Start checking; None to check them in the caller's process instead (a small page, say)."""
         ...
 
 
@@ -81,18 +85,27 @@ class EntryVerifier:
     def _keys(self) -> KeyTable:
         return directory_keys(self.directory)
 
+    def submit(self, raws: Sequence[bytes], pool: Prechecker | None) -> Passes | None:
+        """Start the stateless half on ``pool``'s processes against the keys known now
+        (a record whose key comes later in the ledger fails there and is checked again
+        in order); hand the result to :meth:`verify_many` as ``passed``."""
+        return None if pool is None else pool.submit(self.operator_key, key_table(self.directory), raws)
+
     def verify_many(
-        self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2
+        self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
+        passed: Passes | None = None,
     ) -> list[VerifiedEntry | UntrustedEntry]:
         """Verify records in order; the stateless half of the rule runs up front, on
         ``pool``'s threads when given (libsodium releases the GIL) or in a
-        :class:`Prechecker`'s processes, the rest in order."""
+        :class:`Prechecker`'s processes (``passed``: already submitted), the rest in order."""
         if pool is not None and not isinstance(pool, Executor):
-            passed = pool.passes(self.operator_key, key_table(self.directory), raws)
-            if passed is not None:
-                prechecked = [self._rebuild(raw) if ok else None for raw, ok in zip(raws, passed, strict=True)]
-                return self._in_order(raws, prechecked)
+            if passed is None:
+                passed = self.submit(raws, pool)
             pool = None
+        flags = passed() if passed is not None else None
+        if flags is not None:
+            prechecked = [self._rebuild(raw) if ok else None for raw, ok in zip(raws, flags, strict=True)]
+            return self._in_order(raws, prechecked)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
