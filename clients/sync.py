@@ -68,12 +68,15 @@ class Syncer:
             )
         groups = self._client.current_groups()
         pool = self._client.verify_pool
-        for page, passed in self._ahead(self._client.pages(report.next_index, follow, self.log_view), follow):
+        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow)
+        for page, passed in pages:
             try:
                 with store.transaction():
-                    records = list(page.records)
                     checked = [self._for_recipient(v, groups)
-                               for v in self.verifier.verify_many(records, pool, passed=passed)]
+                               for v in self.verifier.verify_many(list(page.records), pool, passed=passed)]
+                    # the next page's signatures are checked on the workers (against the
+                    # keys as of this page's end) while this page is written
+                    pages.read_next(lambda raws: self.verifier.submit(raws, pool))
                     for raw, result in zip(page.records, checked, strict=True):
                         self._ingester.apply(raw, result, self.verifier, report)
                     report.expired += self._ingester.sweep_expired(report)
@@ -85,6 +88,7 @@ class Syncer:
                 self.log_view = self.load_log_view()
                 raise
             report.next_index, report.head = page.next_index, page.head
+            pages.raise_deferred()
             if stop is not None and stop():
                 self.log_view = self.load_log_view()  # a page read ahead is dropped
                 break
@@ -95,33 +99,6 @@ class Syncer:
         except TrustwireError as exc:
             log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
         return report
-
-    def _ahead(
-        self, pages: Iterator[xpb.SubscribeResponse], follow: bool
-    ) -> Iterator[tuple[xpb.SubscribeResponse, Passes | None]]:
-        """Each page with its signature checks already started on the verification
-        workers; catching up (not following), the next page is read and its checks
-        started before this one is applied, so the workers verify while this process
-        writes. An error reading ahead is raised after this page is applied."""
-        pool = self._client.verify_pool
-        if follow:
-            for page in pages:
-                yield page, self.verifier.submit(list(page.records), pool)
-            return
-        page = next(pages, None)
-        passed = self.verifier.submit(list(page.records), pool) if page is not None else None
-        while page is not None:
-            failure: BaseException | None = None
-            try:
-                following = next(pages, None)
-            except BaseException as exc:  # noqa: BLE001 - re-raised once this page is applied
-                following, failure = None, exc
-            # against the keys known before this page: a key it adds is checked again in order
-            after = self.verifier.submit(list(following.records), pool) if following is not None else None
-            yield page, passed
-            if failure is not None:
-                raise failure
-            page, passed = following, after
 
     def _check_key_directory(self, cursor: int) -> None:
         """Once caught up with the page's checkpoint, the key events this member holds
@@ -186,3 +163,48 @@ class Syncer:
             self._store.forget_verified()
         self.verifier = self.load_verifier()
         return self.sync()
+
+
+class _Ahead:
+    """Subscribe pages, each with its signature checks (:class:`Passes`) already started
+    when it can be: catching up (not following), :meth:`read_next` reads the next page
+    and starts its checks while the current one is applied. An error reading ahead is
+    raised by :meth:`raise_deferred`, once the current page has committed."""
+
+    def __init__(self, pages: Iterator[xpb.SubscribeResponse], follow: bool) -> None:
+        self._pages = pages
+        self._follow = follow
+        self._next: tuple[xpb.SubscribeResponse, Passes | None] | None = None
+        self._failure: BaseException | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[tuple[xpb.SubscribeResponse, Passes | None]]:
+        while True:
+            if self._next is not None:
+                item, self._next = self._next, None
+                yield item
+                continue
+            if self._done:
+                return
+            page = next(self._pages, None)
+            if page is None:
+                return
+            yield page, None
+
+    def read_next(self, submit: Callable[[list[bytes]], Passes | None]) -> None:
+        if self._follow or self._next is not None or self._done:
+            return  # following, the next page may be far off: never wait for it here
+        try:
+            page = next(self._pages, None)
+        except BaseException as exc:  # noqa: BLE001 - raised once the current page commits
+            self._failure, self._done = exc, True
+            return
+        if page is None:
+            self._done = True
+            return
+        self._next = (page, submit(list(page.records)))
+
+    def raise_deferred(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
