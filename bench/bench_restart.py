@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_scale import GROUP, _head, grow_direct, law, startup_cpu, timed_start  # noqa: E402
+from bench.bench_scale import GROUP, _head, grow_direct, laws_of, machine, save, startup_cpu, timed_start  # noqa: E402
 from reliability.harness import ExchangeProcess  # noqa: E402
 
 
@@ -111,23 +110,16 @@ def main() -> int:
         finally:
             if ex.alive():
                 ex.stop()
-    grown = [r["entries"] for r in rows]
-    laws = {}
-    if len(rows) > 1:
-        for key in ("restart_s", "restart_after_crash_s", "restart_minus_empty_s", "restart_cpu_s",
-                    "restart_cpu_minus_empty_s", "startup_checks_cpu_s"):
-            laws[key] = {k: round(v, 4) for k, v in law(grown, [float(r[key]) for r in rows], args.project).items()}
+    laws = laws_of(rows, ("restart_s", "restart_after_crash_s", "restart_minus_empty_s", "restart_cpu_s",
+                          "restart_cpu_minus_empty_s", "startup_checks_cpu_s"), args.project)
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg": os.getloadavg()},
+        "machine": machine(),
         "baseline": {"empty_exchange_start_s": round(median(empty_starts), 3),
                      "empty_exchange_start_cpu_s": round(median(empty_cpu), 3)},
         "project": args.project, "rows": rows, "growth_laws": laws,
     }
     print(json.dumps({"baseline": result["baseline"], "growth_laws": laws}, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"restart-{int(time.time())}.json").write_text(json.dumps(result, indent=2))
+    save("restart", result)
     return 0
 
 

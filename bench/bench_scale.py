@@ -298,6 +298,27 @@ def law(sizes: list[int], values: list[float], project: int) -> dict[str, float]
             "exponent": k, "power_at_project": power}
 
 
+def laws_of(rows: list[dict[str, Any]], keys: tuple[str, ...], project: int) -> dict[str, dict[str, float]]:
+    """The growth law of each figure ``key`` over the rows' ``entries``."""
+    if len(rows) < 2:
+        return {}
+    grown = [r["entries"] for r in rows]
+    return {key: {k: round(v, 4) for k, v in law(grown, [float(r[key]) for r in rows], project).items()}
+            for key in keys}
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_avg": os.getloadavg()}
+
+
+def save(kind: str, result: dict[str, Any]) -> None:
+    """Write ``result`` as bench/results/<kind>-<time>.json."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{kind}-{int(time.time())}.json").write_text(json.dumps(result, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,40000,80000", help="ledger sizes to measure at (comma-separated)")
@@ -309,7 +330,6 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="audit workers for the parallel run")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    cpus = os.cpu_count() or 1
 
     raw = raw_verify_rate()
     with tempfile.TemporaryDirectory() as tmp:
@@ -373,17 +393,12 @@ def main() -> int:
         finally:
             if ex.alive():
                 ex.stop()
-    grown = [r["entries"] for r in rows]
-    laws = {}
-    if len(rows) > 1:
-        for key in ("restart_s", "restart_full_verify_s", "restart_after_crash_s", "startup_checks_cpu_s",
-                    "startup_checks_full_cpu_s", "sync_step_per_s", "sync_step_per_cpu_s",
-                    "state_bytes_per_entry", "audit_1w_per_s", "audit_1w_per_cpu_s_vs_raw", "audit_1w_peak_rss_mib",
-                    f"audit_{args.workers}w_peak_rss_mib", "checkpoints"):
-            laws[key] = {k: round(v, 4) for k, v in law(grown, [float(r[key]) for r in rows], args.project).items()}
+    laws = laws_of(rows, ("restart_s", "restart_full_verify_s", "restart_after_crash_s", "startup_checks_cpu_s",
+                          "startup_checks_full_cpu_s", "sync_step_per_s", "sync_step_per_cpu_s",
+                          "state_bytes_per_entry", "audit_1w_per_s", "audit_1w_per_cpu_s_vs_raw",
+                          "audit_1w_peak_rss_mib", f"audit_{args.workers}w_peak_rss_mib", "checkpoints"), args.project)
     result = {
-        "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg": os.getloadavg()},
+        "machine": machine(),
         "baseline": {"raw_ed25519_verify_per_cpu_s": round(raw), "empty_exchange_start_s": round(empty_start, 3),
                      "empty_audit_1w_s": round(fixed_1w[0], 3), f"empty_audit_{args.workers}w_s": round(fixed_nw[0], 3)},
         "project": args.project,
@@ -391,9 +406,7 @@ def main() -> int:
         "growth_laws": laws,
     }
     print(json.dumps({"baseline": result["baseline"], "project": args.project, "growth_laws": laws}, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"scale-{int(time.time())}.json").write_text(json.dumps(result, indent=2))
+    save("scale", result)
     return 0
 
 
