@@ -33,7 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_scale import GROUP, _head, grow_direct, laws_of, machine, save, startup_cpu, timed_start  # noqa: E402
+from bench.bench_scale import (  # noqa: E402
+    GROUP, _head, emit, grow_direct, laws_of, machine, save, startup_cpu, timed_start,
+)
 from reliability.harness import ExchangeProcess  # noqa: E402
 
 
@@ -102,11 +104,8 @@ def main() -> int:
                     "restart_cpu_s": round(median(sealed_cpu), 3),
                     "restart_cpu_minus_empty_s": round(median(sealed_cpu) - median(empty_cpu), 3),
                     "startup_checks_cpu_s": round(checks, 4),
-                    "ledger_bytes_per_entry": round(ex.ledger.stat().st_size / max(head, 1), 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 2),
                 }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                emit(rows, row, ex)
         finally:
             if ex.alive():
                 ex.stop()

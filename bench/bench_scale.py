@@ -307,6 +307,14 @@ def laws_of(rows: list[dict[str, Any]], keys: tuple[str, ...], project: int) -> 
             for key in keys}
 
 
+def emit(rows: list[dict[str, Any]], row: dict[str, Any], ex: ExchangeProcess) -> None:
+    """Add the disk and load figures to a size's ``row`` (``entries`` set), keep and print it."""
+    row["ledger_bytes_per_entry"] = round(ex.ledger.stat().st_size / max(row["entries"], 1), 1)
+    row["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "load_avg": os.getloadavg()}
@@ -385,11 +393,8 @@ def main() -> int:
                     "audit_1w_peak_rss_mib": round(one["peak_rss_mib"], 1),
                     f"audit_{args.workers}w_peak_rss_mib": round(many["peak_rss_mib"], 1),
                     "checkpoints": _checkpoints(ex),
-                    "ledger_bytes_per_entry": round(ex.ledger.stat().st_size / max(head, 1), 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 2),
                 }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                emit(rows, row, ex)
         finally:
             if ex.alive():
                 ex.stop()
