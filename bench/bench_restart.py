@@ -95,6 +95,8 @@ def main() -> int:
                     ex.start()
                     ex.kill9()
                     crashed.append(timed_start(ex))
+                    ex.stop()
+                ex.start()  # serving again for the next size's growth
                 row = {
                     "entries": head,
                     "grow_per_s": round(grow_rate), "grow_s": round(grow_s, 1),
