@@ -9,15 +9,15 @@ the ledger's size. Results are merged in ledger order by the :class:`Auditor`.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
 
+from clients.verify_pool import process_pool
 from exchange.core.audit import CHUNK, AuditReport, Auditor, ChunkResult, RangeVerifier
 
 __all__ = ["AuditRun", "Progress", "SaveState", "run_audit"]
@@ -75,11 +75,7 @@ def run_audit(auditor: Auditor, records: Iterable[bytes], run: AuditRun = AuditR
                 auditor.add(raw)
             merged()
     else:
-        context = multiprocessing.get_context("spawn")  # never fork a process holding gRPC threads
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init,
-            initargs=(auditor.operator_key, auditor.key_events, auditor.verify_from),
-        ) as pool:
+        with process_pool(workers, _init, (auditor.operator_key, auditor.key_events, auditor.verify_from)) as pool:
             pending: deque[Future[ChunkResult]] = deque()
             start = auditor.position
             while chunk := list(islice(it, CHUNK)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Required, TypedDict, Unpack
 
 import grpc
@@ -19,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from clients.coverage import wait_for_checkpoint
 from clients.transport import ClientTls, PublishOutcome, connect, origin_of_log_key, publish_envelopes, translate_errors
+from clients.verify_pool import VerifyPool
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry
 from exchange.core.errors import SecurityError, UntrustedEntry
@@ -46,6 +46,7 @@ class Connection(TypedDict, total=False):
     witness_quorum: int
     channel: grpc.Channel | None  # an existing channel (default: connect to the target)
     tls: ClientTls | None
+    verify_workers: int  # processes that check a page's signatures (default: one per core)
 
 
 class ExchangeClient:
@@ -61,11 +62,11 @@ class ExchangeClient:
         origin = origin_of_log_key(c["log_key"])  # calls are signed for this exchange (call-auth v3)
         self._channel = channel or connect(target, self.signer, self.member_id, tls=c.get("tls"), origin=origin)
         self._stub = xgrpc.ExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        # signature checks of a page run on two threads (libsodium releases the GIL)
-        self.verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tw-verify")
+        # signature checks of a big page run in worker processes, one per core
+        self.verify_pool = VerifyPool(c.get("verify_workers"))
 
     def close(self) -> None:
-        self.verify_pool.shutdown(wait=False)
+        self.verify_pool.close()
         self._channel.close()
 
     def log_view(self, trusted_note: str | None = None) -> LogView:

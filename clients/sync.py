@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from clients.bank import Bank
 from clients.client import ExchangeClient
@@ -20,8 +20,9 @@ from exchange.core.errors import SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keydir_commitment import commit, committed_in
 from exchange.core.logview import LogView
-from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.core.verify import EntryVerifier, Passes, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 
 __all__ = ["Syncer", "SyncReport"]
 
@@ -66,10 +67,15 @@ class Syncer:
                 self.verifier, report.next_index, lambda v: store.add_key_event(v.index, v.record)
             )
         groups = self._client.current_groups()
-        for page in self._client.pages(report.next_index, follow, self.log_view):
+        pool = self._client.verify_pool
+        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow)
+        for page, passed in pages:
             try:
                 with store.transaction():
-                    checked = self.verifier.verify_many(list(page.records), self._client.verify_pool)
+                    checked = self.verifier.verify_many(list(page.records), pool, passed=passed)
+                    # the next page's signatures are checked on the workers (against the
+                    # keys as of this page's end) while this page is written
+                    pages.read_next(lambda raws: self.verifier.submit(raws, pool))
                     for raw, result in zip(page.records, checked, strict=True):
                         # in ledger order: a retraction's signal may be earlier in the page
                         self._ingester.apply(raw, self._for_recipient(result, groups), self.verifier, report)
@@ -82,7 +88,9 @@ class Syncer:
                 self.log_view = self.load_log_view()
                 raise
             report.next_index, report.head = page.next_index, page.head
+            pages.raise_deferred()
             if stop is not None and stop():
+                self.log_view = self.load_log_view()  # a page read ahead is dropped
                 break
         with store.transaction():
             report.expired += self._ingester.sweep_expired(report)
@@ -168,3 +176,48 @@ class Syncer:
             self._store.forget_verified()
         self.verifier = self.load_verifier()
         return self.sync()
+
+
+class _Ahead:
+    """Subscribe pages, each with its signature checks (:class:`Passes`) already started
+    when it can be: catching up (not following), :meth:`read_next` reads the next page
+    and starts its checks while the current one is applied. An error reading ahead is
+    raised by :meth:`raise_deferred`, once the current page has committed."""
+
+    def __init__(self, pages: Iterator[xpb.SubscribeResponse], follow: bool) -> None:
+        self._pages = pages
+        self._follow = follow
+        self._next: tuple[xpb.SubscribeResponse, Passes | None] | None = None
+        self._failure: BaseException | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[tuple[xpb.SubscribeResponse, Passes | None]]:
+        while True:
+            if self._next is not None:
+                item, self._next = self._next, None
+                yield item
+                continue
+            if self._done:
+                return
+            page = next(self._pages, None)
+            if page is None:
+                return
+            yield page, None
+
+    def read_next(self, submit: Callable[[list[bytes]], Passes | None]) -> None:
+        if self._follow or self._next is not None or self._done:
+            return  # following, the next page may be far off: never wait for it here
+        try:
+            page = next(self._pages, None)
+        except BaseException as exc:  # noqa: BLE001 - raised once the current page commits
+            self._failure, self._done = exc, True
+            return
+        if page is None:
+            self._done = True
+            return
+        self._next = (page, submit(list(page.records)))
+
+    def raise_deferred(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure

@@ -65,16 +65,18 @@ class Envelope:
                 "envelope is not canonically encoded (PROTOCOL.md §2: fields in number order, "
                 "no explicit default values, no unknown or repeated fields)"
             )
-        if len(msg.signatures) != 1:
-            raise MalformedEnvelope(f"envelope must carry exactly one signature, found {len(msg.signatures)}")
-        if not msg.payload_type or len(msg.payload_type) > MAX_PAYLOAD_TYPE:
+        signatures = msg.signatures  # each field read once: a read builds a new object
+        if len(signatures) != 1:
+            raise MalformedEnvelope(f"envelope must carry exactly one signature, found {len(signatures)}")
+        payload_type = msg.payload_type
+        if not payload_type or len(payload_type) > MAX_PAYLOAD_TYPE:
             raise MalformedEnvelope("envelope payload_type is missing or too long")
-        sig = msg.signatures[0]
+        sig = signatures[0]
         try:
             keyid = parse_key_id(sig.keyid)
         except InvalidValue as exc:
             raise MalformedEnvelope(f"envelope signature keyid is invalid: {exc}") from exc
-        return cls(payload_type=msg.payload_type, payload=msg.payload, keyid=keyid, sig=sig.sig, raw=raw)
+        return cls(payload_type=payload_type, payload=msg.payload, keyid=keyid, sig=sig.sig, raw=raw)
 
 
 def sign_envelope(payload_type: str, payload: bytes, signer: Signer) -> Envelope:

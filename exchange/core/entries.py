@@ -8,6 +8,7 @@ directory (group membership, key validity, signal existence) live with their sta
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -172,30 +173,55 @@ def _check_timestamp(name: str, ts: Timestamp, required: bool) -> None:
 
 
 def _validate_signal(s: pb.Signal) -> None:
+    # each field is read once: reading a protobuf field builds a new Python object
     _require(_SIGNAL_ID.match(s.signal_id), "signal_id must be 1..128 letters, digits and ._:-")
-    member_id(s.member_id)
+    _known_member(s.member_id)
     kind = signals.signal_type(s.type)
-    if s.value_rule not in (0, signals.CURRENT_RULE):
+    rule = s.value_rule
+    if rule not in (0, signals.CURRENT_RULE):
         raise InvalidValue(f"value_rule is {signals.CURRENT_RULE}, or omitted for rule 1")
-    kind.check(s.value, s.value_rule or signals.LEGACY_RULE)
-    _require(len(s.labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
-    _require(all(_LABEL.match(label) for label in s.labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
-    _require(len(set(s.labels)) == len(s.labels), "labels must be unique")
+    kind.check(s.value, rule or signals.LEGACY_RULE)
+    labels = s.labels
+    if labels:
+        _require(len(labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
+        _require(all(_LABEL.match(label) for label in labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
+        _require(len(set(labels)) == len(labels), "labels must be unique")
     _require(s.confidence <= 100, "confidence is 0..100")
     _require(s.severity in _SEVERITIES, "unknown severity")
-    _require(len(s.sharing.groups) >= 1, "sharing needs at least one group")
-    for g in s.sharing.groups:
-        group_id(g)
-    _require(len(set(s.sharing.groups)) == len(s.sharing.groups), "sharing groups must be unique")
-    _require(s.sharing.tlp in _TLPS, "sharing needs a TLP level")
+    sharing = s.sharing
+    groups = sharing.groups
+    _require(len(groups) >= 1, "sharing needs at least one group")
+    for g in groups:
+        _known_group(g)
+    if len(groups) > 1:
+        _require(len(set(groups)) == len(groups), "sharing groups must be unique")
+    _require(sharing.tlp in _TLPS, "sharing needs a TLP level")
     _check_timestamp("created_at", s.created_at, required=True)
-    _check_timestamp("valid_from", s.valid_from, required=False)
-    _check_timestamp("valid_until", s.valid_until, required=False)
-    if s.HasField("valid_until") and s.HasField("valid_from"):
+    has_from, has_until = s.HasField("valid_from"), s.HasField("valid_until")
+    if has_from:
+        _check_timestamp("valid_from", s.valid_from, required=False)
+    if has_until:
+        _check_timestamp("valid_until", s.valid_until, required=False)
+    if has_until and has_from:
         _require(timestamp_to_ms(s.valid_until) > timestamp_to_ms(s.valid_from), "valid_until must be after valid_from")
-    _require(len(s.related) <= MAX_RELATED, f"at most {MAX_RELATED} related ids")
-    _require(all(_SIGNAL_ID.match(r) for r in s.related), "related entries are signal ids")
+    related = s.related
+    if related:
+        _require(len(related) <= MAX_RELATED, f"at most {MAX_RELATED} related ids")
+        _require(all(_SIGNAL_ID.match(r) for r in related), "related entries are signal ids")
     _require(len(s.description) <= MAX_DESCRIPTION, f"description is at most {MAX_DESCRIPTION} characters")
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_member(text: str) -> None:
+    """:func:`member_id` remembered for the few ids a ledger repeats (only valid ones
+    are cached: a failure raises)."""
+    member_id(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_group(text: str) -> None:
+    """:func:`group_id`, remembered like :func:`_known_member`."""
+    group_id(text)
 
 
 def _validate_ref(ref: pb.SignalRef) -> None:

@@ -8,6 +8,7 @@ signature that verifies here verifies with any conforming Ed25519 library.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ SIGNATURE_SIZE = 64
 _KEY_ID = re.compile(r"^[0-9a-f]{64}\Z")
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(public_key: bytes) -> KeyId:
+    """(Remembered: the operator key's id is asked for at every entry checked.)"""
     return KeyId(hashlib.sha256(public_key).hexdigest())
 
 

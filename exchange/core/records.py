@@ -66,9 +66,14 @@ class Record:
         msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
         if not msg.envelope:
             raise MalformedRecord("ledger record carries no envelope")
-        accepted_at_ms = timestamp_to_ms(msg.accepted_at)
-        # exactly the bytes encode_record makes: an accepted_at that is absent, negative or
-        # finer than a millisecond would give two byte strings (two leaf hashes) one record
-        if encode_record(msg.index, accepted_at_ms, msg.envelope) != raw:
+        ts = msg.accepted_at
+        nanos = ts.nanos
+        # exactly the bytes encode_record makes: an accepted_at that is absent, or finer
+        # than a millisecond (or with nanos out of range) would give two byte strings (two
+        # leaf hashes) one record; with those excluded, re-encoding what was parsed is
+        # encode_record's output, so it is compared without building a second message
+        if (not msg.HasField("accepted_at") or not 0 <= nanos < 1_000_000_000 or nanos % 1_000_000
+                or msg.SerializeToString(deterministic=True) != raw):
             raise MalformedRecord("ledger record is not canonically encoded")
-        return cls(index=msg.index, accepted_at_ms=accepted_at_ms, envelope=msg.envelope, raw=raw)
+        return cls(index=msg.index, accepted_at_ms=ts.seconds * 1000 + nanos // 1_000_000, envelope=msg.envelope,
+                   raw=raw)

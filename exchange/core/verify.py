@@ -10,18 +10,46 @@ verifier's own directory, so nothing the exchange says about keys is taken on tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
-from exchange.core.acceptance import KeyTable, Signed, check_at, check_signed, directory_keys, find_key
-from exchange.core.entries import Entry, EntryKind, MemberId
+from exchange.core.acceptance import KeyTable, Signed, check_at, check_signed, directory_keys, find_key, key_table
+from exchange.core.dsse import Envelope
+from exchange.core.entries import PAYLOAD_TYPES, Entry, EntryKind, MemberId, parse_payload, publisher_of
 from exchange.core.errors import TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId
 from exchange.core.records import Record
 
-__all__ = ["EntryVerifier", "VerifiedEntry"]
+__all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_passes"]
+
+
+def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
+    """The stateless half of the rule (record decoding and :func:`check_signed`) for each
+    record, as one byte each (1: passed): what a verification worker process returns,
+    cheap to ship back whatever the entries hold."""
+    out = bytearray(len(raws))
+    for i, raw in enumerate(raws):
+        try:
+            check_signed(Record.decode(raw).envelope, operator_key, keys)
+        except TrustwireError:
+            continue
+        out[i] = 1
+    return bytes(out)
+
+
+Passes = Callable[[], "bytes | None"]
+"""The result of a submitted precheck: one byte per record (waits for it), or None."""
+
+
+class Prechecker(Protocol):
+    """Runs :func:`signed_passes` elsewhere (other processes), for :meth:`EntryVerifier.verify_many`."""
+
+    def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
+        """Start checking; None to check them in the caller's process instead (a small page, say)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,17 +85,36 @@ class EntryVerifier:
     def _keys(self) -> KeyTable:
         return directory_keys(self.directory)
 
+    def submit(self, raws: Sequence[bytes], pool: Prechecker | None) -> Passes | None:
+        """Start the stateless half on ``pool``'s processes against the keys known now
+        (a record whose key comes later in the ledger fails there and is checked again
+        in order); hand the result to :meth:`verify_many` as ``passed``."""
+        return None if pool is None else pool.submit(self.operator_key, key_table(self.directory), raws)
+
     def verify_many(
-        self, raws: Sequence[bytes], pool: Executor | None = None, workers: int = 2
+        self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
+        passed: Passes | None = None,
     ) -> list[VerifiedEntry | UntrustedEntry]:
         """Verify records in order; the stateless half of the rule runs up front, on
-        ``pool``'s threads when given (libsodium releases the GIL), the rest in order."""
+        ``pool``'s threads when given (libsodium releases the GIL) or in a
+        :class:`Prechecker`'s processes (``passed``: already submitted), the rest in order."""
+        if pool is not None and not isinstance(pool, Executor):
+            if passed is None:
+                passed = self.submit(raws, pool)
+            pool = None
+        flags = passed() if passed is not None else None
+        if flags is not None:
+            prechecked = [self._rebuild(raw) if ok else None for raw, ok in zip(raws, flags, strict=True)]
+            return self._in_order(raws, prechecked)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
             size = -(-len(raws) // workers)
             chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
             prechecked = [k for part in pool.map(self._prechecks, chunks) for k in part]
+        return self._in_order(raws, prechecked)
+
+    def _in_order(self, raws: Sequence[bytes], prechecked: Sequence[_Checked | None]) -> list[VerifiedEntry | UntrustedEntry]:
         out: list[VerifiedEntry | UntrustedEntry] = []
         for raw, pre in zip(raws, prechecked, strict=True):
             try:
@@ -87,6 +134,24 @@ class EntryVerifier:
             return _Checked(record, check_signed(record.envelope, self.operator_key, self._keys))
         except TrustwireError:
             return None
+
+    def _rebuild(self, raw: bytes) -> _Checked | None:
+        """What :meth:`_precheck` returns, for a record a worker found passing
+        :func:`check_signed` (against a copy of this directory's keys): decoded again
+        here, but its signature and entry are not checked twice. The key's owner is read
+        again (a key id names one key and one member for good), so the check stands."""
+        try:
+            record = Record.decode(raw)
+            env = Envelope.decode(record.envelope)
+            kind = PAYLOAD_TYPES[env.payload_type]
+            entry = parse_payload(kind, env.payload)
+            publisher = publisher_of(entry)
+            owner, _ = find_key(env.keyid, self.operator_key, self._keys)
+        except (TrustwireError, KeyError):
+            return None
+        if owner != publisher:
+            return None  # cannot happen for a record that passed; the in-order pass says why
+        return _Checked(record, Signed(env, kind, entry, publisher))
 
     def verify(self, raw_record: bytes) -> VerifiedEntry:
         """Verify one record (and apply it if it is a key event); raise UntrustedEntry."""

@@ -548,3 +548,65 @@ def test_ledger_record_with_unknown_field_is_refused() -> None:
     assert (record.index, record.accepted_at_ms, record.envelope) == (7, CREATED_MS, ENV.raw)
     with pytest.raises(MalformedRecord):
         Record.decode(raw + field_varint(99, 1))
+
+
+@pytest.mark.parametrize("seconds,nanos,present", [
+    (1_700_000_000, 0, False),  # accepted_at absent
+    (1_700_000_000, 1, True),  # finer than a millisecond
+    (1_700_000_000, 1_000_000_000, True),  # nanos out of range (one second too many)
+    (1_700_000_000, -1_000_000, True),  # negative nanos
+])
+def test_ledger_record_with_a_second_encoding_of_its_time_is_refused(seconds: int, nanos: int, present: bool) -> None:
+    """Record.decode compares the re-encoded parse instead of building encode_record's
+    message: a time encode_record would write otherwise must still be refused."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from exchange.core.errors import MalformedRecord
+    from exchange.core.records import Record
+    from exchange.pb.trustwire.v1 import ledger_pb2
+
+    msg = ledger_pb2.LedgerRecord(index=3, envelope=ENV.raw)
+    if present:
+        msg.accepted_at.CopyFrom(Timestamp(seconds=seconds, nanos=nanos))
+    with pytest.raises(MalformedRecord):
+        Record.decode(msg.SerializeToString(deterministic=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**40), st.integers(-(2**40), 2**40), st.integers(-(10**9), 2 * 10**9), st.booleans())
+def test_ledger_record_decode_accepts_exactly_what_encode_record_makes(
+    index: int, seconds: int, nanos: int, present: bool
+) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from exchange.core.errors import MalformedRecord
+    from exchange.core.records import Record, encode_record
+    from exchange.pb.trustwire.v1 import ledger_pb2
+
+    msg = ledger_pb2.LedgerRecord(index=index, envelope=ENV.raw)
+    if present:
+        msg.accepted_at.CopyFrom(Timestamp(seconds=seconds, nanos=nanos))
+    raw = msg.SerializeToString(deterministic=True)
+    ms = seconds * 1000 + nanos // 1_000_000
+    canonical = present and encode_record(index, ms, ENV.raw) == raw
+    try:
+        record = Record.decode(raw)
+    except MalformedRecord:
+        assert not canonical
+    else:
+        assert canonical and (record.index, record.accepted_at_ms) == (index, ms)
+
+
+def test_remembered_id_checks_still_refuse_a_bad_id_every_time() -> None:
+    """Member and group ids are checked once per distinct id (a cache of valid ones):
+    a bad id is never remembered as good."""
+    validate_entry(EntryKind.SIGNAL, good_signal())
+    bad = good_signal(member_id="Not_A_Member")
+    for _ in range(2):
+        with pytest.raises(InvalidValue):
+            validate_entry(EntryKind.SIGNAL, bad)
+    bad = good_signal()
+    bad.sharing.groups[:] = ["Bad Group"]
+    for _ in range(2):
+        with pytest.raises(InvalidValue):
+            validate_entry(EntryKind.SIGNAL, bad)

@@ -668,3 +668,42 @@ def test_normalize_identifier_forms() -> None:
 def test_account_value_rejects_bad_platform() -> None:
     with pytest.raises(InvalidValue):
         account_value("bad platform", "email", "alice@example.com", SECRET)
+
+
+# -- the url fast path: a pattern for the plainest canonical URLs --------------------------------
+
+_URL = registry.signal_type("url")
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.from_regex(_URL._PLAIN, fullmatch=True))  # type: ignore[attr-defined]
+@example("https://scale.example/0123456789abcdef0123")
+@example("http://a1.b-c.example/x/.../y/.z/~u_v-w.html")
+def test_url_values_the_fast_pattern_passes_are_their_own_normal_form(value: str) -> None:
+    """Url.check skips url_normalize for values its pattern passes: each of them must be
+    one the full rule (normalize) accepts unchanged, or the fast path would widen the rule."""
+    host = value.partition("://")[2].partition("/")[0]
+    if len(value) > 1024 or len(host) > 253 or "--" in host:
+        return  # the fast path declines these (the full check decides)
+    assert _URL.normalize(value) == value
+    assert _URL.normalize_under(value, LEGACY_RULE) == value
+    _URL.check(value)
+    _URL.check(value, LEGACY_RULE)
+
+
+@pytest.mark.parametrize("value", [
+    "https://Example.com/", "https://example.com", "https://example.com/a/../b", "https://example.com/./a",
+    "https://example.com/a/", "https://example.com:443/", "https://xn--bcher-kva.example/",
+    "https://ab--cd.example/", "https://example.com/a%41", "https://example.com/?q=1", "https://example.1/",
+])
+def test_url_values_outside_the_fast_pattern_take_the_full_check(value: str) -> None:
+    assert not (_URL._PLAIN.match(value) and "--" not in value), value  # type: ignore[attr-defined]
+    try:
+        canonical = _URL.normalize(value) == value
+    except InvalidValue:
+        canonical = False
+    if canonical:
+        _URL.check(value)
+    else:
+        with pytest.raises(InvalidValue):
+            _URL.check(value)

@@ -1,0 +1,116 @@
+"""Verification on every core: worker processes for the stateless half of the rule.
+
+A member's sync and an audit both spend most of their time on Ed25519 checks and
+entry validation, which need no state but the key directory's keys. :class:`VerifyPool`
+runs :func:`exchange.core.verify.signed_passes` on pages split across worker
+processes (started on the first page big enough to be worth it, kept until
+:meth:`close`) and hands back one byte per record; the in-order half of the rule
+(key validity at the index, sharing, key events) stays with the caller's verifier.
+
+Workers are spawned (never forked from a process holding gRPC threads), and a spawned
+worker imports the program's main script again: a script whose entry point is not
+guarded by ``if __name__ == "__main__":`` would run twice, so for such a script the
+pages are checked in its own process instead (logged once).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from exchange.core.verify import Passes, signed_passes
+
+__all__ = ["VerifyPool", "main_is_importable", "process_pool", "MIN_PAGE", "MIN_SHARE"]
+
+log = logging.getLogger(__name__)
+
+MIN_PAGE = 256  # pages with fewer records are checked in the caller's process
+MIN_SHARE = 64  # records per worker, at least
+
+
+def process_pool(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+) -> ProcessPoolExecutor:
+    """Worker processes for verification, spawned: never fork a process holding gRPC threads."""
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer, initargs=initargs
+    )
+
+
+def main_is_importable() -> bool:
+    """True if a spawned worker may import ``__main__`` again: a module run with ``-m``,
+    an interactive session, or a script with a ``__name__ == "__main__"`` guard."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None or path is None:
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return "__name__ ==" in text or "__name__==" in text
+
+
+class VerifyPool:
+    """A :class:`exchange.core.verify.Prechecker` over ``workers`` processes (default:
+    one per core)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
+        """Start checking ``raws`` on the workers (None: too few to be worth it, or no workers)."""
+        if self.workers < 2 or len(raws) < MIN_PAGE:
+            return None
+        pool = self._started()
+        if pool is None:
+            return None
+        shares = min(self.workers, max(1, len(raws) // MIN_SHARE))
+        size = -(-len(raws) // shares)
+        futures = [pool.submit(signed_passes, operator_key, keys, list(raws[i : i + size]))
+                   for i in range(0, len(raws), size)]
+
+        def result() -> bytes | None:
+            try:
+                return b"".join(f.result() for f in futures)
+            except BrokenProcessPool:
+                log.warning("a verification worker died; checking in this process")
+                return None
+
+        return result
+
+    def passes(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> bytes | None:
+        """:meth:`submit` and wait."""
+        pending = self.submit(operator_key, keys, raws)
+        return pending() if pending is not None else None
+
+    def _started(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._pool is None:
+                if not main_is_importable():
+                    log.info("signatures checked in this process: guard the script's entry point with"
+                             " `if __name__ == \"__main__\":` to check them on every core")
+                    self._closed = True
+                    return None
+                self._pool = process_pool(self.workers)
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

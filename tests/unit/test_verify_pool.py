@@ -1,0 +1,96 @@
+"""A member's pages verified in worker processes give exactly the in-process results,
+including for the attacks the in-order pass must still catch."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from clients import verify_pool
+from clients.verify_pool import VerifyPool
+from exchange.core.errors import UntrustedEntry
+from exchange.core.records import Record, encode_record
+from exchange.core.verify import EntryVerifier, VerifiedEntry
+from exchange.server.ledger import SqliteLedger
+from tests.ledger_contract import BOB, OPERATOR_KEY, add_key, enrol, receipts, signal, task_force
+
+G = "g-one"
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Key events, then signals, a member enrolled with a new key mid-page, and its signals."""
+    from exchange.core.keys import Signer
+
+    carol = Signer.from_seed(hashlib.sha256(b"verify-pool-carol-INSECURE").digest())
+    ledger = SqliteLedger(tmp_path_factory.mktemp("pool") / "ledger.db")
+    try:
+        receipts(ledger.append(task_force()))
+        receipts(ledger.append([signal("alice", f"a-{i}", [G], value=hashlib.md5(b"%d" % i).hexdigest())
+                                for i in range(300)]))
+        receipts(ledger.append([enrol("carol", [G]), add_key("carol", carol)]))
+        receipts(ledger.append([signal("carol", f"c-{i}", [G], value=hashlib.md5(b"c%d" % i).hexdigest(), signer=carol)
+                                for i in range(100)]))
+        return [r.record for r in ledger.read(0, ledger.head() + 1)]
+    finally:
+        ledger.close()
+
+
+def _summary(results: list[VerifiedEntry | UntrustedEntry]) -> list[tuple[str, object]]:
+    return [("bad", r.cause) if isinstance(r, UntrustedEntry) else ("ok", (r.index, r.publisher, r.keyid, r.record))
+            for r in results]
+
+
+def _forged(records: list[bytes], victim: int) -> list[bytes]:
+    """Record ``victim`` replaced by alice's signal signed with bob's key (a forgery)."""
+    out = list(records)
+    original = Record.decode(out[victim])
+    out[victim] = encode_record(victim, original.accepted_at_ms, signal("alice", "forged", [G], signer=BOB).envelope)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool() -> VerifyPool:
+    p = VerifyPool(2)
+    yield p  # type: ignore[misc]
+    p.close()
+
+
+def test_pool_agrees_with_one_process_on_a_page_with_new_keys(records: list[bytes], pool: VerifyPool) -> None:
+    page = records[:7] + records[7:]  # one page: the directory grows inside it
+    here = EntryVerifier(OPERATOR_KEY.public_key).verify_many(page)
+    there = EntryVerifier(OPERATOR_KEY.public_key).verify_many(page, pool)
+    assert pool._pool is not None  # the workers really ran
+    assert _summary(there) == _summary(here)
+    assert all(isinstance(r, VerifiedEntry) for r in there)
+
+
+def test_forged_signature_is_quarantined_by_a_worker(records: list[bytes], pool: VerifyPool) -> None:
+    page = _forged(records, 100)
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page))
+    there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page, pool))
+    assert there == here and there[100] == ("bad", "wrong-member")
+    assert sum(1 for kind, _ in there if kind == "bad") == 1
+
+
+def test_signal_signed_before_its_key_was_added_is_refused(records: list[bytes], pool: VerifyPool) -> None:
+    """A worker checks against the keys as they were at the page's start; the in-order
+    pass must not let a record through just because a later key event adds its key."""
+    verifier = EntryVerifier(OPERATOR_KEY.public_key)
+    verifier.verify_many(records[:7])
+    carol_signal = records[-1]
+    moved = list(records[7:307])
+    original = Record.decode(moved[5])
+    moved[5] = encode_record(original.index, original.accepted_at_ms, Record.decode(carol_signal).envelope)
+    out = _summary(verifier.verify_many(moved, pool))
+    assert out[5] == ("bad", "unknown-key")
+
+
+def test_small_pages_stay_in_process(records: list[bytes]) -> None:
+    fresh = VerifyPool(2)
+    try:
+        assert fresh.passes(OPERATOR_KEY.public_key, {}, records[: verify_pool.MIN_PAGE - 1]) is None
+        assert fresh._pool is None
+    finally:
+        fresh.close()
