@@ -38,6 +38,17 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def _synced_state(tf: TaskForce) -> Path:
+    """carol's state file, synced to the head and closed (compaction is an offline step)."""
+    carol = tf.client("carol", state=True)
+    assert carol.sync().corrupt == 0
+    assert carol.store is not None
+    state = carol.store.path
+    carol.close()
+    tf._clients.remove(carol)
+    return state
+
+
 def _compact_cli(state: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
     code = main(["member", "compact", "--state", str(state), "--json", *extra])
     out = capsys.readouterr().out
@@ -81,7 +92,8 @@ def test_compaction_shrinks_state_and_keeps_sync_matches_and_export(taskforce: T
     carol = _reopen(taskforce, "carol", state)
     assert carol.bank is not None
     assert {s.signal_id for s in carol.bank.iter_signals() if s.live_at(_now())} == live_before
-    assert carol.bank.get("bob", "s0").labels == tuple(sorted(LABELS[:2]))  # live bodies untouched
+    s0 = carol.bank.get("bob", "s0")
+    assert s0 is not None and s0.labels == tuple(sorted(LABELS[:2]))  # live bodies untouched
     assert [m.signal.signal_id for m in carol.bank.match_value("md5", _md5(1), "c1")] == []  # retracted: no match
     assert [m.signal.signal_id for m in carol.bank.match_value("md5", _md5(2), "c2")] == ["s2"]
 
@@ -106,12 +118,7 @@ def test_default_compaction_tombstones_expired_and_keeps_history(taskforce: Task
                                      valid_until_ms=until) for i in range(50)]))
     accepted(bob.publish([bob.signal("md5", _md5(99), groups=[GROUP_ALL], signal_id="r", labels=LABELS)]))
     accepted(bob.publish([bob.retraction("r")]))
-    carol = taskforce.client("carol", state=True)
-    carol.sync()
-    assert carol.store is not None
-    state = carol.store.path
-    carol.close()
-    taskforce._clients.remove(carol)
+    state = _synced_state(taskforce)
     r = compact(state, now_ms=until + 1)
     assert (r.tombstoned_expired, r.tombstoned_retracted, r.versions_dropped) == (50, 0, 0)
     carol = _reopen(taskforce, "carol", state)
@@ -129,12 +136,7 @@ def test_compromise_after_compaction_still_withdraws(taskforce: TaskForce, drop_
     bob = taskforce.client("bob")
     (clean,) = accepted(bob.publish([bob.signal("md5", _md5(7), groups=[GROUP_ALL], signal_id="s")]))
     (theft,) = accepted(bob.publish([bob.signal("md5", _md5(8), groups=[GROUP_ALL], signal_id="s")]))
-    carol = taskforce.client("carol", state=True)
-    carol.sync()
-    assert carol.store is not None
-    state = carol.store.path
-    carol.close()
-    taskforce._clients.remove(carol)
+    state = _synced_state(taskforce)
     compact(state, drop_history=drop_history)
     op = taskforce.operator_client()
     accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=theft.index)]))
@@ -155,12 +157,7 @@ def test_compact_refuses_a_locked_state(taskforce: TaskForce, capsys: pytest.Cap
     bob = taskforce.client("bob")
     accepted(bob.publish([bob.signal("md5", _md5(1), groups=[GROUP_ALL], signal_id="s", labels=LABELS)]))
     accepted(bob.publish([bob.retraction("s")]))
-    carol = taskforce.client("carol", state=True)
-    carol.sync()
-    assert carol.store is not None
-    state = carol.store.path
-    carol.close()
-    taskforce._clients.remove(carol)
+    state = _synced_state(taskforce)
     holder = sqlite3.connect(state, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
