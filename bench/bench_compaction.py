@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -65,6 +66,16 @@ def build(ex: ExchangeProcess, signers: dict[str, Any], n: int, batch: int) -> i
     return sent
 
 
+def by_object(path: Path) -> dict[str, int]:
+    """Bytes of each table and index of a state file (SQLite's dbstat), largest first."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    finally:
+        conn.close()
+    return {str(name): int(size) for name, size in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--signals", type=int, default=20_000)
@@ -87,19 +98,23 @@ def main() -> None:
         for mode, drop in (("default", False), ("drop_history", True)):
             copy = base / f"{mode}.db"
             shutil.copy(state, copy)
+            before = by_object(copy)
             t0 = time.process_time()
             r = compact(copy, drop_history=drop)
             rows[mode] = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
                           "per_entry_before": r.bytes_before / entries, "per_entry_after": r.bytes_after / entries,
                           "per_signal_before": r.bytes_per_signal_before, "per_signal_after": r.bytes_per_signal_after,
                           "ratio_after_to_before": r.bytes_after / r.bytes_before, "cpu_s": time.process_time() - t0,
-                          "tombstoned_retracted": r.tombstoned_retracted, "versions_dropped": r.versions_dropped}
+                          "tombstoned_retracted": r.tombstoned_retracted, "versions_dropped": r.versions_dropped,
+                          "objects_before": before, "objects_after": by_object(copy)}
         load = os.getloadavg()
     out = {"signals": args.signals, "entries": entries, "load": load, "modes": rows}
     for mode, r in rows.items():
         print(f"{mode:<13} {r['per_entry_before']:.0f} -> {r['per_entry_after']:.0f} bytes/entry,"
               f" {r['per_signal_before']:.0f} -> {r['per_signal_after']:.0f} bytes/signal"
               f" (x{r['ratio_after_to_before']:.2f}; {r['cpu_s']:.1f} CPU s)")
+        top = list(r["objects_after"].items())[:6]
+        print("  after, largest: " + ", ".join(f"{name} {size / args.signals:.0f} B/signal" for name, size in top))
     print(f"{entries} entries, {args.signals} signals; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
