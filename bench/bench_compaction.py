@@ -57,7 +57,8 @@ def build(ex: ExchangeProcess, signers: dict[str, Any], n: int, batch: int) -> i
         newer = list(range(0, n, 4))
         for start in range(0, len(newer), batch):
             sent += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], f"v{i}"), groups=[GROUP],
-                                              signal_id=f"s{i}", labels=LABELS[:1]) for i in newer[start:start + batch]])
+                                              signal_id=f"s{i}", labels=LABELS[:1])
+                                   for i in newer[start:start + batch]])
         retracted = list(range(1, n, 2))
         for start in range(0, len(retracted), batch):
             sent += _publish(pub, [pub.retraction(f"s{i}") for i in retracted[start:start + batch]])

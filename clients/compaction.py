@@ -66,7 +66,9 @@ def _has_table(c: sqlite3.Connection, name: str) -> bool:
     return c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
-def compact(path: Path, *, quarantine_days: int = 30, drop_history: bool = False, now_ms: int | None = None) -> CompactionReport:
+def compact(
+    path: Path, *, quarantine_days: int = 30, drop_history: bool = False, now_ms: int | None = None
+) -> CompactionReport:
     """Compact the member state at ``path`` (see the module's rule); vacuum; report sizes."""
     if not path.is_file():
         raise NotFound(f"no member state at {path}")

@@ -126,6 +126,9 @@ def test_default_compaction_tombstones_expired_and_keeps_history(taskforce: Task
     e0, kept = carol.bank.get("bob", "e0"), carol.bank.get("bob", "r")
     assert e0 is not None and (e0.value, e0.labels, e0.valid_until_ms) == (_md5(0), (), until)
     assert kept is not None and kept.labels == tuple(sorted(LABELS))  # a retraction can still be undone
+    pattern = f"[file:hashes.MD5 = '{_md5(0)}']"
+    exported = [o.obj for o in feed(carol.bank, limit=1000) if o.obj.get("pattern") == pattern]
+    assert len(exported) == 1 and "valid_until" in exported[0]  # the tombstone still exports its expiry
 
 
 @pytest.mark.parametrize("drop_history", [False, True])
@@ -150,6 +153,27 @@ def test_compromise_after_compaction_still_withdraws(taskforce: TaskForce, drop_
         assert back is None
     else:
         assert back is not None and (back.index, back.value) == (clean.index, _md5(7))
+
+
+def test_old_quarantine_is_dropped_and_recent_kept(taskforce: TaskForce) -> None:
+    """A compromised key's entry is quarantined when the member syncs; compaction keeps the
+    record for ``--quarantine-days`` and drops it afterwards."""
+    bob = taskforce.client("bob")
+    (clean,) = accepted(bob.publish([bob.signal("md5", _md5(7), groups=[GROUP_ALL], signal_id="s")]))
+    op = taskforce.operator_client()
+    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=clean.index)]))
+    op.close()
+    state = _synced_state(taskforce)
+    carol = _reopen(taskforce, "carol", state)
+    assert carol.store is not None
+    held = carol.store.quarantined()
+    assert held
+    carol.close()
+    taskforce._clients.remove(carol)
+    assert compact(state, quarantine_days=30).quarantine_dropped == 0
+    r = compact(state, quarantine_days=30, now_ms=_now() + 31 * DAY_MS)
+    assert r.quarantine_dropped == len(held)
+    assert sqlite3.connect(state).execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 0
 
 
 def test_compact_refuses_a_locked_state(taskforce: TaskForce, capsys: pytest.CaptureFixture[str]) -> None:
