@@ -17,8 +17,10 @@ the member no longer needs, so the state grows with live signals:
   compromise point, but an undone retraction brings back a tombstone (same value, no
   labels) and an undone overwrite brings back nothing.
 
-Then the file is vacuumed. Compaction is idempotent, and refuses (:class:`StateBusy`)
-while another connection holds a lock on the state file.
+Then the file is vacuumed (a saved PDQ index is rebuilt from SQLite on next load).
+Compaction is idempotent, and refuses (:class:`StateBusy`) while another connection
+holds a lock on the state file. It is an offline step: stop the member's sync loop and
+match service first (their in-memory indexes name rows by rowid, which VACUUM may renumber).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.bank import outdate_saved_index
 from exchange.core.errors import NotFound, StateBusy
 
 __all__ = ["CompactionReport", "compact", "state_bytes"]
@@ -95,6 +98,7 @@ def compact(
             quarantine = conn.execute("DELETE FROM quarantine WHERE at_ms < ?",
                                       (now - quarantine_days * DAY_MS,)).rowcount
             signals = int(conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0])
+            outdate_saved_index(conn)  # VACUUM may renumber rowids, the PDQ index's ids: rebuilt on next load
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

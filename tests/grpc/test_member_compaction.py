@@ -6,6 +6,7 @@ compaction still withdraws, and a locked state file is refused without a change.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -174,6 +175,29 @@ def test_old_quarantine_is_dropped_and_recent_kept(taskforce: TaskForce) -> None
     r = compact(state, quarantine_days=30, now_ms=_now() + 31 * DAY_MS)
     assert r.quarantine_dropped == len(held)
     assert sqlite3.connect(state).execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 0
+
+
+def test_pdq_matches_survive_compaction_of_a_saved_index(taskforce: TaskForce) -> None:
+    """VACUUM may renumber rowids, the saved PDQ index's ids: after compaction the index
+    is rebuilt, so each live hash still finds its own signal and no retracted one."""
+    rng = random.Random(20)
+    hashes = [f"{rng.getrandbits(256):064x}" for _ in range(40)]
+    bob = taskforce.client("bob")
+    accepted(bob.publish([bob.signal("pdq", h, groups=[GROUP_ALL], signal_id=f"p{i}") for i, h in enumerate(hashes)]))
+    accepted(bob.publish([bob.retraction(f"p{i}") for i in range(0, 40, 3)]))
+    carol = taskforce.client("carol", state=True)
+    carol.sync()
+    assert carol.bank is not None and carol.store is not None
+    assert len(carol.bank.pdq_index()) == 40 - 14 and carol.bank.save_index(force=True)
+    state = carol.store.path
+    carol.close()
+    taskforce._clients.remove(carol)
+    compact(state, drop_history=True)
+    carol = _reopen(taskforce, "carol", state)
+    assert carol.bank is not None
+    for i, h in enumerate(hashes):
+        found = [s.signal_id for s, d in carol.bank.search_pdq(h, threshold=0)]
+        assert found == ([] if i % 3 == 0 else [f"p{i}"]), i
 
 
 def test_compact_refuses_a_locked_state(taskforce: TaskForce, capsys: pytest.CaptureFixture[str]) -> None:
