@@ -227,3 +227,14 @@ def test_compact_of_a_missing_state_is_a_clear_error(tmp_path: Path, capsys: pyt
     assert json.loads(capsys.readouterr().out)["error"]["reason"] == "not-found"
     assert not (tmp_path / "nope.db").exists()
     assert state_bytes(tmp_path / "nope.db") == 0
+
+
+def test_compact_rejects_negative_retention(taskforce: TaskForce, capsys: pytest.CaptureFixture[str]) -> None:
+    bob = taskforce.client("bob")
+    accepted(bob.publish([bob.signal("md5", _md5(1), groups=[GROUP_ALL], signal_id="s")]))
+    state = _synced_state(taskforce)
+    before = state.read_bytes()
+    code = main(["member", "compact", "--state", str(state), "--json", "--quarantine-days", "-1"])
+    assert code == int(ExitCode.INVALID_INPUT)
+    assert json.loads(capsys.readouterr().out)["error"]["reason"] == "invalid-input"
+    assert state.read_bytes() == before
