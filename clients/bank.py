@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from exchange.core.signals import Matcher, registered, signal_type
 from exchange.core.signals.pdq import DEGENERATE_PDQ
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["Bank", "BankOpinion", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS"]
+__all__ = ["Bank", "BankOpinion", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS", "outdate_saved_index"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,15 @@ def _row(r: tuple[object, ...]) -> BankSignal:
     )
 
 
+def outdate_saved_index(c: sqlite3.Connection) -> None:
+    """Count a change to the PDQ index's rows (its saved copy's watermark), in ``c``'s
+    transaction: a saved index older than the count is rebuilt from SQLite on load."""
+    c.execute(
+        "INSERT INTO meta VALUES ('pdq_changes', '1') ON CONFLICT(key) DO UPDATE SET"
+        " value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+    )
+
+
 def _hamming(type_name: str) -> bool:
     """True for a type whose signals live in the Hamming index."""
     return signal_type(type_name).matcher is Matcher.HAMMING
@@ -229,10 +239,7 @@ class Bank:
 
     def _bump(self) -> None:
         """Count a PDQ change in the same transaction (the saved index's watermark)."""
-        self._store.conn.execute(
-            "INSERT INTO meta VALUES ('pdq_changes', '1') ON CONFLICT(key) DO UPDATE SET"
-            " value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-        )
+        outdate_saved_index(self._store.conn)
 
     def _index_update(self, add: Iterable[tuple[int, str]] = (), remove: Iterable[int] = ()) -> None:
         """Apply index changes once the transaction that made them commits."""

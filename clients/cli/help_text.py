@@ -42,6 +42,7 @@ EXAMPLES: dict[str, str] = {
     "member lookup": f"trustwire member lookup domain login.example.com {_M}",
     "member public-key": "trustwire member public-key --key-file northwind.key",
     "member rebuild-bank": f"trustwire member rebuild-bank {_M}",
+    "member compact": f"trustwire member compact {_M} --drop-history --json",
     "member serve-match": f"trustwire member serve-match {_M} --token-file match.token",
     "member allow-list add": f"trustwire member allow-list add md5 0123456789abcdef0123456789abcdef --reason logo {_M}",
     "member allow-list remove": f"trustwire member allow-list remove md5 0123456789abcdef0123456789abcdef {_M}",

@@ -118,6 +118,15 @@ def add_parser(sub: Any) -> None:
     common(rb)
     rb.set_defaults(run=rebuild_bank)
 
+    cp = msub.add_parser("compact", help="shrink the local state: tombstone expired signals, drop old quarantine",
+                         description="Compact the member state (clients/compaction.py has the rule) and vacuum it.")
+    common(cp)
+    cp.add_argument("--quarantine-days", type=int, default=30, help="drop quarantined records older than this")
+    cp.add_argument("--drop-history", action="store_true",
+                    help="also tombstone retracted signals and forget superseded versions: a later compromise"
+                         " can then no longer restore their full earlier bodies")
+    cp.set_defaults(run=compact_state)
+
     from clients.matchsvc.cli import add_parsers as add_match_parsers  # the match service (issue 15)
 
     add_match_parsers(msub, common)
@@ -366,6 +375,21 @@ def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     emit(args, {**asdict(report), "corrupt": report.corrupt}, f"rebuilt the bank from the ledger: verified {report.verified} entries, "
           f"{report.signals} signals; cursor {report.next_index}")
     return int(ExitCode.SECURITY if report.corrupt else ExitCode.OK)
+
+
+def compact_state(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from clients.compaction import compact
+
+    if args.quarantine_days < 0:
+        raise InvalidInput("--quarantine-days must be 0 or more")
+    state = args.state if args.state is not None else load_config(args, env).state
+    r = compact(state, quarantine_days=args.quarantine_days, drop_history=args.drop_history)
+    data = {**asdict(r), "bytes_per_signal_before": round(r.bytes_per_signal_before, 1),
+            "bytes_per_signal_after": round(r.bytes_per_signal_after, 1)}
+    emit(args, data, f"compacted {state}: {r.bytes_before} -> {r.bytes_after} bytes ({r.signals} signals;"
+         f" tombstoned {r.tombstoned_expired} expired, {r.tombstoned_retracted} retracted;"
+         f" dropped {r.versions_dropped} superseded versions, {r.quarantine_dropped} quarantined records)")
+    return int(ExitCode.OK)
 
 
 __all__ = ["add_parser", "TrustwireError"]

@@ -98,6 +98,7 @@ __all__ = [
     "ReplayedCall",
     "ResourceExhausted",
     "SecurityError",
+    "StateBusy",
     "TlpNotAllowed",
     "TrustwireError",
     "Unavailable",
@@ -302,6 +303,12 @@ class NotReady(Unavailable):
     """A member's match service that is not caught up with the exchange's head."""
 
     reason = "not-ready"
+
+
+class StateBusy(Unavailable):
+    """Another process holds the member's state file (a SQLite lock): retry once it is done."""
+
+    reason = "state-busy"
 
 
 class CheckpointPending(Unavailable):

@@ -1,0 +1,126 @@
+"""Member-state bytes per entry before and after ``trustwire member compact`` (issue 20).
+
+    python bench/bench_compaction.py                  # 20k signals, half retracted, a quarter superseded
+    python bench/bench_compaction.py --signals 100000
+
+A ``trustwire serve`` process; a publisher sends ``--signals`` labelled signals (md5,
+sha256, pdq, url) over gRPC in batches of 1000, a newer version of every 4th and
+retracts every other one; a reader syncs them into a real state file. Then the state
+is compacted twice on copies of that file: the default rule and ``--drop-history``.
+The baseline is the same state before compaction, measured in the same run; figures
+are bytes per ledger entry and per banked signal, and the ratio after/before. Not a
+test: it asserts nothing. JSON goes to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_scale import TYPES, _member, _value  # noqa: E402
+from clients.compaction import compact  # noqa: E402
+from exchange.core.records import Receipt  # noqa: E402
+from reliability.harness import ExchangeProcess  # noqa: E402
+
+GROUP = "compact"
+LABELS = ["campaign-2026-q4", "reported-by-partner", "high-confidence"]
+
+
+def _publish(client: Any, entries: list[Any]) -> int:
+    outcomes = client.publish(entries, batch_size=len(entries))
+    if not all(isinstance(o, Receipt) for o in outcomes):
+        raise RuntimeError("publish refused")
+    return len(entries)
+
+
+def build(ex: ExchangeProcess, signers: dict[str, Any], n: int, batch: int) -> int:
+    """Publish the mix; return the ledger entries written."""
+    pub = _member(ex, "pub", signers["pub"])
+    sent = 0
+    try:
+        for start in range(0, n, batch):
+            ids = range(start, min(n, start + batch))
+            sent += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], f"v{i}"), groups=[GROUP],
+                                              signal_id=f"s{i}", labels=LABELS) for i in ids])
+        newer = list(range(0, n, 4))
+        for start in range(0, len(newer), batch):
+            sent += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], f"v{i}"), groups=[GROUP],
+                                              signal_id=f"s{i}", labels=LABELS[:1])
+                                   for i in newer[start:start + batch]])
+        retracted = list(range(1, n, 2))
+        for start in range(0, len(retracted), batch):
+            sent += _publish(pub, [pub.retraction(f"s{i}") for i in retracted[start:start + batch]])
+    finally:
+        pub.close()
+    return sent
+
+
+def by_object(path: Path) -> dict[str, int]:
+    """Bytes of each table and index of a state file (SQLite's dbstat), largest first."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    finally:
+        conn.close()
+    return {str(name): int(size) for name, size in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--signals", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        ex = ExchangeProcess(base / "ex")
+        ex.start()
+        try:
+            signers = ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+            entries = build(ex, signers, args.signals, args.batch)
+            state = base / "reader.db"
+            reader = _member(ex, "reader", signers["reader"], state)
+            reader.sync()
+            reader.close()
+        finally:
+            ex.stop()
+        rows: dict[str, Any] = {}
+        for mode, drop in (("default", False), ("drop_history", True)):
+            copy = base / f"{mode}.db"
+            shutil.copy(state, copy)
+            before = by_object(copy)
+            t0 = time.process_time()
+            r = compact(copy, drop_history=drop)
+            rows[mode] = {"bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
+                          "per_entry_before": r.bytes_before / entries, "per_entry_after": r.bytes_after / entries,
+                          "per_signal_before": r.bytes_per_signal_before, "per_signal_after": r.bytes_per_signal_after,
+                          "ratio_after_to_before": r.bytes_after / r.bytes_before, "cpu_s": time.process_time() - t0,
+                          "tombstoned_retracted": r.tombstoned_retracted, "versions_dropped": r.versions_dropped,
+                          "objects_before": before, "objects_after": by_object(copy)}
+        load = os.getloadavg()
+    out = {"signals": args.signals, "entries": entries, "load": load, "modes": rows}
+    for mode, r in rows.items():
+        print(f"{mode:<13} {r['per_entry_before']:.0f} -> {r['per_entry_after']:.0f} bytes/entry,"
+              f" {r['per_signal_before']:.0f} -> {r['per_signal_after']:.0f} bytes/signal"
+              f" (x{r['ratio_after_to_before']:.2f}; {r['cpu_s']:.1f} CPU s)")
+        top = list(r["objects_after"].items())[:6]
+        print("  after, largest: " + ", ".join(f"{name} {size / args.signals:.0f} B/signal" for name, size in top))
+    print(f"{entries} entries, {args.signals} signals; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "compaction.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
