@@ -90,12 +90,18 @@ class Ingester:
 
     def apply_page(
         self, results: Iterable[tuple[bytes, VerifiedEntry | UntrustedEntry]], verifier: EntryVerifier,
-        report: SyncReport,
+        report: SyncReport, admit: Callable[[VerifiedEntry | UntrustedEntry], VerifiedEntry | UntrustedEntry],
     ) -> None:
-        """Apply a page's verification results in ledger order, batching runs of signals."""
+        """Apply a page's verification results in ledger order, batching runs of signals.
+        ``admit`` (the recipient's right to receive) sees the bank as entry by entry would:
+        what it reads is written first; for a signal it must not read the bank."""
         run: list[tuple[pb.Signal, int, str, int]] = []
         keys: set[tuple[str, str]] = set()
-        for raw, v in results:
+        for raw, checked in results:
+            if not (isinstance(checked, VerifiedEntry) and isinstance(checked.entry, pb.Signal)):
+                self._bank_signals(run, report)  # a retraction or opinion is admitted by what is banked
+                run, keys = [], set()
+            v = admit(checked)
             e = v.entry if isinstance(v, VerifiedEntry) else None
             if isinstance(e, pb.Signal) and (e.member_id, e.signal_id) not in keys:
                 report.verified += 1

@@ -77,11 +77,8 @@ class Syncer:
                     # keys as of this page's end) while this page is written
                     pages.read_next(lambda raws: self.verifier.submit(raws, pool))
                     # in ledger order: a retraction's signal may be earlier in the page
-                    self._ingester.apply_page(
-                        ((raw, self._for_recipient(result, groups))
-                         for raw, result in zip(page.records, checked, strict=True)),
-                        self.verifier, report,
-                    )
+                    self._ingester.apply_page(zip(page.records, checked, strict=True), self.verifier, report,
+                                              lambda v: self._for_recipient(v, groups))
                     report.expired += self._ingester.sweep_expired(report)
                     self._check_key_directory(page.next_index)
                     store.set_cursor(page.next_index)

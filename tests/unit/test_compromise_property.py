@@ -27,9 +27,10 @@ from clients.routing import Router
 from clients.store import MemberStore
 from exchange.core.dsse import sign_envelope
 from exchange.core.entries import Entry, encode_entry, ms_to_timestamp
+from exchange.core.errors import UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import Signer
-from exchange.core.verify import EntryVerifier
+from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import SqliteLedger, Submission
 
@@ -81,7 +82,7 @@ class Member:
     sync applies them, else entry by entry. It holds files whose md5 is ``VALUES[0]``
     and ``VALUES[1]``, and queues every match."""
 
-    def __init__(self, path: Path, batched: bool = True) -> None:
+    def __init__(self, path: Path, batched: bool = True, recipient_check: bool = False) -> None:
         self.store = MemberStore(path)
         self.bank = Bank(self.store, clock_ms=lambda: T)
         queue = ModerationQueue(self.store, clock_ms=lambda: T)
@@ -91,18 +92,28 @@ class Member:
         content.put_many([(f"file-{i}", [ContentHash("md5", VALUES[i])]) for i in (0, 1)], T)
         self.ingester = Ingester(self.store, self.bank, queue, content, router, lambda: T)
         self.verifier = EntryVerifier(OPERATOR.public_key, KeyDirectory())
-        self.batched = batched
+        self.batched, self.recipient_check = batched, recipient_check
 
     def apply(self, records: list[bytes]) -> SyncReport:
         report = SyncReport()
         with self.store.transaction():
             results = list(zip(records, self.verifier.verify_many(records), strict=True))
             if self.batched:
-                self.ingester.apply_page(results, self.verifier, report)
+                self.ingester.apply_page(results, self.verifier, report, self.admit)
             else:
                 for raw, v in results:
-                    self.ingester.apply(raw, v, self.verifier, report)
+                    self.ingester.apply(raw, self.admit(v), self.verifier, report)
         return report
+
+    def admit(self, v: VerifiedEntry | UntrustedEntry) -> VerifiedEntry | UntrustedEntry:
+        """With ``recipient_check``, like sync's, it reads the bank: a retraction or
+        opinion of a signal not banked (yet) is refused."""
+        if not self.recipient_check or isinstance(v, UntrustedEntry) or not isinstance(v.entry, (pb.Retraction, pb.Opinion)):
+            return v
+        ref = v.entry.signal
+        if self.bank.get(ref.member_id, ref.signal_id) is not None:
+            return v
+        return UntrustedEntry(f"entry {v.index}: not-for-recipient: {ref.signal_id} not banked", cause="not-for-recipient")
 
     def rebuild(self, records: list[bytes]) -> SyncReport:
         self.bank.clear()
@@ -187,7 +198,8 @@ def test_a_batched_page_ends_as_its_entries_applied_one_by_one(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         records, _, _ = _ledger(tmp, history, theft_at, after)
-        batched, single = Member(Path(tmp) / "batched.db"), Member(Path(tmp) / "single.db", batched=False)
+        batched = Member(Path(tmp) / "batched.db", recipient_check=True)
+        single = Member(Path(tmp) / "single.db", batched=False, recipient_check=True)
         for i in range(0, len(records), page):
             assert batched.apply(records[i:i + page]) == single.apply(records[i:i + page])
         assert batched.everything() == single.everything()
@@ -201,7 +213,8 @@ def test_a_page_with_a_signal_its_new_version_and_its_retraction_ends_as_one_by_
                Op("alice", "retraction", "s0", 0), Op("carol", "opinion", "s0", 1), Op("carol", "signal", "s2", 0)]
     with tempfile.TemporaryDirectory() as tmp:
         records, cut, _ = _ledger(tmp, history, theft_at=len(history), after=[])
-        batched, single = Member(Path(tmp) / "batched.db"), Member(Path(tmp) / "single.db", batched=False)
+        batched = Member(Path(tmp) / "batched.db", recipient_check=True)
+        single = Member(Path(tmp) / "single.db", batched=False, recipient_check=True)
         report = batched.apply(records[:cut])  # one page, the revocation not yet
         assert report == single.apply(records[:cut])
         assert (report.signals, report.retractions, report.queued, report.withdrawn) == (4, 1, 3, 1)
