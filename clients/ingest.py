@@ -115,10 +115,19 @@ class Ingester:
         self._bank_signals(run, report)
 
     def _bank_signals(self, run: list[tuple[pb.Signal, int, str, int]], report: SyncReport) -> None:
-        """Bank a run of distinct signals at once, then match each new one, in order."""
-        for (s, *_), new in zip(run, self._bank.add_signals(run), strict=True):
-            if new:
-                report.queued += self.rematch(s)
+        """Bank a run of distinct signals at once, then match each new one, in order (the
+        member's files with an exact hash looked up once per type for the run)."""
+        fresh = [s for (s, *_), new in zip(run, self._bank.add_signals(run), strict=True) if new]
+        exact: dict[str, list[str]] = {}
+        for s in fresh:
+            kind = signals.signal_type(s.type)
+            if kind.content is signals.Content.MEDIA and kind.matcher not in (signals.Matcher.SCAN,
+                                                                               signals.Matcher.HAMMING):
+                exact.setdefault(kind.content_type(), []).append(s.value)
+        refs = {t: self._content.refs_with_many(t, values) for t, values in exact.items()}
+        for s in fresh:
+            found = refs.get(signals.signal_type(s.type).content_type())
+            report.queued += self.rematch(s, None if found is None else [(r, 0) for r in found.get(s.value, [])])
 
     def apply(self, raw: bytes, v: VerifiedEntry | UntrustedEntry, verifier: EntryVerifier, report: SyncReport) -> None:
         """Apply one verification result to the bank and queue."""
@@ -199,14 +208,15 @@ class Ingester:
 
     # -- re-matching a new signal against the member's own content -------------------------
 
-    def rematch(self, s: pb.Signal) -> int:
-        """Match a newly banked signal against the member's own content, as its type says."""
+    def rematch(self, s: pb.Signal, media_hits: list[tuple[str, int]] | None = None) -> int:
+        """Match a newly banked signal against the member's own content, as its type says
+        (``media_hits``: its (ref, distance) among the member's files, if already looked up)."""
         kind = signals.signal_type(s.type)
         if kind.content is signals.Content.NONE:
             return 0
         hits: list[tuple[str, int]] = []
         if kind.content is signals.Content.MEDIA:
-            hits = self._media_hits(kind, s.value)
+            hits = self._media_hits(kind, s.value) if media_hits is None else media_hits
             if not hits:
                 return 0  # the common case: nothing of ours matches; skip reading the signal back
         banked = self._bank.get(s.member_id, s.signal_id)
