@@ -34,7 +34,7 @@ def child(target: str, log_key: str, state: Path) -> None:
     from exchange.core.keys import Signer
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from run import verify_cpu_rate  # type: ignore[import-not-found]
+    from run import verify_cpu_rate
 
     raw = verify_cpu_rate()
     sub = Signer.from_seed(bytes([1 + 20]) * 32)  # bench/run.py's Exchange: "sub", the operator
@@ -62,7 +62,7 @@ def main() -> int:
         child(args.child[0], args.child[1], Path(args.child[2]))
         return 0
     sys.path.insert(0, str(ROOT / "bench"))
-    from run import Exchange, signed  # type: ignore[import-not-found]
+    from run import Exchange, signed
 
     results: dict[str, list[dict[str, float]]] = {t: [] for t in args.tree}
     with tempfile.TemporaryDirectory() as tmp:

@@ -102,8 +102,8 @@ class Ingester:
                 self._bank_signals(run, report)  # a retraction or opinion is admitted by what is banked
                 run, keys = [], set()
             v = admit(checked)
-            e = v.entry if isinstance(v, VerifiedEntry) else None
-            if isinstance(e, pb.Signal) and (e.member_id, e.signal_id) not in keys:
+            if isinstance(v, VerifiedEntry) and isinstance(e := v.entry, pb.Signal) \
+                    and (e.member_id, e.signal_id) not in keys:
                 report.verified += 1
                 report.signals += 1
                 run.append((e, v.index, v.keyid, v.accepted_at_ms))

@@ -164,9 +164,14 @@ def _ledger(tmp: str, history: list[Op], theft_at: int, after: list[Op]) -> tupl
     return records, len(setup) + len(history), tainted
 
 
+def _histories(size: int, page: int, after: int) -> dict[str, st.SearchStrategy[object]]:
+    """A history of up to ``size`` entries, the theft in it, a page size, carol's entries after."""
+    return {"history": st.lists(OPS, min_size=1, max_size=size), "theft_at": st.integers(0, size - 1),
+            "page": st.integers(1, page), "after": st.lists(OPS.filter(lambda o: o.actor == "carol"), max_size=after)}
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=st.lists(OPS, min_size=1, max_size=14), theft_at=st.integers(0, 13), page=st.integers(1, 6),
-       after=st.lists(OPS.filter(lambda o: o.actor == "carol"), max_size=3))
+@given(**_histories(14, page=6, after=3))
 def test_compromise_undo_is_the_replay_without_tainted_entries(
     history: list[Op], theft_at: int, page: int, after: list[Op]
 ) -> None:
@@ -191,8 +196,7 @@ def test_compromise_undo_is_the_replay_without_tainted_entries(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=st.lists(OPS, min_size=1, max_size=20), theft_at=st.integers(0, 19), page=st.integers(1, 40),
-       after=st.lists(OPS.filter(lambda o: o.actor == "carol"), max_size=4))
+@given(**_histories(20, page=40, after=4))
 def test_a_batched_page_ends_as_its_entries_applied_one_by_one(
     history: list[Op], theft_at: int, page: int, after: list[Op]
 ) -> None:
