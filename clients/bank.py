@@ -28,6 +28,7 @@ from the ledger (:meth:`clients.member.MemberClient.rebuild_bank`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -184,6 +185,12 @@ _UPSERT_SIGNAL = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _json_list(items: tuple[str, ...]) -> str:
+    """A JSON array of strings (labels and groups repeat: encoded once each)."""
+    return json.dumps(list(items))
+
+
 def _signal_values(s: pb.Signal, index: int, keyid: str, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
     """The bound values of :data:`_UPSERT_SIGNAL` for one signal version."""
     return (
@@ -192,10 +199,10 @@ def _signal_values(s: pb.Signal, index: int, keyid: str, accepted_at_ms: int, fl
         index,
         s.type,
         s.value,
-        json.dumps(sorted(s.labels)),
+        _json_list(tuple(sorted(s.labels))),
         s.confidence,
         s.severity,
-        json.dumps(list(s.sharing.groups)),
+        _json_list(tuple(s.sharing.groups)),
         s.sharing.tlp,
         timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
         timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
