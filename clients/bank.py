@@ -28,11 +28,12 @@ from the ledger (:meth:`clients.member.MemberClient.rebuild_bank`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,6 +177,51 @@ def _hamming_types() -> list[str]:
     return [k.name for k in registered() if k.matcher is Matcher.HAMMING]
 
 
+_KEYS_PER_QUERY = 400  # (publisher, signal_id) pairs per batched look-up
+
+_UPSERT_SIGNAL = (
+    "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
+    " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, keyid, accepted_at_ms,"
+    " quality_flag, swept_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,NULL)"
+    " ON CONFLICT (publisher, signal_id) DO UPDATE SET idx = excluded.idx, type = excluded.type,"
+    " value = excluded.value, labels = excluded.labels, confidence = excluded.confidence,"
+    " severity = excluded.severity, groups = excluded.groups, tlp = excluded.tlp,"
+    " valid_from_ms = excluded.valid_from_ms, valid_until_ms = excluded.valid_until_ms,"
+    " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, retracted_at_ms = NULL,"
+    " keyid = excluded.keyid,"
+    " accepted_at_ms = excluded.accepted_at_ms, quality_flag = excluded.quality_flag,"
+    " swept_at_ms = NULL"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_list(items: tuple[str, ...]) -> str:
+    """A JSON array of strings (labels and groups repeat: encoded once each)."""
+    return json.dumps(list(items))
+
+
+def _signal_values(s: pb.Signal, index: int, keyid: str, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
+    """The bound values of :data:`_UPSERT_SIGNAL` for one signal version."""
+    return (
+        s.member_id,
+        s.signal_id,
+        index,
+        s.type,
+        s.value,
+        _json_list(tuple(sorted(s.labels))),
+        s.confidence,
+        s.severity,
+        _json_list(tuple(s.sharing.groups)),
+        s.sharing.tlp,
+        timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
+        timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
+        timestamp_to_ms(s.created_at),
+        keyid,
+        accepted_at_ms,
+        flag,
+    )
+
+
 class Bank:
     def __init__(
         self,
@@ -315,55 +361,52 @@ class Bank:
 
     def add_signal(self, s: pb.Signal, index: int, keyid: str = "", accepted_at_ms: int = 0) -> bool:
         """Store a signal version; False if a newer version is already banked."""
-        flag = signal_type(s.type).quality_flag(s.value)
+        return self.add_signals([(s, index, keyid, accepted_at_ms)])[0]
+
+    def add_signals(self, versions: Sequence[tuple[pb.Signal, int, str, int]]) -> list[bool]:
+        """Store signal versions ``(signal, index, keyid, accepted_at_ms)`` of distinct
+        signals with batched SQL; per version, False if a newer one is already banked.
+        Ends as :meth:`add_signal` one by one would (distinct keys: order cannot matter)."""
+        if not versions:
+            return []
+        keys = [(s.member_id, s.signal_id) for s, *_ in versions]
+        if len(set(keys)) != len(keys):
+            raise ValueError("add_signals takes distinct signals; apply a later version in a later call")
         with self._store.transaction() as c:
-            row = c.execute(
-                "SELECT idx, rowid, type FROM signals WHERE publisher = ? AND signal_id = ?",
-                (s.member_id, s.signal_id),
-            ).fetchone()
-            if row is not None and row[0] >= index:
-                return False
-            if row is not None:
-                bank_history.keep_signal(c, s.member_id, s.signal_id)
-            values = (
-                s.member_id,
-                s.signal_id,
-                index,
-                s.type,
-                s.value,
-                json.dumps(sorted(s.labels)),
-                s.confidence,
-                s.severity,
-                json.dumps(list(s.sharing.groups)),
-                s.sharing.tlp,
-                timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
-                timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
-                timestamp_to_ms(s.created_at),
-                keyid,
-                accepted_at_ms,
-                flag,
-            )
+            banked = self._banked_rows(c, keys)
+            taken = [row is None or row[0] < v[1] for v, row in zip(versions, (banked.get(k) for k in keys))]
+            fresh = [(v, k) for v, k, ok in zip(versions, keys, taken, strict=True) if ok]
+            if not fresh:
+                return taken
+            bank_history.keep_signals(c, [k for _, k in fresh if k in banked])
+            flags = [signal_type(s.type).quality_flag(s.value) for (s, *_), _ in fresh]
+            c.executemany(_UPSERT_SIGNAL, [_signal_values(*v, flag) for (v, _), flag in zip(fresh, flags)])
             # an upsert keeps the rowid, which is the PDQ index's id for this signal
-            rowid = c.execute(
-                "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
-                " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, keyid, accepted_at_ms,"
-                " quality_flag, swept_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,NULL)"
-                " ON CONFLICT (publisher, signal_id) DO UPDATE SET idx = excluded.idx, type = excluded.type,"
-                " value = excluded.value, labels = excluded.labels, confidence = excluded.confidence,"
-                " severity = excluded.severity, groups = excluded.groups, tlp = excluded.tlp,"
-                " valid_from_ms = excluded.valid_from_ms, valid_until_ms = excluded.valid_until_ms,"
-                " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, retracted_at_ms = NULL,"
-                " keyid = excluded.keyid,"
-                " accepted_at_ms = excluded.accepted_at_ms, quality_flag = excluded.quality_flag,"
-                " swept_at_ms = NULL RETURNING rowid",
-                values,
-            ).fetchone()[0]
-            if _hamming(s.type) and flag is None:
-                self._index_update(add=[(rowid, s.value)])
-            elif row is not None and _hamming(row[2]):
-                self._index_update(remove=[rowid])
-            self._changed([(s.member_id, s.signal_id)])
-        return True
+            indexed = [(k, s.value) for ((s, *_), k), flag in zip(fresh, flags) if _hamming(s.type) and flag is None]
+            new_ids = self._banked_rows(c, [k for k, _ in indexed if k not in banked])
+            rowid = {k: r[1] for k, r in (*banked.items(), *new_ids.items())}
+            self._index_update(
+                add=[(rowid[k], value) for k, value in indexed],
+                remove=[banked[k][1] for k in set(k for _, k in fresh) - set(k for k, _ in indexed)
+                        if k in banked and _hamming(banked[k][2])],
+            )
+            self._changed([k for _, k in fresh])
+        return taken
+
+    @staticmethod
+    def _banked_rows(c: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, str]]:
+        """(idx, rowid, type) of the banked signals among ``keys``."""
+        found: dict[tuple[str, str], tuple[int, int, str]] = {}
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i : i + _KEYS_PER_QUERY]
+            pairs = ",".join("(?,?)" for _ in chunk)
+            for publisher, signal_id, idx, rowid, type_ in c.execute(
+                "SELECT publisher, signal_id, idx, rowid, type FROM signals"
+                f" WHERE (publisher, signal_id) IN (VALUES {pairs})",
+                [x for k in chunk for x in k],
+            ):
+                found[(publisher, signal_id)] = (idx, rowid, type_)
+        return found
 
     def retract(
         self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None, keyid: str = ""

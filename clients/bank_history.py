@@ -16,7 +16,10 @@ import sqlite3
 
 from exchange.core.keydir import KeyInfo
 
-__all__ = ["clear", "create", "forget_tainted", "keep_opinion", "keep_signal", "restore_opinion", "restore_signal"]
+__all__ = [
+    "clear", "create", "forget_tainted", "keep_opinion", "keep_signal", "keep_signals", "restore_opinion",
+    "restore_signal",
+]
 
 _SIGNAL = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp, valid_from_ms,"
@@ -39,6 +42,12 @@ def keep_signal(c: sqlite3.Connection, publisher: str, signal_id: str) -> None:
     """Copy the banked version of a signal before a newer one replaces it."""
     c.execute(f"INSERT OR IGNORE INTO signal_versions ({_SIGNAL}) SELECT {_SIGNAL} FROM signals"
               " WHERE publisher = ? AND signal_id = ?", (publisher, signal_id))
+
+
+def keep_signals(c: sqlite3.Connection, keys: list[tuple[str, str]]) -> None:
+    """:func:`keep_signal` for many signals at once (a page's replaced versions)."""
+    c.executemany(f"INSERT OR IGNORE INTO signal_versions ({_SIGNAL}) SELECT {_SIGNAL} FROM signals"
+                  " WHERE publisher = ? AND signal_id = ?", keys)
 
 
 def keep_opinion(c: sqlite3.Connection, publisher: str, signal_id: str, author: str, newer_index: int) -> None:

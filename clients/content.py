@@ -28,6 +28,9 @@ CREATE INDEX IF NOT EXISTS media_hashes_value ON media_hashes(type, value);
 """
 
 
+_VALUES_PER_QUERY = 500  # hash values per batched look-up
+
+
 class ContentStore:
     """Hashes of the member's files, in the member's state file."""
 
@@ -77,10 +80,21 @@ class ContentStore:
 
     def refs_with(self, type_name: str, value: str) -> list[str]:
         """Files with this exact hash."""
-        rows = self._store.conn.execute(
-            "SELECT ref FROM media_hashes WHERE type = ? AND value = ?", (type_name, value)
-        )
-        return [str(r[0]) for r in rows]
+        return self.refs_with_many(type_name, [value]).get(value, [])
+
+    def refs_with_many(self, type_name: str, values: list[str]) -> dict[str, list[str]]:
+        """Files with each of these exact hashes (one query per few hundred values):
+        value → refs, in the order they were stored; values no file has are left out."""
+        found: dict[str, list[str]] = {}
+        for i in range(0, len(values), _VALUES_PER_QUERY):
+            chunk = values[i : i + _VALUES_PER_QUERY]
+            for value, ref in self._store.conn.execute(
+                f"SELECT value, ref FROM media_hashes WHERE type = ? AND value IN ({','.join('?' * len(chunk))})"
+                " ORDER BY rowid",
+                [type_name, *chunk],
+            ):
+                found.setdefault(str(value), []).append(str(ref))
+        return found
 
     def all_of(self, type_name: str, min_quality: int = 0) -> list[tuple[str, str]]:
         """(ref, value) of every stored hash of this type with at least ``min_quality``

@@ -76,9 +76,9 @@ class Syncer:
                     # the next page's signatures are checked on the workers (against the
                     # keys as of this page's end) while this page is written
                     pages.read_next(lambda raws: self.verifier.submit(raws, pool))
-                    for raw, result in zip(page.records, checked, strict=True):
-                        # in ledger order: a retraction's signal may be earlier in the page
-                        self._ingester.apply(raw, self._for_recipient(result, groups), self.verifier, report)
+                    # in ledger order: a retraction's signal may be earlier in the page
+                    self._ingester.apply_page(zip(page.records, checked, strict=True), self.verifier, report,
+                                              lambda v: self._for_recipient(v, groups))
                     report.expired += self._ingester.sweep_expired(report)
                     self._check_key_directory(page.next_index)
                     store.set_cursor(page.next_index)

@@ -1,0 +1,100 @@
+"""Member consume: CPU the member's own process spends per entry of a sync, A/B.
+
+One ``trustwire serve`` (this tree) holds ``--entries`` md5 signals; each round a fresh
+member syncs them all, once per tree given with ``--tree`` (alternating, so both see
+the same machine load). The member runs in a child process with that tree first on
+``sys.path``; it reports the CPU µs per entry of its own process (decoding, checks,
+bank and queue writes; signatures are verified on worker processes) and of its
+workers, and entries/s. Ratios are to raw Ed25519 verify CPU measured in the same
+child.
+
+    python bench/bench_consume.py --tree /tmp/main-export --tree . --entries 20000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child(target: str, log_key: str, state: Path) -> None:
+    """Sync one fresh member; print its figures as JSON."""
+    import psutil
+
+    from clients.member import MemberClient  # first: from the tree on PYTHONPATH
+    from exchange.core.keys import Signer
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from run import verify_cpu_rate
+
+    raw = verify_cpu_rate()
+    sub = Signer.from_seed(bytes([1 + 20]) * 32)  # bench/run.py's Exchange: "sub", the operator
+    member = MemberClient(target, member_id="sub", signer=sub, operator_key=Signer.from_seed(b"\x0a" * 32).public_key,
+                          log_key=log_key, state=state)
+    me = psutil.Process()
+    start, cpu0 = time.perf_counter(), time.process_time()
+    report = member.sync()
+    wall, own = time.perf_counter() - start, time.process_time() - cpu0
+    workers = sum(c.cpu_times().user + c.cpu_times().system for c in me.children(recursive=True))
+    member.close()
+    n = report.verified
+    print(json.dumps({"entries": n, "per_s": n / wall, "own_us": own / n * 1e6, "workers_us": workers / n * 1e6,
+                      "raw_verify_us": 1e6 / raw, "ratio": n / wall / raw}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", action="append", required=True, help="a source tree to run the member from")
+    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], Path(args.child[2]))
+        return 0
+    sys.path.insert(0, str(ROOT / "bench"))
+    from run import Exchange, signed
+
+    results: dict[str, list[dict[str, float]]] = {t: [] for t in args.tree}
+    with tempfile.TemporaryDirectory() as tmp:
+        ex = Exchange(Path(tmp) / "ex", verify_workers=2)
+        try:
+            pub = ex.client("pub")
+            envelopes = signed(pub, args.entries, "c")
+            for i in range(0, len(envelopes), 1000):
+                pub.publish_envelopes(envelopes[i : i + 1000], batch_size=500)
+            pub.close()
+            time.sleep(1.5)  # bounded: the next checkpoint covers the last batch (interval 1 s)
+            for r in range(args.rounds):
+                for tree in args.tree:
+                    state = Path(tmp) / f"m-{r}-{len(results[tree])}-{abs(hash(tree))}.db"
+                    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--tree", tree, "--child", ex.target, ex.log_key, str(state)],
+                        env=env, cwd=Path(tree).resolve(), capture_output=True, text=True, timeout=600, check=True,
+                    ).stdout
+                    results[tree].append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            ex.stop()
+    load = os.getloadavg()
+    for tree, runs in results.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"{tree}: {int(med['entries'])} entries, {med['per_s']:.0f}/s (ratio {med['ratio']:.3f}),"
+              f" member {med['own_us']:.1f} µs/entry ({med['own_us'] / med['raw_verify_us']:.2f}× raw verify),"
+              f" workers {med['workers_us']:.1f} µs/entry; raw verify {med['raw_verify_us']:.1f} µs;"
+              f" rounds own_us={[round(r['own_us'], 1) for r in runs]}")
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
