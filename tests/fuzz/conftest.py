@@ -21,7 +21,7 @@ from exchange.core.keys import Signer
 from exchange.core.records import Receipt
 from exchange.server import exchange_service
 from reliability.fuzzing import RpcFuzzer, seed_envelopes
-from tests.conftest import MEMBERS, TaskForce, start_taskforce
+from tests.conftest import MEMBERS, TaskForce, start_taskforce, wait_until
 
 SCALE = float(os.environ.get("TRUSTWIRE_FUZZ_SCALE", "1"))
 
@@ -66,6 +66,10 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
     seeds = seed_envelopes("alice")
     published = [e for e, o in zip(seeds, alice.publish_envelopes(seeds)) if isinstance(o, Receipt)]
     assert len(published) >= 6, "the seed entries must be accepted"
+    # proofs answer UNAVAILABLE ("retry shortly") until a signed checkpoint covers the head:
+    # the campaign starts once one does (checkpoints are signed at most once a second)
+    head = tf.server.ledger.head()
+    wait_until(lambda: (cp := tf.server.checkpoints.latest()) is not None and cp.size >= head)
     signers = {m: tf.signers[m] for m in MEMBERS}
     signers[OPERATOR] = tf.operator
     fuzzer = RpcFuzzer(tf.target, signers, stream_timeout_s=3.0, origin=tf.origin)
