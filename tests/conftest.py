@@ -147,3 +147,14 @@ def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.02)
             return
         time.sleep(interval)
     raise AssertionError("condition not met within %.1fs" % timeout)
+
+
+def holds_for(predicate: object, seconds: float, interval: float = 0.1) -> None:
+    """Check that a condition stays true over an observation window (fails at its first
+    breach): how a test shows that something does *not* happen, e.g. a log that stays quiet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert predicate(), "condition broken within the %.1fs window" % seconds  # type: ignore[operator]
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
