@@ -2,6 +2,7 @@
 
     python bench/bench_restart.py                                  # 100k, 200k, 400k
     python bench/bench_restart.py --sizes 1000000,2000000          # the 1M-2M run
+    python bench/bench_restart.py --dir /data/scale --reuse --sizes 10000000   # grow across runs to 10M
 
 The ledger is grown through the engine with the exchange stopped (``bench_scale.grow_direct``:
 envelopes signed for real on every core, the engine's own append), then, at each size:
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_scale import (  # noqa: E402
     GROUP, _head, emit, grow_direct, laws_of, machine, save, startup_cpu, timed_start,
 )
-from reliability.harness import ExchangeProcess  # noqa: E402
+from reliability.harness import ExchangeProcess, insecure_signer  # noqa: E402
 
 
 def _cpu_s(pid: int) -> float:
@@ -58,7 +59,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="restarts per size (the median is reported)")
     parser.add_argument("--project", type=int, default=10_000_000)
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="continue from the ledger a previous run left in --dir (grow once, measure many times)")
     args = parser.parse_args()
+    if args.reuse and not args.dir:
+        parser.error("--reuse needs --dir")
     sizes = sorted(int(s) for s in args.sizes.split(","))
 
     def median(values: list[float]) -> float:
@@ -74,13 +79,17 @@ def main() -> int:
             empty_cpu.append(cpu)
             empty.stop()
         ex = ExchangeProcess(base / "restart")
-        ex.start()
-        signers = ex.enrol({"pub0": [GROUP], "pub1": [GROUP]}, [(GROUP, "amber")])
+        reusing = args.reuse and ex.ledger.exists()
+        ex.start(timeout=3600)
+        members = {"pub0": [GROUP], "pub1": [GROUP]}
+        signers = ({m: insecure_signer(f"campaign-member:{m}") for m in members} if reusing
+                   else ex.enrol(members, [(GROUP, "amber")]))
         rows: list[dict[str, Any]] = []
         try:
             for step, size in enumerate(sizes):
                 t = time.perf_counter()
-                grow_rate = grow_direct(ex, signers, size, args.batch, f"r{step}")
+                tag = f"r{step}h{_head(ex)}"  # signal ids stay new when a reused ledger grows again
+                grow_rate = grow_direct(ex, signers, size, args.batch, tag)
                 grow_s = time.perf_counter() - t
                 head = _head(ex)
                 assert ex.stop() == 0
