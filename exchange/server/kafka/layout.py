@@ -19,12 +19,14 @@ to the protobuf path, which decides (so the fast path never changes an outcome).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha256
 
 __all__ = [
     "accepted_at_field",
     "entry_message",
     "receipt_result",
     "record",
+    "seal_round",
     "split_entry",
     "submission_result",
     "timestamp_body",
@@ -40,6 +42,12 @@ def varint(n: int) -> bytes:
     """Protobuf's base-128 varint of a non-negative integer."""
     if n < 0x80:
         return _SMALL[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, (n >> 14) & 0x7F | 0x80, n >> 21))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -90,18 +98,45 @@ def submission_result(request_id: bytes, replica_id: str, results: Sequence[byte
     return head + b"".join([_field(b"\x1a", r) for r in results])
 
 
+def seal_round(
+    start: int, accepted_at_ms: int, epoch: int, envelopes: Sequence[bytes]
+) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """A sequencing round in one pass: for the envelopes taking indices ``start``, …
+    (one ``accepted_at``, one epoch), their ledger messages (:func:`entry_message`),
+    records (:func:`record`) and receipts (:func:`receipt_result`)."""
+    accepted_at = accepted_at_field(accepted_at_ms)  # a Receipt's accepted_at is field 2 as well
+    epoch_field = b"\x08" + varint(epoch) if epoch else b""
+    fixed = len(epoch_field) + 1
+    messages: list[bytes] = []
+    records: list[bytes] = []
+    receipts: list[bytes] = []
+    join = b"".join
+    for index, envelope in enumerate(envelopes, start):
+        index_field = b"\x08" + varint(index) if index else b""
+        raw = join((index_field, accepted_at, b"\x1a", varint(len(envelope)), envelope))
+        size = varint(len(raw))
+        records.append(raw)
+        messages.append(join((b"\x12", varint(fixed + len(size) + len(raw)), epoch_field, b"\x12", size, raw)))
+        body = join((index_field, accepted_at, b"\x1a\x20", sha256(b"\x00" + raw).digest()))
+        receipts.append(b"\x0a" + varint(len(body)) + body)
+    return messages, records, receipts
+
+
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    """(value, next position); raises IndexError past the end."""
+    """(value, next position) of a minimal varint (as protobuf writes it); raises
+    IndexError past the end or for a longer encoding than needed."""
     b = data[at]
     if b < 0x80:
         return b, at + 1
-    value, shift = 0, 0
+    value, shift = b & 0x7F, 7
     while True:
-        b = data[at]
         at += 1
+        b = data[at]
         value |= (b & 0x7F) << shift
         if b < 0x80:
-            return value, at
+            if b == 0:
+                raise IndexError("varint longer than needed")
+            return value, at + 1
         shift += 7
         if shift > 63:
             raise IndexError("varint too long")
@@ -109,50 +144,53 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
 
 def split_entry(value: bytes) -> tuple[int, bytes, int, int, bytes] | None:
     """``(epoch, record, index, accepted_at_ms, envelope)`` of a ledger message in the
-    exact layout :func:`entry_message` makes around a canonical record; None for
-    anything else (another message, another layout, a non-canonical record): the
-    caller then decides with the protobuf path."""
+    layout :func:`entry_message` makes around a canonical record; None for anything
+    else (another message, another layout, a non-canonical record): the caller then
+    decides with the protobuf path. The record is canonical when its fields are in
+    order, none holds its default value, every varint is minimal and the timestamp is
+    whole milliseconds (what ``encode_record`` writes, and all it can write)."""
+    read = _read_varint
     try:
         if value[0] != 0x12:
             return None
-        size, at = _read_varint(value, 1)
-        if at + size != len(value):
+        size, at = read(value, 1)
+        end = len(value)
+        if at + size != end:
             return None
         epoch = 0
         if value[at] == 0x08:
-            epoch, at = _read_varint(value, at + 1)
+            epoch, at = read(value, at + 1)
         if value[at] != 0x12:
             return None
-        size, at = _read_varint(value, at + 1)
-        if at + size != len(value):
+        size, at = read(value, at + 1)
+        if at + size != end:
             return None
-        raw = value[at:]
-        index, at = 0, 0
-        if raw[0] == 0x08:
-            index, at = _read_varint(raw, 1)
-        if raw[at] != 0x12:
+        first = at
+        index = 0
+        if value[at] == 0x08:
+            index, at = read(value, at + 1)
+            if index == 0:
+                return None
+        if value[at] != 0x12:
             return None
-        size, at = _read_varint(raw, at + 1)
-        end = at + size
+        size, at = read(value, at + 1)
+        stop = at + size
         seconds = nanos = 0
-        if at < end and raw[at] == 0x08:
-            seconds, at = _read_varint(raw, at + 1)
-        if at < end and raw[at] == 0x10:
-            nanos, at = _read_varint(raw, at + 1)
-        if at != end or raw[at] != 0x1A:
+        if at < stop and value[at] == 0x08:
+            seconds, at = read(value, at + 1)
+            if seconds == 0:
+                return None
+        if at < stop and value[at] == 0x10:
+            nanos, at = read(value, at + 1)
+            if nanos == 0:
+                return None
+        if at != stop or value[at] != 0x1A:
             return None
-        size, at = _read_varint(raw, at + 1)
-        if at + size != len(raw) or size == 0:
+        size, at = read(value, at + 1)
+        if at + size != end or size == 0:
             return None
-        envelope = raw[at:]
     except IndexError:
         return None
     if epoch > _MAX_U64 or index > _MAX_U64 or seconds > _MAX_TS_SECONDS or nanos >= 1_000_000_000 or nanos % 1_000_000:
         return None
-    accepted_at_ms = seconds * 1000 + nanos // 1_000_000
-    # canonical iff rebuilding it gives the same bytes (minimal varints, no zero fields)
-    if record(index, accepted_at_field(accepted_at_ms), envelope) != raw:
-        return None
-    if entry_message(b"\x08" + varint(epoch) if epoch else b"", raw) != value:
-        return None
-    return epoch, raw, index, accepted_at_ms, envelope
+    return epoch, value[first:], index, seconds * 1000 + nanos // 1_000_000, value[at:]

@@ -33,7 +33,7 @@ from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
-from exchange.core.records import Receipt, leaf_hash
+from exchange.core.records import Receipt
 from exchange.server.kafka.produce import SafeProducer
 from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.throttle import Throttled
@@ -65,15 +65,7 @@ class _Draft:
     def seal(self, epoch: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """The round's ledger messages, records and receipts (encoded ``PublishResult``s,
         by position), built from bytes: the round shares one ``accepted_at`` and one epoch."""
-        accepted_at = layout.accepted_at_field(self.now_ms)
-        records = [layout.record(i, accepted_at, e) for i, e in enumerate(self.envelopes, self.start)]
-        epoch_field = b"\x08" + layout.varint(epoch)
-        timestamp = layout.timestamp_body(self.now_ms)
-        return (
-            [layout.entry_message(epoch_field, r) for r in records],
-            records,
-            [layout.receipt_result(i, timestamp, leaf_hash(r)) for i, r in enumerate(records, self.start)],
-        )
+        return layout.seal_round(self.start, self.now_ms, epoch, self.envelopes)
 
 
 EXPIRY_MARGIN_MS = 250
