@@ -59,6 +59,15 @@ class LedgerView(SqliteLedger):
         self.topic = topic
         self._rule, self._last_accepted_ms = self._load()
 
+    def _connect(self) -> sqlite3.Connection:
+        """The SQLite ledger's connection, with ``synchronous=NORMAL``: a view is derived
+        from the topic, and its rule state commits with its records, so a power loss can
+        only take it back to an earlier consistent point, from which it reads the topic
+        again (nothing acknowledged lives only in the view)."""
+        conn = super()._connect()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
     def _load(self) -> tuple[RuleState, int]:
         conn = self._reader()
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (_META_KEY,)).fetchone()
