@@ -88,6 +88,10 @@ class Sequencer:
         self._clock_ms = clock_ms
         self._deadline_s = settings.publish_deadline_s
         self._producer = SafeProducer(settings.producer_config("sequencer", settings.publish_deadline_ms), "sequencer")
+        self._entries = SafeProducer(
+            settings.producer_config("sequencer-entries", settings.publish_deadline_ms, errors_only=True),
+            "sequencer entries",
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._assigned = False
@@ -114,8 +118,9 @@ class Sequencer:
             self._thread.join(timeout=self._deadline_s + 10)
 
     @property
-    def producer(self) -> SafeProducer:
-        return self._producer
+    def producers(self) -> tuple[SafeProducer, SafeProducer]:
+        """Claims and results; entries (delivery reported only on error)."""
+        return self._producer, self._entries
 
     @property
     def epoch(self) -> int | None:
@@ -178,6 +183,7 @@ class Sequencer:
             except KafkaException as exc:
                 log.warning("closing the sequencer consumer: %s", exc)
             self._producer.close()
+            self._entries.close()
 
     # -- election -----------------------------------------------------------------------------
 
@@ -355,24 +361,40 @@ class Sequencer:
             check_stamped(env, draft.directory or directory, index, draft.now_ms)
 
     def _write_entries(self, messages: list[bytes], records: list[bytes], start: int) -> bool:
-        """Write a round's entries and see them accepted; else step down (False)."""
-        offsets = self._write(messages)
-        if offsets is None:
+        """Write a round's entries (one produce call, no per-message delivery report:
+        the producer reports only failures) and see them accepted; else step down."""
+        failed: list[KafkaError] = []
+        try:
+            self._entries.produce_many(
+                self._topics.ledger, messages, on_delivery=lambda err, msg: failed.append(err), timeout=self._deadline_s
+            )
+            left = self._entries.flush(self._deadline_s)
+        except Unavailable as exc:
+            failed, left = [KafkaError(KafkaError._FAIL, str(exc))], len(messages)
+        if left or failed:
+            self._claims.log(logging.WARNING, "%d entry write(s) to %s have an unknown fate (%s)",
+                             len(messages), self._topics.ledger, failed[0] if failed else "not acknowledged in time")
+            self._entries.reset()
             self._resign("entries have an unknown fate")
             return False
-        if not self._confirm(start, records, max(offsets)):
+        self._entries.delivered += len(messages)
+        if not self._confirm(start, records):
             self._resign("another sequencer took over (our entries were not accepted)")
             return False
         return True
 
-    def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
-        """Has our view accepted these records at these indices? Only this sequencer
-        writes entries of its epoch (its claim is unique), in order, idempotently: if the
-        rule still follows our claim and has moved past them, they are ours."""
-        if not self._tailer.wait_position(last_offset + 1, self._deadline_s):
+    def _confirm(self, start: int, records: list[bytes]) -> bool:
+        """Has our view accepted these records (all acknowledged by the broker) at these
+        indices? Only this sequencer writes entries of its epoch (its claim is unique),
+        in order, idempotently: while the rule follows our claim, the view reaching
+        ``start + n`` means they are ours. Once the rule follows another claim, the view
+        has applied everything before that claim, and our entries after it are ignored:
+        what it stored at these indices says whether they were accepted."""
+        end, claim = start + len(records), self._claim
+        if not self._tailer.wait_state(lambda s: s.next_index >= end or s.sequencer_id != claim, self._deadline_s):
             return False
         state = self._view.state
-        if state.epoch == self._epoch and state.sequencer_id == self._claim:
-            return state.next_index >= start + len(records)
+        if state.sequencer_id == claim:
+            return True
         stored = self._view.read(start, len(records))  # fenced since: were they accepted before?
         return [s.record for s in stored] == records

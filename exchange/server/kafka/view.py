@@ -276,6 +276,10 @@ class Tailer:
         """Until the view has applied every message before topic ``offset``."""
         return self._wait(lambda: self.view.state.offset >= offset, timeout)
 
+    def wait_state(self, predicate: Callable[[RuleState], bool], timeout: float) -> bool:
+        """Until the view's rule state satisfies ``predicate``."""
+        return self._wait(lambda: predicate(self.view.state), timeout)
+
     def wait_eof(self, timeout: float) -> bool:
         """Until the view has read the topic to its end (partition EOF) and nothing since."""
         return self._wait(lambda: self._at_eof, timeout)
