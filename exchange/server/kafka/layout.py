@@ -110,15 +110,15 @@ def seal_round(
     messages: list[bytes] = []
     records: list[bytes] = []
     receipts: list[bytes] = []
-    join = b"".join
+    join, small, hash_ = b"".join, _SMALL, sha256
     for index, envelope in enumerate(envelopes, start):
         index_field = b"\x08" + varint(index) if index else b""
         raw = join((index_field, accepted_at, b"\x1a", varint(len(envelope)), envelope))
         size = varint(len(raw))
         records.append(raw)
         messages.append(join((b"\x12", varint(fixed + len(size) + len(raw)), epoch_field, b"\x12", size, raw)))
-        body = join((index_field, accepted_at, b"\x1a\x20", sha256(b"\x00" + raw).digest()))
-        receipts.append(b"\x0a" + varint(len(body)) + body)
+        body = join((index_field, accepted_at, b"\x1a\x20", hash_(b"\x00" + raw).digest()))
+        receipts.append(join((b"\x0a", small[len(body)] if len(body) < 0x80 else varint(len(body)), body)))
     return messages, records, receipts
 
 
