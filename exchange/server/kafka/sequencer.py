@@ -366,7 +366,8 @@ class Sequencer:
         failed: list[KafkaError] = []
         try:
             self._entries.produce_many(
-                self._topics.ledger, messages, on_delivery=lambda err, msg: failed.append(err), timeout=self._deadline_s
+                self._topics.ledger, messages, on_delivery=lambda err, msg: failed.append(err or KafkaError(KafkaError._FAIL)),
+                timeout=self._deadline_s,
             )
             left = self._entries.flush(self._deadline_s)
         except Unavailable as exc:
