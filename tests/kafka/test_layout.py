@@ -167,3 +167,16 @@ def test_a_sealed_round_is_its_entries_built_one_by_one() -> None:
             assert messages == [_proto_entry(7, r) for r in records]
             timestamp = layout.timestamp_body(at_ms)
             assert receipts == [layout.receipt_result(start + i, timestamp, leaf_hash(r)) for i, r in enumerate(records)]
+
+
+def test_submission_batches_are_the_protobuf_encoders_bytes() -> None:
+    rng = random.Random(RNG_SEED + 5)
+    for deadline_ms in (0, 1, 1_700_000_000_000, -1, -(2**63)):
+        items = [(rng.randbytes(rng.choice((0, 1, 200, 300))), rng.randbytes(rng.choice((0, 32))),
+                  rng.choice(("", "ed25519:" + "ab" * 32))) for _ in range(rng.randint(0, 6))]
+        for request_id, replica_id in ((b"", ""), (rng.randbytes(16), "replica-é")):
+            reference = kpb.SubmissionBatch(
+                request_id=request_id, replica_id=replica_id, deadline_ms=deadline_ms,
+                envelopes=[kpb.SubmittedEnvelope(envelope=e, digest=d, member_keyid=k) for e, d, k in items],
+            ).SerializeToString(deterministic=True)
+            assert layout.submission_batch(request_id, replica_id, items, deadline_ms) == reference

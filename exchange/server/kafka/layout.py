@@ -28,6 +28,7 @@ __all__ = [
     "record",
     "seal_round",
     "split_entry",
+    "submission_batch",
     "submission_result",
     "timestamp_body",
     "varint",
@@ -96,6 +97,23 @@ def submission_result(request_id: bytes, replica_id: str, results: Sequence[byte
         _field(b"\x12", replica_id.encode()) if replica_id else b""
     )
     return head + b"".join([_field(b"\x1a", r) for r in results])
+
+
+def submission_batch(
+    request_id: bytes, replica_id: str, envelopes: Sequence[tuple[bytes, bytes, str]], deadline_ms: int
+) -> bytes:
+    """``SubmissionBatch`` of ``(envelope, digest, member_keyid)`` triples, in order."""
+    join = b"".join
+    items = [
+        _field(b"\x1a", join((_field(b"\x0a", e) if e else b"", _field(b"\x12", d) if d else b"",
+                                _field(b"\x1a", k.encode()) if k else b"")))
+        for e, d, k in envelopes
+    ]
+    head = (_field(b"\x0a", request_id) if request_id else b"") + (
+        _field(b"\x12", replica_id.encode()) if replica_id else b""
+    )
+    tail = b"\x20" + varint(deadline_ms & _MAX_U64) if deadline_ms else b""  # int64: two's complement
+    return join((head, *items, tail))
 
 
 def seal_round(

@@ -89,15 +89,10 @@ def _member_keyid(s: Submission) -> str:
 
 
 def encode_batch(batch: Batch) -> bytes:
-    return kpb.SubmissionBatch(
-        request_id=batch.request_id,
-        replica_id=batch.replica_id,
-        envelopes=[
-            kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest, member_keyid=_member_keyid(s))
-            for s in batch.submissions
-        ],
-        deadline_ms=batch.deadline_ms,
-    ).SerializeToString()
+    return layout.submission_batch(
+        batch.request_id, batch.replica_id, [(s.envelope, s.digest, _member_keyid(s)) for s in batch.submissions],
+        batch.deadline_ms,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
