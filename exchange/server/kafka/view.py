@@ -31,7 +31,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from exchange.core.errors import ConfigError, LedgerCorrupt, TrustwireError, Unavailable
-from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
 from exchange.server.kafka.rule import RuleState
@@ -39,7 +38,7 @@ from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.watch import TopicWatch
 from exchange.server.kafka.wire import decode_ledger_message
-from exchange.server.ledger import SqliteLedger
+from exchange.server.ledger import DecodedRecord, SqliteLedger
 
 __all__ = ["LedgerView", "Tailer"]
 
@@ -95,7 +94,7 @@ class LedgerView(SqliteLedger):
         """accepted_at of the newest entry (the sequencer keeps time non-decreasing)."""
         return self._last_accepted_ms
 
-    def apply_batch(self, records: Sequence[Record], state: RuleState) -> None:
+    def apply_batch(self, records: Sequence[DecodedRecord], state: RuleState) -> None:
         """Store accepted records (decoded by the rule) and the rule state that follows
         them, atomically: one transaction, rows written in batches."""
         blob = json.dumps({**asdict(state), "topic": self.topic})
