@@ -13,7 +13,14 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import layout
 from exchange.server.kafka.rule import RuleState, accept_many, apply
-from exchange.server.kafka.wire import decode_ledger_message, decode_result, encode_entries, encode_epoch_start, encode_result
+from exchange.server.kafka.wire import (
+    decode_batch,
+    decode_ledger_message,
+    decode_result,
+    encode_entries,
+    encode_epoch_start,
+    encode_result,
+)
 
 RNG_SEED = 1818
 
@@ -180,3 +187,15 @@ def test_submission_batches_are_the_protobuf_encoders_bytes() -> None:
                 envelopes=[kpb.SubmittedEnvelope(envelope=e, digest=d, member_keyid=k) for e, d, k in items],
             ).SerializeToString(deterministic=True)
             assert layout.submission_batch(request_id, replica_id, items, deadline_ms) == reference
+
+
+def test_the_sequencer_reads_a_batch_column_by_column_and_refuses_a_malformed_one() -> None:
+    items = [(b"env-%d" % i, bytes([i]) * 32, "ed25519:" + "cd" * 32 if i % 2 else "") for i in range(5)]
+    batch = decode_batch(layout.submission_batch(b"request", "replica-a", items, 1_700_000_000_000))
+    assert batch is not None
+    assert (batch.request_id, batch.replica_id, batch.deadline_ms) == (b"request", "replica-a", 1_700_000_000_000)
+    assert list(zip(batch.envelopes, batch.digests, batch.keyids, strict=True)) == items
+    for bad in ([(b"env", b"short-digest", "")], [(b"", b"\x01" * 32, "")]):
+        assert decode_batch(layout.submission_batch(b"request", "replica-a", bad, 0)) is None
+    assert decode_batch(layout.submission_batch(b"", "replica-a", items, 0)) is None  # no request id
+    assert decode_batch(b"\xff\xff not a batch") is None
