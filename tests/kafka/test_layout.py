@@ -168,7 +168,7 @@ def test_a_sealed_round_is_its_entries_built_one_by_one() -> None:
     rng = random.Random(RNG_SEED + 4)
     for start in (0, 1, 126, 16_380, 2**35):
         for at_ms in (0, 1000, 1_700_000_000_123):
-            envelopes = [rng.randbytes(rng.choice((1, 100, 200, 5000))) for _ in range(rng.randint(0, 8))]
+            envelopes = [rng.randbytes(rng.choice((1, 100, 200, 5000, 16_370, 20_000))) for _ in range(rng.randint(0, 8))]
             messages, records, receipts = layout.seal_round(start, at_ms, 7, envelopes)
             assert records == [encode_record(start + i, at_ms, e) for i, e in enumerate(envelopes)]
             assert messages == [_proto_entry(7, r) for r in records]

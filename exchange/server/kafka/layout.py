@@ -57,6 +57,10 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SHORT = [varint(n) for n in range(1 << 14)]
+"""Varints of lengths below 16 KiB (one or two bytes): a list index, not a call, per field."""
+
+
 def _field(tag: bytes, value: bytes) -> bytes:
     """A length-delimited field."""
     return tag + varint(len(value)) + value
@@ -128,15 +132,19 @@ def seal_round(
     messages: list[bytes] = []
     records: list[bytes] = []
     receipts: list[bytes] = []
-    join, small, hash_ = b"".join, _SMALL, sha256
+    join, short, hash_ = b"".join, _SHORT, sha256
     for index, envelope in enumerate(envelopes, start):
         index_field = b"\x08" + varint(index) if index else b""
-        raw = join((index_field, accepted_at, b"\x1a", varint(len(envelope)), envelope))
-        size = varint(len(raw))
+        n = len(envelope)
+        raw = join((index_field, accepted_at, b"\x1a", short[n] if n < 0x4000 else varint(n), envelope))
+        n = len(raw)
+        size = short[n] if n < 0x4000 else varint(n)
         records.append(raw)
-        messages.append(join((b"\x12", varint(fixed + len(size) + len(raw)), epoch_field, b"\x12", size, raw)))
+        n += fixed + len(size)
+        messages.append(join((b"\x12", short[n] if n < 0x4000 else varint(n), epoch_field, b"\x12", size, raw)))
         body = join((index_field, accepted_at, b"\x1a\x20", hash_(b"\x00" + raw).digest()))
-        receipts.append(join((b"\x0a", small[len(body)] if len(body) < 0x80 else varint(len(body)), body)))
+        n = len(body)
+        receipts.append(join((b"\x0a", short[n] if n < 0x4000 else varint(n), body)))
     return messages, records, receipts
 
 
