@@ -35,7 +35,9 @@ from exchange.server.figures import EngineSample
 from exchange.server.projection import Meta, decode, project
 from exchange.server.seal import Seal, SealState
 
-__all__ = ["DecodedRecord", "Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
+__all__ = [
+    "DecodedRecord", "Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission",
+]
 
 log = logging.getLogger(__name__)
 

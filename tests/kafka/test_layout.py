@@ -27,7 +27,8 @@ RNG_SEED = 1818
 
 def _values(rng: random.Random) -> list[int]:
     """Integers around every varint length boundary, and 0."""
-    return [0, 1, 127, 128, 16383, 16384, 2**32, 2**63 - 1, *(rng.randrange(1 << rng.randint(1, 62)) for _ in range(40))]
+    edges = [0, 1, 127, 128, 16383, 16384, 2**32, 2**63 - 1]
+    return [*edges, *(rng.randrange(1 << rng.randint(1, 62)) for _ in range(40))]
 
 
 def _proto_entry(epoch: int, record: bytes) -> bytes:
@@ -53,17 +54,20 @@ def test_results_are_the_protobuf_encoders_bytes() -> None:
         at_ms = rng.choice((0, 1000, 1_700_000_000_123, rng.randrange(2**45)))
         leaf = rng.randbytes(32)
         fast = layout.receipt_result(index, layout.timestamp_body(at_ms), leaf)
-        reference = xpb.PublishResult(receipt=xpb.Receipt(index=index, accepted_at=ms_to_timestamp(at_ms), leaf_hash=leaf))
+        receipt = xpb.Receipt(index=index, accepted_at=ms_to_timestamp(at_ms), leaf_hash=leaf)
+        reference = xpb.PublishResult(receipt=receipt)
         reference.receipt.accepted_at.SetInParent()  # a receipt's accepted_at is always present
         assert fast == reference.SerializeToString(deterministic=True)
-    outcomes = [Receipt(index=i, accepted_at_ms=1_700_000_000_000 + i, leaf_hash=leaf_hash(b"%d" % i)) for i in range(5)]
+    outcomes = [Receipt(index=i, accepted_at_ms=1_700_000_000_000 + i, leaf_hash=leaf_hash(b"%d" % i))
+                for i in range(5)]
     encoded = encode_result(b"req", "replica-a", [*outcomes, UnknownKey("no such key")])
     reference_msg = kpb.SubmissionResult(request_id=b"req", replica_id="replica-a")
     for o in outcomes:
         reference_msg.results.add().receipt.CopyFrom(
             xpb.Receipt(index=o.index, accepted_at=ms_to_timestamp(o.accepted_at_ms), leaf_hash=o.leaf_hash))
     error = UnknownKey("no such key")
-    reference_msg.results.add().error.CopyFrom(xpb.EntryError(status=error.status, reason=error.reason, message=error.message))
+    reference_msg.results.add().error.CopyFrom(
+        xpb.EntryError(status=error.status, reason=error.reason, message=error.message))
     assert encoded == reference_msg.SerializeToString(deterministic=True)
     result = decode_result(encoded)
     assert result is not None and result.outcomes[:5] == tuple(outcomes) and isinstance(result.outcomes[5], UnknownKey)
@@ -168,12 +172,14 @@ def test_a_sealed_round_is_its_entries_built_one_by_one() -> None:
     rng = random.Random(RNG_SEED + 4)
     for start in (0, 1, 126, 16_380, 2**35):
         for at_ms in (0, 1000, 1_700_000_000_123):
-            envelopes = [rng.randbytes(rng.choice((1, 100, 200, 5000, 16_370, 20_000))) for _ in range(rng.randint(0, 8))]
+            sizes = (1, 100, 200, 5000, 16_370, 20_000)  # around the 16 KiB varint table
+            envelopes = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randint(0, 8))]
             messages, records, receipts = layout.seal_round(start, at_ms, 7, envelopes)
             assert records == [encode_record(start + i, at_ms, e) for i, e in enumerate(envelopes)]
             assert messages == [_proto_entry(7, r) for r in records]
             timestamp = layout.timestamp_body(at_ms)
-            assert receipts == [layout.receipt_result(start + i, timestamp, leaf_hash(r)) for i, r in enumerate(records)]
+            assert receipts == [
+                layout.receipt_result(start + i, timestamp, leaf_hash(r)) for i, r in enumerate(records)]
 
 
 def test_submission_batches_are_the_protobuf_encoders_bytes() -> None:

@@ -50,7 +50,8 @@ def test_produce_many_keeps_the_order_through_a_full_queue(kafka_settings: Calla
     values = [b"message-%04d" % i for i in range(200)]
     try:
         for i in range(0, len(values), 50):  # each call is refused in part (the queue holds 7) and waits
-            producer.produce_many(topic, values[i:i + 50], on_delivery=lambda err, msg: failures.append(err), timeout=20)
+            producer.produce_many(
+                topic, values[i:i + 50], on_delivery=lambda err, msg: failures.append(err), timeout=20)
         assert producer.flush(20) == 0
     finally:
         producer.close()

@@ -366,8 +366,8 @@ class Sequencer:
         failed: list[KafkaError] = []
         try:
             self._entries.produce_many(
-                self._topics.ledger, messages, on_delivery=lambda err, msg: failed.append(err or KafkaError(KafkaError._FAIL)),
-                timeout=self._deadline_s,
+                self._topics.ledger, messages, timeout=self._deadline_s,
+                on_delivery=lambda err, msg: failed.append(err or KafkaError(KafkaError._FAIL)),
             )
             left = self._entries.flush(self._deadline_s)
         except Unavailable as exc:
