@@ -18,7 +18,11 @@ With ``--cluster N`` it also publishes the same pre-signed workload through N re
 one ``trustwire serve`` on the embedded engine, in the same run: entries/s of each
 and the ratio.
 
-    python bench/bench_kafka_cpu.py [--entries 6000] [--batch 250] [--threads 4] [--cluster 3]
+With ``--latency-rate R`` it also times publish → verified delivery to a follower
+(bench/run.py's probe) at R entries/s: one embedded exchange, then two Kafka replicas
+(publish on one, follow on the other), checkpoints every ``--latency-checkpoint-ms``.
+
+    python bench/bench_kafka_cpu.py [--entries 6000] [--batch 250] [--threads 4] [--cluster 3] [--latency-rate 2000]
 """
 
 from __future__ import annotations
@@ -76,8 +80,11 @@ def drive(append: Any, batches: list[list[Submission]], threads: int) -> None:
         raise RuntimeError(f"{len(bad)} appends failed: {bad[:3]}")
 
 
-def publish_through(cluster: Cluster, targets: list[str], entries: int, batch: int, threads: int) -> float:
-    """Entries/s of pre-signed signals published by every member over ``targets``."""
+def publish_through(
+    cluster: Cluster, targets: list[str], entries: int, batch: int, threads: int
+) -> tuple[float, int]:
+    """Entries/s of pre-signed signals published by every member over ``targets``, and
+    how many were published."""
     names = list(MEMBERS)
     work: list[tuple[str, list[bytes]]] = []
     per = entries // (len(names) * threads)
@@ -103,17 +110,37 @@ def publish_through(cluster: Cluster, targets: list[str], entries: int, batch: i
     wall = run_threads([threading.Thread(target=run, args=(k, name, envs)) for k, (name, envs) in enumerate(work)])
     if errors:
         raise RuntimeError(f"{len(errors)} publishes failed: {errors[:3]}")
-    return sum(len(e) for _, e in work) / wall
+    total = sum(len(e) for _, e in work)
+    return total / wall, total
 
 
-def clusters(bootstrap: str, tmp: Path, replicas: int, args: argparse.Namespace) -> dict[str, float]:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a serve process and its children (verification workers)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    times = [proc.cpu_times(), *(c.cpu_times() for c in proc.children(recursive=True))]
+    return float(sum(t.user + t.system for t in times))
+
+
+def _cpu_per_entry(cluster: Cluster, publish: Any) -> tuple[float, list[float]]:
+    """Run ``publish`` (→ entries/s, entries) and return the rate and each serve process's
+    CPU µs per published entry over it."""
+    pids = [x.proc.pid for x in cluster.exchanges]
+    before = [_cpu_s(p) for p in pids]
+    rate, entries = publish()
+    return rate, [(_cpu_s(p) - b) / entries * 1e6 for p, b in zip(pids, before, strict=True)]
+
+
+def clusters(bootstrap: str, tmp: Path, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
     """The same workload through one embedded exchange and through ``replicas`` Kafka replicas."""
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     embedded = Cluster(bootstrap=bootstrap, prefix="unused", workdir=tmp / "embedded")
     try:
         solo = embedded.start("solo", engine="sqlite")
         embedded.enrol(solo.target)
-        out["embedded_serve_per_s"] = publish_through(embedded, [solo.target], args.entries, args.batch, args.threads)
+        out["embedded_serve_per_s"], out["embedded_cpu_us_per_entry"] = _cpu_per_entry(
+            embedded, lambda: publish_through(embedded, [solo.target], args.entries, args.batch, args.threads))
     finally:
         embedded.stop()
     kafka = Cluster(bootstrap=bootstrap, prefix=f"bench-cl-{uuid.uuid4().hex[:8]}", workdir=tmp / "kafka",
@@ -121,11 +148,53 @@ def clusters(bootstrap: str, tmp: Path, replicas: int, args: argparse.Namespace)
     try:
         started = [kafka.start(f"r{i}") for i in range(replicas)]
         kafka.enrol(started[0].target)
-        out[f"kafka_{replicas}_replicas_per_s"] = publish_through(
-            kafka, [x.target for x in started], args.entries, args.batch, args.threads)
+        out[f"kafka_{replicas}_replicas_per_s"], out[f"kafka_{replicas}_cpu_us_per_entry"] = _cpu_per_entry(
+            kafka, lambda: publish_through(kafka, [x.target for x in started], args.entries, args.batch, args.threads))
     finally:
         kafka.stop()
     out[f"kafka_{replicas}_over_embedded"] = out[f"kafka_{replicas}_replicas_per_s"] / out["embedded_serve_per_s"]
+    return out
+
+
+class _Replicas:
+    """bench/run.py's latency probe on a cluster: it publishes as alice through one
+    exchange and follows as bob through another (the same one on the embedded engine)."""
+
+    def __init__(self, cluster: Cluster, publish_to: str, follow_on: str) -> None:
+        self._cluster, self._publish_to, self._follow_on = cluster, publish_to, follow_on
+
+    def client(self, role: str) -> Any:
+        if role == "sub":
+            return self._cluster.member("bob", self._follow_on)
+        return self._cluster.member("alice", self._publish_to)
+
+
+def latencies(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """publish → verified delivery at ``--latency-rate`` on the embedded engine and on two
+    Kafka replicas (publish on one, follow on the other), same run, same probe."""
+    import bench.run as probe
+
+    probe.GROUP = GROUP_ALL  # the cluster's task force shares this group
+    os.environ["TRUSTWIRE_CHECKPOINT_INTERVAL_MS"] = str(args.latency_checkpoint_ms)
+    out: dict[str, Any] = {}
+    embedded = Cluster(bootstrap=bootstrap, prefix="unused", workdir=tmp / "lat-embedded")
+    try:
+        solo = embedded.start("solo", engine="sqlite")
+        embedded.enrol(solo.target)
+        probe_on: Any = _Replicas(embedded, solo.target, solo.target)  # what delivery_latency uses of an Exchange
+        out["latency_embedded"] = probe.delivery_latency(probe_on, args.latency_seconds, args.latency_rate)
+    finally:
+        embedded.stop()
+    kafka = Cluster(bootstrap=bootstrap, prefix=f"bench-lat-{uuid.uuid4().hex[:8]}", workdir=tmp / "lat-kafka",
+                    fetch_wait_ms=args.fetch_wait_ms)
+    try:
+        a, b = kafka.start("a"), kafka.start("b")
+        kafka.enrol(a.target)
+        wait_for(lambda: a.sequencing() or b.sequencing(), 60, "a sequencer")
+        probe_on = _Replicas(kafka, a.target, b.target)
+        out["latency_kafka"] = probe.delivery_latency(probe_on, args.latency_seconds, args.latency_rate)
+    finally:
+        kafka.stop()
     return out
 
 
@@ -135,7 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--cluster", type=int, default=0, help="also compare N serve replicas with one embedded")
+    parser.add_argument("--latency-rate", type=int, default=0,
+                        help="also time publish → subscriber at this many entries/s (embedded and Kafka)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--latency-checkpoint-ms", type=int, default=20)
+    parser.add_argument("--fetch-wait-ms", type=int, default=100,
+                        help="the latency replicas' kafka_fetch_wait_ms (a broker that does not answer a waiting"
+                             " fetch as data arrives, such as tansu, adds up to this per hop)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("TRUSTWIRE_PUBLISH_RATE", "1000000")  # the serve processes: no rate limit in a bench
+    os.environ.setdefault("TRUSTWIRE_PUBLISH_BURST", "10000000")
     entries = submissions(args.entries)
     batches = [entries[i:i + args.batch] for i in range(0, len(entries), args.batch)]
     out: dict[str, Any] = {"entries": args.entries, "batch": args.batch, "threads": args.threads,
@@ -182,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 a.close()
             if args.cluster:
                 out.update(clusters(broker.bootstrap, tmp, args.cluster, args))
+            if args.latency_rate:
+                out.update(latencies(broker.bootstrap, tmp, args))
         finally:
             broker.stop()
     worst = max(out["sequencer_cpu_us"], out["view_catch_up_cpu_us"])
@@ -190,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     out["view_over_sqlite_cpu"] = out["view_catch_up_cpu_us"] / out["sqlite_append_cpu_us"]
     out["load_after"] = os.getloadavg()
     for k, v in out.items():
-        print(f"{k:34} {v:.1f}" if isinstance(v, float) else f"{k:34} {v}")
+        print(f"{k:34} {v:.1f}" if isinstance(v, float) else f"{k:34} {v}")  # lists: one per serve process
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / f"kafka_cpu_{int(time.time())}.json").write_text(json.dumps(out, indent=2))

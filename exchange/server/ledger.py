@@ -35,7 +35,9 @@ from exchange.server.figures import EngineSample
 from exchange.server.projection import Meta, decode, project
 from exchange.server.seal import Seal, SealState
 
-__all__ = ["Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission"]
+__all__ = [
+    "DecodedRecord", "Integrity", "Ledger", "Outcome", "PUBLIC", "SignalState", "SqliteLedger", "Stored", "Submission",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,20 @@ class SignalState:
     audience: tuple[str, ...]  # everyone who saw any version
     last_index: int
     retracted: bool
+
+
+class DecodedRecord(Protocol):
+    """A ledger record already decoded and checked canonical (``Record``, or the Kafka
+    rule's lighter tuple): what ``apply_records`` stores without decoding it again."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def accepted_at_ms(self) -> int: ...
+    @property
+    def envelope(self) -> bytes: ...
+    @property
+    def raw(self) -> bytes: ...
 
 
 class Ledger(Protocol):
@@ -324,7 +340,7 @@ class SqliteLedger:
             return []
         return self._write(lambda conn, w: w.submit_all(batch))
 
-    def apply_records(self, records: Sequence[bytes | Record]) -> None:
+    def apply_records(self, records: Sequence[bytes | DecodedRecord]) -> None:
         """Store records already ordered elsewhere (a Kafka replica's view), as one batch
         in one transaction. Each must carry the next index; a record below the head
         (delivered again) is skipped. ``Record`` values spare decoding them again."""
@@ -578,14 +594,14 @@ class _Writer:
         self._batch[s.digest] = receipt
         return receipt
 
-    def replay_all(self, records: Sequence[bytes | Record]) -> list[None]:
+    def replay_all(self, records: Sequence[bytes | DecodedRecord]) -> list[None]:
         """Store records ordered elsewhere, in order: each decoded once (``Record`` values
         not at all), the signals they name looked up once for the batch, and the key
         directory staged once per transaction."""
-        todo: list[Record] = []
+        todo: list[DecodedRecord] = []
         expect = self.head
         for item in records:
-            record = item if isinstance(item, Record) else Record.decode(item)
+            record = Record.decode(item) if isinstance(item, bytes) else item
             if record.index < expect:
                 continue  # already applied (at-least-once delivery)
             if record.index != expect:

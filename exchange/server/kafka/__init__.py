@@ -4,6 +4,7 @@
     topics.py     the topics (ledger never deleted, replicated), created and checked
     throttle.py   repeating fault lines, throttled
     wire.py       the messages on them (proto/exchange/pb/trustwire/v1/kafka.proto)
+    layout.py     the hot messages' byte layouts, built and split without protobuf objects
     rule.py       which ledger-topic messages are ledger entries (pure; every reader)
     view.py       a replica's local SQLite view of the ledger, and its tailer
     watch.py      the ledger topic's identity, watched (a lost topic stops the replica)

@@ -213,7 +213,7 @@ class KafkaLedger:
 
     def engine_metrics(self) -> Iterable[EngineSample]:
         """The ``trustwire_engine_kafka_*`` figures (names in exchange.server.metrics.ENGINE_METRICS)."""
-        producers = (self._producer, self.sequencer.producer)
+        producers = (self._producer, *self.sequencer.producers)
         state = self.view.state
         end = self.tailer.end_offset
         yield EngineSample(name="kafka_producer_queue_messages", value=sum(p.queued() for p in producers))

@@ -103,6 +103,32 @@ class SafeProducer:
                         continue
                 raise Unavailable(f"cannot write to Kafka: {err.str()}") from exc
 
+    def produce_many(
+        self, topic: str, values: list[bytes], *, on_delivery: Delivery | None = None, timeout: float = 5.0
+    ) -> None:
+        """Queue ``values`` for partition 0, in order, with one call per attempt
+        (``produce_batch``); a full queue (back-pressure) waits up to ``timeout`` for
+        the rest. If a message other than a tail of the batch is refused, the order
+        could break: that is an unknown fate (Unavailable, the producer replaced)."""
+        deadline = time.monotonic() + timeout
+        pending: list[dict[str, Any]] = [{"value": v} for v in values]
+        while pending:
+            producer = self._current()
+            queued = producer.produce_batch(topic, pending, partition=0, on_delivery=self._watch(on_delivery))
+            producer.poll(0)
+            if queued == len(pending):
+                return
+            refused = [m for m in pending if "_error" in m]
+            first = next(i for i, m in enumerate(pending) if "_error" in m)
+            errors = {m["_error"].code() if isinstance(m["_error"], KafkaError) else None for m in refused}
+            if len(refused) != len(pending) - first or errors != {KafkaError._QUEUE_FULL}:
+                self._broken = True
+                raise Unavailable(f"cannot write to Kafka: {refused[0]['_error']}")
+            if time.monotonic() > deadline:
+                raise Unavailable("the Kafka producer queue is full; retry")
+            pending = [{"value": m["value"]} for m in refused]
+            producer.poll(0.05)
+
     def flush(self, timeout: float) -> int:
         """Serve delivery callbacks until everything is delivered; return what is left."""
         with self._lock:

@@ -73,6 +73,7 @@ class ResultRouter:
 
     def _run(self, consumer: Consumer) -> None:
         replica = self._settings.replica_id
+        key = replica.encode()
         try:
             while not self._stop.is_set():
                 for m in drain(consumer, 500, 0.1):
@@ -84,6 +85,8 @@ class ResultRouter:
                             log.warning("results tail: %s", err)
                         continue
                     self._ready.set()
+                    if m.key() != key:  # another replica's answer (the sequencer keys each by replica)
+                        continue
                     result = decode_result(m.value())
                     if result is None or result.replica_id != replica:
                         continue

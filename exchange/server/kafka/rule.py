@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from exchange.core.errors import MalformedRecord
 from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
+from exchange.server.kafka.layout import split_entry
 from exchange.server.kafka.wire import decode_ledger_message
+from exchange.server.ledger import DecodedRecord
 
-__all__ = ["RuleState", "accept_many", "apply", "apply_many"]
+__all__ = ["Accepted", "RuleState", "accept_many", "apply", "apply_many"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +46,16 @@ class RuleState:
     genesis_offset: int = -1
     genesis_id: str = ""
     """The first valid EpochStart: identifies this ledger (a view of another is refused)."""
+
+
+class Accepted(NamedTuple):
+    """An accepted record read from the sequencer's layout: the fields of ``Record``,
+    immutable, at a fifth of a frozen dataclass's construction cost per entry."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as Record's field is named
+    accepted_at_ms: int
+    envelope: bytes
+    raw: bytes
 
 
 def apply(state: RuleState, offset: int, value: bytes | None) -> tuple[RuleState, bytes | None]:
@@ -81,16 +94,22 @@ def apply_many(
 
 def accept_many(
     state: RuleState, messages: Iterable[tuple[int, bytes | None]]
-) -> tuple[RuleState, list[Record], int]:
+) -> tuple[RuleState, list[DecodedRecord], int]:
     """:func:`apply_many` returning the accepted records decoded (and checked canonical),
     so that a view stores them without decoding them again."""
     offset, epoch, next_index = state.offset, state.epoch, state.next_index
-    records: list[Record] = []
+    records: list[DecodedRecord] = []
     claims: list[tuple[int, kpb.EpochStart]] = []
     for at, value in messages:
         if at < offset:
             continue
         offset = at + 1
+        fast = split_entry(value) if value else None
+        if fast is not None:  # the sequencer's own layout, read without protobuf (same outcome)
+            if fast[0] == epoch and epoch != 0 and fast[2] == next_index:
+                next_index += 1
+                records.append(Accepted(fast[2], fast[3], fast[4], fast[1]))
+            continue
         msg = decode_ledger_message(value)
         if isinstance(msg, kpb.SequencedEntry):
             if msg.epoch != epoch or epoch == 0:

@@ -33,13 +33,14 @@ from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, EntryKind
 from exchange.core.errors import TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
-from exchange.core.records import Receipt, encode_records, leaf_hash
+from exchange.core.records import Receipt
 from exchange.server.kafka.produce import SafeProducer
 from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.topics import Topics
 from exchange.server.kafka.view import Tailer
-from exchange.server.kafka.wire import Batch, decode_batch, encode_entries, encode_epoch_start, encode_result
+from exchange.server.kafka import layout
+from exchange.server.kafka.wire import Received, decode_batch, encode_epoch_start, encode_result
 from exchange.server.ledger import Outcome
 from exchange.server.projection import project
 
@@ -61,13 +62,10 @@ class _Draft:
     envelopes: list[bytes] = field(default_factory=list)  # this round's new entries, in index order
     directory: KeyDirectory | None = None  # staged copy, once a key event is in the round
 
-    def seal(self) -> tuple[list[bytes], list[Receipt]]:
-        """The round's records, encoded together, and their receipts (by position)."""
-        records = encode_records(self.start, self.now_ms, self.envelopes)
-        return records, [
-            Receipt(index=self.start + i, accepted_at_ms=self.now_ms, leaf_hash=leaf_hash(r))
-            for i, r in enumerate(records)
-        ]
+    def seal(self, epoch: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The round's ledger messages, records and receipts (encoded ``PublishResult``s,
+        by position), built from bytes: the round shares one ``accepted_at`` and one epoch."""
+        return layout.seal_round(self.start, self.now_ms, epoch, self.envelopes)
 
 
 EXPIRY_MARGIN_MS = 250
@@ -90,6 +88,10 @@ class Sequencer:
         self._clock_ms = clock_ms
         self._deadline_s = settings.publish_deadline_s
         self._producer = SafeProducer(settings.producer_config("sequencer", settings.publish_deadline_ms), "sequencer")
+        self._entries = SafeProducer(
+            settings.producer_config("sequencer-entries", settings.publish_deadline_ms, errors_only=True),
+            "sequencer entries",
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._assigned = False
@@ -116,8 +118,9 @@ class Sequencer:
             self._thread.join(timeout=self._deadline_s + 10)
 
     @property
-    def producer(self) -> SafeProducer:
-        return self._producer
+    def producers(self) -> tuple[SafeProducer, SafeProducer]:
+        """Claims and results; entries (delivery reported only on error)."""
+        return self._producer, self._entries
 
     @property
     def epoch(self) -> int | None:
@@ -180,6 +183,7 @@ class Sequencer:
             except KafkaException as exc:
                 log.warning("closing the sequencer consumer: %s", exc)
             self._producer.close()
+            self._entries.close()
 
     # -- election -----------------------------------------------------------------------------
 
@@ -234,10 +238,7 @@ class Sequencer:
                 offsets.append(offset)
 
         try:
-            for value in values:
-                self._producer.produce(
-                    self._topics.ledger, value, on_delivery=delivered, timeout=self._deadline_s
-                )
+            self._producer.produce_many(self._topics.ledger, values, on_delivery=delivered, timeout=self._deadline_s)
         except Unavailable as exc:
             self._claims.log(logging.WARNING, "cannot write to %s: %s", self._topics.ledger, exc)
             self._producer.reset()
@@ -258,7 +259,7 @@ class Sequencer:
         epoch = self._epoch
         if epoch is None:
             return
-        batches: list[Batch] = []
+        batches: list[Received] = []
         last_offset = -1
         for m in messages:
             err = m.error()
@@ -278,27 +279,21 @@ class Sequencer:
             self._resign(f"the view is at {self._view.head()}, the sequencer at {self._next}")
             return
         start = self._next
-        digests = [s.digest for b in batches for s in b.submissions]
         draft = _Draft(start=start, now_ms=max(self._clock_ms(), self._view.last_accepted_ms),
-                       known=dict(self._view.receipts_for(digests)))
+                       known=dict(self._view.receipts_for([d for b in batches for d in b.digests])))
         planned = [(b, self._plan(b, draft)) for b in batches]
-        records, fresh = draft.seal()
-        answers = [(b, [fresh[o] if isinstance(o, int) else o for o in outcomes]) for b, outcomes in planned]
+        messages_out, records, fresh = draft.seal(epoch)
         if records:
-            offsets = self._write(encode_entries(epoch, records))
-            if offsets is None:
-                self._resign("entries have an unknown fate")
-                return
-            if not self._confirm(start, records, offsets[-1]):
-                self._resign("another sequencer took over (our entries were not accepted)")
+            if not self._write_entries(messages_out, records, start):
                 return
         self._next = start + len(records)
         self.entries_sequenced += len(records)
-        for batch, outcomes in answers:
+        for batch, outcomes in planned:
             try:
                 self._producer.produce(
                     self._topics.results,
-                    encode_result(batch.request_id, batch.replica_id, outcomes),
+                    encode_result(batch.request_id, batch.replica_id,
+                                  [fresh[o] if isinstance(o, int) else o for o in outcomes]),
                     key=batch.replica_id.encode(),
                     timeout=self._deadline_s,
                 )
@@ -316,7 +311,7 @@ class Sequencer:
         except KafkaException as exc:
             log.warning("cannot commit the submissions offset (%s); the next sequencer repeats the batch", exc)
 
-    def _plan(self, batch: Batch, draft: _Draft) -> list[Outcome | int]:
+    def _plan(self, batch: Received, draft: _Draft) -> list[Outcome | int]:
         """Outcomes of one batch, in order; new records are added to ``draft``.
 
         The publishing replica verified each envelope (signature, entry, member rules);
@@ -326,26 +321,26 @@ class Sequencer:
         view = self._view
         expired = 0 < batch.deadline_ms <= _wall_ms() + EXPIRY_MARGIN_MS
         outcomes: list[Outcome | int] = []
-        for s in batch.submissions:
-            known = draft.known.get(s.digest)
-            if known is not None:
-                outcomes.append(known)
+        known, envelopes, now_ms = draft.known, draft.envelopes, draft.now_ms
+        for envelope, digest, keyid in zip(batch.envelopes, batch.digests, batch.keyids, strict=True):
+            seen = known.get(digest)
+            if seen is not None:
+                outcomes.append(seen)
                 continue
             if expired:
                 outcomes.append(Unavailable("the publish deadline passed before the sequencer reached it; publish again"))
                 continue
-            position = len(draft.envelopes)
-            index = draft.start + position
+            position = len(envelopes)
             try:
-                if s.keyid is not None:  # a member entry, its key named by the replica that verified it
-                    check_stamped_key(s.keyid, draft.directory or view.directory, index, draft.now_ms)
+                if keyid:  # a member entry, its key named by the replica that verified it
+                    check_stamped_key(keyid, draft.directory or view.directory, draft.start + position, now_ms)
                 else:
-                    self._check_decoding(s.envelope, draft, index)
+                    self._check_decoding(envelope, draft, draft.start + position)
             except TrustwireError as exc:
                 outcomes.append(exc)
                 continue
-            draft.known[s.digest] = position
-            draft.envelopes.append(s.envelope)
+            known[digest] = position
+            envelopes.append(envelope)
             outcomes.append(position)
         return outcomes
 
@@ -365,14 +360,42 @@ class Sequencer:
         else:
             check_stamped(env, draft.directory or directory, index, draft.now_ms)
 
-    def _confirm(self, start: int, records: list[bytes], last_offset: int) -> bool:
-        """Has our view accepted these records at these indices? Only this sequencer
-        writes entries of its epoch (its claim is unique), in order, idempotently: if the
-        rule still follows our claim and has moved past them, they are ours."""
-        if not self._tailer.wait_position(last_offset + 1, self._deadline_s):
+    def _write_entries(self, messages: list[bytes], records: list[bytes], start: int) -> bool:
+        """Write a round's entries (one produce call, no per-message delivery report:
+        the producer reports only failures) and see them accepted; else step down."""
+        failed: list[KafkaError] = []
+        try:
+            self._entries.produce_many(
+                self._topics.ledger, messages, timeout=self._deadline_s,
+                on_delivery=lambda err, msg: failed.append(err or KafkaError(KafkaError._FAIL)),
+            )
+            left = self._entries.flush(self._deadline_s)
+        except Unavailable as exc:
+            failed, left = [KafkaError(KafkaError._FAIL, str(exc))], len(messages)
+        if left or failed:
+            self._claims.log(logging.WARNING, "%d entry write(s) to %s have an unknown fate (%s)",
+                             len(messages), self._topics.ledger, failed[0] if failed else "not acknowledged in time")
+            self._entries.reset()
+            self._resign("entries have an unknown fate")
+            return False
+        self._entries.delivered += len(messages)
+        if not self._confirm(start, records):
+            self._resign("another sequencer took over (our entries were not accepted)")
+            return False
+        return True
+
+    def _confirm(self, start: int, records: list[bytes]) -> bool:
+        """Has our view accepted these records (all acknowledged by the broker) at these
+        indices? Only this sequencer writes entries of its epoch (its claim is unique),
+        in order, idempotently: while the rule follows our claim, the view reaching
+        ``start + n`` means they are ours. Once the rule follows another claim, the view
+        has applied everything before that claim, and our entries after it are ignored:
+        what it stored at these indices says whether they were accepted."""
+        end, claim = start + len(records), self._claim
+        if not self._tailer.wait_state(lambda s: s.next_index >= end or s.sequencer_id != claim, self._deadline_s):
             return False
         state = self._view.state
-        if state.epoch == self._epoch and state.sequencer_id == self._claim:
-            return state.next_index >= start + len(records)
+        if state.sequencer_id == claim:
+            return True
         stored = self._view.read(start, len(records))  # fenced since: were they accepted before?
         return [s.record for s in stored] == records

@@ -136,8 +136,10 @@ class KafkaSettings:
     def admin_config(self) -> dict[str, Any]:
         return self._common("admin")
 
-    def producer_config(self, role: str, message_timeout_ms: int) -> dict[str, Any]:
-        """Idempotent, acks=all: an acknowledged message is durable, in order, once."""
+    def producer_config(self, role: str, message_timeout_ms: int, errors_only: bool = False) -> dict[str, Any]:
+        """Idempotent, acks=all: an acknowledged message is durable, in order, once.
+        ``errors_only``: delivery callbacks only for failures (a flush that returns 0
+        with no callback means every message was acknowledged)."""
         return {
             **self._client(role),
             "enable.idempotence": True,
@@ -145,6 +147,7 @@ class KafkaSettings:
             "linger.ms": 1,
             "message.timeout.ms": max(1000, message_timeout_ms),
             "message.max.bytes": 16 * 1024 * 1024,
+            **({"delivery.report.only.error": True} if errors_only else {}),
         }
 
     def tail_config(self, role: str) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from exchange.core.errors import ConfigError, LedgerCorrupt, TrustwireError, Unavailable
-from exchange.core.records import Record
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
 from exchange.server.kafka import rule
 from exchange.server.kafka.rule import RuleState
@@ -39,7 +38,7 @@ from exchange.server.kafka.settings import KafkaSettings, drain
 from exchange.server.kafka.throttle import Throttled
 from exchange.server.kafka.watch import TopicWatch
 from exchange.server.kafka.wire import decode_ledger_message
-from exchange.server.ledger import SqliteLedger
+from exchange.server.ledger import DecodedRecord, SqliteLedger
 
 __all__ = ["LedgerView", "Tailer"]
 
@@ -58,6 +57,15 @@ class LedgerView(SqliteLedger):
         super().__init__(path, clock_ms=clock_ms)
         self.topic = topic
         self._rule, self._last_accepted_ms = self._load()
+
+    def _connect(self) -> sqlite3.Connection:
+        """The SQLite ledger's connection, with ``synchronous=NORMAL``: a view is derived
+        from the topic, and its rule state commits with its records, so a power loss can
+        only take it back to an earlier consistent point, from which it reads the topic
+        again (nothing acknowledged lives only in the view)."""
+        conn = super()._connect()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     def _load(self) -> tuple[RuleState, int]:
         conn = self._reader()
@@ -86,7 +94,7 @@ class LedgerView(SqliteLedger):
         """accepted_at of the newest entry (the sequencer keeps time non-decreasing)."""
         return self._last_accepted_ms
 
-    def apply_batch(self, records: Sequence[Record], state: RuleState) -> None:
+    def apply_batch(self, records: Sequence[DecodedRecord], state: RuleState) -> None:
         """Store accepted records (decoded by the rule) and the rule state that follows
         them, atomically: one transaction, rows written in batches."""
         blob = json.dumps({**asdict(state), "topic": self.topic})
@@ -266,6 +274,10 @@ class Tailer:
     def wait_position(self, offset: int, timeout: float) -> bool:
         """Until the view has applied every message before topic ``offset``."""
         return self._wait(lambda: self.view.state.offset >= offset, timeout)
+
+    def wait_state(self, predicate: Callable[[RuleState], bool], timeout: float) -> bool:
+        """Until the view's rule state satisfies ``predicate``."""
+        return self._wait(lambda: predicate(self.view.state), timeout)
 
     def wait_eof(self, timeout: float) -> bool:
         """Until the view has read the topic to its end (partition EOF) and nothing since."""

@@ -17,10 +17,12 @@ from exchange.core.errors import TrustwireError, error_for
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from exchange.pb.trustwire.v1 import kafka_pb2 as kpb
+from exchange.server.kafka import layout
 from exchange.server.ledger import Outcome, Submission
 
 __all__ = [
     "Batch",
+    "Received",
     "Result",
     "decode_batch",
     "decode_ledger_message",
@@ -29,6 +31,7 @@ __all__ = [
     "encode_entries",
     "encode_entry",
     "encode_epoch_start",
+    "encode_outcome",
     "encode_result",
 ]
 
@@ -47,14 +50,9 @@ def encode_entry(epoch: int, record: bytes) -> bytes:
 
 
 def encode_entries(epoch: int, records: Sequence[bytes]) -> list[bytes]:
-    """``encode_entry`` for each record of one epoch (one message object for the batch)."""
-    msg = kpb.LedgerMessage(entry=kpb.SequencedEntry(epoch=epoch))
-    entry = msg.entry
-    out: list[bytes] = []
-    for record in records:
-        entry.record = record
-        out.append(msg.SerializeToString(deterministic=True))
-    return out
+    """``encode_entry`` for each record of one epoch (byte layout, no message objects)."""
+    epoch_field = b"\x08" + layout.varint(epoch) if epoch else b""
+    return [layout.entry_message(epoch_field, r) for r in records]
 
 
 def decode_ledger_message(value: bytes | None) -> LedgerMessage | None:
@@ -91,31 +89,42 @@ def _member_keyid(s: Submission) -> str:
 
 
 def encode_batch(batch: Batch) -> bytes:
-    return kpb.SubmissionBatch(
-        request_id=batch.request_id,
-        replica_id=batch.replica_id,
-        envelopes=[
-            kpb.SubmittedEnvelope(envelope=s.envelope, digest=s.digest, member_keyid=_member_keyid(s))
-            for s in batch.submissions
-        ],
-        deadline_ms=batch.deadline_ms,
-    ).SerializeToString()
+    return layout.submission_batch(
+        batch.request_id, batch.replica_id, [(s.envelope, s.digest, _member_keyid(s)) for s in batch.submissions],
+        batch.deadline_ms,
+    )
 
 
-def decode_batch(value: bytes | None) -> Batch | None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Received:
+    """A replica's request as the sequencer reads it: its envelopes column by column
+    (no object per envelope)."""
+
+    request_id: bytes
+    replica_id: str
+    envelopes: list[bytes]
+    digests: list[bytes]
+    keyids: list[str]  # "" where the replica named none (a key event, or unknown)
+    deadline_ms: int
+
+
+def decode_batch(value: bytes | None) -> Received | None:
     msg = kpb.SubmissionBatch()
     try:
         msg.ParseFromString(value or b"")
     except DecodeError:
         return None
-    if not msg.request_id or any(len(e.digest) != 32 or not e.envelope for e in msg.envelopes):
+    items = msg.envelopes
+    envelopes = [e.envelope for e in items]
+    digests = [e.digest for e in items]
+    if not msg.request_id or not all(envelopes) or any(len(d) != 32 for d in digests):
         return None
-    return Batch(
+    return Received(
         request_id=msg.request_id,
         replica_id=msg.replica_id,
-        submissions=tuple(
-            Submission(envelope=e.envelope, digest=e.digest, keyid=e.member_keyid or None) for e in msg.envelopes
-        ),
+        envelopes=envelopes,
+        digests=digests,
+        keyids=[e.member_keyid for e in items],
         deadline_ms=msg.deadline_ms,
     )
 
@@ -147,18 +156,18 @@ def _outcome(result: xpb.PublishResult) -> Outcome:
     return error_for(e.status, e.reason, e.message)
 
 
-def encode_result(request_id: bytes, replica_id: str, outcomes: Sequence[Outcome]) -> bytes:
-    msg = kpb.SubmissionResult(request_id=request_id, replica_id=replica_id)
-    results = msg.results
-    for o in outcomes:
-        if isinstance(o, Receipt):  # filled in place: no intermediate messages per receipt
-            r = results.add().receipt
-            seconds, ms = divmod(o.accepted_at_ms, 1000)
-            r.index, r.leaf_hash = o.index, o.leaf_hash
-            r.accepted_at.seconds, r.accepted_at.nanos = seconds, ms * 1_000_000
-        else:
-            results.append(_outcome_pb(o))
-    return msg.SerializeToString()
+def encode_outcome(outcome: Outcome) -> bytes:
+    """One ``PublishResult`` (a receipt by byte layout, an error through protobuf)."""
+    if isinstance(outcome, Receipt):
+        return layout.receipt_result(outcome.index, layout.timestamp_body(outcome.accepted_at_ms), outcome.leaf_hash)
+    return _outcome_pb(outcome).SerializeToString()
+
+
+def encode_result(request_id: bytes, replica_id: str, outcomes: Sequence[Outcome | bytes]) -> bytes:
+    """``SubmissionResult``; an outcome may already be an encoded ``PublishResult``."""
+    return layout.submission_result(
+        request_id, replica_id, [o if isinstance(o, bytes) else encode_outcome(o) for o in outcomes]
+    )
 
 
 def decode_result(value: bytes | None) -> Result | None:
