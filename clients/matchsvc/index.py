@@ -192,11 +192,11 @@ class MatchIndex:
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols
-        return c["alive"][rows] & (c["key_digest"][rows] == keys)
+        return np.asarray(c["alive"][rows] & (c["key_digest"][rows] == keys), bool)
 
     def _valid_values(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols
-        return c["alive"][rows] & (c["value_digest"][rows] == keys)
+        return np.asarray(c["alive"][rows] & (c["value_digest"][rows] == keys), bool)
 
     def put(self, s: BankSignal | None, key: tuple[str, str], opinions: Mapping[int, int]) -> None:
         """The bank's current state of one signal (``None``: gone, e.g. compromised key)."""
@@ -394,7 +394,7 @@ class MatchIndex:
         """Bytes held by the view's arrays, by part (for metrics and benchmarks)."""
         with self._lock:
             return {"columns": self._rows.nbytes(),
-                    "maps": self._by_key.nbytes() + self._by_value.nbytes(), "pdq": self._pdq.nbytes()}
+                    "maps": self._by_key.nbytes() + self._by_value.nbytes(), "pdq": self._pdq.nbytes}
 
     def __len__(self) -> int:
         return len(self._rows)
