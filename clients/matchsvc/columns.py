@@ -99,6 +99,19 @@ class _Strings:
         self.meta[row] = m
 
     def set_many(self, start: int, strings: Sequence[str]) -> None:
+        """Fill new rows; strings all lower-case hex of one length (hashes) in one go."""
+        n = len(strings)
+        width = len(strings[0]) if n else 0
+        if n and 0 < width <= 2 * SLOT and width % 2 == 0 and all(len(s) == width for s in strings):
+            joined = "".join(strings)
+            try:
+                raw = bytes.fromhex(joined)
+            except ValueError:
+                raw = b""
+            if len(raw) * 2 == len(joined) and raw.hex() == joined:
+                self.data[start : start + n, : width // 2] = np.frombuffer(raw, np.uint8).reshape(n, width // 2)
+                self.meta[start : start + n] = -(width // 2)
+                return
         for i, s in enumerate(strings):
             self.set(start + i, s)
 
