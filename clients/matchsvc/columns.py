@@ -15,7 +15,7 @@ for every call except :meth:`DigestMap.build`.
 
 from __future__ import annotations
 
-import hashlib
+import bisect
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -27,18 +27,22 @@ __all__ = ["DigestMap", "Interner", "SignalRows", "digest"]
 
 NO_MS = np.iinfo(np.int64).min  # a missing time (valid_from/valid_until)
 SLOT = 32  # bytes of a string slot; longer strings go to the side dict
-_COLUMNS: dict[str, type] = {
+_COLUMNS: dict[str, type] = {  # one packed numpy record a row: a row reads in one call
     "index": np.int64, "type": np.int16, "publisher": np.int32, "labels": np.int32, "groups": np.int32,
     "keyid": np.int32, "confidence": np.int16, "severity": np.int32, "tlp": np.int8,
     "valid_from": np.int64, "valid_until": np.int64, "created_at": np.int64, "accepted_at": np.int64,
     "key_digest": np.uint64, "value_digest": np.uint64, "alive": np.bool_,
 }
+ROW = np.dtype(list(_COLUMNS.items()))
+_ALIVE, _TYPE, _FROM, _UNTIL = (list(_COLUMNS).index(n) for n in ("alive", "type", "valid_from", "valid_until"))
 K = TypeVar("K", bound=Hashable)
+MASK64 = (1 << 64) - 1
 
 
 def digest(a: str, b: str) -> int:
-    """A 64-bit digest of a pair of strings (a map key; rows are verified on use)."""
-    return int.from_bytes(hashlib.blake2b(f"{a}\x00{b}".encode(), digest_size=8).digest(), "little")
+    """A 64-bit digest of a pair of strings (a map key; rows are verified on use): Python's
+    keyed, per-process string hash (cached on the strings), so never persisted."""
+    return hash((a, b)) & MASK64
 
 
 class Interner(Generic[K]):
@@ -131,7 +135,7 @@ class SignalRows:
     """Live signals as rows of columns; see the module docstring."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        self.cols: dict[str, np.ndarray] = {name: np.zeros(capacity, t) for name, t in _COLUMNS.items()}
+        self.cols = np.zeros(capacity, ROW)  # cols["index"] etc. are column views
         self.signal_ids = _Strings(capacity)
         self.values = _Strings(capacity)
         self.types: Interner[str] = Interner()
@@ -150,14 +154,13 @@ class SignalRows:
         return self._end
 
     def _reserve(self, n: int) -> None:
-        capacity = len(self.cols["alive"])
+        capacity = len(self.cols)
         if self._end + n <= capacity:
             return
         new = max(capacity * 2, self._end + n)
-        for name, col in self.cols.items():
-            grown = np.zeros(new, col.dtype)
-            grown[: len(col)] = col
-            self.cols[name] = grown
+        grown = np.zeros(new, ROW)
+        grown[:capacity] = self.cols
+        self.cols = grown
         self.signal_ids.grow(new)
         self.values.grow(new)
 
@@ -176,8 +179,7 @@ class SignalRows:
             self._reserve(1)
             row = self._end
             self._end += 1
-        for name, v in zip(_COLUMNS, self._fields(s, key_digest, value_digest), strict=True):
-            self.cols[name][row] = v
+        self.cols[row] = self._fields(s, key_digest, value_digest)
         self.signal_ids.set(row, s.signal_id)
         self.values.set(row, s.value)
         self.live += 1
@@ -188,8 +190,7 @@ class SignalRows:
         start = self._end
         self._reserve(len(signals))
         fields = [self._fields(s, k, v) for s, k, v in zip(signals, key_digests, value_digests, strict=True)]
-        for name, column in zip(_COLUMNS, zip(*fields, strict=True) if fields else [()] * len(_COLUMNS), strict=True):
-            self.cols[name][start : start + len(signals)] = np.asarray(column, dtype=_COLUMNS[name])
+        self.cols[start : start + len(signals)] = np.array(fields, dtype=ROW)
         self.signal_ids.set_many(start, [s.signal_id for s in signals])
         self.values.set_many(start, [s.value for s in signals])
         self._end += len(signals)
@@ -210,40 +211,37 @@ class SignalRows:
         return self.types.values[int(self.cols["type"][row])]
 
     def live_at(self, row: int, now_ms: int) -> bool:
-        c = self.cols
-        if not c["alive"][row]:
+        r = self.cols[row].item()
+        if not r[_ALIVE]:
             return False
-        until = int(c["valid_until"][row])
-        if until != NO_MS and now_ms >= until:
-            return False
-        start = int(c["valid_from"][row])
-        return start == NO_MS or now_ms >= start
+        until, start = r[_UNTIL], r[_FROM]
+        return (until == NO_MS or now_ms < until) and (start == NO_MS or now_ms >= start)
 
     def is_key(self, row: int, publisher: str, signal_id: str) -> bool:
         return (self.alive(row) and self.publishers.values[int(self.cols["publisher"][row])] == publisher
                 and self.signal_ids.get(row) == signal_id)
 
     def is_value(self, row: int, type_id: int, value: str) -> bool:
-        return self.alive(row) and int(self.cols["type"][row]) == type_id and self.values.get(row) == value
+        r = self.cols[row].item()
+        return bool(r[_ALIVE]) and r[_TYPE] == type_id and self.values.get(row) == value
 
     def signal(self, row: int) -> BankSignal:
         """The answer's copy of a live row (strings built here, not stored)."""
-        c = {name: col[row] for name, col in self.cols.items()}
+        (index, type_id, publisher, labels, groups, keyid, confidence, severity, tlp, valid_from, valid_until,
+         created_at, accepted_at, _, _, _) = self.cols[row].item()
         return BankSignal(
-            publisher=self.publishers.values[int(c["publisher"])], signal_id=self.signal_ids.get(row),
-            index=int(c["index"]), type=self.types.values[int(c["type"])], value=self.values.get(row),
-            labels=self.tuples.values[int(c["labels"])], confidence=int(c["confidence"]),
-            severity=int(c["severity"]), groups=self.tuples.values[int(c["groups"])], tlp=int(c["tlp"]),
-            valid_from_ms=None if int(c["valid_from"]) == NO_MS else int(c["valid_from"]),
-            valid_until_ms=None if int(c["valid_until"]) == NO_MS else int(c["valid_until"]),
-            created_at_ms=int(c["created_at"]), retracted_index=None, accepted_at_ms=int(c["accepted_at"]),
-            keyid=self.keyids.values[int(c["keyid"])],
+            publisher=self.publishers.values[publisher], signal_id=self.signal_ids.get(row), index=index,
+            type=self.types.values[type_id], value=self.values.get(row), labels=self.tuples.values[labels],
+            confidence=confidence, severity=severity, groups=self.tuples.values[groups], tlp=tlp,
+            valid_from_ms=None if valid_from == NO_MS else valid_from,
+            valid_until_ms=None if valid_until == NO_MS else valid_until,
+            created_at_ms=created_at, retracted_index=None, accepted_at_ms=accepted_at,
+            keyid=self.keyids.values[keyid],
         )
 
     def nbytes(self) -> int:
         """Bytes held by the columns (not the interned strings nor the side dicts)."""
-        cols = sum(c.nbytes for c in self.cols.values())
-        return cols + sum(s.data.nbytes + s.meta.nbytes for s in (self.signal_ids, self.values))
+        return self.cols.nbytes + sum(s.data.nbytes + s.meta.nbytes for s in (self.signal_ids, self.values))
 
 
 class DigestMap:
@@ -254,6 +252,7 @@ class DigestMap:
     def __init__(self) -> None:
         self._keys = np.empty(0, np.uint64)
         self._rows = np.empty(0, np.int64)
+        self._views = (self._keys.data, self._rows.data)
         self._recent: dict[int, list[int]] = {}
         self._frozen: dict[int, list[int]] = {}  # recent additions being merged by build()
 
@@ -261,14 +260,15 @@ class DigestMap:
         self._recent.setdefault(d, []).append(row)
 
     def get(self, d: int) -> list[int]:
-        out = [*self._recent.get(d, ()), *self._frozen.get(d, ())]
-        keys = self._keys
-        if len(keys):
-            k = np.uint64(d)
-            lo = int(keys.searchsorted(k, "left"))
-            if lo < len(keys) and keys[lo] == k:
-                hi = int(keys.searchsorted(k, "right"))
-                out.extend(int(r) for r in self._rows[lo:hi])
+        recent, frozen = self._recent.get(d), self._frozen.get(d) if self._frozen else None
+        out = [*recent] if recent else []
+        if frozen:
+            out.extend(frozen)
+        keys, rows = self._views  # memoryviews: bisect on them beats a numpy call per lookup
+        i = bisect.bisect_left(keys, d)
+        while i < len(keys) and keys[i] == d:  # a miss, the common case, ends here at once
+            out.append(rows[i])
+            i += 1
         return out
 
     def pending(self) -> int:
@@ -296,6 +296,7 @@ class DigestMap:
     def install(self, built: tuple[np.ndarray, np.ndarray]) -> None:
         """Swap the built arrays in (under the owner's lock)."""
         self._keys, self._rows = built
+        self._views = (self._keys.data, self._rows.data)
         self._frozen = {}
 
     def merge(self, valid: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:

@@ -68,7 +68,8 @@ class MatchIndex:
         self._opinions: dict[int, Mapping[str, int]] = {}
         self._text: dict[int, str] = {}
         self._counts: dict[str, int] = {}
-        self._single_key: dict[str, bool] = {}  # exact types whose value is their only lookup key
+        # each type's plug-in, and whether it is exact with its value as its only lookup key
+        self._kinds: dict[str, tuple[SignalType, bool]] = {}
         self._pdq = PdqIndex(threshold=pdq_threshold, auto_fold=False)
         self._journal: list[tuple[int, str | None]] | None = None  # PDQ changes during a rebuild
         self._generation = 0  # bumped by clear(): a rebuild begun before it is dropped
@@ -320,11 +321,15 @@ class MatchIndex:
     def lookup(self, type_name: str, value: str) -> list[Hit]:
         """Live signals matching an already-normalized value, nearest first (exact
         types through the type's ``lookups()``: a URL also matches its host's domains)."""
-        single = self._single_key.get(type_name)
-        if single is None:
+        known = self._kinds.get(type_name)
+        if known is None:
             k = signal_type(type_name)
-            single = self._single_key[type_name] = k.matcher is Matcher.EXACT and type(k).lookups is SignalType.lookups
-        kind = signal_type(type_name)
+            known = self._kinds[type_name] = (k, k.matcher is Matcher.EXACT and type(k).lookups is SignalType.lookups)
+        kind, single = known
+        if single:  # md5, sha256, …: a miss, the common case, is a hash and a bisect
+            with self._lock:
+                if not self._by_value.get(digest(type_name, value)):
+                    return []
         now = self._clock_ms()
         with self._lock:
             if kind.matcher is Matcher.EXACT:
