@@ -215,7 +215,7 @@ class SignalRows:
         if not r[_ALIVE]:
             return False
         until, start = r[_UNTIL], r[_FROM]
-        return (until == NO_MS or now_ms < until) and (start == NO_MS or now_ms >= start)
+        return bool((until == NO_MS or now_ms < until) and (start == NO_MS or now_ms >= start))
 
     def is_key(self, row: int, publisher: str, signal_id: str) -> bool:
         return (self.alive(row) and self.publishers.values[int(self.cols["publisher"][row])] == publisher
