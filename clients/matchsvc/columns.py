@@ -85,10 +85,12 @@ class _Strings:
         return (raw, len(raw)) if len(raw) <= SLOT else None
 
     def grow(self, capacity: int) -> None:
+        """Resize to ``capacity`` rows (at least the rows in use)."""
+        keep = min(capacity, len(self.meta))
         data = np.zeros((capacity, SLOT), np.uint8)
-        data[: len(self.data)] = self.data
+        data[:keep] = self.data[:keep]
         meta = np.zeros(capacity, np.int8)
-        meta[: len(self.meta)] = self.meta
+        meta[:keep] = self.meta[:keep]
         self.data, self.meta = data, meta
 
     def set(self, row: int, s: str) -> None:
@@ -154,15 +156,20 @@ class SignalRows:
         return self._end
 
     def _reserve(self, n: int) -> None:
-        capacity = len(self.cols)
-        if self._end + n <= capacity:
-            return
-        new = max(capacity * 2, self._end + n)
-        grown = np.zeros(new, ROW)
-        grown[:capacity] = self.cols
+        if self._end + n > len(self.cols):
+            self._resize(max(len(self.cols) * 5 // 4, self._end + n, 1024))  # 25% headroom: 10M rows are 1.5 GB
+
+    def _resize(self, capacity: int) -> None:
+        grown = np.zeros(capacity, ROW)
+        grown[: self._end] = self.cols[: self._end]
         self.cols = grown
-        self.signal_ids.grow(new)
-        self.values.grow(new)
+        self.signal_ids.grow(capacity)
+        self.values.grow(capacity)
+
+    def trim(self) -> None:
+        """Drop the spare capacity (after loading: the next add grows it by a quarter)."""
+        if len(self.cols) > self._end + 1024:
+            self._resize(self._end + 1024)
 
     def _fields(self, s: BankSignal, key_digest: int, value_digest: int) -> tuple[int, ...]:
         return (s.index, self.types.id(s.type), self.publishers.id(s.publisher), self.tuples.id(s.labels),

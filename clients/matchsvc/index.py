@@ -160,6 +160,7 @@ class MatchIndex:
                     self._load_chunk(chunk, opinions)
                     chunk = []
             self._load_chunk(chunk, opinions)
+            self._rows.trim()
             self._by_key.merge(self._valid_keys)
             self._by_value.merge(self._valid_values)
             self._pdq.fold(force=True)

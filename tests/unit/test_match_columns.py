@@ -94,3 +94,14 @@ def test_digest_map_build_is_sorted_and_filtered() -> None:
     m.add(5, 9)
     assert sorted(m.get(5)) == [0, 9] and m.get(6) == []
     assert np.all(np.diff(m._keys.astype(np.float64)) >= 0)
+
+
+def test_loading_leaves_no_spare_capacity_and_rows_grow_after() -> None:
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig(f"s{i}", "%032x" % i) for i in range(5000)], {})
+    rows = index._rows
+    assert rows.end == 5000 and len(rows.cols) == 5000 + 1024 == len(rows.values.meta)
+    for i in range(5000, 6100):  # past the headroom: grows by a quarter, keeps every row
+        index.put(sig(f"s{i}", "%032x" % i), ("alice", f"s{i}"), {})
+    assert len(rows.cols) >= 6100 and len(index) == 6100
+    assert all([h.signal.signal_id for h in index.lookup("md5", "%032x" % i)] == [f"s{i}"] for i in (0, 4999, 6099))
