@@ -98,10 +98,10 @@ def test_digest_map_build_is_sorted_and_filtered() -> None:
 
 def test_loading_leaves_no_spare_capacity_and_rows_grow_after() -> None:
     index = MatchIndex(clock_ms=lambda: NOW)
-    index.load([sig(f"s{i}", "%032x" % i) for i in range(5000)], {})
+    index.load([sig(f"s{i}", "%032x" % i) for i in range(60_000)], {})
     rows = index._rows
-    assert rows.end == 5000 and len(rows.cols) <= 5000 + 1024 and len(rows.cols) == len(rows.values.meta)
-    for i in range(5000, 6100):  # past the headroom: grows by a quarter, keeps every row
+    assert rows.end == 60_000 and len(rows.cols) == 60_000 + 1024 and len(rows.cols) == len(rows.values.meta)
+    for i in range(60_000, 61_100):  # past the headroom: grows by a quarter, keeps every row
         index.put(sig(f"s{i}", "%032x" % i), ("alice", f"s{i}"), {})
-    assert len(rows.cols) >= 6100 and len(index) == 6100
-    assert all([h.signal.signal_id for h in index.lookup("md5", "%032x" % i)] == [f"s{i}"] for i in (0, 4999, 6099))
+    assert len(rows.cols) >= 61_100 and len(index) == 61_100
+    assert all([h.signal.signal_id for h in index.lookup("md5", "%032x" % i)] == [f"s{i}"] for i in (0, 59_999, 61_099))
