@@ -151,6 +151,12 @@ def test_published_signal_becomes_matchable_then_a_retraction_stops_it(tf: TaskF
         {"queries": [{"type": "md5", "value": MD5}, {"type": "pdq", "value": near}, {"type": "md5", "value": "0" * 32}]}
     ).encode())
     assert status == 200 and [len(r["matches"]) for r in batch["results"]] == [1, 1, 0]
+    # the GET fast path (raw ASGI, orjson) answers exactly as the routed batch call
+    assert [svc.lookup("md5", MD5), svc.lookup("pdq", near)] == batch["results"][:2]
+    assert svc.call("GET", f"/v1/lookup/md5?value={'0' * 32}&value={MD5}")[2] == batch["results"][0]  # last wins
+    with pytest.raises(urllib.error.HTTPError) as missing:  # not a lookup path: the routes answer (plain text)
+        urllib.request.urlopen(svc.http + f"/v1/lookup/md5/x?value={MD5}", timeout=10)
+    assert missing.value.code == 404
 
     status, _, content = svc.call("POST", "/v1/content", image, content_type="application/octet-stream")
     without_name = {h["type"]: h["value"] for h in content["hashes"]}  # a PNG by its magic number
