@@ -9,11 +9,14 @@ lookup is microseconds of CPU under one lock, cheaper than a thread hop.
 
 ``GET /v1/lookup/{type}``, the upload pipeline's hot call, is answered by a raw ASGI
 fast path in front of Starlette (:func:`_fast_lookup`: no routing, request object or
-middleware; JSON by orjson): same authentication, errors, metrics and answer.
+middleware; JSON by orjson): same authentication, errors, metrics and answer. PDQ
+lookups that arrive in the same turn of the event loop are searched as one batch
+(:class:`_Gather`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,9 +33,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clients.matchsvc.auth import PipelineAuth
-from clients.matchsvc.service import MatchService, hash_content
+from clients.matchsvc.service import LookupResult, MatchService, hash_content
 from clients.matchsvc.wire import hashes_dict, result_dict
 from exchange.core.errors import BatchTooLarge, InvalidInput, TrustwireError
+from exchange.core.signals import Matcher, signal_type
 
 __all__ = ["build_app", "HTTP_STATUS", "MAX_JSON_BYTES"]
 
@@ -115,8 +119,50 @@ def _lookup_response(service: MatchService, type_name: str, value: str | None) -
     return _OrjsonResponse(result_dict(service.lookup(type_name, value)))
 
 
+class _Gather:
+    """Near-duplicate (``HAMMING``) lookups that arrive together, searched as one batch:
+    each request waits for the end of the event loop's current turn, then every lookup
+    queued in that turn goes to :meth:`MatchService.lookup_each` (one ``search_many``)."""
+
+    def __init__(self, service: MatchService) -> None:
+        self._service = service
+        self._queued: dict[str, list[tuple[str, asyncio.Future[LookupResult]]]] = {}
+
+    @staticmethod
+    def wanted(type_name: str) -> bool:
+        try:
+            return signal_type(type_name).matcher is Matcher.HAMMING
+        except TrustwireError:
+            return False
+
+    async def lookup(self, type_name: str, raw: str) -> LookupResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[LookupResult] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush)
+        self._queued.setdefault(type_name, []).append((raw, future))
+        return await future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, {}
+        for type_name, items in queued.items():
+            try:
+                answers: list[LookupResult | TrustwireError] = self._service.lookup_each(
+                    type_name, [raw for raw, _ in items])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
+                for _, future in items:
+                    future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(items, answers, strict=True):
+                if isinstance(answer, TrustwireError):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+
+
 def _fast_lookup(app: ASGIApp, service: MatchService, tokens: PipelineAuth) -> ASGIApp:
     """``GET /v1/lookup/{type}`` straight from the ASGI scope; everything else to ``app``."""
+    gather = _Gather(service)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -132,7 +178,10 @@ def _fast_lookup(app: ASGIApp, service: MatchService, tokens: PipelineAuth) -> A
             tokens.check(auth)
             query = scope.get("query_string", b"").decode("latin-1")
             value = dict(parse_qsl(query, keep_blank_values=True)).get("value")
-            response = _lookup_response(service, type_name, value)
+            if value is not None and gather.wanted(type_name):
+                response: Response = _OrjsonResponse(result_dict(await gather.lookup(type_name, value)))
+            else:
+                response = _lookup_response(service, type_name, value)
         except TrustwireError as err:
             response = _refused(service, err)
         except Exception:  # noqa: BLE001 - never leak a traceback to the caller
