@@ -306,6 +306,13 @@ class DigestMap:
         self._views = (self._keys.data, self._rows.data)
         self._frozen = {}
 
+    def add_arrays(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Add many entries straight into the sorted arrays (loading: no per-entry objects)."""
+        order = np.argsort(np.concatenate([self._keys, keys.astype(np.uint64)]), kind="stable")
+        self._keys = np.concatenate([self._keys, keys.astype(np.uint64)])[order]
+        self._rows = np.concatenate([self._rows, rows.astype(np.int64)])[order]
+        self._views = (self._keys.data, self._rows.data)
+
     def merge(self, valid: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
         """freeze + build + install in one go (when nothing else runs: loading)."""
         self.freeze()

@@ -153,44 +153,50 @@ class MatchIndex:
                         self._link(s, opinions.get((s.publisher, s.signal_id), {}))
                 return len(self._rows)
             chunk: list[BankSignal] = []
+            by_key: list[tuple[np.ndarray, np.ndarray]] = []
+            by_value: list[tuple[np.ndarray, np.ndarray]] = []
             for s in signals:
                 if s.retracted_index is None and self._matchable(s):
                     chunk.append(s)
                 if len(chunk) >= 50_000:
-                    self._load_chunk(chunk, opinions)
+                    self._load_chunk(chunk, opinions, by_key, by_value)
                     chunk = []
-            self._load_chunk(chunk, opinions)
+            self._load_chunk(chunk, opinions, by_key, by_value)
             self._rows.trim()
-            self._by_key.merge(self._valid_keys)
-            self._by_value.merge(self._valid_values)
+            for target, parts in ((self._by_key, by_key), (self._by_value, by_value)):
+                if parts:
+                    target.add_arrays(np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts]))
             self._pdq.fold(force=True)
             return len(self._rows)
 
-    def _load_chunk(self, chunk: list[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> None:
+    def _load_chunk(self, chunk: list[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]],
+                    by_key: list[tuple[np.ndarray, np.ndarray]], by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Store a chunk of signals in new rows; their map entries go to ``by_key`` and
+        ``by_value`` as arrays (sorted in once at the end of the load)."""
+        if not chunk:
+            return
         shapes = [_shape(s.type) for s in chunk]
         key_digests = [digest(s.publisher, s.signal_id) for s in chunk]
         value_digests = [digest(s.type, s.value) if sh is Matcher.EXACT else 0 for s, sh in zip(chunk, shapes)]
         start = self._rows.add_many(chunk, key_digests, value_digests)
+        rows = np.arange(start, start + len(chunk), dtype=np.int64)
+        exact = np.fromiter((sh is Matcher.EXACT for sh in shapes), bool, len(chunk))
+        by_key.append((np.array(key_digests, dtype=np.uint64), rows))
+        by_value.append((np.array(value_digests, dtype=np.uint64)[exact], rows[exact]))
         pdq_rows: list[int] = []
         pdq_values: list[str] = []
         for i, (s, shape) in enumerate(zip(chunk, shapes, strict=True)):
             row = start + i
-            self._by_key.add(key_digests[i], row)
-            if shape is Matcher.EXACT:
-                self._by_value.add(value_digests[i], row)
-            elif shape is Matcher.HAMMING:
+            if shape is Matcher.HAMMING:
                 pdq_rows.append(row)
                 pdq_values.append(s.value)
-            else:
+            elif shape is not Matcher.EXACT:
                 self._index_value(row, s, shape)
             self._counts[s.type] = self._counts.get(s.type, 0) + 1
             got = opinions.get((s.publisher, s.signal_id))
             if got:
                 self._opinions[row] = _opinion_names(got)
         self._pdq.add_many(pdq_rows, pdq_values)
-        if self._by_key.pending() >= 1_000_000:  # keep the dicts of recent additions small
-            self._by_key.merge(self._valid_keys)
-            self._by_value.merge(self._valid_values)
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols
