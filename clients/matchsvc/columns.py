@@ -1,4 +1,4 @@
-"""The match index's column store: about 150 bytes per signal instead of ~750.
+"""The match index's column store: about 180 bytes of arrays a signal (before its PDQ index).
 
 A banked signal becomes one *row* of numpy columns (ledger index, times, confidence…);
 strings repeated across signals (type, publisher, key id, label and group tuples) are
@@ -6,7 +6,7 @@ interned as small ints; the signal id and value sit in 32-byte slots, hex packed
 bytes (an MD5 takes 16 bytes, a PDQ hash 32), longer ones in a side dict. A
 :class:`~clients.bank.BankSignal` is built only for an answer (:meth:`SignalRows.signal`).
 Freed rows are reused. :class:`DigestMap` maps a 64-bit digest of a key to rows: a
-sorted numpy pair (12 bytes an entry) plus a dict of recent additions merged in by
+sorted numpy pair (16 bytes an entry) plus a dict of recent additions merged in by
 the maintenance thread; its entries may be stale, so readers verify each row.
 
 Not thread-safe: the owner (:class:`clients.matchsvc.index.MatchIndex`) holds its lock
