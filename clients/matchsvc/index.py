@@ -393,7 +393,8 @@ class MatchIndex:
             c_pct = len(signal_frames[owner]) * 100 / len(self._frames_of[owner])
             if not self._rows.live_at(owner, now) or q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
                 continue
-            out.append(Hit(signal=self._rows.signal(owner), distance=best[owner], opinions=self._opinions.get(owner, NO_OPINIONS),
+            out.append(Hit(signal=self._rows.signal(owner), distance=best[owner],
+                           opinions=self._opinions.get(owner, NO_OPINIONS),
                            video=(q_pct, c_pct)))
         return sorted(out, key=lambda h: (-(h.video or (0.0, 0.0))[0], h.distance, h.signal.index))
 
