@@ -1,17 +1,22 @@
 """The match service under HTTP load: lookups/s per core and p50/p99 latency.
 
-    python bench/bench_matchsvc.py                       # 100k md5 + 100k PDQ signals (~1 minute)
+    python bench/bench_matchsvc.py                       # a 300k-signal bank (~2 minutes)
     python bench/bench_matchsvc.py --sizes 1000000 --seconds 10
+    python bench/bench_matchsvc.py --state /tmp/member-10m.db --sizes 10000000
 
-For each size a real `MatchService` + Starlette/uvicorn process is started, pinned to
-one core, with N md5 and N PDQ signals loaded into its in-memory index (loaded
-directly, not through an exchange: this measures lookups, not ingestion; see
-bench_bank.py and run.py for publish → matchable). The load generator runs in this
-process on the other core, over keep-alive HTTP/1.1 connections:
+For each size a member state file is generated (bench/gen_member_state.py: 40% md5,
+20% sha256, 40% PDQ signals, written straight into the bank's tables) unless --state
+names one, and a real `MatchService` + uvicorn process is started on it, pinned to one
+core: its start-up (the bank loaded into the in-memory index) and RSS are reported. The
+load generator runs in this process on the other core, over keep-alive HTTP/1.1
+connections:
 
 - closed loop, --clients connections: exact (md5, 10% hits), pdq (random hashes and
-  planted neighbours at distance 1..31) and mixed (half each) → lookups/s, p50, p99;
-- open loop at --rate lookups/s (mixed) → p50/p99 (issue target: p99 <= 10 ms at 1k/s);
+  planted neighbours at distance 1..31), upload (what an upload pipeline sends: per
+  upload an md5, a sha256 and a PDQ lookup, one third PDQ) and pdq_heavy (per upload
+  an md5 and three PDQ lookups) → lookups/s, p50, p99;
+- open loop at --rate lookups/s (upload and pdq_heavy) → p50/p99 (issue target: p99 <=
+  10 ms at 1k/s on 10M hashes);
 - the baseline, measured in the same run: GET /v1/health over the same connections
   (the HTTP floor of this stack on this machine); lookups are reported as a ratio to it;
 - in-process, same data, same core: our MatchIndex against python-threatexchange's
@@ -58,17 +63,17 @@ def _hexes(codes: np.ndarray) -> list[str]:
     return [raw[i : i + 64] for i in range(0, len(raw), 64)]
 
 
-def make_data(size: int, seed: int = 11) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
-    raw = rng.bytes(16 * size).hex()
-    md5s = [raw[i : i + 32] for i in range(0, len(raw), 32)]
-    pdqs = _hexes(rng.integers(0, 2**64, size=(size, 4), dtype=np.uint64))
-    return md5s, pdqs
+def make_queries(size: int, n: int, seed: int = 12) -> dict[str, list[str]]:
+    """Lookups per type against a generated bank of ``size``: 10% exact hits; PDQ: a
+    quarter random, the rest planted neighbours of banked hashes at distance 1..31."""
+    from bench.gen_member_state import values
 
-
-def make_queries(md5s: list[str], pdqs: list[str], n: int, seed: int = 12) -> dict[str, list[str]]:
     rng = np.random.default_rng(seed)
-    exact = [md5s[int(rng.integers(len(md5s)))] if i % 10 == 0 else rng.bytes(16).hex() for i in range(n)]
+    out: dict[str, list[str]] = {}
+    for t, width in (("md5", 16), ("sha256", 32)):
+        banked = values(size, t)
+        out[t] = [banked[int(rng.integers(len(banked)))] if i % 10 == 0 else rng.bytes(width).hex() for i in range(n)]
+    pdqs = values(size, "pdq")
     pdq = []
     for i in range(n):
         if i % 4 == 0:
@@ -78,19 +83,21 @@ def make_queries(md5s: list[str], pdqs: list[str], n: int, seed: int = 12) -> di
         for bit in rng.choice(256, int(rng.integers(1, 32)), replace=False):
             v ^= 1 << int(bit)
         pdq.append("%064x" % v)
-    return {"md5": exact, "pdq": pdq}
+    out["pdq"] = pdq
+    return out
 
 
 # -- the server process -------------------------------------------------------------------
 
 
-def serve(size: int, port_file: Path, tmp: Path) -> None:
-    """Child: a MatchService with ``size`` md5 and PDQ signals, served over HTTP."""
+def serve(state: Path, port_file: Path) -> None:
+    """Child: a MatchService on the member state file ``state``, served over HTTP."""
+    import gc
     import socket
 
+    import psutil
     import uvicorn
 
-    from clients.bank import BankSignal
     from clients.matchsvc.auth import PipelineAuth, TokenSet
     from clients.matchsvc.http_api import build_app
     from clients.matchsvc.service import MatchService, MatchSettings
@@ -99,33 +106,24 @@ def serve(size: int, port_file: Path, tmp: Path) -> None:
     from exchange.core.note import NoteVerifier
 
     _pin(0)
-    md5s, pdqs = make_data(size)
     client = MemberClient(
         "127.0.0.1:9", member_id="bench", signer=Signer.generate(), operator_key=bytes(32),
         log_key=NoteVerifier("bench.invalid/log", bytes(Signer.generate().public_key)).verifier_key(),
-        state=tmp / f"bench-{size}.db",
+        state=state,
     )
     service = MatchService(client, MatchSettings(stale_after_s=1e9))
-
-    def signals() -> Any:
-        for i, (m, p) in enumerate(zip(md5s, pdqs, strict=True)):
-            for t, v in (("md5", m), ("pdq", p)):
-                yield BankSignal(publisher="pub", signal_id=f"{t}-{i}", index=2 * i + (t == "pdq"), type=t, value=v,
-                                 labels=("csam",), confidence=80, severity=3, groups=("g",), tlp=2,
-                                 valid_from_ms=None, valid_until_ms=None, created_at_ms=0, retracted_index=None)
-
     started = time.monotonic()
-    service.index.load(signals(), {})
+    n = service.index.load(service.bank.iter_signals(), service.bank.all_opinion_counts())  # as start() does
+    gc.freeze()
     load_s = time.monotonic() - started
-    # bench only: no exchange to follow, so declare the (directly loaded) view caught up
+    # bench only: no exchange to follow, so declare the (just loaded) view caught up
     service._head, service._connected, service._last_heard = 0, True, time.monotonic()
-    import psutil
-
     rss = psutil.Process().memory_info().rss
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as the CLI
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
-    port_file.write_text(json.dumps({"port": sock.getsockname()[1], "load_s": load_s, "rss": rss}))
+    port_file.write_text(json.dumps({"port": sock.getsockname()[1], "load_s": load_s, "rss": rss, "signals": n,
+                                     "memory": service.index.memory()}))
     app = build_app(service, PipelineAuth(TokenSet([TOKEN]), client_certificates=False))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            access_log=False, lifespan="off"))
@@ -213,21 +211,22 @@ def _rate(fn: Any, queries: list[str]) -> float:
     return len(queries) / (time.perf_counter() - t0)
 
 
-def in_process(size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
+def in_process(state: Path, size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
     """Our MatchIndex against pytx's indexes, same data, one core, no HTTP."""
     _pin(1)
-    from clients.bank import BankSignal
+    from bench.gen_member_state import values
+    from clients.bank import Bank
     from clients.matchsvc.index import MatchIndex
+    from clients.store import MemberStore
 
-    md5s, pdqs = make_data(size)
+    bank = Bank(MemberStore(state))
     index = MatchIndex()
-    index.load((BankSignal(publisher="p", signal_id=f"{t}{i}", index=i, type=t, value=v, labels=(), confidence=50,
-                           severity=2, groups=(), tlp=2, valid_from_ms=None, valid_until_ms=None, created_at_ms=0,
-                           retracted_index=None)
-                for i, (m, p) in enumerate(zip(md5s, pdqs, strict=True)) for t, v in (("md5", m), ("pdq", p))), {})
+    index.load(bank.iter_signals(), {})
     out: dict[str, Any] = {}
     for t in ("md5", "pdq"):
         out[f"ours_{t}_per_s"] = _rate(lambda q, t=t: index.lookup(t, q), queries[t])
+    del index
+    md5s, pdqs = values(size, "md5"), values(size, "pdq")
     try:
         from threatexchange.signal_type.pdq.pdq_index import PDQIndex
         from threatexchange.signal_type.signal_base import TrivialSignalTypeIndex
@@ -247,12 +246,21 @@ def in_process(size: int, queries: dict[str, list[str]]) -> dict[str, Any]:
     return out
 
 
+MIXES = {"upload": ("md5", "sha256", "pdq"), "pdq_heavy": ("md5", "pdq", "pdq", "pdq")}
+
+
 def run_size(size: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    state = args.state
+    generated: dict[str, float] = {}
+    if state is None:
+        from bench.gen_member_state import generate
+
+        state = tmp / f"member-{size}.db"
+        generated = generate(state, size)
     port_file = tmp / f"port-{size}"
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(size), "--port-file", str(port_file),
-                              "--tmp", str(tmp)])
+    child = subprocess.Popen([sys.executable, __file__, "--serve", str(state), "--port-file", str(port_file)])
     try:
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + 3600
         while not port_file.exists() or not port_file.read_text():
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the service process did not start")
@@ -260,41 +268,44 @@ def run_size(size: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         info = json.loads(port_file.read_text())
         port = int(info["port"])
         _pin(1)
-        md5s, pdqs = make_data(size)
-        queries = make_queries(md5s, pdqs, 20_000)
-        del md5s, pdqs
+        queries = make_queries(size, 20_000)
         paths = {t: [f"/v1/lookup/{t}?value={q}" for q in qs] for t, qs in queries.items()}
-        mixed = [p for pair in zip(paths["md5"], paths["pdq"], strict=True) for p in pair]
-        res: dict[str, Any] = {"size": size, "load_s": info["load_s"], "service_rss_mib": info["rss"] / 2**20}
+        mixes = {name: [paths[t][i] for i in range(20_000) for t in types] for name, types in MIXES.items()}
+        res: dict[str, Any] = {"size": size, "signals": info["signals"], "generated": generated,
+                               "load_s": info["load_s"], "service_rss_mib": info["rss"] / 2**20,
+                               "index_bytes": info["memory"], "loadavg_before": os.getloadavg()}
         res["baseline_health"] = _closed_loop(port, ["/v1/health"], args.clients, args.seconds)
         res["exact"] = _closed_loop(port, paths["md5"], args.clients, args.seconds)
         res["pdq"] = _closed_loop(port, paths["pdq"], args.clients, args.seconds)
-        res["mixed"] = _closed_loop(port, mixed, args.clients, args.seconds)
-        res[f"open_loop_{int(args.rate)}"] = _open_loop(port, mixed, args.rate, args.seconds)
+        for name, mix in mixes.items():
+            res[name] = _closed_loop(port, mix, args.clients, args.seconds)
+        for name, mix in mixes.items():
+            res[f"open_loop_{name}_{int(args.rate)}"] = _open_loop(port, mix, args.rate, args.seconds)
         base = res["baseline_health"]["per_s"]
-        for k in ("exact", "pdq", "mixed"):
+        for k in ("exact", "pdq", *MIXES):
             res[k]["ratio_to_health"] = res[k]["per_s"] / base
+        res["loadavg_after"] = os.getloadavg()
     finally:
         child.terminate()
         child.wait(timeout=60)
     if args.in_process:
-        res["in_process"] = in_process(size, queries)
+        res["in_process"] = in_process(state, size, queries)
     return res
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    p.add_argument("--sizes", type=int, nargs="+", default=[300_000], help="signals in the bank (all types)")
+    p.add_argument("--state", type=Path, help="a state file from gen_member_state.py (one size)")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--no-in-process", dest="in_process", action="store_false")
-    p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve is not None:
-        serve(args.serve, args.port_file, args.tmp)
+        serve(args.serve, args.port_file)
         return
     load = os.getloadavg()
     report: dict[str, Any] = {
@@ -305,15 +316,18 @@ def main() -> None:
         for size in args.sizes:
             r = run_size(size, args, Path(tmp))
             report["runs"].append(r)
-            print(f"\n== {size:,} md5 + {size:,} PDQ signals (service RSS {r['service_rss_mib']:.0f} MiB, "
-                  f"loaded in {r['load_s']:.1f}s)")
+            print(f"\n== {r['signals']:,} signals, 40% md5 20% sha256 40% PDQ (service RSS "
+                  f"{r['service_rss_mib']:.0f} MiB = {r['service_rss_mib'] * 2**20 / r['signals']:.0f} B/signal, "
+                  f"started in {r['load_s']:.1f}s; index arrays {r['index_bytes']})")
             print(f"  baseline GET /v1/health: {r['baseline_health']['per_s']:,.0f}/s")
-            for k in ("exact", "pdq", "mixed"):
+            for k in ("exact", "pdq", *MIXES):
                 x = r[k]
                 print(f"  {k:<6} {x['per_s']:>8,.0f} lookups/s ({x['ratio_to_health']:.2f}x health)"
                       f"  p50 {x['p50_ms']:.2f} ms  p99 {x['p99_ms']:.2f} ms")
-            o = r[f"open_loop_{int(args.rate)}"]
-            print(f"  open loop {args.rate:,.0f}/s mixed: p50 {o['p50_ms']:.2f} ms  p99 {o['p99_ms']:.2f} ms")
+            for name in MIXES:
+                o = r[f"open_loop_{name}_{int(args.rate)}"]
+                print(f"  open loop {args.rate:,.0f}/s {name}: p50 {o['p50_ms']:.2f} ms  p99 {o['p99_ms']:.2f} ms")
+            print(f"  load average {r['loadavg_before'][0]:.2f} before, {r['loadavg_after'][0]:.2f} after")
             if "in_process" in r:
                 print("  in process, one core: " + ", ".join(
                     f"{k} {v:,.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["in_process"].items()))

@@ -2,21 +2,25 @@
 
 SQLite (the member's state file, written by :meth:`clients.member.MemberClient.sync`)
 stays the durable copy; this view is loaded from it at start and kept in step through
-:meth:`clients.bank.Bank.on_change`. Matching follows each signal type's plug-in:
-``EXACT`` types through a dict keyed by ``(type, value)`` and the type's
-``lookups()``, ``SUBSTRING`` types by a scan, ``HAMMING`` types in one
-:class:`clients.pdq_index.PdqIndex` keyed by this view's own dense ids (hits filtered
-by type), ``SCAN`` types by their own ``distance`` over the type's live signals,
-except types made of frames (vpdq, which have ``frames()``): those are matched frame
-by frame in a second PdqIndex over every signal's frames, with python-threatexchange's
-thresholds (:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups.
+:meth:`clients.bank.Bank.on_change`. Signals are stored as rows of numpy columns
+(:mod:`clients.matchsvc.columns`: ~150 bytes a signal; the answer's ``BankSignal`` is
+built only for a hit). Matching follows each signal type's plug-in: ``EXACT`` types
+through a digest map of ``(type, value)`` → rows and the type's ``lookups()``,
+``SUBSTRING`` types by a scan, ``HAMMING`` types in one
+:class:`clients.pdq_index.PdqIndex` keyed by row (hits filtered by type), ``SCAN``
+types by their own ``distance`` over the type's live signals, except types made of
+frames (vpdq, which have ``frames()``): those are matched frame by frame in a second
+PdqIndex over every signal's frames, with python-threatexchange's thresholds
+(:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups; updates
+take it for at most 256 signals at a time.
 
 Lookups never fold or compact the PDQ index (``auto_fold=False``: new hashes wait in
 a brute-forced tail). :meth:`MatchIndex.maintain`, run by the service's maintenance
 thread, rebuilds it from a snapshot *outside* the lock while lookups and updates go
 on against the old one (updates are journaled and replayed), then swaps it in: only
 the snapshot copy and the swap hold the lock. A rebuild briefly needs a second copy
-of the index in memory.
+of the index in memory. The digest maps' recent additions are merged the same way
+(:meth:`MatchIndex.merge_maps`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
+from clients.matchsvc.columns import DigestMap, SignalRows, digest
 from clients.pdq_index import PdqIndex
 from exchange.core.signals import Matcher, SignalType, signal_type
 from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
@@ -55,14 +62,14 @@ class MatchIndex:
         self.pdq_threshold = pdq_threshold
         self._clock_ms = clock_ms
         self._lock = threading.Lock()
-        self._next_id = 1
-        self._ids: dict[tuple[str, str], int] = {}
-        self._signals: dict[int, BankSignal] = {}
+        self._rows = SignalRows()
+        self._by_key = DigestMap()  # digest(publisher, signal_id) → row
+        self._by_value = DigestMap()  # digest(type, value) → rows, EXACT types
         self._opinions: dict[int, Mapping[str, int]] = {}
-        self._exact: dict[tuple[str, str], tuple[int, ...]] = {}
         self._text: dict[int, str] = {}
         self._counts: dict[str, int] = {}
-        self._single_key: dict[str, bool] = {}  # exact types whose value is their only lookup key
+        # each type's plug-in, and whether it is exact with its value as its only lookup key
+        self._kinds: dict[str, tuple[SignalType, bool]] = {}
         self._pdq = PdqIndex(threshold=pdq_threshold, auto_fold=False)
         self._journal: list[tuple[int, str | None]] | None = None  # PDQ changes during a rebuild
         self._generation = 0  # bumped by clear(): a rebuild begun before it is dropped
@@ -73,103 +80,157 @@ class MatchIndex:
 
     # -- updates -------------------------------------------------------------------------
 
-    def _unlink(self, id_: int) -> None:
-        old = self._signals.pop(id_, None)
-        self._opinions.pop(id_, None)
-        if old is None:
-            return
-        self._counts[old.type] -= 1
-        kind = _shape(old.type)
+    def _row_of(self, key: tuple[str, str]) -> int | None:
+        for r in self._by_key.get(digest(*key)):
+            if self._rows.is_key(r, *key):
+                return r
+        return None
+
+    def _unlink(self, row: int) -> None:
+        type_name = self._rows.type_of(row)
+        self._opinions.pop(row, None)
+        self._counts[type_name] -= 1
+        kind = _shape(type_name)
         if kind is Matcher.HAMMING:
-            self._pdq.remove(id_)
+            self._pdq.remove(row)
             if self._journal is not None:
-                self._journal.append((id_, None))
+                self._journal.append((row, None))
         elif kind in (Matcher.SUBSTRING, Matcher.SCAN):
-            self._text.pop(id_, None)
+            self._text.pop(row, None)
         elif kind is _FRAMES:
-            fids = self._frames_of.pop(id_, [])
+            fids = self._frames_of.pop(row, [])
             self._frames.remove_many(fids)
             for f in fids:
                 self._frame_owner.pop(f, None)
-        elif kind is Matcher.EXACT:
-            rest = tuple(i for i in self._exact.get((old.type, old.value), ()) if i != id_)
-            if rest:
-                self._exact[(old.type, old.value)] = rest
-            else:
-                self._exact.pop((old.type, old.value), None)
+        self._rows.free(row)  # its map entries go stale: readers verify, merges drop them
 
-    def _link(self, s: BankSignal, opinions: Mapping[int, int], batch: list[tuple[int, str]] | None = None) -> None:
+    @staticmethod
+    def _matchable(s: BankSignal) -> bool:
+        return (_shape(s.type) is not Matcher.NONE and s.quality_flag is None
+                and signal_type(s.type).quality_flag(s.value) is None)
+
+    def _link(self, s: BankSignal, opinions: Mapping[int, int]) -> None:
         key = (s.publisher, s.signal_id)
-        id_ = self._ids.get(key)
-        if id_ is None:
-            id_ = self._next_id
-            self._next_id += 1
-            self._ids[key] = id_
-        else:
-            self._unlink(id_)
-        kind = signal_type(s.type)
-        shape = _shape(s.type)
-        if shape is Matcher.NONE or s.quality_flag is not None or kind.quality_flag(s.value) is not None:
+        old = self._row_of(key)
+        if old is not None:
+            self._unlink(old)
+        if not self._matchable(s):
             return
+        shape = _shape(s.type)
+        key_digest = digest(*key)
+        value_digest = digest(s.type, s.value) if shape is Matcher.EXACT else 0
+        row = self._rows.add(s, key_digest, value_digest)
+        self._by_key.add(key_digest, row)
+        if shape is Matcher.EXACT:
+            self._by_value.add(value_digest, row)
+        self._index_value(row, s, shape)
+        self._counts[s.type] = self._counts.get(s.type, 0) + 1
+        if opinions:
+            self._opinions[row] = _opinion_names(opinions)
+
+    def _index_value(self, row: int, s: BankSignal, shape: str) -> None:
+        """Index a new row's value by its matcher (PDQ, text, frames; exact: the map)."""
         if shape is Matcher.HAMMING:
-            if batch is None:
-                self._pdq.add(id_, s.value)
-                if self._journal is not None:
-                    self._journal.append((id_, s.value))
-            else:
-                batch.append((id_, s.value))
+            self._pdq.add(row, s.value)
+            if self._journal is not None:
+                self._journal.append((row, s.value))
         elif shape in (Matcher.SUBSTRING, Matcher.SCAN):
-            self._text[id_] = s.value
+            self._text[row] = s.value
         elif shape is _FRAMES:
             frames = frames_of(s.value)
             fids = list(range(self._next_frame, self._next_frame + len(frames)))
             self._next_frame += len(frames)
             self._frames.add_many(fids, frames)
-            self._frames_of[id_] = fids
-            self._frame_owner.update(dict.fromkeys(fids, id_))
-        else:
-            self._exact[(s.type, s.value)] = self._exact.get((s.type, s.value), ()) + (id_,)
-        self._signals[id_] = s
-        self._counts[s.type] = self._counts.get(s.type, 0) + 1
-        if opinions:
-            self._opinions[id_] = {VERDICTS.get(v, str(v)): n for v, n in sorted(opinions.items())}
+            self._frames_of[row] = fids
+            self._frame_owner.update(dict.fromkeys(fids, row))
 
     def load(self, signals: Iterable[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> int:
-        """Add many signals (at start); returns how many are matchable."""
+        """Add many signals (at start, into an empty view); returns how many are matchable."""
         with self._lock:
-            batch: list[tuple[int, str]] = []
+            if self._rows.end:
+                for s in signals:
+                    if s.retracted_index is None:
+                        self._link(s, opinions.get((s.publisher, s.signal_id), {}))
+                return len(self._rows)
+            chunk: list[BankSignal] = []
+            by_key: list[tuple[np.ndarray, np.ndarray]] = []
+            by_value: list[tuple[np.ndarray, np.ndarray]] = []
             for s in signals:
-                if s.retracted_index is None:
-                    self._link(s, opinions.get((s.publisher, s.signal_id), {}), batch)
-                if len(batch) >= 100_000:
-                    self._pdq.add_many([i for i, _ in batch], [v for _, v in batch])
-                    batch.clear()
-            self._pdq.add_many([i for i, _ in batch], [v for _, v in batch])
+                if s.retracted_index is None and self._matchable(s):
+                    chunk.append(s)
+                if len(chunk) >= 50_000:
+                    self._load_chunk(chunk, opinions, by_key, by_value)
+                    chunk = []
+            self._load_chunk(chunk, opinions, by_key, by_value)
+            self._rows.trim()
+            for target, parts in ((self._by_key, by_key), (self._by_value, by_value)):
+                if parts:
+                    target.add_arrays(np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts]))
             self._pdq.fold(force=True)
-            return len(self._signals)
+            return len(self._rows)
+
+    def _load_chunk(self, chunk: list[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]],
+                    by_key: list[tuple[np.ndarray, np.ndarray]], by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Store a chunk of signals in new rows; their map entries go to ``by_key`` and
+        ``by_value`` as arrays (sorted in once at the end of the load)."""
+        if not chunk:
+            return
+        shapes = [_shape(s.type) for s in chunk]
+        key_digests = [digest(s.publisher, s.signal_id) for s in chunk]
+        value_digests = [digest(s.type, s.value) if sh is Matcher.EXACT else 0 for s, sh in zip(chunk, shapes)]
+        start = self._rows.add_many(chunk, key_digests, value_digests)
+        rows = np.arange(start, start + len(chunk), dtype=np.int64)
+        exact = np.fromiter((sh is Matcher.EXACT for sh in shapes), bool, len(chunk))
+        by_key.append((np.array(key_digests, dtype=np.uint64), rows))
+        by_value.append((np.array(value_digests, dtype=np.uint64)[exact], rows[exact]))
+        pdq_rows: list[int] = []
+        pdq_values: list[str] = []
+        for i, (s, shape) in enumerate(zip(chunk, shapes, strict=True)):
+            row = start + i
+            if shape is Matcher.HAMMING:
+                pdq_rows.append(row)
+                pdq_values.append(s.value)
+            elif shape is not Matcher.EXACT:
+                self._index_value(row, s, shape)
+            self._counts[s.type] = self._counts.get(s.type, 0) + 1
+            got = opinions.get((s.publisher, s.signal_id))
+            if got:
+                self._opinions[row] = _opinion_names(got)
+        self._pdq.add_many(pdq_rows, pdq_values)
+
+    def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        c = self._rows.cols
+        return np.asarray(c["alive"][rows] & (c["key_digest"][rows] == keys), bool)
+
+    def _valid_values(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        c = self._rows.cols
+        return np.asarray(c["alive"][rows] & (c["value_digest"][rows] == keys), bool)
 
     def put(self, s: BankSignal | None, key: tuple[str, str], opinions: Mapping[int, int]) -> None:
         """The bank's current state of one signal (``None``: gone, e.g. compromised key)."""
         self.put_many([(key, s, opinions)])
 
     def put_many(self, items: Iterable[tuple[tuple[str, str], BankSignal | None, Mapping[int, int]]]) -> None:
-        """:meth:`put` for many signals under one acquisition of the lock."""
+        """:meth:`put` for many signals, the lock taken for at most 256 at a time (so a
+        large page never holds lookups up for long)."""
         now = self._clock_ms()
-        with self._lock:
-            for key, s, opinions in items:
-                if s is None or s.retracted_index is not None or _expired(s, now):
-                    id_ = self._ids.pop(key, None)
-                    if id_ is not None:
-                        self._unlink(id_)
-                else:
-                    self._link(s, opinions)
+        todo = list(items)
+        for i in range(0, len(todo), 256):
+            with self._lock:
+                for key, s, opinions in todo[i : i + 256]:
+                    if s is None or s.retracted_index is not None or _expired(s, now):
+                        row = self._row_of(key)
+                        if row is not None:
+                            self._unlink(row)
+                    else:
+                        self._link(s, opinions)
 
     def clear(self) -> None:
         with self._lock:
-            self._ids.clear()
-            self._signals.clear()
+            self._rows = SignalRows()
+            self._by_key = DigestMap()
+            self._by_value = DigestMap()
             self._opinions.clear()
-            self._exact.clear()
             self._text.clear()
             self._counts.clear()
             self._pdq = PdqIndex(threshold=self.pdq_threshold, auto_fold=False)
@@ -178,6 +239,22 @@ class MatchIndex:
             self._frames = PdqIndex(threshold=FRAME_DISTANCE)
             self._frame_owner.clear()
             self._frames_of.clear()
+
+    def merge_maps(self, min_pending: int = 50_000) -> bool:
+        """Merge the digest maps' recent additions into their sorted arrays when there
+        are enough of them: the O(n) part runs outside the lock; True if it did."""
+        with self._lock:
+            maps = [(m, v) for m, v in ((self._by_key, self._valid_keys), (self._by_value, self._valid_values))
+                    if m.pending() > max(min_pending, len(self._rows) // 64)]
+            generation = self._generation
+            for m, _ in maps:
+                m.freeze()
+        built = [(m, m.build(v)) for m, v in maps]
+        with self._lock:
+            for m, arrays in built:
+                if generation == self._generation:
+                    m.install(arrays)
+        return bool(maps)
 
     # -- maintenance (never on the lookup path) ------------------------------------------------
 
@@ -223,60 +300,63 @@ class MatchIndex:
 
     def maintain(self) -> bool:
         """Rebuild the PDQ index off the lookup path if it needs it; True if it did."""
+        merged = self.merge_maps()
         if not self.needs_rebuild():
-            return False
+            return merged
         self.finish_rebuild(self.build(self.begin_rebuild()))
         return True
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def _hits(self, ids: Iterable[tuple[int, int]], now: int, type_name: str | None = None) -> list[Hit]:
+    def _hits(self, found: Iterable[tuple[int, int]], now: int, type_name: str | None = None) -> list[Hit]:
+        """Answers for the live rows among ``found`` (caller holds the lock)."""
+        rows = self._rows
         out = []
-        for id_, distance in ids:
-            s = self._signals.get(id_)
-            if s is not None and s.live_at(now) and (type_name is None or s.type == type_name):
-                out.append(Hit(signal=s, distance=distance, opinions=self._opinions.get(id_, NO_OPINIONS)))
+        for row, distance in found:
+            if rows.live_at(row, now) and (type_name is None or rows.type_of(row) == type_name):
+                out.append(Hit(signal=rows.signal(row), distance=distance,
+                               opinions=self._opinions.get(row, NO_OPINIONS)))
         return out
+
+    def _exact_rows(self, type_name: str, value: str) -> list[int]:
+        """Rows holding exactly (type, value), verified (map entries may be stale)."""
+        type_id = self._rows.types.find(type_name)
+        if type_id < 0:
+            return []
+        return [r for r in self._by_value.get(digest(type_name, value)) if self._rows.is_value(r, type_id, value)]
 
     def lookup(self, type_name: str, value: str) -> list[Hit]:
         """Live signals matching an already-normalized value, nearest first (exact
-        types through the type's ``lookups()``: a URL also matches its host's domains).
-
-        Exact lookups take no lock: they read dicts whose entries updates replace whole
-        (atomic under the GIL), and a miss, the common case, costs a dict probe."""
-        single = self._single_key.get(type_name)
-        if single is None:
+        types through the type's ``lookups()``: a URL also matches its host's domains)."""
+        known = self._kinds.get(type_name)
+        if known is None:
             k = signal_type(type_name)
-            single = self._single_key[type_name] = k.matcher is Matcher.EXACT and type(k).lookups is SignalType.lookups
-        if single:  # md5, sha256, …: the value is the only key
-            ids = self._exact.get((type_name, value))
-            if not ids:
-                return []
-            return sorted(self._hits([(i, 0) for i in ids], self._clock_ms()), key=lambda h: h.signal.index)
-        kind = signal_type(type_name)
-        if kind.matcher is Matcher.EXACT:
-            keys = kind.lookups(value)
-            if len(keys) == 1:
-                ids = self._exact.get(keys[0])
-                if not ids:
+            known = self._kinds[type_name] = (k, k.matcher is Matcher.EXACT and type(k).lookups is SignalType.lookups)
+        kind, single = known
+        if single:  # md5, sha256, …: a miss, the common case, is a hash and a bisect
+            with self._lock:
+                if not self._by_value.get(digest(type_name, value)):
                     return []
-                return sorted(self._hits([(i, 0) for i in ids], self._clock_ms()), key=lambda h: h.signal.index)
-            found = list({i: 0 for key in keys for i in self._exact.get(key, ())}.items())
-            return sorted(self._hits(found, self._clock_ms()), key=lambda h: h.signal.index)
         now = self._clock_ms()
         with self._lock:
+            if kind.matcher is Matcher.EXACT:
+                keys = [(type_name, value)] if single else kind.lookups(value)
+                found = dict.fromkeys(r for key in keys for r in self._exact_rows(*key))  # deduplicated, in order
+                if not found:
+                    return []
+                return sorted(self._hits([(r, 0) for r in found], now), key=lambda h: h.signal.index)
             only: str | None = None
             if kind.matcher is Matcher.HAMMING:
-                found, only = self._pdq.search(value, self.pdq_threshold), type_name
+                hamming, only = self._pdq.search(value, self.pdq_threshold), type_name
             elif _shape(type_name) is _FRAMES:
                 return self._video(frames_of(value), now)
             elif kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
                 scored = ((i, kind.distance(v, value)) for i, v in self._text.items()
-                          if self._signals[i].type == type_name)
-                found, only = [(i, d) for i, d in scored if d is not None], type_name
+                          if self._rows.type_of(i) == type_name)
+                hamming, only = [(i, d) for i, d in scored if d is not None], type_name
             else:
-                found = []
-            hits = self._hits(found, now, only)
+                hamming = []
+            hits = self._hits(hamming, now, only)
         return sorted(hits, key=lambda h: (h.distance, h.signal.index))
 
     def lookup_many(self, type_name: str, values: list[str]) -> list[list[Hit]]:
@@ -311,10 +391,10 @@ class MatchIndex:
         for owner, n in query_hits.items():
             q_pct = n * 100 / len(query)
             c_pct = len(signal_frames[owner]) * 100 / len(self._frames_of[owner])
-            s = self._signals.get(owner)
-            if s is None or not s.live_at(now) or q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
+            if not self._rows.live_at(owner, now) or q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
                 continue
-            out.append(Hit(signal=s, distance=best[owner], opinions=self._opinions.get(owner, NO_OPINIONS),
+            out.append(Hit(signal=self._rows.signal(owner), distance=best[owner],
+                           opinions=self._opinions.get(owner, NO_OPINIONS),
                            video=(q_pct, c_pct)))
         return sorted(out, key=lambda h: (-(h.video or (0.0, 0.0))[0], h.distance, h.signal.index))
 
@@ -323,8 +403,14 @@ class MatchIndex:
         with self._lock:
             return dict(self._counts)
 
+    def memory(self) -> dict[str, int]:
+        """Bytes held by the view's arrays, by part (for metrics and benchmarks)."""
+        with self._lock:
+            return {"columns": self._rows.nbytes(),
+                    "maps": self._by_key.nbytes() + self._by_value.nbytes(), "pdq": self._pdq.nbytes}
+
     def __len__(self) -> int:
-        return len(self._signals)
+        return len(self._rows)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -343,6 +429,10 @@ def _shape(type_name: str) -> str:
     if kind.matcher is Matcher.SCAN and callable(getattr(kind, "frames", None)):
         return _FRAMES
     return kind.matcher
+
+
+def _opinion_names(opinions: Mapping[int, int]) -> Mapping[str, int]:
+    return {VERDICTS.get(v, str(v)): n for v, n in sorted(opinions.items())}
 
 
 def _expired(s: BankSignal, now: int) -> bool:

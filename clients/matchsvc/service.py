@@ -325,6 +325,24 @@ class MatchService:
                 results[i] = self._result(t, values[i], hits, started)
         return [r for r in results if r is not None]
 
+    def lookup_each(self, type_name: str, raws: Sequence[str]) -> list[LookupResult | TrustwireError]:
+        """Independent lookups of one type (requests that arrived together), their index
+        search done in one batch: each gets its answer or its own error."""
+        out: list[LookupResult | TrustwireError] = []
+        valid: list[tuple[int, str]] = []
+        for raw in raws:
+            try:
+                self.require_ready()
+                valid.append((len(out), self._normalized(type_name, raw)))
+                out.append(TrustwireError("not looked up"))  # replaced below
+            except TrustwireError as err:
+                out.append(err)
+        started = time.perf_counter()
+        found = self.index.lookup_many(type_name, [v for _, v in valid])
+        for (i, value), hits in zip(valid, found, strict=True):
+            out[i] = self._result(type_name, value, hits, started)
+        return out
+
     def lookup_content(
         self, data: bytes, filename: str | None = None
     ) -> tuple[tuple[ContentHash, ...], list[LookupResult]]:

@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,19 @@ def test_published_signal_becomes_matchable_then_a_retraction_stops_it(tf: TaskF
         {"queries": [{"type": "md5", "value": MD5}, {"type": "pdq", "value": near}, {"type": "md5", "value": "0" * 32}]}
     ).encode())
     assert status == 200 and [len(r["matches"]) for r in batch["results"]] == [1, 1, 0]
+    # the GET fast path (raw ASGI, orjson) answers exactly as the routed batch call
+    assert [svc.lookup("md5", MD5), svc.lookup("pdq", near)] == batch["results"][:2]
+    assert svc.call("GET", f"/v1/lookup/md5?value={'0' * 32}&value={MD5}")[2] == batch["results"][0]  # last wins
+    # concurrent PDQ lookups are searched together: each still gets its own answer or error
+    queries = [near, "nothex", "0" * 64, "%064x" % (int(PDQ, 16) ^ 0xFFFF)] * 4
+    with ThreadPoolExecutor(len(queries)) as pool:
+        got = list(pool.map(lambda q: svc.call("GET", f"/v1/lookup/pdq?value={q}"), queries))
+    expected = [(200, ["p1"]), (400, None), (200, []), (200, ["p1"])] * 4
+    assert [(s, [x["signal_id"] for x in b["matches"]] if s == 200 else None) for s, _, b in got] == expected
+    assert all(h["tw-reason"] == "invalid-value" for s, h, _ in got if s == 400)
+    with pytest.raises(urllib.error.HTTPError) as missing:  # not a lookup path: the routes answer (plain text)
+        urllib.request.urlopen(svc.http + f"/v1/lookup/md5/x?value={MD5}", timeout=10)
+    assert missing.value.code == 404
 
     status, _, content = svc.call("POST", "/v1/content", image, content_type="application/octet-stream")
     without_name = {h["type"]: h["value"] for h in content["hashes"]}  # a PNG by its magic number
