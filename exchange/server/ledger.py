@@ -117,6 +117,9 @@ class Ledger(Protocol):
 
     def signal(self, publisher: str, signal_id: str) -> SignalState | None: ...
 
+    def signals(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SignalState]:
+        """The known signals among ``refs`` ((publisher, signal_id)), in one lookup per publisher."""
+
     def key_event_records(self, until: int) -> list[bytes]: ...
 
     def wait_for(self, index: int, timeout: float) -> int:
@@ -458,6 +461,26 @@ class SqliteLedger:
 
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self._signal(self._reader(), publisher, signal_id)
+
+    def signals(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SignalState]:
+        conn, found = self._reader(), {}
+        by_publisher: dict[str, list[str]] = {}
+        for publisher, signal_id in set(refs):
+            by_publisher.setdefault(publisher, []).append(signal_id)
+        for publisher, ids in by_publisher.items():
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[i : i + _LOOKUP_CHUNK]
+                rows = conn.execute(
+                    "SELECT signal_id, audience, last_index, retracted FROM signals WHERE publisher = ? AND signal_id"
+                    f" IN ({','.join('?' * len(chunk))})",
+                    [publisher, *chunk],
+                )
+                for signal_id, audience, last_index, retracted in rows:
+                    found[(publisher, signal_id)] = SignalState(
+                        publisher=publisher, signal_id=signal_id, audience=_unpack(audience) or (),
+                        last_index=last_index, retracted=bool(retracted),
+                    )
+        return found
 
     def key_event_records(self, until: int) -> list[bytes]:
         rows = self._reader().execute(
