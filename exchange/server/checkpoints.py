@@ -97,8 +97,8 @@ class CheckpointLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             # No fsync per checkpoint (it was one more disk sync between a commit and the
             # followers seeing it): a process crash loses no committed row in WAL mode, and
-            # what only a power loss can lose is re-signed identically (the ledger, synced
-            # before any receipt, fixes the root; the note and Ed25519 are deterministic).
+            # what only a power loss can lose stays recomputable byte for byte (the ledger,
+            # synced before any receipt, fixes the root; the note and Ed25519 are deterministic).
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL,"
