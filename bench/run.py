@@ -17,7 +17,9 @@ ratio to the one-core baseline (targets from issue 8):
 - latency    --latency-rate entries/s (5k) for --latency-seconds, signed beforehand:
              publish → delivered to a following, verifying subscriber (p50/p99, target
              p99 ≤ 50 ms on the embedded engine), on an exchange signing checkpoints every
-             --latency-checkpoint-ms (20; the default 1 s is the delivery floor); publish → matchable in a member's
+             --latency-checkpoint-ms (20; the default 1 s is the delivery floor), split at the
+             receipt: send → receipt (the publish call) and receipt → follower (the exchange's
+             commit → checkpoint → stream, and the follower's checks); publish → matchable in a member's
              bank at 1k/s (bench_bank.py, target p99 ≤ 1 s)
 - streams    1,000 concurrent follow-mode Subscribe streams from 100 members on one exchange
              process (bench/streams.py): p99 publish→delivery against a single stream's
@@ -199,6 +201,7 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: in
     time each entry from its scheduled send (or later, when every caller was busy) to its
     arrival at a following, verifying subscriber."""
     sent: dict[str, float] = {}
+    acked: dict[str, float] = {}  # when the publish call that carried it returned its receipt
     got: dict[str, float] = {}
     subscriber, publisher = ex.client("sub"), ex.client("lat")
     head = consume_rate_head(ex)
@@ -224,9 +227,10 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: in
     for c in senders:
         free.put(c)
 
-    def send(chunk: list[bytes], client: MemberClient) -> None:
+    def send(chunk: list[bytes], chunk_ids: list[str], client: MemberClient) -> None:
         try:
             client.publish_envelopes(chunk)
+            acked.update(dict.fromkeys(chunk_ids, time.perf_counter()))
         finally:
             free.put(client)
 
@@ -238,7 +242,7 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: in
             t = start + n / rate  # the scheduled send: falling behind the rate shows as latency
             for s in ids[n : n + batch]:
                 sent[s] = t
-            pool.submit(send, envs[n : n + batch], client)
+            pool.submit(send, envs[n : n + batch], ids[n : n + batch], client)
     published_s = time.perf_counter() - start
     stop.set()
     deadline = time.perf_counter() + 30
@@ -250,12 +254,21 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: in
         c.close()
     reader.join(timeout=5)
     delays = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
+    to_receipt = sorted((acked[s] - t) * 1000 for s, t in sent.items() if s in acked)
+    to_follower = sorted((got[s] - acked[s]) * 1000 for s in got if s in acked)
     return {
         "rate": rate, "achieved_rate": round(len(sent) / published_s) if sent else 0,
         "entries": len(sent), "delivered": len(delays),
         "p50_ms": round(statistics.median(delays), 1),
+        "receipt_p50_ms": _quantile(to_receipt, 0.5), "receipt_p99_ms": _quantile(to_receipt, 0.99),
+        "receipt_to_follower_p50_ms": _quantile(to_follower, 0.5),
+        "receipt_to_follower_p99_ms": _quantile(to_follower, 0.99),
         "p99_ms": round(delays[int(0.99 * (len(delays) - 1))], 1),
     }
+
+
+def _quantile(sorted_ms: list[float], q: float) -> float:
+    return round(sorted_ms[int(q * (len(sorted_ms) - 1))], 1) if sorted_ms else float("nan")
 
 
 def consume_rate_head(ex: Exchange) -> int:
@@ -382,6 +395,9 @@ def main() -> int:
         print(f"publish → subscriber at {lat['rate']:,}/s (achieved {lat['achieved_rate']:,}/s, checkpoint every"
               f" {lat['checkpoint_interval_ms']} ms): p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms"
               f" ({lat['delivered']}/{lat['entries']} delivered; target p99 ≤ 50 ms at 5k/s)")
+        print(f"  split at the receipt: send → receipt p50 {lat['receipt_p50_ms']} / p99 {lat['receipt_p99_ms']} ms,"
+              f" receipt → follower p50 {lat['receipt_to_follower_p50_ms']} / p99"
+              f" {lat['receipt_to_follower_p99_ms']} ms")
     st = result.get("streams")
     if st:
         print(f"{st['open_streams']} follow streams from {st['members']} members: publish → all delivered p99"

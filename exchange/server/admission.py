@@ -29,7 +29,7 @@ from exchange.core.errors import NotFound, TrustwireError, WrongMember
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
-from exchange.server.ledger import Ledger, Outcome, Submission
+from exchange.server.ledger import Ledger, Outcome, SignalState, Submission
 from exchange.server.quotas import Quotas
 from exchange.server.verification import Checked, VerifierPool
 
@@ -120,6 +120,10 @@ class Admission:
         digests = [item.envelope.digest if isinstance(item, Checked) else b"" for item in checked]
         receipts = ledger.receipts_for([d for d in digests if d])
         known: set[bytes] = set()
+        states = ledger.signals({  # the signals the batch's retractions and opinions name: one lookup
+            (e.signal.member_id, e.signal.signal_id) for item in checked
+            if isinstance(item, Checked) and isinstance(e := item.entry, pb.Retraction | pb.Opinion)
+        })
         for item, digest in zip(checked, digests, strict=True):
             if isinstance(item, TrustwireError):
                 slots.append(item)
@@ -134,7 +138,7 @@ class Admission:
                         check_at(item, staged_dir, index, now, self._reserved)
                     else:
                         check_at(item, directory, index, now)
-                        self._check_member_entry(item, directory, signals_in_batch)
+                        self._check_member_entry(item, directory, signals_in_batch, states)
                 except TrustwireError as exc:
                     slots.append(exc)
                     continue
@@ -145,7 +149,11 @@ class Admission:
         return slots, submissions, known
 
     def _check_member_entry(
-        self, item: Checked, directory: KeyDirectory, signals_in_batch: set[tuple[str, str]]
+        self,
+        item: Checked,
+        directory: KeyDirectory,
+        signals_in_batch: set[tuple[str, str]],
+        states: Mapping[tuple[str, str], SignalState],
     ) -> None:
         entry = item.entry
         if isinstance(entry, pb.Signal):  # its sharing was checked by check_at
@@ -154,7 +162,7 @@ class Admission:
         if not isinstance(entry, pb.Retraction | pb.Opinion):
             raise TypeError(f"unexpected entry {type(entry).__name__}")
         ref = (entry.signal.member_id, entry.signal.signal_id)
-        state = self._ledger.signal(*ref)
+        state = states.get(ref)
         visible = state is not None and (
             state.publisher == item.publisher or any(g in directory.groups_of(item.publisher) for g in state.audience)
         )

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 
 from exchange.core.callauth import CallCredentials
-from exchange.core.entries import ms_to_timestamp
 from exchange.core.errors import OutOfRange, Unavailable
 from exchange.core.records import Receipt
 from exchange.pb.trustwire.v1 import audit_pb2 as apb
@@ -26,7 +25,7 @@ from exchange.server.gate import Context, Gate
 from exchange.server.service import MAX_PAGE, ExchangeCore, Page, ProvenPage
 from exchange.server.streams import Pulse
 
-__all__ = ["ExchangeService", "receipt_pb"]
+__all__ = ["ExchangeService"]
 
 RECHECK_S = 0.9
 """A waiting stream re-authorizes at least this often (keys expire with time); key
@@ -34,10 +33,6 @@ directory changes wake it at once (they are ledger entries, so a checkpoint foll
 HEARTBEAT_S = 5.0
 COVER_WAIT_S = 5.0
 TRUSTED_WAIT_S = 1.0
-
-
-def receipt_pb(r: Receipt) -> xpb.Receipt:
-    return xpb.Receipt(index=r.index, accepted_at=ms_to_timestamp(r.accepted_at_ms), leaf_hash=r.leaf_hash)
 
 
 def _subscribe_reply(proven: ProvenPage) -> xpb.SubscribeResponse:
@@ -67,16 +62,20 @@ class ExchangeService:
         )
 
     def publish(self, caller: CallCredentials, request: xpb.PublishRequest) -> xpb.PublishResponse:
-        results = []
+        """Each outcome written into the response in place (no message built per
+        receipt and then copied in)."""
+        response = xpb.PublishResponse()
+        results = response.results
         for o in self._core.publish(caller.principal, list(request.envelopes)):
             if isinstance(o, Receipt):
-                results.append(xpb.PublishResult(receipt=receipt_pb(o)))
+                r = results.add().receipt
+                r.index, r.leaf_hash = o.index, o.leaf_hash
+                r.accepted_at.FromMilliseconds(o.accepted_at_ms)
             else:
-                error = xpb.EntryError(
+                results.add().error.CopyFrom(xpb.EntryError(
                     status=o.status, reason=o.reason, message=o.message, correlation_id=o.correlation_id or ""
-                )
-                results.append(xpb.PublishResult(error=error))
-        return xpb.PublishResponse(results=results)
+                ))
+        return response
 
     def get_entries(self, caller: CallCredentials, request: xpb.GetEntriesRequest) -> xpb.GetEntriesResponse:
         page = self._core.page(caller.principal, request.from_index, request.limit)

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -132,6 +132,9 @@ class Ledger(Protocol):
         """The receipts of those ``digests`` already in the ledger (one lookup per batch)."""
 
     def signal(self, publisher: str, signal_id: str) -> SignalState | None: ...
+
+    def signals(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SignalState]:
+        """The known signals among ``refs`` ((publisher, signal_id)), in one lookup per publisher."""
 
     def key_event_records(self, until: int) -> list[bytes]: ...
 
@@ -475,6 +478,9 @@ class SqliteLedger:
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self._signal(self._reader(), publisher, signal_id)
 
+    def signals(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SignalState]:
+        return {(state.publisher, state.signal_id): state for state in _select_signals(self._reader(), refs)}
+
     def key_event_records(self, until: int) -> list[bytes]:
         rows = self._reader().execute(
             "SELECT record FROM records WHERE kind = 'keyevent' AND idx < ? ORDER BY idx", (until,)
@@ -503,6 +509,24 @@ _UPSERT_SIGNAL = (
     " SET audience = excluded.audience, last_index = excluded.last_index, retracted = 0"
 )
 _RETRACT_SIGNAL = "UPDATE signals SET retracted = 1 WHERE publisher = ? AND signal_id = ?"
+
+
+def _select_signals(conn: sqlite3.Connection, refs: Iterable[tuple[str, str]]) -> Iterator[SignalState]:
+    """The stored signals among ``refs``: one lookup per publisher (and chunk), on the primary key."""
+    by_publisher: dict[str, list[str]] = {}
+    for publisher, signal_id in set(refs):
+        by_publisher.setdefault(publisher, []).append(signal_id)
+    for publisher, ids in by_publisher.items():
+        for i in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[i : i + _LOOKUP_CHUNK]
+            rows = conn.execute(
+                "SELECT signal_id, audience, last_index, retracted FROM signals WHERE publisher = ? AND signal_id"
+                f" IN ({','.join('?' * len(chunk))})",
+                [publisher, *chunk],
+            )
+            for signal_id, audience, last_index, retracted in rows:
+                yield SignalState(publisher=publisher, signal_id=signal_id, audience=_unpack(audience) or (),
+                                  last_index=last_index, retracted=bool(retracted))
 
 
 def _signal_ref(decoded: tuple[EntryKind, Entry] | None) -> tuple[str, str] | None:
@@ -554,19 +578,8 @@ class _Writer:
     def _look_up_signals(self, refs: set[tuple[str, str]]) -> None:
         """Audiences of ``refs`` (absent: None), per publisher, on the primary key."""
         self._audiences.update(dict.fromkeys(refs))
-        by_publisher: dict[str, list[str]] = {}
-        for publisher, signal_id in refs:
-            by_publisher.setdefault(publisher, []).append(signal_id)
-        for publisher, ids in by_publisher.items():
-            for i in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[i : i + _LOOKUP_CHUNK]
-                rows = self._conn.execute(
-                    f"SELECT signal_id, audience FROM signals WHERE publisher = ? AND signal_id IN"
-                    f" ({','.join('?' * len(chunk))})",
-                    [publisher, *chunk],
-                )
-                for signal_id, audience in rows:
-                    self._audiences[(publisher, signal_id)] = _unpack(audience) or ()
+        for state in _select_signals(self._conn, refs):
+            self._audiences[(state.publisher, state.signal_id)] = state.audience
 
     def _submit(self, s: Submission) -> Outcome:
         known = self._batch.get(s.digest)

@@ -123,22 +123,40 @@ class TreeStore:
     # -- writes -----------------------------------------------------------------------------
 
     def append(self, leaf_hashes: Sequence[bytes]) -> int:
-        """Append leaf hashes (in ledger order) and return the new size."""
+        """Append leaf hashes (in ledger order) and return the new size.
+
+        Level by level, not leaf by leaf: the new nodes of a level are its new leaves
+        (or children) paired up, with the old frontier's node of that level as the left
+        sibling of the first one when it needs one."""
         with self._lock:
+            old = self._frontier
+            start, size = old.size, old.size + len(leaf_hashes)
+            if size > merkle.MAX_TREE_SIZE:
+                raise merkle.ProofError("tree is full")
+            if any(len(h) != HASH for h in leaf_hashes):
+                raise merkle.ProofError(f"a leaf hash must be {HASH} bytes")
+            edge = dict(zip([lvl for lvl in range(MAX_LEVEL - 1, -1, -1) if start >> lvl & 1], old.hashes, strict=True))
+            written: dict[int, tuple[int, list[bytes]]] = {}  # level -> (first index, new nodes)
+            nodes, level = list(leaf_hashes), 0
+            while nodes:
+                first = start >> level
+                written[level] = (first, nodes)
+                pairs = [edge[level], *nodes] if first & 1 else nodes
+                nodes = [merkle.node_hash(pairs[i], pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)]
+                level += 1
             # grow a copy: if a write fails (a full disk), memory stays level with the files
-            frontier = merkle.TreeFrontier.from_hashes(self._frontier.size, self._frontier.hashes)
-            pending: dict[int, list[bytes]] = {}
-            first: dict[int, int] = {}
-            for leaf in leaf_hashes:
-                for node in frontier.append(leaf):
-                    first.setdefault(node.level, node.index)
-                    pending.setdefault(node.level, []).append(node.hash)
-            for level, hashes in sorted(pending.items()):
+            for lvl, (first, hashes) in written.items():
                 data = b"".join(hashes)
-                if os.pwrite(self._fd(level), data, first[level] * HASH) != len(data):
-                    raise OSError(errno.ENOSPC, f"short write to {self._path(level)}")
-            self._frontier = frontier
-            self._size = frontier.size
+                if os.pwrite(self._fd(lvl), data, first * HASH) != len(data):
+                    raise OSError(errno.ENOSPC, f"short write to {self._path(lvl)}")
+            roots = []
+            for lvl in range(MAX_LEVEL - 1, -1, -1):  # the new frontier: one perfect subtree per bit of size
+                if size >> lvl & 1:
+                    first, hashes = written.get(lvl, (size, []))
+                    index = (size >> lvl) - 1
+                    roots.append(hashes[index - first] if index >= first else edge[lvl])
+            self._frontier = merkle.TreeFrontier.from_hashes(size, roots)
+            self._size = size
             return self._size
 
     def truncate(self, size: int) -> None:

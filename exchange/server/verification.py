@@ -26,6 +26,7 @@ from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
 from exchange.core.errors import TrustwireError
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import KeyId
 
 __all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
 
@@ -48,23 +49,33 @@ def check_batch(
     return out
 
 
-_Light = tuple[Envelope, EntryKind, MemberId]
+_Light = tuple[str, bytes, KeyId, bytes, EntryKind, MemberId]
+"""What a worker sends back for an envelope it accepted: the envelope's fields but not
+its bytes (the parent holds them), the entry's kind and its publisher."""
 
 
 def _check_batch_light(
     principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
 ) -> list[_Light | TrustwireError]:
-    """Worker side: like check_batch, without the decoded entry (protobuf messages do
-    not pickle under their generated module name; the parent parses the payload again)."""
-    return [c if isinstance(c, TrustwireError) else (c.envelope, c.kind, c.publisher)
-            for c in check_batch(principal, raws, operator_key, keys)]
+    """Worker side: like check_batch, in compact form (protobuf messages do not pickle
+    under their generated module name, so the parent parses the payload it needs)."""
+    out: list[_Light | TrustwireError] = []
+    for c in check_batch(principal, raws, operator_key, keys):
+        if isinstance(c, TrustwireError):
+            out.append(c)
+        else:
+            env = c.envelope
+            out.append((env.payload_type, env.payload, env.keyid, env.sig, c.kind, c.publisher))
+    return out
 
 
-def _reparse(light: _Light | TrustwireError) -> Checked | TrustwireError:
+def _rebuild(raw: bytes, light: _Light | TrustwireError) -> Checked | TrustwireError:
+    """Parent side: a worker's compact answer for ``raw`` as the ``Checked`` it stands for."""
     if isinstance(light, TrustwireError):
         return light
-    env, kind, publisher = light
-    return Checked(env, kind, parse_payload(kind, env.payload), publisher)
+    payload_type, payload, keyid, sig, kind, publisher = light
+    env = Envelope(payload_type=payload_type, payload=payload, keyid=keyid, sig=sig, raw=raw)
+    return Checked(env, kind, parse_payload(kind, payload), publisher)
 
 
 class _Worker:
@@ -161,7 +172,8 @@ class VerifierPool:
         finally:
             for slot in held:
                 self._idle.put(slot)
-        return [_reparse(item) for part in results for item in part]
+        return [_rebuild(raw, item) for chunk, part in zip(chunks, results, strict=True)
+                for raw, item in zip(chunk, part, strict=True)]
 
     def _table(self, directory: KeyDirectory) -> tuple[int, dict[str, tuple[str, bytes]]]:
         with self._lock:

@@ -135,6 +135,9 @@ class KafkaLedger:
     def signal(self, publisher: str, signal_id: str) -> SignalState | None:
         return self.view.signal(publisher, signal_id)
 
+    def signals(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SignalState]:
+        return self.view.signals(refs)
+
     def key_event_records(self, until: int) -> list[bytes]:
         return self.view.key_event_records(until)
 
