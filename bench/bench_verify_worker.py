@@ -1,0 +1,112 @@
+"""Verification worker CPU per record, against raw Ed25519 verify in the same run.
+
+Builds ``--entries`` real ledger records (a mix of md5, sha256, pdq and url signals
+from a few members, signed), then times, on one thread, :func:`exchange.core.verify.
+signed_passes` (what a member's or an auditor's verification worker runs per record)
+and a raw ``crypto_sign_open`` of the same signed bytes. Prints µs/record of each
+and their ratio (the goal is ≤ 1.25× raw), and the load average.
+
+    python bench/bench_verify_worker.py --entries 20000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import nacl.bindings  # noqa: E402
+
+from exchange.core.dsse import Envelope, pae, sign_envelope  # noqa: E402
+from exchange.core.entries import encode_entry, ms_to_timestamp  # noqa: E402
+from exchange.core.keys import Signer  # noqa: E402
+from exchange.core.records import Record, encode_record  # noqa: E402
+from exchange.core import signals  # noqa: E402
+from exchange.core.verify import signed_passes  # noqa: E402
+from exchange.pb.trustwire.v1 import entries_pb2 as pb  # noqa: E402
+
+MEMBERS = ("alpha", "bravo", "charlie", "delta")
+
+
+def _value(i: int) -> tuple[str, str]:
+    h = hashlib.sha256(b"%d" % i).hexdigest()
+    kind = ("md5", "sha256", "pdq", "url")[i % 4]
+    raw = {"md5": h[:32], "sha256": h, "pdq": h, "url": f"https://scale.example/{h[:20]}"}[kind]
+    return kind, signals.signal_value(kind, raw)
+
+
+def corpus(n: int) -> tuple[bytes, dict[str, tuple[str, bytes]], list[bytes]]:
+    """(operator key, key table, records)."""
+    operator = Signer.from_seed(b"\x0a" * 32)
+    signers = {m: Signer.from_seed(hashlib.sha256(m.encode()).digest()) for m in MEMBERS}
+    keys = {s.keyid: (m, s.public_key) for m, s in signers.items()}
+    out = []
+    for i in range(n):
+        member = MEMBERS[i % len(MEMBERS)]
+        kind, value = _value(i)
+        s = pb.Signal(signal_id=f"s-{i}", member_id=member, type=kind, value=value, value_rule=signals.CURRENT_RULE,
+                      labels=["csam"] if i % 3 else [], confidence=80, severity=pb.SEVERITY_HIGH,
+                      sharing=pb.Sharing(groups=["g-one"], tlp=pb.TLP_AMBER), created_at=ms_to_timestamp(1_800_000_000_000 + i))
+        env = sign_envelope(*encode_entry(s), signers[member])
+        out.append(encode_record(i, 1_800_000_000_000 + i, env.raw))
+    return operator.public_key, keys, out
+
+
+def raw_verify_us(records: list[bytes], keys: dict[str, tuple[str, bytes]]) -> float:
+    """Raw crypto_sign_open over exactly the signed bytes of ``records``."""
+    items = []
+    for raw in records:
+        env = Envelope.decode(Record.decode(raw).envelope)
+        items.append((env.sig + pae(env.payload_type, env.payload), keys[env.keyid][1]))
+    start = time.thread_time()
+    for sm, pk in items:
+        nacl.bindings.crypto_sign_open(sm, pk)
+    return (time.thread_time() - start) / len(items) * 1e6
+
+
+def worker_us(operator_key: bytes, keys: dict[str, tuple[str, bytes]], records: list[bytes]) -> float:
+    start = time.thread_time()
+    flags = signed_passes(operator_key, keys, records)
+    spent = time.thread_time() - start
+    if flags != b"\x01" * len(records):
+        raise SystemExit("a valid record failed the worker check")
+    return spent / len(records) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one worker pass")
+    args = parser.parse_args()
+    operator_key, keys, records = corpus(args.entries)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(signed_passes, operator_key, keys, records)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    ratios, works, raws = [], [], []
+    for _ in range(args.rounds):
+        r = raw_verify_us(records, keys)
+        w = worker_us(operator_key, keys, records)
+        raws.append(r)
+        works.append(w)
+        ratios.append(w / r)
+    load = os.getloadavg()
+    print(f"{args.entries} records: worker {statistics.median(works):.1f} µs/record, raw verify"
+          f" {statistics.median(raws):.1f} µs/record, ratio {statistics.median(ratios):.2f}× (rounds"
+          f" {[round(x, 2) for x in ratios]}); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
