@@ -34,6 +34,12 @@ from exchange.pb.trustwire.v1 import views_pb2
 
 __all__ = ["passes"]
 
+def _canonical(view: views_pb2.RecordView, raw: bytes) -> bool:
+    """True if ``raw`` is the canonical encoding of the view parsed from it (both layers)."""
+    view.DiscardUnknownFields()  # recursive: else they are re-emitted and pass the comparison
+    return view.SerializeToString(deterministic=True) == raw
+
+
 def _parsed(raw: bytes, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes, str, bytes, str, bytes] | None:
     """(owner, public key, keyid, sig, payload_type, payload) of a canonical record with
     a well-formed envelope signed by a known key; None: not shown here."""
@@ -42,8 +48,7 @@ def _parsed(raw: bytes, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes
         view.ParseFromString(raw)
     except DecodeError:
         return None
-    view.DiscardUnknownFields()  # recursive: else they are re-emitted and pass the comparison
-    if accepted_at_ms(view) is None or view.SerializeToString(deterministic=True) != raw:
+    if accepted_at_ms(view) is None or not _canonical(view, raw):
         return None
     env = view.envelope
     payload_type = env.payload_type
