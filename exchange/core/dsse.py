@@ -9,6 +9,7 @@ envelope and nothing can hide in unknown fields.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ class Envelope:
         return cls(payload_type=payload_type, payload=msg.payload, keyid=keyid, sig=sig, raw=raw)
 
 
+_known_keyid = functools.lru_cache(maxsize=1024)(parse_key_id)  # a ledger repeats a few (only valid ones are kept)
+
+
 def signature_of(payload_type: str, signatures: Sequence[envelope_pb2.Signature]) -> tuple[KeyId, bytes]:
     """(keyid, sig) of a parsed envelope's one signature, after the checks on its
     fields; raise MalformedEnvelope."""
@@ -80,7 +84,7 @@ def signature_of(payload_type: str, signatures: Sequence[envelope_pb2.Signature]
         raise MalformedEnvelope("envelope payload_type is missing or too long")
     sig = signatures[0]
     try:
-        keyid = parse_key_id(sig.keyid)
+        keyid = _known_keyid(sig.keyid)
     except InvalidValue as exc:
         raise MalformedEnvelope(f"envelope signature keyid is invalid: {exc}") from exc
     return keyid, sig.sig
