@@ -40,9 +40,12 @@ T0 = 1_800_000_000_000
 EVENTS = 1 + 2 * len(MEMBERS)  # the key events at the start of the corpus
 
 
+TYPES = ("md5", "sha256", "pdq", "url")
+
+
 def _value(i: int) -> tuple[str, str]:
     h = hashlib.sha256(b"%d" % i).hexdigest()
-    kind = ("md5", "sha256", "pdq", "url")[i % 4]
+    kind = TYPES[i % len(TYPES)]
     raw = {"md5": h[:32], "sha256": h, "pdq": h, "url": f"https://scale.example/{h[:20]}"}[kind]
     return kind, signals.signal_value(kind, raw)
 
@@ -51,7 +54,7 @@ def corpus(n: int) -> tuple[bytes, dict[str, tuple[str, bytes]], list[bytes]]:
     """(operator key, key table, records)."""
     operator = Signer.from_seed(b"\x0a" * 32)
     signers = {m: Signer.from_seed(hashlib.sha256(m.encode()).digest()) for m in MEMBERS}
-    keys = {s.keyid: (m, s.public_key) for m, s in signers.items()}
+    keys: dict[str, tuple[str, bytes]] = {s.keyid: (m, s.public_key) for m, s in signers.items()}
     t = ms_to_timestamp(T0)
     events = [pb.KeyEvent(created_at=t, group_created=pb.GroupCreated(group_id="g-one", display_name="G",
                                                                        max_tlp=pb.TLP_RED))]
@@ -109,8 +112,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--types", default="md5,sha256,pdq,url", help="signal types of the corpus, in turn")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one worker pass")
     args = parser.parse_args()
+    global TYPES
+    TYPES = tuple(args.types.split(","))
     operator_key, keys, records = corpus(args.entries)
     if args.profile:
         import cProfile

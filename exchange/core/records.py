@@ -76,7 +76,7 @@ class Record:
         return cls(index=msg.index, accepted_at_ms=at_ms, envelope=msg.envelope, raw=raw)
 
 
-def accepted_at_ms(msg: ledger_pb2.LedgerRecord | views_pb2.SignalRecordView) -> int | None:
+def accepted_at_ms(msg: ledger_pb2.LedgerRecord | views_pb2.RecordView) -> int | None:
     """A parsed record's accepted_at in ms; None if it is absent or not a whole, in-range
     millisecond (such a record is not canonical: encode_record never makes it)."""
     if not msg.HasField("accepted_at"):

@@ -29,7 +29,7 @@ OPERATOR = Signer.from_seed(hashlib.sha256(b"record-view-operator-INSECURE").dig
 ALICE = Signer.from_seed(hashlib.sha256(b"record-view-alice-INSECURE").digest())
 BOB = Signer.from_seed(hashlib.sha256(b"record-view-bob-INSECURE").digest())
 CAROL = Signer.from_seed(hashlib.sha256(b"record-view-carol-INSECURE").digest())  # not in the key table
-KEYS = {ALICE.keyid: ("alice", ALICE.public_key), BOB.keyid: ("bob", BOB.public_key)}
+KEYS: dict[str, tuple[str, bytes]] = {ALICE.keyid: ("alice", ALICE.public_key), BOB.keyid: ("bob", BOB.public_key)}
 
 
 def _signal(member: str, i: int, **fields: object) -> pb.Signal:
@@ -41,7 +41,7 @@ def _signal(member: str, i: int, **fields: object) -> pb.Signal:
         signal_id=f"s-{i}", member_id=member, type=kind, value=value, value_rule=2 if i % 3 else 0,
         labels=["csam"] if i % 2 else [], confidence=50, severity=pb.SEVERITY_HIGH,
         sharing=pb.Sharing(groups=["g-one"], tlp=pb.TLP_AMBER), created_at=ms_to_timestamp(T + i))
-    return pb.Signal(**{**base, **fields})
+    return pb.Signal(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def _envelope(entry: object, signer: Signer) -> bytes:
