@@ -36,7 +36,7 @@ from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = [
-    "KeyTable", "Signed", "check_at", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
+    "KeyTable", "Signed", "check_at", "check_owner", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
     "find_key", "key_table",
 ]
 
@@ -108,11 +108,17 @@ def check_signed(
         raise WrongMember(f"caller {principal} cannot publish an entry of member {publisher}")
     if principal is not None and isinstance(entry, pb.Signal):
         signals.admit(entry.type, entry.value)  # new values: the current rule, no public suffix
+    check_owner(owner, publisher, env.keyid)
+    return Signed(env, kind, entry, publisher)
+
+
+def check_owner(owner: str, publisher: MemberId, keyid: str) -> None:
+    """The signing key's owner must be the entry's publisher (the operator for key
+    events, and only for them); raise WrongMember."""
     if (owner == OPERATOR) != (publisher == OPERATOR):
         raise WrongMember("key events are signed by the operator key, and only they are")
     if owner != publisher:
-        raise WrongMember(f"key {env.keyid[:16]}… does not belong to member {publisher}")
-    return Signed(env, kind, entry, publisher)
+        raise WrongMember(f"key {keyid[:16]}… does not belong to member {publisher}")
 
 
 def check_at(

@@ -9,7 +9,9 @@ envelope and nothing can hide in unknown fields.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -18,7 +20,7 @@ from exchange.core.errors import InvalidValue, MalformedEnvelope
 from exchange.core.keys import KeyId, Signer, parse_key_id, verify_signature
 from exchange.pb.trustwire.v1 import envelope_pb2
 
-__all__ = ["Envelope", "pae", "sign_envelope", "MAX_ENVELOPE_BYTES"]
+__all__ = ["Envelope", "pae", "sign_envelope", "signature_of", "MAX_ENVELOPE_BYTES"]
 
 MAX_ENVELOPE_BYTES = 64 * 1024
 MAX_PAYLOAD_TYPE = 128
@@ -65,18 +67,27 @@ class Envelope:
                 "envelope is not canonically encoded (PROTOCOL.md §2: fields in number order, "
                 "no explicit default values, no unknown or repeated fields)"
             )
-        signatures = msg.signatures  # each field read once: a read builds a new object
-        if len(signatures) != 1:
-            raise MalformedEnvelope(f"envelope must carry exactly one signature, found {len(signatures)}")
-        payload_type = msg.payload_type
-        if not payload_type or len(payload_type) > MAX_PAYLOAD_TYPE:
-            raise MalformedEnvelope("envelope payload_type is missing or too long")
-        sig = signatures[0]
-        try:
-            keyid = parse_key_id(sig.keyid)
-        except InvalidValue as exc:
-            raise MalformedEnvelope(f"envelope signature keyid is invalid: {exc}") from exc
-        return cls(payload_type=payload_type, payload=msg.payload, keyid=keyid, sig=sig.sig, raw=raw)
+        payload_type = msg.payload_type  # each field read once: a read builds a new object
+        keyid, sig = signature_of(payload_type, msg.signatures)
+        return cls(payload_type=payload_type, payload=msg.payload, keyid=keyid, sig=sig, raw=raw)
+
+
+_known_keyid = functools.lru_cache(maxsize=1024)(parse_key_id)  # a ledger repeats a few (only valid ones are kept)
+
+
+def signature_of(payload_type: str, signatures: Sequence[envelope_pb2.Signature]) -> tuple[KeyId, bytes]:
+    """(keyid, sig) of a parsed envelope's one signature, after the checks on its
+    fields; raise MalformedEnvelope."""
+    if len(signatures) != 1:
+        raise MalformedEnvelope(f"envelope must carry exactly one signature, found {len(signatures)}")
+    if not payload_type or len(payload_type) > MAX_PAYLOAD_TYPE:
+        raise MalformedEnvelope("envelope payload_type is missing or too long")
+    sig = signatures[0]
+    try:
+        keyid = _known_keyid(sig.keyid)
+    except InvalidValue as exc:
+        raise MalformedEnvelope(f"envelope signature keyid is invalid: {exc}") from exc
+    return keyid, sig.sig
 
 
 def sign_envelope(payload_type: str, payload: bytes, signer: Signer) -> Envelope:

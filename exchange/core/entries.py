@@ -173,29 +173,14 @@ def _check_timestamp(name: str, ts: Timestamp, required: bool) -> None:
 
 
 def _validate_signal(s: pb.Signal) -> None:
-    # each field is read once: reading a protobuf field builds a new Python object
+    # each field is read once (reading a protobuf field builds a new Python object), and
+    # the fields a publisher repeats from entry to entry are checked once per distinct shape
     _require(_SIGNAL_ID.match(s.signal_id), "signal_id must be 1..128 letters, digits and ._:-")
-    _known_member(s.member_id)
-    kind = signals.signal_type(s.type)
-    rule = s.value_rule
-    if rule not in (0, signals.CURRENT_RULE):
-        raise InvalidValue(f"value_rule is {signals.CURRENT_RULE}, or omitted for rule 1")
-    kind.check(s.value, rule or signals.LEGACY_RULE)
-    labels = s.labels
-    if labels:
-        _require(len(labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
-        _require(all(_LABEL.match(label) for label in labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
-        _require(len(set(labels)) == len(labels), "labels must be unique")
-    _require(s.confidence <= 100, "confidence is 0..100")
-    _require(s.severity in _SEVERITIES, "unknown severity")
     sharing = s.sharing
-    groups = sharing.groups
-    _require(len(groups) >= 1, "sharing needs at least one group")
-    for g in groups:
-        _known_group(g)
-    if len(groups) > 1:
-        _require(len(set(groups)) == len(groups), "sharing groups must be unique")
-    _require(sharing.tlp in _TLPS, "sharing needs a TLP level")
+    rule = s.value_rule
+    _known_shape(s.member_id, rule, tuple(s.labels), s.confidence, s.severity, tuple(sharing.groups), sharing.tlp)
+    kind = signals.signal_type(s.type)  # not remembered: the registry is open
+    kind.check(s.value, rule or signals.LEGACY_RULE)
     _check_timestamp("created_at", s.created_at, required=True)
     has_from, has_until = s.HasField("valid_from"), s.HasField("valid_until")
     if has_from:
@@ -212,16 +197,26 @@ def _validate_signal(s: pb.Signal) -> None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _known_member(text: str) -> None:
-    """:func:`member_id` remembered for the few ids a ledger repeats (only valid ones
-    are cached: a failure raises)."""
-    member_id(text)
-
-
-@functools.lru_cache(maxsize=4096)
-def _known_group(text: str) -> None:
-    """:func:`group_id`, remembered like :func:`_known_member`."""
-    group_id(text)
+def _known_shape(
+    member: str, rule: int, labels: tuple[str, ...], confidence: int, severity: int, groups: tuple[str, ...], tlp: int,
+) -> None:
+    """The checks on a signal's repeated fields (publisher, value rule, labels,
+    confidence, severity, sharing), remembered for the few shapes a ledger repeats
+    (only valid ones are cached: a failure raises)."""
+    member_id(member)
+    if rule not in (0, signals.CURRENT_RULE):
+        raise InvalidValue(f"value_rule is {signals.CURRENT_RULE}, or omitted for rule 1")
+    if labels:
+        _require(len(labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels")
+        _require(all(_LABEL.match(label) for label in labels), "labels are lowercase tags like 'csam' or 'src:hotline'")
+        _require(len(set(labels)) == len(labels), "labels must be unique")
+    _require(confidence <= 100, "confidence is 0..100")
+    _require(severity in _SEVERITIES, "unknown severity")
+    _require(len(groups) >= 1, "sharing needs at least one group")
+    for g in groups:
+        group_id(g)
+    _require(len(set(groups)) == len(groups), "sharing groups must be unique")
+    _require(tlp in _TLPS, "sharing needs a TLP level")
 
 
 def _validate_ref(ref: pb.SignalRef) -> None:

@@ -14,9 +14,9 @@ from google.protobuf.message import DecodeError
 from exchange.core.errors import MalformedRecord
 from exchange.core.merkle import leaf_hash
 from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
-from exchange.pb.trustwire.v1 import ledger_pb2
+from exchange.pb.trustwire.v1 import ledger_pb2, views_pb2
 
-__all__ = ["Receipt", "Record", "encode_record", "encode_records", "leaf_hash"]
+__all__ = ["Receipt", "Record", "accepted_at_ms", "encode_record", "encode_records", "leaf_hash"]
 
 
 def encode_record(index: int, accepted_at_ms: int, envelope: bytes) -> bytes:
@@ -66,14 +66,23 @@ class Record:
         msg.DiscardUnknownFields()  # else they are re-emitted and pass the canonical check
         if not msg.envelope:
             raise MalformedRecord("ledger record carries no envelope")
-        ts = msg.accepted_at
-        nanos = ts.nanos
         # exactly the bytes encode_record makes: an accepted_at that is absent, or finer
         # than a millisecond (or with nanos out of range) would give two byte strings (two
         # leaf hashes) one record; with those excluded, re-encoding what was parsed is
         # encode_record's output, so it is compared without building a second message
-        if (not msg.HasField("accepted_at") or not 0 <= nanos < 1_000_000_000 or nanos % 1_000_000
-                or msg.SerializeToString(deterministic=True) != raw):
+        at_ms = accepted_at_ms(msg)
+        if at_ms is None or msg.SerializeToString(deterministic=True) != raw:
             raise MalformedRecord("ledger record is not canonically encoded")
-        return cls(index=msg.index, accepted_at_ms=ts.seconds * 1000 + nanos // 1_000_000, envelope=msg.envelope,
-                   raw=raw)
+        return cls(index=msg.index, accepted_at_ms=at_ms, envelope=msg.envelope, raw=raw)
+
+
+def accepted_at_ms(msg: ledger_pb2.LedgerRecord | views_pb2.RecordView) -> int | None:
+    """A parsed record's accepted_at in ms; None if it is absent or not a whole, in-range
+    millisecond (such a record is not canonical: encode_record never makes it)."""
+    if not msg.HasField("accepted_at"):
+        return None
+    ts = msg.accepted_at
+    nanos = ts.nanos
+    if not 0 <= nanos < 1_000_000_000 or nanos % 1_000_000:
+        return None
+    return ts.seconds * 1000 + nanos // 1_000_000

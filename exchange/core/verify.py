@@ -15,13 +15,17 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
+from google.protobuf.message import DecodeError
+
 from exchange.core.acceptance import KeyTable, Signed, check_at, check_signed, directory_keys, find_key, key_table
 from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, Entry, EntryKind, MemberId, parse_payload, publisher_of
 from exchange.core.errors import TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId
-from exchange.core.records import Record
+from exchange.core import record_view
+from exchange.core.records import Record, accepted_at_ms
+from exchange.pb.trustwire.v1 import views_pb2
 
 __all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_passes"]
 
@@ -29,15 +33,17 @@ __all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_pas
 def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
     """The stateless half of the rule (record decoding and :func:`check_signed`) for each
     record, as one byte each (1: passed): what a verification worker process returns,
-    cheap to ship back whatever the entries hold."""
-    out = bytearray(len(raws))
-    for i, raw in enumerate(raws):
+    cheap to ship back whatever the entries hold. Checked in batch by
+    :func:`exchange.core.record_view.passes`, with :func:`check_signed` on the
+    reference decoders for any record it cannot show passing."""
+    def reference(raw: bytes) -> bool:
         try:
             check_signed(Record.decode(raw).envelope, operator_key, keys)
         except TrustwireError:
-            continue
-        out[i] = 1
-    return bytes(out)
+            return False
+        return True
+
+    return record_view.passes(raws, operator_key, keys, reference)
 
 
 Passes = Callable[[], "bytes | None"]
@@ -137,21 +143,34 @@ class EntryVerifier:
 
     def _rebuild(self, raw: bytes) -> _Checked | None:
         """What :meth:`_precheck` returns, for a record a worker found passing
-        :func:`check_signed` (against a copy of this directory's keys): decoded again
-        here, but its signature and entry are not checked twice. The key's owner is read
-        again (a key id names one key and one member for good), so the check stands."""
+        :func:`check_signed` (against a copy of this directory's keys): parsed again
+        here in one pass (its canonical form, signature and entry are not checked
+        twice). The key's owner is read again (a key id names one key and one member
+        for good), so the check stands."""
+        view = views_pb2.RecordView()
         try:
-            record = Record.decode(raw)
-            env = Envelope.decode(record.envelope)
-            kind = PAYLOAD_TYPES[env.payload_type]
-            entry = parse_payload(kind, env.payload)
+            view.ParseFromString(raw)
+            env = view.envelope
+            payload_type, payload, sig = env.payload_type, env.payload, env.signatures[0]
+            kind = PAYLOAD_TYPES[payload_type]
+            entry = parse_payload(kind, payload)
             publisher = publisher_of(entry)
-            owner, _ = find_key(env.keyid, self.operator_key, self._keys)
-        except (TrustwireError, KeyError):
+            keyid = KeyId(sig.keyid)
+            owner, _ = find_key(keyid, self.operator_key, self._keys)
+            at_ms = accepted_at_ms(view)
+        except (TrustwireError, KeyError, IndexError, DecodeError):
             return None
-        if owner != publisher:
+        if owner != publisher or at_ms is None:
             return None  # cannot happen for a record that passed; the in-order pass says why
-        return _Checked(record, Signed(env, kind, entry, publisher))
+        env_raw = raw[len(raw) - env.ByteSize():]  # canonical: the envelope is the record's last field
+        record = Record(index=view.index, accepted_at_ms=at_ms, envelope=env_raw, raw=raw)
+        envelope = Envelope(payload_type=payload_type, payload=payload, keyid=keyid, sig=sig.sig, raw=env_raw)
+        return _Checked(record, Signed(envelope, kind, entry, publisher))
+
+    def verify_passed(self, raw_record: bytes, passed: bool) -> VerifiedEntry:
+        """:meth:`verify`, for a record whose stateless half was checked already
+        (:func:`signed_passes`, against keys of this ledger) with the verdict ``passed``."""
+        return self._verify_record(raw_record, self._rebuild(raw_record) if passed else None)
 
     def verify(self, raw_record: bytes) -> VerifiedEntry:
         """Verify one record (and apply it if it is a key event); raise UntrustedEntry."""
