@@ -201,22 +201,32 @@ def _json_list(items: tuple[str, ...]) -> str:
     return json.dumps(list(items))
 
 
+@functools.lru_cache(maxsize=4096)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    """The JSON array of a signal's labels, sorted (label sets repeat: encoded once each)."""
+    return json.dumps(sorted(labels))
+
+
 def _signal_values(s: pb.Signal, index: int, key_no: int, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
-    """The bound values of :data:`_UPSERT_SIGNAL` for one signal version."""
+    """The bound values of :data:`_UPSERT_SIGNAL` for one signal version (timestamps
+    converted inline: this runs once per banked entry)."""
+    sharing, created = s.sharing, s.created_at
+    start = s.valid_from if s.HasField("valid_from") else None
+    until = s.valid_until if s.HasField("valid_until") else None
     return (
         s.member_id,
         s.signal_id,
         index,
         s.type,
         s.value,
-        _json_list(tuple(sorted(s.labels))),
+        _labels_json(tuple(s.labels)),
         s.confidence,
         s.severity,
-        _json_list(tuple(s.sharing.groups)),
-        s.sharing.tlp,
-        timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
-        timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
-        timestamp_to_ms(s.created_at),
+        _json_list(tuple(sharing.groups)),
+        sharing.tlp,
+        None if start is None else start.seconds * 1000 + start.nanos // 1_000_000,
+        None if until is None else until.seconds * 1000 + until.nanos // 1_000_000,
+        created.seconds * 1000 + created.nanos // 1_000_000,
         key_no,
         accepted_at_ms,
         flag,
@@ -381,12 +391,14 @@ class Bank:
             if not fresh:
                 return taken
             bank_history.keep_signals(c, [k for _, k in fresh if k in banked])
-            flags = [signal_type(s.type).quality_flag(s.value) for (s, *_), _ in fresh]
+            kinds = {t: signal_type(t) for t in {v[0].type for v, _ in fresh}}  # once per type, not per row
+            flags = [kinds[s.type].quality_flag(s.value) for (s, *_), _ in fresh]
             numbers = self._key_numbers(c, [v[2] for v, _ in fresh])
             c.executemany(_UPSERT_SIGNAL, [_signal_values(s, i, numbers[k], at, flag)
                                            for ((s, i, k, at), _), flag in zip(fresh, flags)])
             # an upsert keeps the rowid, which is the PDQ index's id for this signal
-            indexed = [(k, s.value) for ((s, *_), k), flag in zip(fresh, flags) if _hamming(s.type) and flag is None]
+            hamming = {t for t, kind in kinds.items() if kind.matcher is Matcher.HAMMING}
+            indexed = [(k, s.value) for ((s, *_), k), flag in zip(fresh, flags) if s.type in hamming and flag is None]
             new_ids = self._banked_rows(c, [k for k, _ in indexed if k not in banked])
             rowid = {k: r[1] for k, r in (*banked.items(), *new_ids.items())}
             self._index_update(
