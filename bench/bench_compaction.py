@@ -17,7 +17,8 @@ test: it asserts nothing. JSON goes to bench/results/.
 ledger grows in stages; ``--signals`` live signals first, then at each stage more
 history: half signals published and retracted, half newer versions of live signals
 (superseded versions). A reader syncs incrementally; at each stage copies of its state
-are measured as synced, compacted by default, and compacted with ``history_days=0``.
+are measured as synced, compacted by default, compacted with ``history_days=0``, and
+also with ``tombstone_days=0`` (where the tree has these policies).
 Figures are bytes per LIVE signal, so a flat row means the state does not grow with the
 history; ``--tree`` runs the same on another checkout's code (e.g. main) for the
 before/after, in the same session.
@@ -135,7 +136,10 @@ def growth(args: argparse.Namespace) -> None:
                 reader.sync()
                 reader.close()
                 row: dict[str, Any] = {"history": history, "entries": entries}
-                for mode, kwargs in (("synced", None), ("default", {}), ("no_history", {"drop_history": True})):
+                for mode, kwargs in (("synced", None), ("default", {}), ("no_history", {"drop_history": True}),
+                                     ("bounded", {"drop_history": True, "tombstone_days": 0})):
+                    if kwargs and not set(kwargs) <= set(knobs):
+                        continue  # a tree without this policy
                     copy = base / f"{mode}.db"
                     shutil.copy(state, copy)
                     if kwargs is not None:
@@ -146,12 +150,13 @@ def growth(args: argparse.Namespace) -> None:
                         conn.close()
                     size = sum(by_object(copy).values())
                     row[mode] = size / args.signals
-                    if mode == "no_history":
-                        row["objects_no_history"] = {k: v / args.signals for k, v in by_object(copy).items()}
+                    if mode == "bounded":
+                        row["objects_bounded"] = {k: v / args.signals for k, v in by_object(copy).items()}
                 rows.append(row)
                 print(f"{args.signals} live + {history:>6} history ({entries} entries): bytes per live signal"
                       f" synced {row['synced']:.0f}, compacted {row['default']:.0f},"
-                      f" no history {row['no_history']:.0f}", flush=True)
+                      f" no history {row['no_history']:.0f}, no tombstones {row.get('bounded', float('nan')):.0f}",
+                      flush=True)
             pub.close()
         finally:
             ex.stop()

@@ -29,7 +29,15 @@ member no longer needs, so the state grows with live signals:
   version or retraction was accepted still withdraws what the key signed, but brings
   back nothing (an overwritten signal) or a tombstone (same value, no labels: a
   retracted one) instead of the earlier body; ``member rebuild-bank`` restores the full
-  rule. ``drop_history`` is ``history_days = 0``.
+  rule. ``drop_history`` is ``history_days = 0``;
+- tombstones, by the operator's policy ``tombstone_days`` (default: keep all): a
+  retracted or expired signal (tombstone or not) whose retraction or expiry is more
+  than N days old is deleted, with the opinions and kept versions of that signal. Only then
+  does the state stop growing with the ledger (bytes per live signal flat, whatever the
+  history: ``bench/bench_compaction.py --growth``). The consequence: the STIX/TAXII
+  export and the change feed no longer show those revocations (a consumer that has not
+  polled for N days misses them: set N above the longest polling gap), and a compromise
+  can no longer undo such a retraction.
 
 Then the file is vacuumed (a saved PDQ index is rebuilt from SQLite on next load).
 Compaction is idempotent, and refuses (:class:`StateBusy`) while another connection
@@ -65,6 +73,7 @@ class CompactionReport:
     tombstoned_retracted: int
     versions_dropped: int  # superseded signal and opinion versions forgotten (history_days)
     quarantine_dropped: int
+    tombstones_dropped: int = 0  # tombstones deleted (tombstone_days)
     queue_dropped: int = 0  # withdrawn queue items no reviewer touched
     envelopes_dropped: int = 0  # signed envelopes of opinions sent long ago
 
@@ -125,6 +134,20 @@ def _forget_history(conn: sqlite3.Connection, cutoff_ms: int) -> tuple[int, int]
     return retracted, versions
 
 
+# a retracted or expired signal, by when it was retracted, else when it expired
+_REVOKED_BY = ("CASE WHEN retracted_idx IS NOT NULL THEN COALESCE(retracted_at_ms, accepted_at_ms)"
+               " ELSE valid_until_ms END <= ?")
+
+
+def _forget_tombstones(conn: sqlite3.Connection, cutoff_ms: int) -> int:
+    """Delete the signals retracted or expired before ``cutoff_ms``, their opinions and kept versions."""
+    keys = conn.execute(f"SELECT publisher, signal_id FROM signals WHERE {_REVOKED_BY}", (cutoff_ms,)).fetchall()
+    for table in ("opinions", "signal_versions", "opinion_versions", "retraction_versions", "signals"):
+        if _has_table(conn, table):
+            conn.executemany(f"DELETE FROM {table} WHERE publisher = ? AND signal_id = ?", keys)
+    return len(keys)
+
+
 def _forget_closed(conn: sqlite3.Connection, cutoff_ms: int) -> tuple[int, int]:
     """Delete withdrawn queue items no reviewer touched, and drop the envelopes of opinions
     sent, both before ``cutoff_ms``; return (items, envelopes)."""
@@ -138,7 +161,7 @@ def _forget_closed(conn: sqlite3.Connection, cutoff_ms: int) -> tuple[int, int]:
 
 def compact(
     path: Path, *, quarantine_days: int = 30, drop_history: bool = False, history_days: int | None = None,
-    closed_days: int = 90, now_ms: int | None = None
+    closed_days: int = 90, tombstone_days: int | None = None, now_ms: int | None = None
 ) -> CompactionReport:
     """Compact the member state at ``path`` (see the module's rule); vacuum; report sizes."""
     if not path.is_file():
@@ -162,6 +185,7 @@ def compact(
             retracted = versions = 0
             if history_days is not None:
                 retracted, versions = _forget_history(conn, now - history_days * DAY_MS)
+            tombstones = 0 if tombstone_days is None else _forget_tombstones(conn, now - tombstone_days * DAY_MS)
             queue, envelopes = _forget_closed(conn, now - closed_days * DAY_MS)
             quarantine = conn.execute("DELETE FROM quarantine WHERE at_ms < ?",
                                       (now - quarantine_days * DAY_MS,)).rowcount
@@ -181,4 +205,4 @@ def compact(
         conn.close()
     return CompactionReport(bytes_before=before, bytes_after=state_bytes(path), signals=signals,
                             tombstoned_expired=expired, tombstoned_retracted=retracted, versions_dropped=versions,
-                            quarantine_dropped=quarantine, queue_dropped=queue, envelopes_dropped=envelopes)
+                            quarantine_dropped=quarantine, tombstones_dropped=tombstones, queue_dropped=queue, envelopes_dropped=envelopes)

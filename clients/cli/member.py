@@ -129,6 +129,9 @@ def add_parser(sub: Any) -> None:
                     help="policy: forget versions superseded, and tombstone signals retracted, more than this"
                          " many days ago: a compromise declared later can no longer restore their bodies"
                          " (default: keep all)")
+    cp.add_argument("--tombstone-days", type=int, default=None,
+                    help="policy: delete tombstones (retracted or expired signals) older than this: the STIX/TAXII"
+                         " export no longer shows those revocations (default: keep all)")
     cp.add_argument("--drop-history", action="store_true",
                     help="--history-days 0: tombstone every retracted signal and forget every superseded version")
     cp.set_defaults(run=compact_state)
@@ -386,18 +389,20 @@ def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def compact_state(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from clients.compaction import compact
 
-    for name in ("quarantine_days", "closed_days", "history_days"):
+    for name in ("quarantine_days", "closed_days", "history_days", "tombstone_days"):
         if (getattr(args, name) or 0) < 0:
             raise InvalidInput(f"--{name.replace('_', '-')} must be 0 or more")
     state = args.state if args.state is not None else load_config(args, env).state
     r = compact(state, quarantine_days=args.quarantine_days, drop_history=args.drop_history,
-                history_days=args.history_days, closed_days=args.closed_days)
+                history_days=args.history_days, closed_days=args.closed_days,
+                tombstone_days=args.tombstone_days)
     data = {**asdict(r), "bytes_per_signal_before": round(r.bytes_per_signal_before, 1),
             "bytes_per_signal_after": round(r.bytes_per_signal_after, 1)}
     emit(args, data, f"compacted {state}: {r.bytes_before} -> {r.bytes_after} bytes ({r.signals} signals;"
          f" tombstoned {r.tombstoned_expired} expired, {r.tombstoned_retracted} retracted;"
          f" dropped {r.versions_dropped} superseded versions, {r.quarantine_dropped} quarantined records,"
-         f" {r.queue_dropped} withdrawn queue items, {r.envelopes_dropped} sent envelopes)")
+         f" {r.tombstones_dropped} tombstones, {r.queue_dropped} withdrawn queue items,"
+         f" {r.envelopes_dropped} sent envelopes)")
     return int(ExitCode.OK)
 
 

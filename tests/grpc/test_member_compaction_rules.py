@@ -128,3 +128,28 @@ def test_history_policy_bounds_what_a_compromise_restores(taskforce: TaskForce, 
     else:
         assert back is not None and (back.index, back.value) == (clean.index, f"{7:032x}")
         assert undone.labels == tuple(sorted(labels))
+
+
+def test_tombstone_policy_deletes_old_tombstones_and_their_export(taskforce: TaskForce) -> None:
+    """With ``tombstone_days`` the revocations older than the window leave the state and the
+    STIX export (the policy's stated consequence); live signals and newer tombstones stay."""
+    from clients.stix.feed import feed
+
+    bob = taskforce.client("bob")
+    accepted(bob.publish([bob.signal("md5", f"{i:032x}", groups=[GROUP_ALL], signal_id=f"s{i}") for i in range(6)]))
+    accepted(bob.publish([bob.retraction(f"s{i}") for i in (1, 3)]))
+    carol = taskforce.client("carol", state=True)
+    assert carol.sync().corrupt == 0
+    state = _close(taskforce, carol)
+    assert compact(state, tombstone_days=30).tombstones_dropped == 0  # still inside the window
+    r = compact(state, tombstone_days=30, now_ms=_now() + 31 * DAY_MS)
+    assert r.tombstones_dropped == 2 and r.signals == 4
+    carol = _reopen(taskforce, "carol", state)
+    assert carol.bank is not None
+    assert carol.bank.get("bob", "s1") is None and carol.bank.get("bob", "s0") is not None
+    patterns = {o.obj.get("pattern") for o in feed(carol.bank, limit=1000) if o.obj["type"] == "indicator"}
+    assert patterns == {f"[file:hashes.MD5 = '{i:032x}']" for i in (0, 2, 4, 5)}
+    assert [m.signal.signal_id for m in carol.bank.match_value("md5", f"{4:032x}", "c")] == ["s4"]
+    accepted(bob.publish([bob.retraction("s4")]))
+    assert carol.sync().corrupt == 0  # sync continues; a new retraction becomes a (fresh) tombstone
+    assert carol.bank.match_value("md5", f"{4:032x}", "c") == []
