@@ -34,6 +34,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,17 @@ def by_object(path: Path) -> dict[str, int]:
     return {str(name): int(size) for name, size in rows}
 
 
+@contextmanager
+def _exchange(base: Path) -> Iterator[tuple[ExchangeProcess, dict[str, Any]]]:
+    """A ``trustwire serve`` process with a publisher and a reader enrolled."""
+    ex = ExchangeProcess(base / "ex")
+    ex.start()
+    try:
+        yield ex, ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+    finally:
+        ex.stop()
+
+
 def _grow_history(pub: Any, live: int, start: int, count: int, batch: int) -> int:
     """``count`` more history: half signals published then retracted, half newer versions
     of live signals; return the ledger entries written."""
@@ -118,10 +131,7 @@ def growth(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        ex = ExchangeProcess(base / "ex")
-        ex.start()
-        try:
-            signers = ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+        with _exchange(base) as (ex, signers):
             pub = _member(ex, "pub", signers["pub"])
             state = base / "reader.db"
             entries, history = 0, 0
@@ -158,8 +168,6 @@ def growth(args: argparse.Namespace) -> None:
                       f" no history {row['no_history']:.0f}, no tombstones {row.get('bounded', float('nan')):.0f}",
                       flush=True)
             pub.close()
-        finally:
-            ex.stop()
     load = os.getloadavg()
     print(f"tree {ROOT}; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     results = ROOT / "bench" / "results"
@@ -181,17 +189,12 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        ex = ExchangeProcess(base / "ex")
-        ex.start()
-        try:
-            signers = ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+        with _exchange(base) as (ex, signers):
             entries = build(ex, signers, args.signals, args.batch)
             state = base / "reader.db"
             reader = _member(ex, "reader", signers["reader"], state)
             reader.sync()
             reader.close()
-        finally:
-            ex.stop()
         rows: dict[str, Any] = {}
         for mode, drop in (("default", False), ("drop_history", True)):
             copy = base / f"{mode}.db"

@@ -6,7 +6,6 @@ can restore, and inside the window the undo is whole."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +19,16 @@ from clients.member import MemberClient
 from clients.policy import Policy
 from clients.queue import State
 from tests.conftest import GROUP_ALL, TaskForce, accepted
+from tests.grpc.test_member_compaction import _now, _reopen, compromised_then_reopened
 
 DAY_MS = 86_400_000
 FEEDBACK = 'default = "enqueue"\ndefault_priority = 1\n[feedback]\npublish_on_decision = true\n'
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def _image(path: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")).resize((256, 256), Image.NEAREST).save(path)
     return path
-
-
-def _reopen(tf: TaskForce, name: str, state: Path, **kwargs: object) -> MemberClient:
-    c = MemberClient(tf.target, member_id=name, signer=tf.signers[name], operator_key=tf.operator.public_key,
-                     log_key=tf.log_key, state=state, **kwargs)  # type: ignore[arg-type]
-    tf._clients.append(c)
-    return c
 
 
 def _close(tf: TaskForce, c: MemberClient) -> Path:
@@ -113,10 +102,7 @@ def test_history_policy_bounds_what_a_compromise_restores(taskforce: TaskForce, 
     now = _now() + (31 * DAY_MS if aged else 0)
     r = compact(state, history_days=30, now_ms=now)
     assert (r.versions_dropped, r.tombstoned_retracted) == ((1, 1) if aged else (0, 0))
-    op = taskforce.operator_client()
-    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=theft.index)]))
-    op.close()
-    carol = _reopen(taskforce, "carol", state)
+    carol = compromised_then_reopened(taskforce, "bob", theft.index, "carol", state)
     assert carol.bank is not None
     assert carol.sync().compromised == 2
     assert carol.bank.match_value("md5", f"{8:032x}", "c") == []  # the thief's value is withdrawn either way
