@@ -28,9 +28,9 @@ def _md5(i: int) -> str:
     return f"{i:032x}"
 
 
-def _reopen(tf: TaskForce, name: str, state: Path) -> MemberClient:
+def _reopen(tf: TaskForce, name: str, state: Path, **kwargs: object) -> MemberClient:
     c = MemberClient(tf.target, member_id=name, signer=tf.signers[name], operator_key=tf.operator.public_key,
-                     log_key=tf.log_key, state=state)
+                     log_key=tf.log_key, state=state, **kwargs)  # type: ignore[arg-type]
     tf._clients.append(c)
     return c
 
