@@ -21,7 +21,6 @@ __all__ = ["KEY_NO", "LIVE", "MemberStore", "migrate"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS key_ids (n INTEGER PRIMARY KEY, keyid TEXT NOT NULL UNIQUE);
-INSERT OR IGNORE INTO key_ids VALUES (0, '');
 CREATE TABLE IF NOT EXISTS key_events (idx INTEGER PRIMARY KEY, record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS signals (
     publisher TEXT NOT NULL,
@@ -168,6 +167,7 @@ def migrate(c: sqlite3.Connection) -> None:
             for name, decl in columns:
                 if name not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        c.execute("INSERT OR IGNORE INTO key_ids VALUES (0, '')")  # no key known (entries banked before key ids)
         _keys_to_numbers(c)
         for index in _OLD_INDEXES:
             c.execute(f"DROP INDEX IF EXISTS {index}")

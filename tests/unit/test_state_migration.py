@@ -63,3 +63,21 @@ def test_an_old_state_file_is_upgraded_keeps_matching_and_still_undoes_a_comprom
         reopened = Member(state)  # a migrated file opens without migrating again
         assert reopened.state() == expected
         reopened.store.close()
+
+
+def test_opening_a_current_state_takes_no_write_lock(tmp_path: Path) -> None:
+    """reader-while-syncing: a reader (the match service) opens the state file while the
+    member's sync holds the write lock; opening a migrated file must not need it."""
+    from clients.store import MemberStore
+
+    MemberStore(tmp_path / "s.db").close()  # created and migrated
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        reader = MemberStore(tmp_path / "s.db")
+        reader.conn.execute("PRAGMA busy_timeout=0")
+        assert reader.conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0] == 0
+        reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
