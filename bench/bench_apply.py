@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import statistics
@@ -23,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+HARNESS = Path(__file__).resolve().parents[1] / "tests" / "unit" / "test_compromise_property.py"
+
 
 def child(n: int) -> None:
     """Apply ``n`` verified signals to a fresh member; print CPU µs per entry as JSON."""
@@ -30,16 +33,17 @@ def child(n: int) -> None:
     from exchange.core.entries import ms_to_timestamp
     from exchange.pb.trustwire.v1 import entries_pb2 as pb
     from exchange.server.ledger import SqliteLedger, Submission
-    from tests.unit.test_compromise_property import SIGNERS, T, Member, _env, _event
+    # the harness of this checkout's property test, over the code of the tree under measurement
+    spec = importlib.util.spec_from_file_location("apply_harness", HARNESS)
+    assert spec is not None and spec.loader is not None
+    harness = sys.modules["apply_harness"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    SIGNERS, T, Member, _env, setup_events = (harness.SIGNERS, harness.T, harness.Member, harness._env,
+                                              harness.setup_events)
 
     with tempfile.TemporaryDirectory() as tmp:
         ledger = SqliteLedger(Path(tmp) / "ledger.db", clock_ms=lambda: T + 5000)
-        envs = [_event(0, group_created=pb.GroupCreated(group_id="all", display_name="All", max_tlp=pb.TLP_AMBER))]
-        for i, (name, signer) in enumerate(SIGNERS.items()):
-            envs.append(_event(i, member_enrolled=pb.MemberEnrolled(member_id=name, display_name=name, groups=["all"],
-                                                                    role=pb.ROLE_MEMBER)))
-            envs.append(_event(i, key_added=pb.KeyAdded(member_id=name, public_key=signer.public_key,
-                                                        valid_from=ms_to_timestamp(T))))
+        envs = setup_events()
         envs += [_env(pb.Signal(signal_id=f"s{i}", member_id="alice", type="md5", value=f"{i:032x}", confidence=50,
                                 severity=pb.SEVERITY_MEDIUM, labels=["campaign-x", "spam"],
                                 sharing=pb.Sharing(groups=["all"], tlp=pb.TLP_AMBER),
