@@ -2,6 +2,8 @@
 
     python bench/bench_compaction.py                  # 20k signals, half retracted, a quarter superseded
     python bench/bench_compaction.py --signals 100000
+    python bench/bench_compaction.py --growth          # 20k live + 0/20k/60k retracted or superseded
+    python bench/bench_compaction.py --growth --tree /path/to/other/checkout   # the same on other code
 
 A ``trustwire serve`` process; a publisher sends ``--signals`` labelled signals (md5,
 sha256, pdq, url) over gRPC in batches of 1000, a newer version of every 4th and
@@ -10,6 +12,16 @@ is compacted twice on copies of that file: the default rule and ``--drop-history
 The baseline is the same state before compaction, measured in the same run; figures
 are bytes per ledger entry and per banked signal, and the ratio after/before. Not a
 test: it asserts nothing. JSON goes to bench/results/.
+
+``--growth`` (issue 20: the state grows with live signals, not with the ledger): one
+ledger grows in stages; ``--signals`` live signals first, then at each stage more
+history: half signals published and retracted, half newer versions of live signals
+(superseded versions). A reader syncs incrementally; at each stage copies of its state
+are measured as synced, compacted by default, compacted with ``history_days=0``, and
+also with ``tombstone_days=0`` (where the tree has these policies).
+Figures are bytes per LIVE signal, so a flat row means the state does not grow with the
+history; ``--tree`` runs the same on another checkout's code (e.g. main) for the
+before/after, in the same session.
 """
 
 from __future__ import annotations
@@ -22,10 +34,14 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if "--tree" in sys.argv:  # the code under measurement: another checkout (its own bench/ helpers too)
+    ROOT = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -77,24 +93,108 @@ def by_object(path: Path) -> dict[str, int]:
     return {str(name): int(size) for name, size in rows}
 
 
+@contextmanager
+def _exchange(base: Path) -> Iterator[tuple[ExchangeProcess, dict[str, Any]]]:
+    """A ``trustwire serve`` process with a publisher and a reader enrolled."""
+    ex = ExchangeProcess(base / "ex")
+    ex.start()
+    try:
+        yield ex, ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+    finally:
+        ex.stop()
+
+
+def _grow_history(pub: Any, live: int, start: int, count: int, batch: int) -> int:
+    """``count`` more history: half signals published then retracted, half newer versions
+    of live signals; return the ledger entries written."""
+    sent = 0
+    dead = [f"x{i}" for i in range(start, start + count // 2)]
+    for lo in range(0, len(dead), batch):
+        chunk = dead[lo:lo + batch]
+        sent += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], sid), groups=[GROUP], signal_id=sid,
+                                          labels=LABELS) for i, sid in enumerate(chunk)])
+        sent += _publish(pub, [pub.retraction(sid) for sid in chunk])
+    newer = [(start + j) % live for j in range(count - count // 2)]
+    for lo in range(0, len(newer), batch):
+        sent += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], f"v{i}-{start + lo + j}"), groups=[GROUP],
+                                          signal_id=f"s{i}", labels=LABELS)
+                               for j, i in enumerate(newer[lo:lo + batch])])
+    return sent
+
+
+def growth(args: argparse.Namespace) -> None:
+    """State bytes per live signal as the history grows (``--growth``)."""
+    import inspect
+
+    knobs = inspect.signature(compact).parameters
+    stages = [int(x) for x in args.stages.split(",")]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        with _exchange(base) as (ex, signers):
+            pub = _member(ex, "pub", signers["pub"])
+            state = base / "reader.db"
+            entries, history = 0, 0
+            for lo in range(0, args.signals, args.batch):
+                entries += _publish(pub, [pub.signal(TYPES[i % 4], _value(TYPES[i % 4], f"v{i}"), groups=[GROUP],
+                                                     signal_id=f"s{i}", labels=LABELS)
+                                          for i in range(lo, min(args.signals, lo + args.batch))])
+            for target in stages:
+                entries += _grow_history(pub, args.signals, history, target - history, args.batch)
+                history = target
+                reader = _member(ex, "reader", signers["reader"], state)
+                reader.sync()
+                reader.close()
+                row: dict[str, Any] = {"history": history, "entries": entries}
+                for mode, kwargs in (("synced", None), ("default", {}), ("no_history", {"drop_history": True}),
+                                     ("bounded", {"drop_history": True, "tombstone_days": 0})):
+                    if kwargs and not set(kwargs) <= set(knobs):
+                        continue  # a tree without this policy
+                    copy = base / f"{mode}.db"
+                    shutil.copy(state, copy)
+                    if kwargs is not None:
+                        compact(copy, **{k: v for k, v in kwargs.items() if k in knobs})
+                    else:
+                        conn = sqlite3.connect(copy)
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        conn.close()
+                    size = sum(by_object(copy).values())
+                    row[mode] = size / args.signals
+                    if mode == "bounded":
+                        row["objects_bounded"] = {k: v / args.signals for k, v in by_object(copy).items()}
+                rows.append(row)
+                print(f"{args.signals} live + {history:>6} history ({entries} entries): bytes per live signal"
+                      f" synced {row['synced']:.0f}, compacted {row['default']:.0f},"
+                      f" no history {row['no_history']:.0f}, no tombstones {row.get('bounded', float('nan')):.0f}",
+                      flush=True)
+            pub.close()
+    load = os.getloadavg()
+    print(f"tree {ROOT}; load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "compaction_growth.json").write_text(json.dumps({"tree": str(ROOT), "live": args.signals,
+                                                                "load": load, "stages": rows}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--signals", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--growth", action="store_true", help="bytes per live signal as the history grows")
+    parser.add_argument("--stages", default="0,20000,60000", help="history sizes of --growth, ascending")
+    parser.add_argument("--tree", help="measure another checkout's code (its path)")
     args = parser.parse_args()
+    if args.growth:
+        growth(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        ex = ExchangeProcess(base / "ex")
-        ex.start()
-        try:
-            signers = ex.enrol({"pub": [GROUP], "reader": [GROUP]}, [(GROUP, "amber")])
+        with _exchange(base) as (ex, signers):
             entries = build(ex, signers, args.signals, args.batch)
             state = base / "reader.db"
             reader = _member(ex, "reader", signers["reader"], state)
             reader.sync()
             reader.close()
-        finally:
-            ex.stop()
         rows: dict[str, Any] = {}
         for mode, drop in (("default", False), ("drop_history", True)):
             copy = base / f"{mode}.db"

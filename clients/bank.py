@@ -40,7 +40,7 @@ from pathlib import Path
 from clients import bank_history
 from clients.media import MediaHashes
 from clients.pdq_index import PdqIndex, pdq_words_many
-from clients.store import MemberStore
+from clients.store import KEY_NO, LIVE, MemberStore
 from exchange.core.entries import timestamp_to_ms
 from exchange.core.keydir import KeyInfo
 from exchange.core.signals import Matcher, registered, signal_type
@@ -66,7 +66,8 @@ _CHANGED_AT = "CASE WHEN retracted_idx IS NULL THEN accepted_at_ms ELSE COALESCE
 _IN_GROUP = "EXISTS (SELECT 1 FROM json_each(groups) WHERE json_each.value = ?)"
 _COLUMNS = (
     "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
-    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag, retracted_at_ms, keyid"
+    " valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, accepted_at_ms, quality_flag, retracted_at_ms,"
+    " (SELECT keyid FROM key_ids WHERE n = signals.key_no)"
 )
 
 
@@ -181,14 +182,14 @@ _KEYS_PER_QUERY = 400  # (publisher, signal_id) pairs per batched look-up
 
 _UPSERT_SIGNAL = (
     "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
-    " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, keyid, accepted_at_ms,"
+    " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, key_no, accepted_at_ms,"
     " quality_flag, swept_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?,NULL)"
     " ON CONFLICT (publisher, signal_id) DO UPDATE SET idx = excluded.idx, type = excluded.type,"
     " value = excluded.value, labels = excluded.labels, confidence = excluded.confidence,"
     " severity = excluded.severity, groups = excluded.groups, tlp = excluded.tlp,"
     " valid_from_ms = excluded.valid_from_ms, valid_until_ms = excluded.valid_until_ms,"
     " created_at_ms = excluded.created_at_ms, retracted_idx = NULL, retracted_at_ms = NULL,"
-    " keyid = excluded.keyid,"
+    " key_no = excluded.key_no,"
     " accepted_at_ms = excluded.accepted_at_ms, quality_flag = excluded.quality_flag,"
     " swept_at_ms = NULL"
 )
@@ -200,23 +201,33 @@ def _json_list(items: tuple[str, ...]) -> str:
     return json.dumps(list(items))
 
 
-def _signal_values(s: pb.Signal, index: int, keyid: str, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
-    """The bound values of :data:`_UPSERT_SIGNAL` for one signal version."""
+@functools.lru_cache(maxsize=4096)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    """The JSON array of a signal's labels, sorted (label sets repeat: encoded once each)."""
+    return json.dumps(sorted(labels))
+
+
+def _signal_values(s: pb.Signal, index: int, key_no: int, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
+    """The bound values of :data:`_UPSERT_SIGNAL` for one signal version (timestamps
+    converted inline: this runs once per banked entry)."""
+    sharing, created = s.sharing, s.created_at
+    start = s.valid_from if s.HasField("valid_from") else None
+    until = s.valid_until if s.HasField("valid_until") else None
     return (
         s.member_id,
         s.signal_id,
         index,
         s.type,
         s.value,
-        _json_list(tuple(sorted(s.labels))),
+        _labels_json(tuple(s.labels)),
         s.confidence,
         s.severity,
-        _json_list(tuple(s.sharing.groups)),
-        s.sharing.tlp,
-        timestamp_to_ms(s.valid_from) if s.HasField("valid_from") else None,
-        timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,
-        timestamp_to_ms(s.created_at),
-        keyid,
+        _json_list(tuple(sharing.groups)),
+        sharing.tlp,
+        None if start is None else start.seconds * 1000 + start.nanos // 1_000_000,
+        None if until is None else until.seconds * 1000 + until.nanos // 1_000_000,
+        created.seconds * 1000 + created.nanos // 1_000_000,
+        key_no,
         accepted_at_ms,
         flag,
     )
@@ -241,6 +252,7 @@ class Bank:
         self._pending: list[tuple[str, str]] = []
         self._pending_all = False
         self._notify_scheduled = False
+        self._key_no: dict[str, int] = {"": 0}  # key_ids numbers already read or written
 
     # -- change notifications (for in-memory views such as the match service) ----------
 
@@ -379,10 +391,14 @@ class Bank:
             if not fresh:
                 return taken
             bank_history.keep_signals(c, [k for _, k in fresh if k in banked])
-            flags = [signal_type(s.type).quality_flag(s.value) for (s, *_), _ in fresh]
-            c.executemany(_UPSERT_SIGNAL, [_signal_values(*v, flag) for (v, _), flag in zip(fresh, flags)])
+            kinds = {t: signal_type(t) for t in {v[0].type for v, _ in fresh}}  # once per type, not per row
+            flags = [kinds[s.type].quality_flag(s.value) for (s, *_), _ in fresh]
+            numbers = self._key_numbers(c, [v[2] for v, _ in fresh])
+            c.executemany(_UPSERT_SIGNAL, [_signal_values(s, i, numbers[k], at, flag)
+                                           for ((s, i, k, at), _), flag in zip(fresh, flags)])
             # an upsert keeps the rowid, which is the PDQ index's id for this signal
-            indexed = [(k, s.value) for ((s, *_), k), flag in zip(fresh, flags) if _hamming(s.type) and flag is None]
+            hamming = {t for t, kind in kinds.items() if kind.matcher is Matcher.HAMMING}
+            indexed = [(k, s.value) for ((s, *_), k), flag in zip(fresh, flags) if s.type in hamming and flag is None]
             new_ids = self._banked_rows(c, [k for k, _ in indexed if k not in banked])
             rowid = {k: r[1] for k, r in (*banked.items(), *new_ids.items())}
             self._index_update(
@@ -392,6 +408,16 @@ class Bank:
             )
             self._changed([k for _, k in fresh])
         return taken
+
+    def _key_numbers(self, c: sqlite3.Connection, keyids: Iterable[str]) -> dict[str, int]:
+        """The ``key_ids`` number of each hex key id (new ones numbered), in ``c``'s transaction."""
+        want = [k for k in dict.fromkeys(keyids) if k not in self._key_no]  # numbered in ledger order
+        if want:
+            c.executemany("INSERT OR IGNORE INTO key_ids (keyid) VALUES (?)", [(k,) for k in want])
+            for k in want:
+                self._key_no[k] = int(c.execute("SELECT n FROM key_ids WHERE keyid = ?", (k,)).fetchone()[0])
+            self._store.after_commit(lambda: None, on_rollback=self._key_no.clear)  # a number may not exist
+        return self._key_no
 
     @staticmethod
     def _banked_rows(c: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, str]]:
@@ -412,10 +438,12 @@ class Bank:
         self, publisher: str, signal_id: str, index: int, accepted_at_ms: int | None = None, keyid: str = ""
     ) -> bool:
         with self._store.transaction() as c:
+            bank_history.keep_retraction(c, publisher, signal_id, index)  # a retracted version retracted again
             row = c.execute(
-                "UPDATE signals SET retracted_idx = ?, retracted_at_ms = ?, retracted_keyid = ?"
+                "UPDATE signals SET retracted_idx = ?, retracted_at_ms = ?, retracted_key_no = ?"
                 " WHERE publisher = ? AND signal_id = ? AND idx < ? RETURNING rowid, type",
-                (index, accepted_at_ms, keyid or None, publisher, signal_id, index),
+                (index, accepted_at_ms, self._key_numbers(c, [keyid])[keyid] if keyid else None, publisher,
+                 signal_id, index),
             ).fetchone()
             if row is not None and _hamming(row[1]):
                 self._index_update(remove=[row[0]])
@@ -428,9 +456,10 @@ class Bank:
             bank_history.keep_opinion(c, o.signal.member_id, o.signal.signal_id, o.member_id, index)
             c.execute(
                 "INSERT INTO opinions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (publisher, signal_id, author)"
-                " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx, keyid = excluded.keyid,"
+                " DO UPDATE SET verdict = excluded.verdict, idx = excluded.idx, key_no = excluded.key_no,"
                 " accepted_at_ms = excluded.accepted_at_ms WHERE excluded.idx > opinions.idx",
-                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index, keyid, accepted_at_ms),
+                (o.signal.member_id, o.signal.signal_id, o.member_id, o.verdict, index,
+                 self._key_numbers(c, [keyid])[keyid], accepted_at_ms),
             )
             self._changed([(o.signal.member_id, o.signal.signal_id)])
 
@@ -440,13 +469,15 @@ class Bank:
         restored: list[tuple[int, str, str]] = []
         added: list[tuple[int, str]] = []
         with self._store.transaction() as c:
-            for rowid, idx, at, publisher, signal_id, type_, value in c.execute(
-                "SELECT rowid, retracted_idx, retracted_at_ms, publisher, signal_id, type, value FROM signals"
-                " WHERE retracted_keyid = ?", (key.keyid,),
+            for rowid, idx, at, publisher, signal_id, type_, value, version in c.execute(
+                "SELECT rowid, retracted_idx, retracted_at_ms, publisher, signal_id, type, value, idx FROM signals"
+                f" WHERE retracted_key_no = {KEY_NO}", (key.keyid,),
             ).fetchall():
                 if idx is not None and key.tainted(idx, at or 0):
-                    c.execute("UPDATE signals SET retracted_idx = NULL, retracted_at_ms = NULL, retracted_keyid = NULL"
+                    c.execute("UPDATE signals SET retracted_idx = NULL, retracted_at_ms = NULL, retracted_key_no = NULL"
                               " WHERE rowid = ?", (rowid,))
+                    if bank_history.restore_retraction(c, key, publisher, signal_id, version, idx):
+                        continue  # an earlier, untainted retraction of the version stands
                     restored.append((idx, publisher, signal_id))
                     if _hamming(type_):
                         added.append((rowid, value))
@@ -467,7 +498,7 @@ class Bank:
             removed: list[int] = []
             added: list[tuple[int, str]] = []
             for rowid, idx, at, publisher, signal_id, type_ in c.execute(
-                "SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE keyid = ?",
+                f"SELECT rowid, idx, accepted_at_ms, publisher, signal_id, type FROM signals WHERE key_no = {KEY_NO}",
                 (key.keyid,),
             ).fetchall():
                 if key.tainted(idx, at):
@@ -481,7 +512,8 @@ class Bank:
                         if _hamming(back[1]) and back[3] is None:
                             added.append((back[0], back[2]))
             for idx, at, publisher, signal_id, author in c.execute(
-                "SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE keyid = ?", (key.keyid,)
+                f"SELECT idx, accepted_at_ms, publisher, signal_id, author FROM opinions WHERE key_no = {KEY_NO}",
+                (key.keyid,),
             ).fetchall():
                 if key.tainted(idx, at):
                     c.execute(
@@ -630,10 +662,13 @@ class Bank:
             entry["live"] = bool(s and s.live_at(self._clock_ms()))
         return sorted(out.values(), key=lambda e: str(e["signal_id"]))
 
-    def signals_of_type(self, type_name: str) -> list[BankSignal]:
-        """Every banked signal of one type, live or not."""
-        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?", (type_name,))
+    def signals_of_type(self, type_name: str, live_only: bool = False) -> list[BankSignal]:
+        """Every banked signal of one type, live or not (``live_only``: neither retracted nor
+        swept as expired, read from the live-value index; check :meth:`BankSignal.live_at`)."""
+        live = f" AND {LIVE}" if live_only else ""
+        rows = self._store.conn.execute(f"SELECT {_COLUMNS} FROM signals WHERE type = ?{live}", (type_name,))
         return [_row(r) for r in rows]
+
     def groups(self) -> list[str]:
         """Every sharing group a banked signal is shared with."""
         rows = self._store.conn.execute("SELECT DISTINCT j.value FROM signals, json_each(signals.groups) AS j")
@@ -689,7 +724,7 @@ class Bank:
         """Live signals of an exact-match type with this (normalized) value."""
         now = self._clock_ms()
         rows = self._store.conn.execute(
-            f"SELECT {_COLUMNS} FROM signals WHERE type = ? AND value = ?", (type_name, value)
+            f"SELECT {_COLUMNS} FROM signals WHERE type = ? AND value = ? AND {LIVE}", (type_name, value)
         ).fetchall()
         return [s for s in map(_row, rows) if s.live_at(now)]
 
@@ -736,7 +771,8 @@ class Bank:
         kind = signal_type(type_name)
         if kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
             now = self._clock_ms()
-            scored = [(s, kind.distance(s.value, value)) for s in self.signals_of_type(type_name) if s.live_at(now)]
+            scored = [(s, kind.distance(s.value, value)) for s in self.signals_of_type(type_name, True)
+                      if s.live_at(now)]
             return [Match(content_ref=content_ref, signal=s, distance=d) for s, d in scored if d is not None]
         if kind.matcher is Matcher.HAMMING:
             found = self.search_pdq(value, type_name=type_name)

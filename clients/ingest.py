@@ -118,16 +118,23 @@ class Ingester:
         """Bank a run of distinct signals at once, then match each new one, in order (the
         member's files with an exact hash looked up once per type for the run)."""
         fresh = [s for (s, *_), new in zip(run, self._bank.add_signals(run), strict=True) if new]
+        kinds = {t: signals.signal_type(t) for t in {s.type for s in fresh}}  # once per type, not per entry
         exact: dict[str, list[str]] = {}
         for s in fresh:
-            kind = signals.signal_type(s.type)
+            kind = kinds[s.type]
             if kind.content is signals.Content.MEDIA and kind.matcher not in (signals.Matcher.SCAN,
                                                                                signals.Matcher.HAMMING):
                 exact.setdefault(kind.content_type(), []).append(s.value)
         refs = {t: self._content.refs_with_many(t, values) for t, values in exact.items()}
+        content_type = {t: kind.content_type() for t, kind in kinds.items()}
         for s in fresh:
-            found = refs.get(signals.signal_type(s.type).content_type())
-            report.queued += self.rematch(s, None if found is None else [(r, 0) for r in found.get(s.value, [])])
+            if kinds[s.type].content is signals.Content.NONE:
+                continue
+            found = refs.get(content_type[s.type])
+            if found is None:
+                report.queued += self.rematch(s)
+            elif hits := found.get(s.value):  # the common case, no file of ours has it: nothing to do
+                report.queued += self.rematch(s, [(r, 0) for r in hits])
 
     def apply(self, raw: bytes, v: VerifiedEntry | UntrustedEntry, verifier: EntryVerifier, report: SyncReport) -> None:
         """Apply one verification result to the bank and queue."""

@@ -76,7 +76,7 @@ class ContentMatcher:
         queue items."""
         now = self._clock_ms()
         added = 0
-        for s in self._bank.signals_of_type(Account.name):
+        for s in self._bank.signals_of_type(Account.name, live_only=True):
             if not s.live_at(now):
                 continue
             ids = lookup_accounts(self._ingester.account_lookup, s.value, s.publisher, s.signal_id)

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MemberStore"]
+__all__ = ["KEY_NO", "LIVE", "MemberStore", "migrate"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS key_ids (n INTEGER PRIMARY KEY, keyid TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS key_events (idx INTEGER PRIMARY KEY, record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS signals (
     publisher TEXT NOT NULL,
@@ -36,19 +37,17 @@ CREATE TABLE IF NOT EXISTS signals (
     valid_until_ms INTEGER,
     created_at_ms INTEGER NOT NULL,
     retracted_idx INTEGER,
-    keyid TEXT NOT NULL DEFAULT '',
+    key_no INTEGER NOT NULL DEFAULT 0,
     accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id)
 );
-CREATE INDEX IF NOT EXISTS signals_keyid ON signals(keyid);
-CREATE INDEX IF NOT EXISTS signals_value ON signals(type, value);
 CREATE TABLE IF NOT EXISTS opinions (
     publisher TEXT NOT NULL,
     signal_id TEXT NOT NULL,
     author TEXT NOT NULL,
     verdict INTEGER NOT NULL,
     idx INTEGER NOT NULL,
-    keyid TEXT NOT NULL DEFAULT '',
+    key_no INTEGER NOT NULL DEFAULT 0,
     accepted_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (publisher, signal_id, author)
 );
@@ -116,9 +115,77 @@ CREATE TABLE IF NOT EXISTS quarantine (
 # Columns added after the first release, applied to older state files on open.
 _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "signals": [("quality_flag", "TEXT"), ("swept_at_ms", "INTEGER"), ("retracted_at_ms", "INTEGER"),
-                ("retracted_keyid", "TEXT")],
+                ("retracted_key_no", "INTEGER")],
     "queue": [("claimed_at_ms", "INTEGER"), ("decided_at_ms", "INTEGER")],
 }
+
+
+KEY_NO = "(SELECT n FROM key_ids WHERE keyid = ?)"  # a hex key id's number, in a WHERE clause
+SCHEMA_VERSION = 2  # PRAGMA user_version of a migrated file (0: written before issue 20)
+# the live-signal conditions of the partial indexes: a query must repeat them to use one
+LIVE = "retracted_idx IS NULL AND swept_at_ms IS NULL"
+# tables whose signing key is stored as a small integer (``key_ids.n``): (table, old column, new column)
+_KEY_COLUMNS = (("signals", "keyid", "key_no"), ("signals", "retracted_keyid", "retracted_key_no"),
+                ("opinions", "keyid", "key_no"), ("signal_versions", "keyid", "key_no"),
+                ("signal_versions", "retracted_keyid", "retracted_key_no"), ("opinion_versions", "keyid", "key_no"))
+_OLD_INDEXES = ("signals_keyid", "signals_value", "signals_expiry", "signal_versions_keyid", "opinion_versions_keyid")
+
+
+def _columns(c: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+
+
+def _keys_to_numbers(c: sqlite3.Connection) -> None:
+    """Replace each hex key id column of an older file by a ``key_ids`` number (issue 20:
+    64 characters per row and per index entry become one or two bytes)."""
+    for table, old, new in _KEY_COLUMNS:
+        have = _columns(c, table)
+        if old not in have:
+            continue
+        c.execute(f"INSERT OR IGNORE INTO key_ids (keyid) SELECT DISTINCT {old} FROM {table} WHERE {old} IS NOT NULL")
+        if new not in have:
+            default = " NOT NULL DEFAULT 0" if new == "key_no" else ""
+            c.execute(f"ALTER TABLE {table} ADD COLUMN {new} INTEGER{default}")
+        c.execute(f"UPDATE {table} SET {new} = (SELECT n FROM key_ids WHERE key_ids.keyid = {table}.{old})"
+                  f" WHERE {old} IS NOT NULL")
+        for index in _OLD_INDEXES:
+            c.execute(f"DROP INDEX IF EXISTS {index}")
+        c.execute(f"ALTER TABLE {table} DROP COLUMN {old}")
+
+
+def migrate(c: sqlite3.Connection) -> None:
+    """Bring a state file written by older code to this schema, in one transaction: added
+    columns, key ids as numbers, match indexes holding live signals only (issue 20)."""
+    if int(c.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION:
+        return  # the common case: no write lock taken on open
+    if c.in_transaction:
+        raise RuntimeError("migrate runs in its own transaction")
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = _columns(c, table)
+            for name, decl in columns:
+                if name not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        c.execute("INSERT OR IGNORE INTO key_ids VALUES (0, '')")  # no key known (entries banked before key ids)
+        _keys_to_numbers(c)
+        for index in _OLD_INDEXES:
+            c.execute(f"DROP INDEX IF EXISTS {index}")
+        # retracted and swept (expired) signals never match: they leave the match indexes
+        c.execute(f"CREATE INDEX IF NOT EXISTS signals_live_value ON signals(type, value) WHERE {LIVE}")
+        c.execute("CREATE INDEX IF NOT EXISTS signals_live_expiry ON signals(valid_until_ms)"
+                  f" WHERE valid_until_ms IS NOT NULL AND {LIVE}")
+        c.execute("CREATE INDEX IF NOT EXISTS signals_key ON signals(key_no)")  # compromise undo: every row
+        c.execute("CREATE INDEX IF NOT EXISTS opinions_author ON opinions(author)")
+        c.execute("CREATE INDEX IF NOT EXISTS opinions_idx ON opinions(idx)")
+        c.execute(  # the bank's change feed (Bank.changes), in ledger order
+            "CREATE INDEX IF NOT EXISTS signals_position ON signals(MAX(idx, COALESCE(retracted_idx, -1)))"
+        )
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
 
 
 CACHE_KIB = 64 * 1024  # SQLite page cache of the state file (the default is 2 MiB)
@@ -145,20 +212,8 @@ class MemberStore:
         self._on_rollback: list[Callable[[], None]] = []
 
     def _migrate(self) -> None:
-        """Add the columns newer code expects to a state file written by older code."""
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns:
-                if name not in have:
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-        self.conn.execute(
-            "CREATE INDEX IF NOT EXISTS signals_expiry ON signals(valid_until_ms) WHERE valid_until_ms IS NOT NULL"
-        )
-        self.conn.execute("CREATE INDEX IF NOT EXISTS opinions_author ON opinions(author)")
-        self.conn.execute("CREATE INDEX IF NOT EXISTS opinions_idx ON opinions(idx)")
-        self.conn.execute(  # the bank's change feed (Bank.changes), in ledger order
-            "CREATE INDEX IF NOT EXISTS signals_position ON signals(MAX(idx, COALESCE(retracted_idx, -1)))"
-        )
+        """Bring a state file written by older code to this schema (:func:`migrate`)."""
+        migrate(self.conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

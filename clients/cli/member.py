@@ -122,9 +122,18 @@ def add_parser(sub: Any) -> None:
                          description="Compact the member state (clients/compaction.py has the rule) and vacuum it.")
     common(cp)
     cp.add_argument("--quarantine-days", type=int, default=30, help="drop quarantined records older than this")
+    cp.add_argument("--closed-days", type=int, default=90,
+                    help="delete withdrawn queue items no reviewer touched, and the envelopes of opinions sent,"
+                         " older than this")
+    cp.add_argument("--history-days", type=int, default=None,
+                    help="policy: forget versions superseded, and tombstone signals retracted, more than this"
+                         " many days ago: a compromise declared later can no longer restore their bodies"
+                         " (default: keep all)")
+    cp.add_argument("--tombstone-days", type=int, default=None,
+                    help="policy: delete tombstones (retracted or expired signals) older than this: the STIX/TAXII"
+                         " export no longer shows those revocations (default: keep all)")
     cp.add_argument("--drop-history", action="store_true",
-                    help="also tombstone retracted signals and forget superseded versions: a later compromise"
-                         " can then no longer restore their full earlier bodies")
+                    help="--history-days 0: tombstone every retracted signal and forget every superseded version")
     cp.set_defaults(run=compact_state)
 
     from clients.matchsvc.cli import add_parsers as add_match_parsers  # the match service (issue 15)
@@ -380,15 +389,20 @@ def rebuild_bank(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def compact_state(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from clients.compaction import compact
 
-    if args.quarantine_days < 0:
-        raise InvalidInput("--quarantine-days must be 0 or more")
+    for name in ("quarantine_days", "closed_days", "history_days", "tombstone_days"):
+        if (getattr(args, name) or 0) < 0:
+            raise InvalidInput(f"--{name.replace('_', '-')} must be 0 or more")
     state = args.state if args.state is not None else load_config(args, env).state
-    r = compact(state, quarantine_days=args.quarantine_days, drop_history=args.drop_history)
+    r = compact(state, quarantine_days=args.quarantine_days, drop_history=args.drop_history,
+                history_days=args.history_days, closed_days=args.closed_days,
+                tombstone_days=args.tombstone_days)
     data = {**asdict(r), "bytes_per_signal_before": round(r.bytes_per_signal_before, 1),
             "bytes_per_signal_after": round(r.bytes_per_signal_after, 1)}
     emit(args, data, f"compacted {state}: {r.bytes_before} -> {r.bytes_after} bytes ({r.signals} signals;"
          f" tombstoned {r.tombstoned_expired} expired, {r.tombstoned_retracted} retracted;"
-         f" dropped {r.versions_dropped} superseded versions, {r.quarantine_dropped} quarantined records)")
+         f" dropped {r.versions_dropped} superseded versions, {r.quarantine_dropped} quarantined records,"
+         f" {r.tombstones_dropped} tombstones, {r.queue_dropped} withdrawn queue items,"
+         f" {r.envelopes_dropped} sent envelopes)")
     return int(ExitCode.OK)
 
 

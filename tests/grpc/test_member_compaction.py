@@ -28,10 +28,21 @@ def _md5(i: int) -> str:
     return f"{i:032x}"
 
 
-def _reopen(tf: TaskForce, name: str, state: Path) -> MemberClient:
+def _reopen(tf: TaskForce, name: str, state: Path, **kwargs: object) -> MemberClient:
     c = MemberClient(tf.target, member_id=name, signer=tf.signers[name], operator_key=tf.operator.public_key,
-                     log_key=tf.log_key, state=state)
+                     log_key=tf.log_key, state=state, **kwargs)  # type: ignore[arg-type]
     tf._clients.append(c)
+    return c
+
+
+def compromised_then_reopened(tf: TaskForce, thief: str, since: int, name: str, state: Path) -> MemberClient:
+    """The operator revokes ``thief``'s key as compromised since ``since``; ``name``'s
+    compacted state is reopened (its next sync applies the compromise)."""
+    op = tf.operator_client()
+    accepted(op.publish([op.revoke_key(thief, tf.signers[thief].keyid, compromised_since_index=since)]))
+    op.close()
+    c = _reopen(tf, name, state)
+    assert c.bank is not None
     return c
 
 
@@ -142,11 +153,7 @@ def test_compromise_after_compaction_still_withdraws(taskforce: TaskForce, drop_
     (theft,) = accepted(bob.publish([bob.signal("md5", _md5(8), groups=[GROUP_ALL], signal_id="s")]))
     state = _synced_state(taskforce)
     compact(state, drop_history=drop_history)
-    op = taskforce.operator_client()
-    accepted(op.publish([op.revoke_key("bob", bob.signer.keyid, compromised_since_index=theft.index)]))
-    op.close()
-    carol = _reopen(taskforce, "carol", state)
-    assert carol.bank is not None
+    carol = compromised_then_reopened(taskforce, "bob", theft.index, "carol", state)
     assert carol.sync().compromised == 1
     assert carol.bank.match_value("md5", _md5(8), "c") == []  # the thief's value is withdrawn
     back = carol.bank.get("bob", "s")

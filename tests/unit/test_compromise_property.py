@@ -141,16 +141,22 @@ class Member:
         return {name: self.store.conn.execute(q).fetchall() for name, q in queries.items()}
 
 
-def _ledger(tmp: str, history: list[Op], theft_at: int, after: list[Op]) -> tuple[list[bytes], int, set[int]]:
-    """The ledger's records (set-up, ``history``, alice's key revoked as compromised since
-    ``theft_at``, then ``after``), where the revocation is and which entries it taints."""
-    ledger = SqliteLedger(Path(tmp) / "ledger.db", clock_ms=lambda: T + 5000)
+def setup_events() -> list[bytes]:
+    """The operator's group "all" and the members, each enrolled with one key."""
     setup = [_event(0, group_created=pb.GroupCreated(group_id="all", display_name="All", max_tlp=pb.TLP_AMBER))]
     for n, (name, signer) in enumerate(SIGNERS.items()):
         setup.append(_event(n, member_enrolled=pb.MemberEnrolled(member_id=name, display_name=name, groups=["all"],
                                                                  role=pb.ROLE_MEMBER)))
         setup.append(_event(n, key_added=pb.KeyAdded(member_id=name, public_key=signer.public_key,
                                                      valid_from=ms_to_timestamp(T))))
+    return setup
+
+
+def _ledger(tmp: str, history: list[Op], theft_at: int, after: list[Op]) -> tuple[list[bytes], int, set[int]]:
+    """The ledger's records (set-up, ``history``, alice's key revoked as compromised since
+    ``theft_at``, then ``after``), where the revocation is and which entries it taints."""
+    ledger = SqliteLedger(Path(tmp) / "ledger.db", clock_ms=lambda: T + 5000)
+    setup = setup_events()
     envs = setup + [_env(_entry(op, n), SIGNERS[op.actor]) for n, op in enumerate(history)]
     ledger.append([Submission(envelope=e, digest=hashlib.sha256(e).digest()) for e in envs])
     since = len(setup) + min(theft_at, len(history) - 1)
