@@ -51,7 +51,7 @@ def values(size: int, type_name: str, seed: int = 21) -> list[str]:
 
 def _rows(size: int, seed: int) -> Iterator[tuple[object, ...]]:
     rng = np.random.default_rng(seed)
-    keyids = {p: rng.bytes(32).hex() for p in PUBLISHERS}
+    keyids = {p: n for n, p in enumerate(PUBLISHERS, start=1)}  # key_ids numbers (see generate)
     idx = 0
     for type_name, _, _ in SHARES:
         vals = values(size, type_name, seed)
@@ -82,8 +82,12 @@ def generate(path: Path, size: int, seed: int = 21) -> dict[str, float]:
     store = MemberStore(path)
     conn = store.conn
     conn.execute("PRAGMA synchronous=OFF")
+    rng = np.random.default_rng(seed)
+    with store.transaction():  # one signing key per publisher, numbered 1..12 as _rows expects
+        conn.executemany("INSERT INTO key_ids (n, keyid) VALUES (?, ?)",
+                         [(n, rng.bytes(32).hex()) for n, _ in enumerate(PUBLISHERS, start=1)])
     insert = ("INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
-              " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, keyid, accepted_at_ms)"
+              " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, key_no, accepted_at_ms)"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     batch: list[tuple[object, ...]] = []
     opinions: list[tuple[object, ...]] = []
@@ -92,7 +96,7 @@ def generate(path: Path, size: int, seed: int = 21) -> dict[str, float]:
         batch.append(row)
         if row[2] % 100 == 0:  # 1%: an opinion from another member
             opinions.append((row[0], row[1], PUBLISHERS[(PUBLISHERS.index(str(row[0])) + 1) % 12],
-                             2 if row[2] % 300 else 3, size + len(opinions), "", NOW_MS))
+                             2 if row[2] % 300 else 3, size + len(opinions), 0, NOW_MS))
         if len(batch) >= CHUNK:
             with store.transaction():
                 conn.executemany(insert, batch)
@@ -100,7 +104,7 @@ def generate(path: Path, size: int, seed: int = 21) -> dict[str, float]:
             batch = []
     with store.transaction():
         conn.executemany(insert, batch)
-        conn.executemany("INSERT INTO opinions (publisher, signal_id, author, verdict, idx, keyid, accepted_at_ms)"
+        conn.executemany("INSERT INTO opinions (publisher, signal_id, author, verdict, idx, key_no, accepted_at_ms)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?)", opinions)
     store.set_meta("cursor", str(size + len(opinions)))
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
