@@ -23,11 +23,13 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["scan_segment", "scan_rows", "pack_postings"]
 
 _U64 = np.uint64
+_AHEAD = 16  # prefetch distance, in loop iterations
 
 
 @intrinsic
@@ -37,6 +39,25 @@ def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Hint the CPU to start loading ``arr[idx]`` into cache (LLVM's prefetch: no fault, no result)."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        arrty = signature.args[0]
+        ary = context.make_array(arrty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep, data cache
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -77,44 +98,83 @@ def scan_segment(  # type: ignore[no-untyped-def]
 
     ``radii[j]`` is substring j's probe radius (-1: not probed), ``flips[:counts[j]]``
     its flip masks; ``offsets`` has ``2**b + 1`` global posting positions per substring.
+
+    Each query runs in three tight loops (directory slots, then postings, then
+    distances) rather than one nested loop: the reads of each loop are independent of
+    one another, so the CPU keeps many cache misses in flight instead of one chain.
     """
-    width_slots = (1 << b) + 1
+    slots_per_table = (1 << b) + 1
     cap = out_row.shape[0]
+    probes = 0
+    for j in range(m):
+        probes += counts[j]
+    flat = codes.reshape(codes.size)
     keys = np.empty(m, dtype=np.int64)
+    starts = np.empty(probes, dtype=np.int64)
+    ends = np.empty(probes, dtype=np.int64)
+    cand = np.empty(16 * probes, dtype=np.int64)
+    cand_sub = np.empty(16 * probes, dtype=np.int64)
     for qi in range(queries.shape[0]):
         q0, q1, q2, q3 = queries[qi, 0], queries[qi, 1], queries[qi, 2], queries[qi, 3]
         for j in range(m):
             keys[j] = _window(q0, q1, q2, q3, j * b, b)
+        p = 0  # 1. the directory slot of every probe (prefetched as they are computed)
         for j in range(m):
-            if radii[j] < 0:
-                continue
-            table = j * width_slots
+            table = j * slots_per_table
             key = keys[j]
-            for p in range(counts[j]):
-                slot = table + (key ^ flips[p])
-                start = np.int64(offsets[slot])
-                end = np.int64(offsets[slot + 1])
-                for i in range(start, end):
+            for f in range(counts[j]):
+                slot = table + (key ^ flips[f])
+                starts[p] = slot
+                _prefetch(offsets, slot)
+                p += 1
+        for p in range(probes):
+            slot = starts[p]
+            starts[p] = offsets[slot]
+            ends[p] = offsets[slot + 1]
+        for p in range(min(_AHEAD, probes)):
+            _prefetch(postings, starts[p] * width)
+        total = 0
+        for p in range(probes):
+            total += ends[p] - starts[p]
+        if total > cand.shape[0]:
+            cand = np.empty(2 * total, dtype=np.int64)
+            cand_sub = np.empty(2 * total, dtype=np.int64)
+        c = 0  # 2. the row of every posting they reach
+        p = 0
+        for j in range(m):
+            for f in range(counts[j]):
+                if p + _AHEAD < probes:
+                    _prefetch(postings, starts[p + _AHEAD] * width)
+                for i in range(starts[p], ends[p]):
                     at = i * width
                     rel = np.int64(postings[at]) | (np.int64(postings[at + 1]) << 8) | (np.int64(postings[at + 2]) << 16)
                     if width == 4:
                         rel |= np.int64(postings[at + 3]) << 24
-                    row = lo + rel
-                    d = _distance(codes, row, q0, q1, q2, q3)
-                    if d > threshold:
-                        continue
-                    c0, c1, c2, c3 = codes[row, 0], codes[row, 1], codes[row, 2], codes[row, 3]
-                    first = True
-                    for jj in range(j):  # reached through an earlier substring already?
-                        if radii[jj] >= 0 and _popcount(_U64(_window(c0, c1, c2, c3, jj * b, b) ^ keys[jj])) <= radii[jj]:
-                            first = False
-                            break
-                    if first:
-                        if found < cap:
-                            out_row[found] = row
-                            out_q[found] = qi
-                            out_d[found] = d
-                        found += 1
+                    cand[c] = lo + rel
+                    cand_sub[c] = j
+                    c += 1
+                p += 1
+        for c in range(min(_AHEAD, total)):
+            _prefetch(flat, cand[c] * 4)
+        for c in range(total):  # 3. the distance of every candidate
+            if c + _AHEAD < total:
+                _prefetch(flat, cand[c + _AHEAD] * 4)
+            row = cand[c]
+            d = _distance(codes, row, q0, q1, q2, q3)
+            if d > threshold:
+                continue
+            c0, c1, c2, c3 = codes[row, 0], codes[row, 1], codes[row, 2], codes[row, 3]
+            first = True
+            for jj in range(cand_sub[c]):  # reached through an earlier substring already?
+                if radii[jj] >= 0 and _popcount(_U64(_window(c0, c1, c2, c3, jj * b, b) ^ keys[jj])) <= radii[jj]:
+                    first = False
+                    break
+            if first:
+                if found < cap:
+                    out_row[found] = row
+                    out_q[found] = qi
+                    out_d[found] = d
+                found += 1
     return found
 
 
