@@ -83,6 +83,7 @@ range) fall back to an exact brute-force scan.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -93,11 +94,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
-from clients.pdq_kernel import pack_postings, scan_rows, scan_segment
 
 __all__ = [
     "PdqIndex",
@@ -304,7 +305,7 @@ class _Segment:
         if plan is None:
             return False
         args = (self.offsets, self.postings, self.width, self.lo, self.m, self.b, plan.radii, plan.counts, plan.flips)
-        out.run(scan_segment, args, codes, queries, threshold)
+        out.run(_kernel().scan_segment, args, codes, queries, threshold)
         return True
 
     @property
@@ -334,6 +335,22 @@ class _Hits:
                 buf = np.empty(grown, dtype=np.int64)
                 buf[: self.n] = getattr(self, name)[: self.n]
                 setattr(self, name, buf)
+
+
+def pack_postings(rel: np.ndarray, width: int) -> np.ndarray:
+    """Row numbers (relative to a segment's first row) as ``width``-byte little-endian
+    records in one flat uint8 array (plus 1 byte of padding: no read past the end)."""
+    out = np.zeros(len(rel) * width + 1, dtype=np.uint8)
+    packed = out[: len(rel) * width].reshape(-1, width)
+    le = np.ascontiguousarray(rel, dtype="<u4").view(np.uint8).reshape(-1, 4)
+    packed[:] = le[:, :width]
+    return out
+
+
+def _kernel() -> ModuleType:
+    """:mod:`clients.pdq_kernel`, imported on the first lookup: importing numba costs about
+    a second and ~95 MiB, which CLI commands that never search should not pay."""
+    return importlib.import_module("clients.pdq_kernel")
 
 
 def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
@@ -674,6 +691,7 @@ class PdqIndex:
         k = len(qs)
         codes = self._codes  # rows below _n never change in place
         hits = _Hits(64 + 4 * k)
+        scan_rows = _kernel().scan_rows
         for s in self._segments:
             if not s.scan(codes, qs, t, hits):
                 hits.run(scan_rows, (s.lo, s.hi), codes, qs, t)  # no probe plan covers t

@@ -26,7 +26,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["scan_segment", "scan_rows", "pack_postings"]
+__all__ = ["scan_segment", "scan_rows"]
 
 _U64 = np.uint64
 _AHEAD = 16  # prefetch distance, in loop iterations
@@ -194,13 +194,3 @@ def scan_rows(lo, hi, codes, queries, threshold, out_row, out_q, out_d, found): 
                     out_d[found] = d
                 found += 1
     return found
-
-
-def pack_postings(rel: np.ndarray, width: int) -> np.ndarray:
-    """Row numbers (relative to a segment's first row) as ``width``-byte little-endian
-    records in one flat uint8 array (plus 1 byte of padding: no read past the end)."""
-    out = np.zeros(len(rel) * width + 1, dtype=np.uint8)
-    packed = out[: len(rel) * width].reshape(-1, width)
-    le = np.ascontiguousarray(rel, dtype="<u4").view(np.uint8).reshape(-1, 4)
-    packed[:] = le[:, :width]
-    return out
