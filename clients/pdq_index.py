@@ -1,4 +1,5 @@
-"""Exact PDQ near-duplicate search at 10M hashes: multi-index hashing over numpy arrays.
+"""Exact PDQ near-duplicate search at 10M hashes: multi-index hashing over numpy arrays,
+scanned by a compiled kernel (:mod:`clients.pdq_kernel`).
 
 A PDQ hash is 256 bits; two images are near-duplicates when the Hamming distance of
 their hashes is at most a threshold (31 by default). :class:`PdqIndex` answers "every
@@ -34,12 +35,13 @@ Layout
   dense reverse map ``row_of[id]`` makes removal O(1) and marks a row dead when its id
   is removed or re-added with a new hash.
 - **Segments**: each a CSR table per substring, with a dense directory of ``2**b + 1``
-  offsets (``uint32``) and posting lists of row numbers (``uint32``). A segment of
+  offsets (``uint32``) and posting lists of row numbers packed to 3 bytes (relative to
+  the segment's first row; 4 bytes for a segment spanning 2**24 rows or more). A segment of
   ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and ``m = min(16, 256 // b)``; for
   t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8 substrings and 1 on 4
-  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 4 B per hash per
-  substring. At 10M: codes 320 MB + postings 480 MB + directories 96 MB + ids and
-  reverse map 80 MB, about 0.98 GB (0.91 GiB).
+  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 3 B per hash per
+  substring. At 10M: codes 320 MB + postings 360 MB + directories 96 MB + ids and
+  reverse map 80 MB, about 856 MB (816 MiB), plus about 95 MiB for numba itself.
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -59,22 +61,26 @@ Layout
   holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
+  Format /2 (packed postings); /1 (``uint32`` postings) is re-packed on load.
 
 Queries
 -------
-One vectorized pass per batch (:meth:`PdqIndex.search_many`; :meth:`search` is a
-batch of one): the queries' substrings (Python integers for small batches), every
-probe's directory slot, the posting ranges expanded with one ``repeat``, then the
-candidates' hashes gathered as 32-byte records with ``np.take`` (one cache line each;
-fancy-indexing the rows of the (n, 4) array is several times slower) and their
-distances computed word by word (a scalar or aligned operand: broadcasting against a
-(4,) query takes numpy's slow short-inner-loop path). At 10M the cost is the ~9k
-random reads of candidates and postings per query; batching amortizes the rest.
+:meth:`PdqIndex.search_many` (:meth:`search` is a batch of one) calls the kernel once
+per segment for the whole batch: per query, the directory slot of every probe, then
+the rows of every posting they reach, then the 256-bit distance of each (four
+``popcnt``), each step a tight loop of independent reads with software prefetch, so
+the CPU keeps many cache misses in flight. A row reached through several substrings is
+reported once (through the first whose radius it is within). The kernel releases the
+GIL; the lock is held for the whole lookup (the rows, segments and reverse map it
+reads form one consistent layout), so lookups of one index run one at a time. At 10M
+the cost is the ~13k random memory reads per query (1,944 directory slots, as many
+posting runs, ~9k candidates' 32-byte hashes); batches save only the per-call
+overhead (tens of microseconds).
 
 Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
-posting per hash (4 B, uint32) on top of the 32 B hash itself; below ~64 B per hash
-(640 MiB at 10M) would need fewer tables, whose probe counts explode with the radius
-(8 tables of 32 bits: 43,912 probes per query), or postings under 3 B.
+posting per hash (3 B) on top of the 32 B hash itself; reaching 640 MiB at 10M (with
+numba's ~95 MiB) would need fewer tables, whose probe counts explode with the radius
+(8 tables of 32 bits: 43,912 probes per query), or a cheaper directory and reverse map.
 
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
