@@ -88,6 +88,17 @@ def _distance(codes, row, q0, q1, q2, q3):  # type: ignore[no-untyped-def]
     )
 
 
+@njit(inline="always")
+def _emit(out_row, out_q, out_d, found, row, qi, d):  # type: ignore[no-untyped-def]
+    """Record a hit if the buffers have room; the count goes on regardless (the caller
+    grows the buffers and scans again when it ends past their size)."""
+    if found < out_row.shape[0]:
+        out_row[found] = row
+        out_q[found] = qi
+        out_d[found] = d
+    return found + 1
+
+
 @njit(cache=True, nogil=True)
 def scan_segment(  # type: ignore[no-untyped-def]
     offsets, postings, width, lo, m, b, radii, counts, flips, codes, queries, threshold, out_row, out_q, out_d, found
@@ -104,7 +115,6 @@ def scan_segment(  # type: ignore[no-untyped-def]
     one another, so the CPU keeps many cache misses in flight instead of one chain.
     """
     slots_per_table = (1 << b) + 1
-    cap = out_row.shape[0]
     probes = 0
     for j in range(m):
         probes += counts[j]
@@ -170,11 +180,7 @@ def scan_segment(  # type: ignore[no-untyped-def]
                     first = False
                     break
             if first:
-                if found < cap:
-                    out_row[found] = row
-                    out_q[found] = qi
-                    out_d[found] = d
-                found += 1
+                found = _emit(out_row, out_q, out_d, found, row, qi, d)
     return found
 
 
@@ -182,15 +188,10 @@ def scan_segment(  # type: ignore[no-untyped-def]
 def scan_rows(lo, hi, codes, queries, threshold, out_row, out_q, out_d, found):  # type: ignore[no-untyped-def]
     """Brute force over rows [lo, hi) (the unindexed tail, or a threshold no probe plan
     covers); same output convention as :func:`scan_segment`."""
-    cap = out_row.shape[0]
     for qi in range(queries.shape[0]):
         q0, q1, q2, q3 = queries[qi, 0], queries[qi, 1], queries[qi, 2], queries[qi, 3]
         for row in range(lo, hi):
             d = _distance(codes, row, q0, q1, q2, q3)
             if d <= threshold:
-                if found < cap:
-                    out_row[found] = row
-                    out_q[found] = qi
-                    out_d[found] = d
-                found += 1
+                found = _emit(out_row, out_q, out_d, found, row, qi, d)
     return found
