@@ -302,7 +302,7 @@ class _Segment:
             np.cumsum(counts, out=o[1:])
             o[1:] += j * n  # type: ignore[misc]
             del keys, order, counts
-        return cls(m, b, n, lo, hi, offsets, postings, width)
+        return cls(m, b, n, lo, hi, offsets, postings, width)  # type: ignore[arg-type]
 
     def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
         """Add the queries' hits in this segment to ``out``; False when no probe plan

@@ -18,6 +18,10 @@ Compiled code is cached (``cache=True``) next to this file, or in numba's per-us
 cache directory when the package directory is read-only (``NUMBA_CACHE_DIR`` moves it).
 """
 
+# Compiled (nopython) code: numba types it, not mypy; intrinsics are called with their
+# typing context filled in by numba.
+# mypy: disable-error-code="call-arg,no-untyped-call,return-value"
+
 from __future__ import annotations
 
 import numpy as np
