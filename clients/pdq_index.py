@@ -1,4 +1,5 @@
-"""Exact PDQ near-duplicate search at 10M hashes: multi-index hashing over numpy arrays.
+"""Exact PDQ near-duplicate search at 10M hashes: multi-index hashing over numpy arrays,
+scanned by a compiled kernel (:mod:`clients.pdq_kernel`).
 
 A PDQ hash is 256 bits; two images are near-duplicates when the Hamming distance of
 their hashes is at most a threshold (31 by default). :class:`PdqIndex` answers "every
@@ -34,12 +35,13 @@ Layout
   dense reverse map ``row_of[id]`` makes removal O(1) and marks a row dead when its id
   is removed or re-added with a new hash.
 - **Segments**: each a CSR table per substring, with a dense directory of ``2**b + 1``
-  offsets (``uint32``) and posting lists of row numbers (``uint32``). A segment of
+  offsets (``uint32``) and posting lists of row numbers packed to 3 bytes (relative to
+  the segment's first row; 4 bytes for a segment spanning 2**24 rows or more). A segment of
   ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and ``m = min(16, 256 // b)``; for
   t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8 substrings and 1 on 4
-  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 4 B per hash per
-  substring. At 10M: codes 320 MB + postings 480 MB + directories 96 MB + ids and
-  reverse map 80 MB, about 0.98 GB (0.91 GiB).
+  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 3 B per hash per
+  substring. At 10M: codes 320 MB + postings 360 MB + directories 96 MB + ids and
+  reverse map 80 MB, about 856 MB (816 MiB), plus about 95 MiB for numba itself.
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -59,22 +61,26 @@ Layout
   holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
+  Format /2 (packed postings); /1 (``uint32`` postings) is re-packed on load.
 
 Queries
 -------
-One vectorized pass per batch (:meth:`PdqIndex.search_many`; :meth:`search` is a
-batch of one): the queries' substrings (Python integers for small batches), every
-probe's directory slot, the posting ranges expanded with one ``repeat``, then the
-candidates' hashes gathered as 32-byte records with ``np.take`` (one cache line each;
-fancy-indexing the rows of the (n, 4) array is several times slower) and their
-distances computed word by word (a scalar or aligned operand: broadcasting against a
-(4,) query takes numpy's slow short-inner-loop path). At 10M the cost is the ~9k
-random reads of candidates and postings per query; batching amortizes the rest.
+:meth:`PdqIndex.search_many` (:meth:`search` is a batch of one) calls the kernel once
+per segment for the whole batch: per query, the directory slot of every probe, then
+the rows of every posting they reach, then the 256-bit distance of each (four
+``popcnt``), each step a tight loop of independent reads with software prefetch, so
+the CPU keeps many cache misses in flight. A row reached through several substrings is
+reported once (through the first whose radius it is within). The kernel releases the
+GIL; the lock is held for the whole lookup (the rows, segments and reverse map it
+reads form one consistent layout), so lookups of one index run one at a time. At 10M
+the cost is the ~13k random memory reads per query (1,944 directory slots, as many
+posting runs, ~9k candidates' 32-byte hashes); batches save only the per-call
+overhead (tens of microseconds).
 
 Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
-posting per hash (4 B, uint32) on top of the 32 B hash itself; below ~64 B per hash
-(640 MiB at 10M) would need fewer tables, whose probe counts explode with the radius
-(8 tables of 32 bits: 43,912 probes per query), or postings under 3 B.
+posting per hash (3 B) on top of the 32 B hash itself; reaching 640 MiB at 10M (with
+numba's ~95 MiB) would need fewer tables, whose probe counts explode with the radius
+(8 tables of 32 bits: 43,912 probes per query), or a cheaper directory and reverse map.
 
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
@@ -83,19 +89,22 @@ range) fall back to an exact brute-force scan.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
+
 
 __all__ = [
     "PdqIndex",
@@ -110,8 +119,9 @@ __all__ = [
 DEFAULT_THRESHOLD = 31
 BITS = 256
 MAX_PROBES = 200_000
-_FEW = 64  # hits per batch below which the final sort and de-duplication run in Python
-FORMAT = "trustwire-pdq-index/1"
+_FEW = 64  # hits per batch below which the final filter and sort run in Python
+FORMAT = "trustwire-pdq-index/2"  # /2: postings packed to 3 bytes
+_FORMATS = (FORMAT, "trustwire-pdq-index/1")  # what load reads (/1: uint32 postings)
 _U64 = np.uint64
 Words = npt.NDArray[np.uint64]
 
@@ -224,9 +234,11 @@ def radii(m: int, threshold: int) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    sub: npt.NDArray[np.int64]  # substring of each probe
-    mask: npt.NDArray[np.int64]  # flip mask of each probe
-    base: npt.NDArray[np.int64]  # where the probe's substring table starts in the offsets
+    """What the kernel needs to probe a segment shape at a threshold."""
+
+    radii: npt.NDArray[np.int64]  # per substring (-1: not probed)
+    counts: npt.NDArray[np.int64]  # per substring: its flip masks are flips[:count]
+    flips: npt.NDArray[np.int64]  # every mask up to the largest radius, fewest bits first
 
 
 @lru_cache(maxsize=256)
@@ -234,32 +246,18 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     rs = radii(m, threshold)
     if max(rs) > b:
         return None
-    sizes = [len(_flips(b, r)) if r >= 0 else 0 for r in rs]
-    if sum(sizes) > MAX_PROBES:
+    counts = [len(_flips(b, r)) if r >= 0 else 0 for r in rs]
+    if sum(counts) > MAX_PROBES:
         return None
-    subs = np.concatenate([np.full(s, j, dtype=np.int64) for j, s in enumerate(sizes) if s])
-    masks = np.concatenate([_flips(b, r) for r in rs if r >= 0]).astype(np.int64)
-    return _Plan(subs, masks, subs * ((1 << b) + 1))
-
-
-def _keys(queries: Words, m: int, b: int) -> npt.NDArray[np.int64]:
-    """(k, m) substrings of each query. Python integers for a few queries (a dozen
-    shifts beat a dozen small numpy calls), numpy windows for many."""
-    if len(queries) <= 64:
-        mask = (1 << b) - 1
-        raw = np.asarray(queries).astype(">u8").tobytes()
-        out = []
-        for i in range(0, len(raw), 32):
-            v = int.from_bytes(raw[i : i + 32], "big")
-            out.append([(v >> (BITS - (j + 1) * b)) & mask for j in range(m)])
-        return np.array(out, dtype=np.int64).reshape(len(queries), m)
-    return np.stack([_window(queries, j * b, b).astype(np.int64) for j in range(m)], axis=1)
+    return _Plan(
+        np.array(rs, dtype=np.int64), np.array(counts, dtype=np.int64), _flips(b, max(rs)).astype(np.int64)
+    )
 
 
 class _Segment:
     """A CSR table per substring over a fixed set of rows."""
 
-    __slots__ = ("m", "b", "n", "lo", "hi", "offsets", "postings")
+    __slots__ = ("m", "b", "n", "lo", "hi", "width", "offsets", "postings")
 
     def __init__(
         self,
@@ -269,59 +267,96 @@ class _Segment:
         lo: int,
         hi: int,
         offsets: npt.NDArray[np.integer],
-        postings: npt.NDArray[np.uint32],
+        postings: npt.NDArray[np.uint8],
+        width: int,
     ) -> None:
         self.m, self.b, self.n = m, b, n
         self.lo, self.hi = lo, hi  # the row range this segment covers (rows it indexes are alive ones in it)
         self.offsets = offsets  # m * (2**b + 1) global positions into postings
-        self.postings = postings  # m * n row numbers, substring-major
+        self.postings = postings  # m * n packed row numbers (minus lo) of `width` bytes, substring-major
+        self.width = width
+
+    @staticmethod
+    def width_for(lo: int, hi: int) -> int:
+        """Bytes per posting: 3 while the segment spans fewer than 2**24 rows."""
+        return 3 if hi - lo <= 1 << 24 else 4
 
     @classmethod
     def build(cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int) -> _Segment:
         n = len(rows)
         m, b = _shape_for(n)
-        width = (1 << b) + 1
+        width = cls.width_for(lo, hi)
+        slots = (1 << b) + 1
         off_dtype = np.uint32 if m * n < 2**32 else np.int64
-        offsets = np.empty(m * width, dtype=off_dtype)
-        postings = np.empty(m * n, dtype=np.uint32)
+        offsets = np.empty(m * slots, dtype=off_dtype)
+        postings = np.zeros(m * n * width + 1, dtype=np.uint8)  # +1: the kernel's 3-byte reads stay inside
         sub_codes = codes[rows] if not _is_prefix(rows, len(codes)) else codes[: len(rows)]
+        rel = (rows - np.uint32(lo)).astype("<u4")
         for j in range(m):
             keys = _window(sub_codes, j * b, b)
             order = np.argsort(keys, kind="stable")
-            postings[j * n : (j + 1) * n] = rows[order]
+            postings[j * n * width : (j + 1) * n * width] = pack_postings(rel[order], width)[:-1]
             counts = np.bincount(keys, minlength=1 << b)
-            o = offsets[j * width : (j + 1) * width]
+            o = offsets[j * slots : (j + 1) * slots]
             o[0] = j * n
             np.cumsum(counts, out=o[1:])
             o[1:] += j * n  # type: ignore[misc]
             del keys, order, counts
-        return cls(m, b, n, lo, hi, offsets, postings)  # type: ignore[arg-type]
+        return cls(m, b, n, lo, hi, offsets, postings, width)  # type: ignore[arg-type]
 
-    def candidates(
-        self, queries: Words, threshold: int
-    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]] | None:
-        """(row, query number) of every posting the queries' probes reach, or None when
-        the plan is too large (the caller brute-forces this segment)."""
+    def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
+        """Add the queries' hits in this segment to ``out``; False when no probe plan
+        covers the threshold (the caller brute-forces the segment's rows)."""
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
-            return None
-        keys = _keys(queries, self.m, self.b)
-        idx = (plan.base + (keys[:, plan.sub] ^ plan.mask)).ravel()  # (k * probes,)
-        st = self.offsets.take(idx)
-        ln = self.offsets.take(idx + 1) - st
-        nz = ln.nonzero()[0]  # array methods: np.take & co. add a Python wrapper per call
-        st, ln = st[nz].astype(np.int64), ln[nz].astype(np.int64)
-        total = int(ln.sum())
-        if total == 0:
-            return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-        ends = ln.cumsum()
-        pos = (st - (ends - ln)).repeat(ln) + np.arange(total, dtype=np.int64)
-        qno = (nz // len(plan.sub)).repeat(ln) if len(queries) > 1 else np.zeros(total, dtype=np.int64)
-        return self.postings.take(pos), qno
+            return False
+        args = (self.offsets, self.postings, self.width, self.lo, self.m, self.b, plan.radii, plan.counts, plan.flips)
+        out.run(_kernel().scan_segment, args, codes, queries, threshold)
+        return True
 
     @property
     def nbytes(self) -> int:
         return int(self.offsets.nbytes + self.postings.nbytes)
+
+
+class _Hits:
+    """Growable (row, query, distance) buffers a batch's kernel calls append to."""
+
+    __slots__ = ("row", "q", "d", "n")
+
+    def __init__(self, capacity: int) -> None:
+        self.row = np.empty(capacity, dtype=np.int64)
+        self.q = np.empty(capacity, dtype=np.int64)
+        self.d = np.empty(capacity, dtype=np.int64)
+        self.n = 0
+
+    def run(self, kernel: Callable[..., int], args: tuple[object, ...], codes: Words, queries: Words, t: int) -> None:
+        while True:
+            found = int(kernel(*args, codes, queries, t, self.row, self.q, self.d, self.n))
+            if found <= len(self.row):
+                self.n = found
+                return
+            grown = max(found, 2 * len(self.row))
+            for name in ("row", "q", "d"):
+                buf = np.empty(grown, dtype=np.int64)
+                buf[: self.n] = getattr(self, name)[: self.n]
+                setattr(self, name, buf)
+
+
+def pack_postings(rel: np.ndarray, width: int) -> np.ndarray:
+    """Row numbers (relative to a segment's first row) as ``width``-byte little-endian
+    records in one flat uint8 array (plus 1 byte of padding: no read past the end)."""
+    out = np.zeros(len(rel) * width + 1, dtype=np.uint8)
+    packed = out[: len(rel) * width].reshape(-1, width)
+    le = np.ascontiguousarray(rel, dtype="<u4").view(np.uint8).reshape(-1, 4)
+    packed[:] = le[:, :width]
+    return out
+
+
+def _kernel() -> ModuleType:
+    """:mod:`clients.pdq_kernel`, imported on the first lookup: importing numba costs about
+    a second and ~95 MiB, which CLI commands that never search should not pay."""
+    return importlib.import_module("clients.pdq_kernel")
 
 
 def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
@@ -660,49 +695,22 @@ class PdqIndex:
 
     def _search(self, qs: Words, t: int) -> list[list[tuple[int, int]]]:
         k = len(qs)
-        records = _records(self._codes[: self._n])
-        qrec = _records(qs)
-        rows_parts: list[npt.NDArray[np.int64]] = []
-        qno_parts: list[npt.NDArray[np.int64]] = []
-        d_parts: list[npt.NDArray[np.uint16]] = []
-
-        def keep(rows: npt.NDArray[np.integer], qno: npt.NDArray[np.int64], d: npt.NDArray[np.uint16]) -> None:
-            ok = (d <= t).nonzero()[0]
-            if len(ok):
-                rows_parts.append(rows[ok].astype(np.int64))
-                qno_parts.append(qno[ok])
-                d_parts.append(d[ok])
-
-        brute_ranges: list[tuple[int, int]] = []
+        codes = self._codes  # rows below _n never change in place
+        hits = _Hits(64 + 4 * k)
+        scan_rows = _kernel().scan_rows
         for s in self._segments:
-            found = s.candidates(qs, t)
-            if found is None:
-                brute_ranges.append((s.lo, s.hi))
-                continue
-            cand, qno = found
-            if len(cand) == 0:
-                continue
-            got = records.take(cand)
-            keep(cand, qno, _distances(got, qrec[0] if k == 1 else qrec.take(qno)))
+            if not s.scan(codes, qs, t, hits):
+                hits.run(scan_rows, (s.lo, s.hi), codes, qs, t)  # no probe plan covers t
         if self._indexed < self._n:
-            brute_ranges.append((self._indexed, self._n))
-        for lo, hi in brute_ranges:
-            for i in range(k):
-                d = _distances(records[lo:hi], qrec[i])
-                rows = (d <= t).nonzero()[0]
-                keep(rows + lo, np.full(len(rows), i, dtype=np.int64), d[rows])
+            hits.run(scan_rows, (self._indexed, self._n), codes, qs, t)
         out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
-        if not rows_parts:
+        if hits.n == 0:
             return out
-        rows = np.concatenate(rows_parts)
-        qno = np.concatenate(qno_parts)
-        dist = np.concatenate(d_parts).astype(np.int64)
-        if len(rows) <= _FEW:
+        rows, qno, dist = hits.row[: hits.n], hits.q[: hits.n], hits.d[: hits.n]
+        if hits.n <= _FEW:
             return self._collect_few(out, rows.tolist(), qno.tolist(), dist.tolist())
         alive = self._row_of[self._ids[rows]] == rows
         rows, qno, dist = rows[alive], qno[alive], dist[alive]
-        _, first = np.unique(qno * max(self._n, 1) + rows, return_index=True)  # a row reached by several probes
-        rows, qno, dist = rows[first], qno[first], dist[first]
         ids = self._ids[rows].astype(np.int64)
         order = np.lexsort((ids, dist, qno))
         for i, q_i, d_i in zip(ids[order].tolist(), qno[order].tolist(), dist[order].tolist(), strict=True):
@@ -713,18 +721,14 @@ class PdqIndex:
         self, out: list[list[tuple[int, int]]], rows: list[int], qno: list[int], dist: list[int]
     ) -> list[list[tuple[int, int]]]:
         """The last step of :meth:`search_many` for a handful of hits, in Python (cheaper
-        than a dozen numpy calls): drop dead rows and repeats, order by (distance, id)."""
-        seen: set[tuple[int, int]] = set()
+        than a few numpy calls): drop dead rows, order by (distance, id)."""
         ids, row_of = self._ids, self._row_of
         for r, q, d in zip(rows, qno, dist, strict=True):
-            if (q, r) in seen:
-                continue
-            seen.add((q, r))
             i = int(ids[r])
             if int(row_of[i]) == r:
                 out[q].append((i, d))
-        for hits in out:
-            hits.sort(key=lambda h: (h[1], h[0]))
+        for found in out:
+            found.sort(key=lambda h: (h[1], h[0]))
         return out
 
     def brute_force_search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
@@ -775,7 +779,7 @@ class PdqIndex:
             for i, s in enumerate(segments):
                 np.save(tmp / f"seg{i}.offsets.npy", s.offsets)
                 np.save(tmp / f"seg{i}.postings.npy", s.postings)
-                segs.append({"m": s.m, "b": s.b, "n": s.n})
+                segs.append({"m": s.m, "b": s.b, "n": s.n, "width": s.width})
             manifest = {
                 "format": FORMAT,
                 "threshold": threshold,
@@ -806,7 +810,7 @@ class PdqIndex:
             manifest = json.loads((Path(directory) / "manifest.json").read_text())
         except (OSError, ValueError):
             return None
-        if manifest.get("format") != FORMAT:
+        if manifest.get("format") not in _FORMATS:
             return None
         return str(manifest.get("watermark", ""))
 
@@ -814,7 +818,7 @@ class PdqIndex:
     def load(cls, directory: str | Path, threshold: int | None = None) -> PdqIndex:
         d = Path(directory)
         manifest = json.loads((d / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT:
+        if manifest.get("format") not in _FORMATS:
             raise ValueError(f"{d} is not a {FORMAT} index")
         index = cls(threshold=int(manifest["threshold"]) if threshold is None else threshold)
         codes = np.load(d / "codes.npy", allow_pickle=False)
@@ -829,9 +833,21 @@ class PdqIndex:
         for i, seg in enumerate(manifest["segments"]):
             offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
             postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
-            n = int(seg["n"])
-            s = _Segment(int(seg["m"]), int(seg["b"]), n, covered, covered + n, offsets, postings)
-            if len(s.postings) != s.m * s.n or len(s.offsets) != s.m * ((1 << s.b) + 1):
+            n, m, b = int(seg["n"]), int(seg["m"]), int(seg["b"])
+            if postings.dtype == np.uint32 and len(postings) == m * n:  # format /1: global row numbers
+                width = _Segment.width_for(covered, covered + n)
+                postings = pack_postings(postings - np.uint32(covered), width)
+            else:
+                width = int(seg.get("width", 0))
+            s = _Segment(m, b, n, covered, covered + n, offsets, postings, width)
+            if (
+                width not in (3, 4)
+                or postings.dtype != np.uint8
+                or len(postings) != m * n * width + 1
+                or len(offsets) != m * ((1 << b) + 1)
+                or offsets.dtype not in (np.uint32, np.int64)
+                or (n and (int(offsets.min()) < 0 or int(offsets.max()) > m * n))
+            ):
                 raise ValueError(f"{d}: malformed segment {i}")
             index._segments.append(s)
             covered += s.n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +272,73 @@ def test_only_one_of_two_racing_maintenances_swaps_in() -> None:
     with index._lock:
         assert index._finish(built[1]) is True and index._finish(built[0]) is False
     assert len(index) == 2_499 and index.search(codes[1]) == [] and index.search(codes[5]) == [(5, 0)]
+
+
+def _repacked(index: PdqIndex, width: int) -> None:
+    """Re-pack every segment's postings at ``width`` bytes (4 is what a segment spanning
+    2**24 rows or more uses: too large to build in a unit test)."""
+    for s in index._segments:
+        rel = np.zeros(s.m * s.n, dtype=np.uint32)
+        raw = s.postings[:-1].reshape(-1, s.width)
+        for k in range(s.width):
+            rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+        s.postings, s.width = pdq_index.pack_postings(rel, width), width
+
+
+def test_four_byte_postings_answer_like_three_byte_ones() -> None:
+    rng = np.random.default_rng(41)
+    codes, centres = _clustered(100, 30, 42)
+    index = PdqIndex(tail_limit=500)
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    assert {s.width for s in index._segments} == {3}
+    queries = np.stack([_flip(centres[int(rng.integers(0, len(centres)))], int(rng.integers(0, 25)), rng)
+                        for _ in range(40)])
+    before = index.search_many(queries)
+    _repacked(index, 4)
+    assert index.search_many(queries) == before
+    assert sum(len(h) for h in before) >= 40  # the queries do reach crowded neighbourhoods
+
+
+def test_a_format_1_index_still_loads(tmp_path: Path) -> None:
+    """Format /1 stored postings as uint32 global row numbers; load re-packs them."""
+    codes = _codes(20_000, 43)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.save(tmp_path / "idx", watermark="7")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    covered = 0
+    for i, seg in enumerate(manifest["segments"]):  # rewrite it as format /1 wrote it
+        raw = np.load(tmp_path / "idx" / f"seg{i}.postings.npy")[:-1].reshape(-1, seg.pop("width"))
+        rel = np.zeros(len(raw), dtype=np.uint32)
+        for k in range(raw.shape[1]):
+            rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+        np.save(tmp_path / "idx" / f"seg{i}.postings.npy", rel + np.uint32(covered))
+        covered += seg["n"]
+    manifest["format"] = "trustwire-pdq-index/1"
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    assert PdqIndex.watermark_of(tmp_path / "idx") == "7"
+    old = PdqIndex.load(tmp_path / "idx")
+    rng = np.random.default_rng(44)
+    for _ in range(30):
+        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 32)), rng)
+        assert old.search(q) == index.search(q)
+
+
+def test_malformed_postings_are_refused_on_load(tmp_path: Path) -> None:
+    codes = _codes(5_000, 45)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.save(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "seg0.postings.npy", np.zeros(10, dtype=np.uint8))
+    with pytest.raises(ValueError, match="malformed segment"):
+        PdqIndex.load(tmp_path / "idx")
+
+
+def test_the_compiled_scans_release_the_gil_and_are_cached() -> None:
+    """Lookups must not stall the match service's other threads; compiled code is reused."""
+    from clients.pdq_kernel import scan_rows, scan_segment
+
+    for kernel in (scan_segment, scan_rows):
+        assert kernel.targetoptions["nogil"] is True and kernel._cache is not None  # type: ignore[attr-defined]
+        assert type(kernel._cache).__name__ == "FunctionCache"  # type: ignore[attr-defined]
