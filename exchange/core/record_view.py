@@ -14,7 +14,8 @@ validate every payload whose signature verified. Every check is the reference's 
 function (``accepted_at_ms``, ``signature_of``, ``find_key``, ``verify_signature``,
 ``decode_entry``, ``validate_entry``, ``check_owner``). A record the view cannot show
 passing is handed to ``fallback`` (the reference path), which decides; so a pass
-here is always a pass there. tests/unit/test_record_view.py holds both to the same
+here is always a pass there. An audit range also asks for the :class:`Facts` read of
+each record shown passing, so its in-order half does not parse the record again. tests/unit/test_record_view.py holds both to the same
 verdicts on valid, mutated and forged records.
 """
 
