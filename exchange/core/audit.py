@@ -36,6 +36,7 @@ from exchange.core.acceptance import check_member_at, key_table
 from exchange.core.errors import InvalidInput, SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.findings import Severity, severity_of
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import KeyId
 from exchange.core.keydir_commitment import PREFIX as KEYDIR_PREFIX
 from exchange.core.keydir_commitment import KeyDirChain, committed_in
 from exchange.core.records import Record
@@ -186,7 +187,7 @@ class RangeVerifier:
                     self._apply(self._verifier, expected, raw)
                 continue
             f = shown.get(offset)
-            if f is not None and served is None and f.index == expected and f.kind is not EntryKind.KEY_EVENT:
+            if f is not None and served is None and f.ledger_index == expected and f.kind is not EntryKind.KEY_EVENT:
                 try:
                     check_member_at(f.keyid, f.publisher, f.entry, directory, expected, f.accepted_at_ms)
                 except TrustwireError:
@@ -217,7 +218,7 @@ class RangeVerifier:
 
     def _check_compromise(self, index: int, keyid: str, at_ms: int, findings: list[Finding]) -> None:
         """Report an entry signed by a key after the point its revocation says it was stolen."""
-        key = self._final.keys.get(keyid)
+        key = self._final.keys.get(KeyId(keyid))
         if (key is not None and key.compromised_index is not None and index < key.compromised_index
                 and key.tainted(index, at_ms)):
             findings.append(Finding(reason="compromised-key", index=index, message=f"signed by key"

@@ -42,7 +42,7 @@ class Facts(NamedTuple):
     of the rule needs, so it does not parse the record again (a tuple: one per record)."""
 
     position: int  # in the batch
-    index: int
+    ledger_index: int
     accepted_at_ms: int
     keyid: str
     kind: EntryKind
