@@ -36,7 +36,7 @@ from exchange.core.keys import KeyId, key_id
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = [
-    "KeyTable", "Signed", "check_at", "check_owner", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
+    "KeyTable", "Signed", "check_at", "check_member_at", "check_owner", "check_signed", "check_stamped", "check_stamped_key", "directory_keys",
     "find_key", "key_table",
 ]
 
@@ -134,9 +134,15 @@ def check_at(
             _refuse_reserved(key_id(entry.key_added.public_key), signed.envelope.keyid, reserved or {})
         directory.apply(entry, index)
         return
-    directory.signing_key(KeyId(signed.envelope.keyid), signed.publisher, index, at_ms)
+    check_member_at(signed.envelope.keyid, signed.publisher, entry, directory, index, at_ms)
+
+
+def check_member_at(keyid: str, publisher: MemberId, entry: Entry, directory: KeyDirectory, index: int, at_ms: int) -> None:
+    """:func:`check_at` for a member's entry (not a key event): the key and the sharing
+    at ledger ``index``; changes nothing."""
+    directory.signing_key(KeyId(keyid), publisher, index, at_ms)
     if isinstance(entry, pb.Signal):
-        directory.check_sharing(signed.publisher, entry.sharing)
+        directory.check_sharing(publisher, entry.sharing)
 
 
 def _refuse_reserved(kid: str, operator_keyid: str, reserved: Mapping[str, str]) -> None:

@@ -31,14 +31,17 @@ from typing import Any
 
 from exchange.core import merkle
 from exchange.core import note as notes
-from exchange.core.acceptance import key_table
+from exchange.core import record_view
+from exchange.core.acceptance import check_member_at, key_table
 from exchange.core.errors import InvalidInput, SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.findings import Severity, severity_of
 from exchange.core.keydir import KeyDirectory
+from exchange.core.keys import KeyId
 from exchange.core.keydir_commitment import PREFIX as KEYDIR_PREFIX
 from exchange.core.keydir_commitment import KeyDirChain, committed_in
 from exchange.core.records import Record
-from exchange.core.verify import EntryVerifier, signed_passes
+from exchange.core.entries import EntryKind
+from exchange.core.verify import EntryVerifier
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = ["AuditReport", "Auditor", "ChunkResult", "Finding", "RangeVerifier", "CHUNK"]
@@ -154,28 +157,45 @@ class RangeVerifier:
         return True
 
     def check(self, start: int, raws: Sequence[bytes]) -> ChunkResult:
-        """Check ``raws`` as the records at ``start, start + 1, …``."""
+        """Check ``raws`` as the records at ``start, start + 1, …``.
+
+        The stateless half runs over the whole range first (:func:`record_view.passes`);
+        a member's entry it showed passing, at its expected index, then only takes the
+        key and sharing checks at its index (:func:`check_member_at`) from the facts that
+        pass read. Anything else (key events, records it could not show passing, a failed
+        check) takes the reference path, which decides and says why."""
         if start < self._position:
             self._reset()
         findings: list[Finding] = []
-        leaves: list[bytes] = []
         verified = 0
         checked = max(0, self._verify_from - start)  # the stateless half, for the whole range at once
-        flags = bytes(checked) + signed_passes(self._operator_key, self._keys, raws[checked:])
+        facts: list[record_view.Facts] = []
+        flags = bytes(checked) + record_view.passes(raws[checked:], self._operator_key, self._keys, _unshown, facts)
+        shown = {f.position + checked: f for f in facts}
+        directory = self._verifier.directory
         for offset, raw in enumerate(raws):
             expected = start + offset
-            leaves.append(merkle.leaf_hash(raw))
             self._advance(expected)
             served = self._event_at.get(expected)
             if served is not None:
                 self._applied += 1  # this record applies it (or the mismatch is reported)
-            if served is not None and served != raw:
-                findings.append(Finding(reason="key-directory-mismatch", index=expected,
-                                        message="the key event served up front differs from the ledger's record"))
+                if served != raw:
+                    findings.append(Finding(reason="key-directory-mismatch", index=expected,
+                                            message="the key event served up front differs from the ledger's record"))
             if expected < self._verify_from:
                 if self._placed(expected, raw, findings) and served is not None:
                     self._apply(self._verifier, expected, raw)
                 continue
+            f = shown.get(offset)
+            if f is not None and served is None and f.ledger_index == expected and f.kind is not EntryKind.KEY_EVENT:
+                try:
+                    check_member_at(f.keyid, f.publisher, f.entry, directory, expected, f.accepted_at_ms)
+                except TrustwireError:
+                    pass  # the reference path below reports it
+                else:
+                    verified += 1
+                    self._check_compromise(expected, f.keyid, f.accepted_at_ms, findings)
+                    continue
             try:
                 self._verifier.last_index = expected - 1
                 v = self._verifier.verify_passed(raw, flags[offset] == 1)
@@ -191,13 +211,23 @@ class RangeVerifier:
                     findings.append(Finding(reason="key-directory-mismatch", index=expected,
                                             message="a key event the exchange did not serve up front"))
                 continue
-            key = self._final.keys.get(v.keyid)
-            if (key is not None and key.compromised_index is not None and expected < key.compromised_index
-                    and key.tainted(expected, v.accepted_at_ms)):
-                findings.append(Finding(reason="compromised-key", index=expected, message=f"signed by key"
-                                        f" {key.keyid[:16]}… after its compromise (revoked at entry {key.compromised_index})"))
+            self._check_compromise(expected, v.keyid, v.accepted_at_ms, findings)
         self._position = start + len(raws)
-        return ChunkResult(start=start, leaves=b"".join(leaves), verified=verified, findings=tuple(findings))
+        return ChunkResult(start=start, leaves=b"".join(map(merkle.leaf_hash, raws)), verified=verified,
+                           findings=tuple(findings))
+
+    def _check_compromise(self, index: int, keyid: str, at_ms: int, findings: list[Finding]) -> None:
+        """Report an entry signed by a key after the point its revocation says it was stolen."""
+        key = self._final.keys.get(KeyId(keyid))
+        if (key is not None and key.compromised_index is not None and index < key.compromised_index
+                and key.tainted(index, at_ms)):
+            findings.append(Finding(reason="compromised-key", index=index, message=f"signed by key"
+                                    f" {key.keyid[:16]}… after its compromise (revoked at entry {key.compromised_index})"))
+
+
+def _unshown(raw: bytes) -> bool:
+    """A record the batch pass cannot show passing: the reference path checks it in order."""
+    return False
 
 
 class Auditor:
@@ -264,9 +294,12 @@ class Auditor:
             raise ValueError(f"range {result.start} merged out of order (expected {self._frontier.size})")
         self.report.findings.extend(result.findings)
         self.report.verified_signatures += result.verified
-        leaves = result.leaves
-        for offset in range(0, len(leaves), merkle.HASH_SIZE):
-            self._frontier.append(leaves[offset : offset + merkle.HASH_SIZE])
+        leaves, size = result.leaves, merkle.HASH_SIZE
+        done, n = 0, len(result.leaves) // size
+        while done < n:  # in runs up to the next checkpoint's size, whose root is checked there
+            upto = n if self._next is None else min(n, max(done + 1, self._next.size - result.start))
+            self._frontier.extend([leaves[o : o + size] for o in range(done * size, upto * size, size)])
+            done = upto
             if self._next is not None and self._next.size <= self._frontier.size:
                 self._check_roots(self._frontier.size)
         self.report.entries = self._frontier.size

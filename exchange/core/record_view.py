@@ -14,25 +14,41 @@ validate every payload whose signature verified. Every check is the reference's 
 function (``accepted_at_ms``, ``signature_of``, ``find_key``, ``verify_signature``,
 ``decode_entry``, ``validate_entry``, ``check_owner``). A record the view cannot show
 passing is handed to ``fallback`` (the reference path), which decides; so a pass
-here is always a pass there. tests/unit/test_record_view.py holds both to the same
+here is always a pass there. An audit range also asks for the :class:`Facts` read of
+each record shown passing, so its in-order half does not parse the record again. tests/unit/test_record_view.py holds both to the same
 verdicts on valid, mutated and forged records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
 from exchange.core.acceptance import KeyTable, check_owner, find_key
 from exchange.core.dsse import MAX_ENVELOPE_BYTES, pae, signature_of
-from exchange.core.entries import decode_entry, publisher_of, validate_entry
+from exchange.core.entries import Entry, EntryKind, MemberId, decode_entry, publisher_of, validate_entry
 from exchange.core.errors import TrustwireError
 from exchange.core.keys import verify_signature
 from exchange.core.records import accepted_at_ms
 from exchange.pb.trustwire.v1 import views_pb2
 
-__all__ = ["passes"]
+__all__ = ["Facts", "passes"]
+
+
+class Facts(NamedTuple):
+    """What the batch pass read from a record it showed passing: what the in-order half
+    of the rule needs, so it does not parse the record again (a tuple: one per record)."""
+
+    position: int  # in the batch
+    ledger_index: int
+    accepted_at_ms: int
+    keyid: str
+    kind: EntryKind
+    entry: Entry
+    publisher: MemberId
+
 
 def _canonical(view: views_pb2.RecordView, raw: bytes) -> bool:
     """True if ``raw`` is the canonical encoding of the view parsed from it (both layers)."""
@@ -40,15 +56,19 @@ def _canonical(view: views_pb2.RecordView, raw: bytes) -> bool:
     return view.SerializeToString(deterministic=True) == raw
 
 
-def _parsed(raw: bytes, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes, str, bytes, str, bytes] | None:
-    """(owner, public key, keyid, sig, payload_type, payload) of a canonical record with
-    a well-formed envelope signed by a known key; None: not shown here."""
+_Parsed = tuple[str, bytes, str, bytes, str, bytes, int, int]
+
+
+def _parsed(raw: bytes, operator_key: bytes, keys: KeyTable) -> _Parsed | None:
+    """(owner, public key, keyid, sig, payload_type, payload, index, accepted_at ms) of a
+    canonical record with a well-formed envelope signed by a known key; None: not shown here."""
     view = views_pb2.RecordView()
     try:
         view.ParseFromString(raw)
     except DecodeError:
         return None
-    if accepted_at_ms(view) is None or not _canonical(view, raw):
+    at_ms = accepted_at_ms(view)
+    if at_ms is None or not _canonical(view, raw):
         return None
     env = view.envelope
     payload_type = env.payload_type
@@ -57,13 +77,17 @@ def _parsed(raw: bytes, operator_key: bytes, keys: KeyTable) -> tuple[str, bytes
         owner, public_key = find_key(keyid, operator_key, keys)
     except TrustwireError:
         return None
-    return owner, public_key, keyid, sig, payload_type, env.payload
+    return owner, public_key, keyid, sig, payload_type, env.payload, view.index, at_ms
 
 
-def passes(raws: Sequence[bytes], operator_key: bytes, keys: KeyTable, fallback: Callable[[bytes], bool]) -> bytes:
+def passes(
+    raws: Sequence[bytes], operator_key: bytes, keys: KeyTable, fallback: Callable[[bytes], bool],
+    facts: list[Facts] | None = None,
+) -> bytes:
     """One byte per record, 1 where the stateless half of the rule passes (as
     :func:`exchange.core.acceptance.check_signed` for verifiers: no admission policy);
-    a record not shown passing here gets ``fallback(raw)``."""
+    a record not shown passing here gets ``fallback(raw)``. ``facts`` (if given)
+    receives the :class:`Facts` of every record shown passing here, in order."""
     out = bytearray(len(raws))
     parsed = []
     for i, raw in enumerate(raws):
@@ -82,13 +106,16 @@ def passes(raws: Sequence[bytes], operator_key: bytes, keys: KeyTable, fallback:
             out[i] = fallback(raws[i])
             continue
         verified.append((i, p))
-    for i, (owner, _, keyid, _, payload_type, payload) in verified:  # only then decoded
+    for i, (owner, _, keyid, _, payload_type, payload, index, at_ms) in verified:  # only then decoded
         try:
             kind, entry = decode_entry(payload_type, payload)
             validate_entry(kind, entry)
-            check_owner(owner, publisher_of(entry), keyid)
+            publisher = publisher_of(entry)
+            check_owner(owner, publisher, keyid)
         except TrustwireError:
             out[i] = fallback(raws[i])
             continue
         out[i] = 1
+        if facts is not None:
+            facts.append(Facts(i, index, at_ms, keyid, kind, entry, publisher))
     return bytes(out)
