@@ -58,6 +58,9 @@ class Prechecker(Protocol):
         ...
 
 
+_RESUBMITS = 4  # rounds of worker checks a page gets again as its key events add keys
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifiedEntry:
     index: int
@@ -104,14 +107,14 @@ class EntryVerifier:
         """Verify records in order; the stateless half of the rule runs up front, on
         ``pool``'s threads when given (libsodium releases the GIL) or in a
         :class:`Prechecker`'s processes (``passed``: already submitted), the rest in order."""
+        prechecker: Prechecker | None = None
         if pool is not None and not isinstance(pool, Executor):
+            prechecker, pool = pool, None
             if passed is None:
-                passed = self.submit(raws, pool)
-            pool = None
+                passed = self.submit(raws, prechecker)
         flags = passed() if passed is not None else None
         if flags is not None:
-            prechecked = [self._rebuild(raw) if ok else None for raw, ok in zip(raws, flags, strict=True)]
-            return self._in_order(raws, prechecked)
+            return self._in_order_passed(raws, bytearray(flags), prechecker)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
@@ -128,6 +131,39 @@ class EntryVerifier:
             except UntrustedEntry as exc:
                 out.append(exc)
         return out
+
+    def _in_order_passed(
+        self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None
+    ) -> list[VerifiedEntry | UntrustedEntry]:
+        """In order, with the workers' verdicts (``flags``, against the keys known when the
+        page was submitted): a passed record is rebuilt against the directory as of its
+        index, its signature not checked again; one not passed is decided by the
+        reference path. Keys added inside the page (a new member's key event) would send
+        every later record of theirs down that path, signature and all: so when the
+        directory has grown, the records still not passed go back to the workers, against
+        the keys as of here, before the first of them is decided (at most
+        ``_RESUBMITS`` times a page)."""
+        out: list[VerifiedEntry | UntrustedEntry] = []
+        known, rounds = len(self.directory.keys), 0
+        for i, raw in enumerate(raws):
+            if not flags[i] and pool is not None and rounds < _RESUBMITS and len(self.directory.keys) != known:
+                known, rounds = len(self.directory.keys), rounds + 1
+                self._resubmit(raws, flags, i, pool)
+            try:
+                out.append(self._verify_record(raw, self._rebuild(raw) if flags[i] else None))
+            except UntrustedEntry as exc:
+                out.append(exc)
+        return out
+
+    def _resubmit(self, raws: Sequence[bytes], flags: bytearray, start: int, pool: Prechecker) -> None:
+        """Check the records from ``start`` not passed yet on the workers again, against
+        the directory's keys now; set ``flags`` for those that pass."""
+        rest = [j for j in range(start, len(raws)) if not flags[j]]
+        pending = self.submit([raws[j] for j in rest], pool)
+        verdicts = pending() if pending is not None else None
+        if verdicts is not None:
+            for j, ok in zip(rest, verdicts, strict=True):
+                flags[j] = ok
 
     def _prechecks(self, raws: Sequence[bytes]) -> list[_Checked | None]:
         return [self._precheck(raw) for raw in raws]

@@ -31,7 +31,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
                                 for i in range(300)]))
         receipts(ledger.append([enrol("carol", [G]), add_key("carol", carol)]))
         receipts(ledger.append([signal("carol", f"c-{i}", [G], value=hashlib.md5(b"c%d" % i).hexdigest(), signer=carol)
-                                for i in range(100)]))
+                                for i in range(300)]))
         return [r.record for r in ledger.read(0, ledger.head() + 1)]
     finally:
         ledger.close()
@@ -94,3 +94,37 @@ def test_small_pages_stay_in_process(records: list[bytes]) -> None:
         assert fresh._pool is None
     finally:
         fresh.close()
+
+
+def test_parent_does_not_verify_again_what_a_worker_verified(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record here passes on the workers (carol's signals once her key event, in
+    the same page, is applied): the caller's process checks no Ed25519 signature itself,
+    and still returns what one process returns."""
+    import nacl.bindings
+
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records))
+    real = nacl.bindings.crypto_sign_open
+    calls: list[int] = []
+
+    def counted(signed: bytes, public_key: bytes) -> bytes:
+        calls.append(1)
+        return real(signed, public_key)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counted)
+    there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records, pool))
+    assert there == here and all(kind == "ok" for kind, _ in there)
+    assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
+
+
+def test_forged_record_after_new_keys_is_still_decided_here(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forgery among records sent back to the workers (keys added mid-page) fails there
+    and is decided by the reference path in the caller's process: quarantined."""
+    page = _forged(records, len(records) - 3)
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page))
+    there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page, pool))
+    assert there == here and there[-3] == ("bad", "wrong-member")
+    assert sum(1 for kind, _ in there if kind == "bad") == 1
