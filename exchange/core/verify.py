@@ -27,7 +27,7 @@ from exchange.core import record_view
 from exchange.core.records import Record, accepted_at_ms
 from exchange.pb.trustwire.v1 import views_pb2
 
-__all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_passes"]
+__all__ = ["EntryVerifier", "Passes", "Prechecker", "Submitted", "VerifiedEntry", "signed_passes"]
 
 
 def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
@@ -48,6 +48,18 @@ def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) ->
 
 Passes = Callable[[], "bytes | None"]
 """The result of a submitted precheck: one byte per record (waits for it), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """:data:`Passes` of a page submitted by :meth:`EntryVerifier.submit`, with the
+    number of directory keys the workers checked it against."""
+
+    result: Passes
+    keys: int
+
+    def __call__(self) -> bytes | None:
+        return self.result()
 
 
 class Prechecker(Protocol):
@@ -98,7 +110,11 @@ class EntryVerifier:
         """Start the stateless half on ``pool``'s processes against the keys known now
         (a record whose key comes later in the ledger fails there and is checked again
         in order); hand the result to :meth:`verify_many` as ``passed``."""
-        return None if pool is None else pool.submit(self.operator_key, key_table(self.directory), raws)
+        if pool is None:
+            return None
+        table = key_table(self.directory)
+        pending = pool.submit(self.operator_key, table, raws)
+        return None if pending is None else Submitted(pending, len(table))
 
     def verify_many(
         self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
@@ -114,7 +130,8 @@ class EntryVerifier:
                 passed = self.submit(raws, prechecker)
         flags = passed() if passed is not None else None
         if flags is not None:
-            return self._in_order_passed(raws, bytearray(flags), prechecker)
+            known = passed.keys if isinstance(passed, Submitted) else len(self.directory.keys)
+            return self._in_order_passed(raws, bytearray(flags), prechecker, known)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
@@ -133,10 +150,10 @@ class EntryVerifier:
         return out
 
     def _in_order_passed(
-        self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None
+        self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None, known: int
     ) -> list[VerifiedEntry | UntrustedEntry]:
         """In order, with the workers' verdicts (``flags``, against the keys known when the
-        page was submitted): a passed record is rebuilt against the directory as of its
+        page was submitted, ``known`` of them): a passed record is rebuilt against the directory as of its
         index, its signature not checked again; one not passed is decided by the
         reference path. Keys added inside the page (a new member's key event) would send
         every later record of theirs down that path, signature and all: so when the
@@ -144,7 +161,7 @@ class EntryVerifier:
         the keys as of here, before the first of them is decided (at most
         ``_RESUBMITS`` times a page)."""
         out: list[VerifiedEntry | UntrustedEntry] = []
-        known, rounds = len(self.directory.keys), 0
+        rounds = 0
         for i, raw in enumerate(raws):
             if not flags[i] and pool is not None and rounds < _RESUBMITS and len(self.directory.keys) != known:
                 known, rounds = len(self.directory.keys), rounds + 1

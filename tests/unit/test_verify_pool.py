@@ -128,3 +128,31 @@ def test_forged_record_after_new_keys_is_still_decided_here(
     there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page, pool))
     assert there == here and there[-3] == ("bad", "wrong-member")
     assert sum(1 for kind, _ in there if kind == "bad") == 1
+
+
+def test_page_checked_before_the_previous_page_added_its_keys(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read ahead, the next page is submitted against the keys before the current page:
+    carol's signals fail there (her key is added by the current page) and go back to the
+    workers in order, not to the caller's process; the verdicts are one process's."""
+    import nacl.bindings
+
+    first, second = records[:-300], records[-300:]
+    reference = EntryVerifier(OPERATOR_KEY.public_key)
+    here = _summary(reference.verify_many(first) + reference.verify_many(second))
+    verifier = EntryVerifier(OPERATOR_KEY.public_key)
+    submitted_first = verifier.submit(first, pool)
+    submitted_second = verifier.submit(second, pool)  # before `first` is verified: no key of carol yet
+    real = nacl.bindings.crypto_sign_open
+    calls: list[int] = []
+
+    def counted(signed: bytes, public_key: bytes) -> bytes:
+        calls.append(1)
+        return real(signed, public_key)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counted)
+    there = _summary(verifier.verify_many(first, pool, passed=submitted_first)
+                     + verifier.verify_many(second, pool, passed=submitted_second))
+    assert there == here and all(kind == "ok" for kind, _ in there)
+    assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
