@@ -96,15 +96,11 @@ def test_small_pages_stay_in_process(records: list[bytes]) -> None:
         fresh.close()
 
 
-def test_parent_does_not_verify_again_what_a_worker_verified(
-    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every record here passes on the workers (carol's signals once her key event, in
-    the same page, is applied): the caller's process checks no Ed25519 signature itself,
-    and still returns what one process returns."""
+def _count_verifies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ed25519 checks made in this process from now on (one item each); workers are
+    other processes, so theirs are not counted."""
     import nacl.bindings
 
-    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records))
     real = nacl.bindings.crypto_sign_open
     calls: list[int] = []
 
@@ -113,6 +109,17 @@ def test_parent_does_not_verify_again_what_a_worker_verified(
         return real(signed, public_key)
 
     monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counted)
+    return calls
+
+
+def test_parent_does_not_verify_again_what_a_worker_verified(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record here passes on the workers (carol's signals once her key event, in
+    the same page, is applied): the caller's process checks no Ed25519 signature itself,
+    and still returns what one process returns."""
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records))
+    calls = _count_verifies(monkeypatch)
     there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records, pool))
     assert there == here and all(kind == "ok" for kind, _ in there)
     assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
@@ -136,22 +143,13 @@ def test_page_checked_before_the_previous_page_added_its_keys(
     """Read ahead, the next page is submitted against the keys before the current page:
     carol's signals fail there (her key is added by the current page) and go back to the
     workers in order, not to the caller's process; the verdicts are one process's."""
-    import nacl.bindings
-
     first, second = records[:-300], records[-300:]
     reference = EntryVerifier(OPERATOR_KEY.public_key)
     here = _summary(reference.verify_many(first) + reference.verify_many(second))
     verifier = EntryVerifier(OPERATOR_KEY.public_key)
     submitted_first = verifier.submit(first, pool)
     submitted_second = verifier.submit(second, pool)  # before `first` is verified: no key of carol yet
-    real = nacl.bindings.crypto_sign_open
-    calls: list[int] = []
-
-    def counted(signed: bytes, public_key: bytes) -> bytes:
-        calls.append(1)
-        return real(signed, public_key)
-
-    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counted)
+    calls = _count_verifies(monkeypatch)
     there = _summary(verifier.verify_many(first, pool, passed=submitted_first)
                      + verifier.verify_many(second, pool, passed=submitted_second))
     assert there == here and all(kind == "ok" for kind, _ in there)
