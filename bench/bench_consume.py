@@ -52,7 +52,7 @@ def _start_workers(member: object) -> float:
         if len({f.result() for f in [executor.submit(_warm) for _ in range(pool.workers)]}) >= pool.workers:
             break
     kids = psutil.Process().children(recursive=True)
-    return sum(c.cpu_times().user + c.cpu_times().system for c in kids)
+    return float(sum(c.cpu_times().user + c.cpu_times().system for c in kids))
 
 
 def child(target: str, log_key: str, state: Path) -> None:

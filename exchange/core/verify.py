@@ -152,10 +152,10 @@ class EntryVerifier:
     def _in_order_passed(
         self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None, known: int
     ) -> list[VerifiedEntry | UntrustedEntry]:
-        """In order, with the workers' verdicts (``flags``, against the keys known when the
-        page was submitted, ``known`` of them): a passed record is rebuilt against the directory as of its
-        index, its signature not checked again; one not passed is decided by the
-        reference path. Keys added inside the page (a new member's key event) would send
+        """In order, with the workers' verdicts (``flags``, against the ``known`` keys of
+        the directory when the page was submitted): a passed record is rebuilt against
+        the directory as of its index, its signature not checked again; one not passed
+        is decided by the reference path. Keys added inside the page (a new member's key event) would send
         every later record of theirs down that path, signature and all: so when the
         directory has grown, the records still not passed go back to the workers, against
         the keys as of here, before the first of them is decided (at most
@@ -163,7 +163,8 @@ class EntryVerifier:
         out: list[VerifiedEntry | UntrustedEntry] = []
         rounds = 0
         for i, raw in enumerate(raws):
-            if not flags[i] and pool is not None and rounds < _RESUBMITS and len(self.directory.keys) != known:
+            grown = len(self.directory.keys) != known
+            if not flags[i] and grown and pool is not None and rounds < _RESUBMITS:
                 known, rounds = len(self.directory.keys), rounds + 1
                 self._resubmit(raws, flags, i, pool)
             try:
