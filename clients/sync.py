@@ -71,13 +71,13 @@ class Syncer:
         submit: Callable[[list[bytes]], Passes | None] = lambda raws: self.verifier.submit(raws, pool)
         pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow, submit)
         for page, passed in pages:
-            # the next page's signatures are checked on the workers while this one is
-            # checked in order and written (against the keys as of this page's start:
-            # a record whose key this page adds goes back to the workers in order)
-            pages.read_next()
             try:
                 with store.transaction():
                     checked = self.verifier.verify_many(list(page.records), pool, passed=passed)
+                    # the next page's signatures are checked on the workers (against the
+                    # keys as of this page's end) while this page is written; read here,
+                    # not sooner: the exchange prepares it while this page is checked
+                    pages.read_next()
                     # in ledger order: a retraction's signal may be earlier in the page
                     self._ingester.apply_page(zip(page.records, checked, strict=True), self.verifier, report,
                                               lambda v: self._for_recipient(v, groups))
@@ -183,7 +183,7 @@ class Syncer:
 class _Ahead:
     """Subscribe pages, each with its signature checks (:class:`Passes`) started as it is
     read (``submit``); catching up (not following), :meth:`read_next` reads the next page
-    and starts its checks while the current one is verified and applied. An error
+    and starts its checks while the current one is applied. An error
     reading ahead is raised by :meth:`raise_deferred`, once the current page has committed."""
 
     def __init__(
