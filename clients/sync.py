@@ -68,14 +68,16 @@ class Syncer:
             )
         groups = self._client.current_groups()
         pool = self._client.verify_pool
-        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow)
+        submit: Callable[[list[bytes]], Passes | None] = lambda raws: self.verifier.submit(raws, pool)
+        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow, submit)
         for page, passed in pages:
             try:
                 with store.transaction():
                     checked = self.verifier.verify_many(list(page.records), pool, passed=passed)
                     # the next page's signatures are checked on the workers (against the
-                    # keys as of this page's end) while this page is written
-                    pages.read_next(lambda raws: self.verifier.submit(raws, pool))
+                    # keys as of this page's end) while this page is written; read here,
+                    # not sooner: the exchange prepares it while this page is checked
+                    pages.read_next()
                     # in ledger order: a retraction's signal may be earlier in the page
                     self._ingester.apply_page(zip(page.records, checked, strict=True), self.verifier, report,
                                               lambda v: self._for_recipient(v, groups))
@@ -179,14 +181,17 @@ class Syncer:
 
 
 class _Ahead:
-    """Subscribe pages, each with its signature checks (:class:`Passes`) already started
-    when it can be: catching up (not following), :meth:`read_next` reads the next page
-    and starts its checks while the current one is applied. An error reading ahead is
-    raised by :meth:`raise_deferred`, once the current page has committed."""
+    """Subscribe pages, each with its signature checks (:class:`Passes`) started as it is
+    read (``submit``); catching up (not following), :meth:`read_next` reads the next page
+    and starts its checks while the current one is applied. An error
+    reading ahead is raised by :meth:`raise_deferred`, once the current page has committed."""
 
-    def __init__(self, pages: Iterator[xpb.SubscribeResponse], follow: bool) -> None:
+    def __init__(
+        self, pages: Iterator[xpb.SubscribeResponse], follow: bool, submit: Callable[[list[bytes]], Passes | None]
+    ) -> None:
         self._pages = pages
         self._follow = follow
+        self._submit = submit
         self._next: tuple[xpb.SubscribeResponse, Passes | None] | None = None
         self._failure: BaseException | None = None
         self._done = False
@@ -202,9 +207,9 @@ class _Ahead:
             page = next(self._pages, None)
             if page is None:
                 return
-            yield page, None
+            yield page, self._submit(list(page.records))
 
-    def read_next(self, submit: Callable[[list[bytes]], Passes | None]) -> None:
+    def read_next(self) -> None:
         if self._follow or self._next is not None or self._done:
             return  # following, the next page may be far off: never wait for it here
         try:
@@ -215,7 +220,7 @@ class _Ahead:
         if page is None:
             self._done = True
             return
-        self._next = (page, submit(list(page.records)))
+        self._next = (page, self._submit(list(page.records)))
 
     def raise_deferred(self) -> None:
         if self._failure is not None:

@@ -27,7 +27,7 @@ from exchange.core import record_view
 from exchange.core.records import Record, accepted_at_ms
 from exchange.pb.trustwire.v1 import views_pb2
 
-__all__ = ["EntryVerifier", "Passes", "Prechecker", "VerifiedEntry", "signed_passes"]
+__all__ = ["EntryVerifier", "Passes", "Prechecker", "Submitted", "VerifiedEntry", "signed_passes"]
 
 
 def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
@@ -50,12 +50,27 @@ Passes = Callable[[], "bytes | None"]
 """The result of a submitted precheck: one byte per record (waits for it), or None."""
 
 
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """:data:`Passes` of a page submitted by :meth:`EntryVerifier.submit`, with the
+    number of directory keys the workers checked it against."""
+
+    result: Passes
+    keys: int
+
+    def __call__(self) -> bytes | None:
+        return self.result()
+
+
 class Prechecker(Protocol):
     """Runs :func:`signed_passes` elsewhere (other processes), for :meth:`EntryVerifier.verify_many`."""
 
     def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
         """Start checking; None to check them in the caller's process instead (a small page, say)."""
         ...
+
+
+_RESUBMITS = 4  # rounds of worker checks a page gets again as its key events add keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +110,11 @@ class EntryVerifier:
         """Start the stateless half on ``pool``'s processes against the keys known now
         (a record whose key comes later in the ledger fails there and is checked again
         in order); hand the result to :meth:`verify_many` as ``passed``."""
-        return None if pool is None else pool.submit(self.operator_key, key_table(self.directory), raws)
+        if pool is None:
+            return None
+        table = key_table(self.directory)
+        pending = pool.submit(self.operator_key, table, raws)
+        return None if pending is None else Submitted(pending, len(table))
 
     def verify_many(
         self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
@@ -104,14 +123,15 @@ class EntryVerifier:
         """Verify records in order; the stateless half of the rule runs up front, on
         ``pool``'s threads when given (libsodium releases the GIL) or in a
         :class:`Prechecker`'s processes (``passed``: already submitted), the rest in order."""
+        prechecker: Prechecker | None = None
         if pool is not None and not isinstance(pool, Executor):
+            prechecker, pool = pool, None
             if passed is None:
-                passed = self.submit(raws, pool)
-            pool = None
+                passed = self.submit(raws, prechecker)
         flags = passed() if passed is not None else None
         if flags is not None:
-            prechecked = [self._rebuild(raw) if ok else None for raw, ok in zip(raws, flags, strict=True)]
-            return self._in_order(raws, prechecked)
+            known = passed.keys if isinstance(passed, Submitted) else len(self.directory.keys)
+            return self._in_order_passed(raws, bytearray(flags), prechecker, known)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
@@ -128,6 +148,40 @@ class EntryVerifier:
             except UntrustedEntry as exc:
                 out.append(exc)
         return out
+
+    def _in_order_passed(
+        self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None, known: int
+    ) -> list[VerifiedEntry | UntrustedEntry]:
+        """In order, with the workers' verdicts (``flags``, against the ``known`` keys of
+        the directory when the page was submitted): a passed record is rebuilt against
+        the directory as of its index, its signature not checked again; one not passed
+        is decided by the reference path. Keys added inside the page (a new member's key event) would send
+        every later record of theirs down that path, signature and all: so when the
+        directory has grown, the records still not passed go back to the workers, against
+        the keys as of here, before the first of them is decided (at most
+        ``_RESUBMITS`` times a page)."""
+        out: list[VerifiedEntry | UntrustedEntry] = []
+        rounds = 0
+        for i, raw in enumerate(raws):
+            grown = len(self.directory.keys) != known
+            if not flags[i] and grown and pool is not None and rounds < _RESUBMITS:
+                known, rounds = len(self.directory.keys), rounds + 1
+                self._resubmit(raws, flags, i, pool)
+            try:
+                out.append(self._verify_record(raw, self._rebuild(raw) if flags[i] else None))
+            except UntrustedEntry as exc:
+                out.append(exc)
+        return out
+
+    def _resubmit(self, raws: Sequence[bytes], flags: bytearray, start: int, pool: Prechecker) -> None:
+        """Check the records from ``start`` not passed yet on the workers again, against
+        the directory's keys now; set ``flags`` for those that pass."""
+        rest = [j for j in range(start, len(raws)) if not flags[j]]
+        pending = self.submit([raws[j] for j in rest], pool)
+        verdicts = pending() if pending is not None else None
+        if verdicts is not None:
+            for j, ok in zip(rest, verdicts, strict=True):
+                flags[j] = ok
 
     def _prechecks(self, raws: Sequence[bytes]) -> list[_Checked | None]:
         return [self._precheck(raw) for raw in raws]

@@ -31,7 +31,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
                                 for i in range(300)]))
         receipts(ledger.append([enrol("carol", [G]), add_key("carol", carol)]))
         receipts(ledger.append([signal("carol", f"c-{i}", [G], value=hashlib.md5(b"c%d" % i).hexdigest(), signer=carol)
-                                for i in range(100)]))
+                                for i in range(300)]))
         return [r.record for r in ledger.read(0, ledger.head() + 1)]
     finally:
         ledger.close()
@@ -94,3 +94,63 @@ def test_small_pages_stay_in_process(records: list[bytes]) -> None:
         assert fresh._pool is None
     finally:
         fresh.close()
+
+
+def _count_verifies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ed25519 checks made in this process from now on (one item each); workers are
+    other processes, so theirs are not counted."""
+    import nacl.bindings
+
+    real = nacl.bindings.crypto_sign_open
+    calls: list[int] = []
+
+    def counted(signed: bytes, public_key: bytes) -> bytes:
+        calls.append(1)
+        return real(signed, public_key)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counted)
+    return calls
+
+
+def test_parent_does_not_verify_again_what_a_worker_verified(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record here passes on the workers (carol's signals once her key event, in
+    the same page, is applied): the caller's process checks no Ed25519 signature itself,
+    and still returns what one process returns."""
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records))
+    calls = _count_verifies(monkeypatch)
+    there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(records, pool))
+    assert there == here and all(kind == "ok" for kind, _ in there)
+    assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
+
+
+def test_forged_record_after_new_keys_is_still_decided_here(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forgery among records sent back to the workers (keys added mid-page) fails there
+    and is decided by the reference path in the caller's process: quarantined."""
+    page = _forged(records, len(records) - 3)
+    here = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page))
+    there = _summary(EntryVerifier(OPERATOR_KEY.public_key).verify_many(page, pool))
+    assert there == here and there[-3] == ("bad", "wrong-member")
+    assert sum(1 for kind, _ in there if kind == "bad") == 1
+
+
+def test_page_checked_before_the_previous_page_added_its_keys(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read ahead, the next page is submitted against the keys before the current page:
+    carol's signals fail there (her key is added by the current page) and go back to the
+    workers in order, not to the caller's process; the verdicts are one process's."""
+    first, second = records[:-300], records[-300:]
+    reference = EntryVerifier(OPERATOR_KEY.public_key)
+    here = _summary(reference.verify_many(first) + reference.verify_many(second))
+    verifier = EntryVerifier(OPERATOR_KEY.public_key)
+    submitted_first = verifier.submit(first, pool)
+    submitted_second = verifier.submit(second, pool)  # before `first` is verified: no key of carol yet
+    calls = _count_verifies(monkeypatch)
+    there = _summary(verifier.verify_many(first, pool, passed=submitted_first)
+                     + verifier.verify_many(second, pool, passed=submitted_second))
+    assert there == here and all(kind == "ok" for kind, _ in there)
+    assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
