@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
-from clients.matchsvc.columns import DigestMap, SignalRows, digest
+from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal, SignalColumns
+from clients.matchsvc.columns import DigestMap, SignalRows, digest, digests
 from clients.pdq_index import PdqIndex
 from exchange.core.signals import Matcher, SignalType, signal_type
 from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
@@ -123,21 +123,21 @@ class MatchIndex:
         self._by_key.add(key_digest, row)
         if shape is Matcher.EXACT:
             self._by_value.add(value_digest, row)
-        self._index_value(row, s, shape)
+        self._index_value(row, s.value, shape)
         self._counts[s.type] = self._counts.get(s.type, 0) + 1
         if opinions:
             self._opinions[row] = _opinion_names(opinions)
 
-    def _index_value(self, row: int, s: BankSignal, shape: str) -> None:
+    def _index_value(self, row: int, value: str, shape: str) -> None:
         """Index a new row's value by its matcher (PDQ, text, frames; exact: the map)."""
         if shape is Matcher.HAMMING:
-            self._pdq.add(row, s.value)
+            self._pdq.add(row, value)
             if self._journal is not None:
-                self._journal.append((row, s.value))
+                self._journal.append((row, value))
         elif shape in (Matcher.SUBSTRING, Matcher.SCAN):
-            self._text[row] = s.value
+            self._text[row] = value
         elif shape is _FRAMES:
-            frames = frames_of(s.value)
+            frames = frames_of(value)
             fids = list(range(self._next_frame, self._next_frame + len(frames)))
             self._next_frame += len(frames)
             self._frames.add_many(fids, frames)
@@ -145,57 +145,77 @@ class MatchIndex:
             self._frame_owner.update(dict.fromkeys(fids, row))
 
     def load(self, signals: Iterable[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> int:
-        """Add many signals (at start, into an empty view); returns how many are matchable."""
+        """Add many signals (at start, into an empty view, as :meth:`load_columns`);
+        returns how many are matchable."""
+        live = [s for s in signals if s.retracted_index is None]
+        if self._rows.end:
+            with self._lock:
+                for s in live:
+                    self._link(s, opinions.get((s.publisher, s.signal_id), {}))
+                return len(self._rows)
+        return self.load_columns([SignalColumns.of(live[i : i + 50_000]) for i in range(0, len(live), 50_000)],
+                                 opinions)
+
+    def load_columns(self, batches: Iterable[SignalColumns],
+                     opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> int:
+        """:meth:`load` from a bank's column scan (:meth:`clients.bank.Bank.scan_columns`),
+        into an empty view: numpy a batch, Python only once per distinct string (and per
+        value of types with a value-dependent ``quality_flag``); returns how many are matchable."""
         with self._lock:
             if self._rows.end:
-                for s in signals:
-                    if s.retracted_index is None:
-                        self._link(s, opinions.get((s.publisher, s.signal_id), {}))
-                return len(self._rows)
-            chunk: list[BankSignal] = []
+                raise RuntimeError("load_columns needs an empty view")
             by_key: list[tuple[np.ndarray, np.ndarray]] = []
             by_value: list[tuple[np.ndarray, np.ndarray]] = []
-            for s in signals:
-                if s.retracted_index is None and self._matchable(s):
-                    chunk.append(s)
-                if len(chunk) >= 50_000:
-                    self._load_chunk(chunk, opinions, by_key, by_value)
-                    chunk = []
-            self._load_chunk(chunk, opinions, by_key, by_value)
+            for c in batches:
+                self._load_batch(c, by_key, by_value)
             self._rows.trim()
             for target, parts in ((self._by_key, by_key), (self._by_value, by_value)):
                 if parts:
                     target.add_arrays(np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts]))
+            for key, got in opinions.items():
+                row = self._row_of(key)
+                if row is not None and got:
+                    self._opinions[row] = _opinion_names(got)
             self._pdq.fold(force=True)
             return len(self._rows)
 
-    def _load_chunk(self, chunk: list[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]],
-                    by_key: list[tuple[np.ndarray, np.ndarray]], by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Store a chunk of signals in new rows; their map entries go to ``by_key`` and
-        ``by_value`` as arrays (sorted in once at the end of the load)."""
-        if not chunk:
+    def _load_batch(self, c: SignalColumns, by_key: list[tuple[np.ndarray, np.ndarray]],
+                    by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        n = len(c)
+        shapes = {t: _shape(t) for t in set(c.type)}
+        type_shape = [shapes[t] for t in c.type]
+        keep = np.fromiter((f is None and type_shape[i] is not Matcher.NONE for i, f in enumerate(c.quality_flag)),
+                           bool, n)
+        for t in shapes:  # types whose quality depends on the value (PDQ: degenerate hashes)
+            kind = signal_type(t)
+            if type(kind).quality_flag is not SignalType.quality_flag:
+                for i in np.flatnonzero(keep).tolist():
+                    if c.type[i] == t and kind.quality_flag(c.value[i]) is not None:
+                        keep[i] = False
+        at = np.flatnonzero(keep)
+        if not len(at):
             return
-        shapes = [_shape(s.type) for s in chunk]
-        key_digests = [digest(s.publisher, s.signal_id) for s in chunk]
-        value_digests = [digest(s.type, s.value) if sh is Matcher.EXACT else 0 for s, sh in zip(chunk, shapes)]
-        start = self._rows.add_many(chunk, key_digests, value_digests)
-        rows = np.arange(start, start + len(chunk), dtype=np.int64)
-        exact = np.fromiter((sh is Matcher.EXACT for sh in shapes), bool, len(chunk))
-        by_key.append((np.array(key_digests, dtype=np.uint64), rows))
-        by_value.append((np.array(value_digests, dtype=np.uint64)[exact], rows[exact]))
+        kept = at.tolist()
+        exact = np.fromiter((type_shape[i] is Matcher.EXACT for i in kept), bool, len(kept))
+        key_digests = digests([c.publisher[i] for i in kept], [c.signal_id[i] for i in kept])
+        value_digests = np.zeros(len(kept), np.uint64)
+        exact_at = np.flatnonzero(exact).tolist()
+        value_digests[exact] = digests([c.type[kept[j]] for j in exact_at], [c.value[kept[j]] for j in exact_at])
+        start = self._rows.add_columns(c, keep, key_digests, value_digests)
+        rows = np.arange(start, start + len(kept), dtype=np.int64)
+        by_key.append((key_digests, rows))
+        by_value.append((value_digests[exact], rows[exact]))
         pdq_rows: list[int] = []
         pdq_values: list[str] = []
-        for i, (s, shape) in enumerate(zip(chunk, shapes, strict=True)):
-            row = start + i
+        for j, i in enumerate(kept):
+            shape = type_shape[i]
             if shape is Matcher.HAMMING:
-                pdq_rows.append(row)
-                pdq_values.append(s.value)
+                pdq_rows.append(start + j)
+                pdq_values.append(c.value[i])
             elif shape is not Matcher.EXACT:
-                self._index_value(row, s, shape)
-            self._counts[s.type] = self._counts.get(s.type, 0) + 1
-            got = opinions.get((s.publisher, s.signal_id))
-            if got:
-                self._opinions[row] = _opinion_names(got)
+                self._index_value(start + j, c.value[i], shape)
+        for t, count in zip(*np.unique(np.asarray(c.type, object)[at], return_counts=True), strict=True):
+            self._counts[t] = self._counts.get(t, 0) + int(count)
         self._pdq.add_many(pdq_rows, pdq_values)
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
