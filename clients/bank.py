@@ -165,9 +165,9 @@ class SignalColumns:
         return len(self.rowid)
 
     @classmethod
-    def of(cls, signals: Sequence[BankSignal]) -> SignalColumns:
-        """Signals already read, as columns (rowids unknown: 0)."""
-        return cls(rowid=(0,) * len(signals), publisher=tuple(s.publisher for s in signals),
+    def of(cls, signals: Sequence[BankSignal], first_rowid: int = 1) -> SignalColumns:
+        """Signals already read, as columns (rowids made up: consecutive from ``first_rowid``)."""
+        return cls(rowid=tuple(range(first_rowid, first_rowid + len(signals))), publisher=tuple(s.publisher for s in signals),
                    signal_id=tuple(s.signal_id for s in signals), index=tuple(s.index for s in signals),
                    type=tuple(s.type for s in signals), value=tuple(s.value for s in signals),
                    labels_json=tuple(json.dumps(list(s.labels)) for s in signals),
@@ -380,16 +380,34 @@ class Bank:
         """The live PDQ index: loaded from disk if current, else rebuilt from SQLite."""
         if self._pdq is not None:
             return self._pdq
-        changes = str(self._changes())
-        if PdqIndex.watermark_of(self._index_dir) == changes:
-            try:
-                self._pdq = PdqIndex.load(self._index_dir, threshold=self.pdq_threshold)
-                log.info("loaded the PDQ index (%d hashes) from %s", len(self._pdq), self._index_dir)
-                return self._pdq
-            except (OSError, ValueError) as exc:
-                log.warning("saved PDQ index unusable, rebuilding: %s", exc)
-        self._pdq = self.rebuild_index()
+        self._pdq = self.saved_index() or self.rebuild_index()
         return self._pdq
+
+    def index_watermark(self) -> str:
+        """The PDQ change count a saved index must carry to be current."""
+        return str(self._changes())
+
+    def saved_index(self) -> PdqIndex | None:
+        """The saved PDQ index (ids: signal rowids) if it reflects the bank now, else None:
+        one bumped by :func:`outdate_saved_index` since it was saved is never used."""
+        if PdqIndex.watermark_of(self._index_dir) != self.index_watermark():
+            return None
+        try:
+            index = PdqIndex.load(self._index_dir, threshold=self.pdq_threshold)
+        except (OSError, ValueError) as exc:
+            log.warning("saved PDQ index unusable, rebuilding: %s", exc)
+            return None
+        log.info("loaded the PDQ index (%d hashes) from %s", len(index), self._index_dir)
+        return index
+
+    def save_index_copy(self, index: PdqIndex, watermark: str) -> bool:
+        """Save ``index`` (built elsewhere from this bank, ids = signal rowids, as of
+        ``watermark``) as the bank's saved index, unless the bank changed since."""
+        with self._store.transaction():
+            if watermark != self.index_watermark():
+                return False
+            index.save(self._index_dir, watermark=watermark)
+        return True
 
     def rebuild_index(self) -> PdqIndex:
         """Build the index from every indexable PDQ signal in SQLite (retracted, swept

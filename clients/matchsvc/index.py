@@ -25,6 +25,7 @@ of the index in memory. The digest maps' recent additions are merged the same wa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -35,11 +36,13 @@ import numpy as np
 
 from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal, SignalColumns
 from clients.matchsvc.columns import DigestMap, SignalRows, digest, digests
-from clients.pdq_index import PdqIndex
+from clients.pdq_index import PdqIndex, pdq_words_many
 from exchange.core.signals import Matcher, SignalType, signal_type
 from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
 
 __all__ = ["Hit", "MatchIndex"]
+
+log = logging.getLogger(__name__)
 
 NO_OPINIONS: Mapping[str, int] = {}
 
@@ -77,6 +80,8 @@ class MatchIndex:
         self._frame_owner: dict[int, int] = {}
         self._frames_of: dict[int, list[int]] = {}
         self._next_frame = 1
+        self.pdq_from_saved = False
+        """Whether the last load used the bank's saved PDQ index."""
 
     # -- updates -------------------------------------------------------------------------
 
@@ -153,21 +158,27 @@ class MatchIndex:
                 for s in live:
                     self._link(s, opinions.get((s.publisher, s.signal_id), {}))
                 return len(self._rows)
-        return self.load_columns([SignalColumns.of(live[i : i + 50_000]) for i in range(0, len(live), 50_000)],
+        return self.load_columns([SignalColumns.of(live[i : i + 50_000], i + 1) for i in range(0, len(live), 50_000)],
                                  opinions)
 
-    def load_columns(self, batches: Iterable[SignalColumns],
-                     opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> int:
+    def load_columns(self, batches: Iterable[SignalColumns], opinions: Mapping[tuple[str, str], Mapping[int, int]],
+                     saved_pdq: PdqIndex | None = None, keep_pdq: Callable[[PdqIndex], object] | None = None) -> int:
         """:meth:`load` from a bank's column scan (:meth:`clients.bank.Bank.scan_columns`),
         into an empty view: numpy a batch, Python only once per distinct string (and per
-        value of types with a value-dependent ``quality_flag``); returns how many are matchable."""
+        value of types with a value-dependent ``quality_flag``); returns how many are matchable.
+
+        ``saved_pdq``: the bank's saved PDQ index (ids: rowids), current by the bank's
+        rule; used only if its ids are exactly the loaded PDQ rowids (else built from the
+        values). A built index is handed to ``keep_pdq`` (ids: rowids) to be saved.
+        Either way its ids are then renamed to this view's rows."""
         with self._lock:
             if self._rows.end:
                 raise RuntimeError("load_columns needs an empty view")
             by_key: list[tuple[np.ndarray, np.ndarray]] = []
             by_value: list[tuple[np.ndarray, np.ndarray]] = []
+            pdq: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
             for c in batches:
-                self._load_batch(c, by_key, by_value)
+                self._load_batch(c, by_key, by_value, pdq, words=saved_pdq is None)
             self._rows.trim()
             for target, parts in ((self._by_key, by_key), (self._by_value, by_value)):
                 if parts:
@@ -176,11 +187,42 @@ class MatchIndex:
                 row = self._row_of(key)
                 if row is not None and got:
                     self._opinions[row] = _opinion_names(got)
-            self._pdq.fold(force=True)
+            self._pdq = self._pdq_of(pdq, saved_pdq, keep_pdq)
             return len(self._rows)
 
+    def _pdq_of(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], saved: PdqIndex | None,
+                keep: Callable[[PdqIndex], object] | None) -> PdqIndex:
+        """The loaded view's PDQ index (ids: rows): the saved one if it holds exactly the
+        loaded rowids, else built from the words gathered while loading."""
+        rowids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+        rows = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+        self.pdq_from_saved = False
+        index: PdqIndex | None = None
+        if saved is not None:
+            try:
+                saved.relabel(rowids, rows)
+                index, self.pdq_from_saved = saved, True
+            except ValueError:
+                log.warning("the saved PDQ index does not hold the loaded signals; building it")
+        if index is None:
+            if saved is not None:  # gather the words now: the scan skipped them
+                return self._pdq_of([(ids, rows, self._words_of(rows)) for ids, rows, _ in parts], None, keep)
+            index = PdqIndex(threshold=self.pdq_threshold, auto_fold=False)
+            if parts:
+                index.add_many(rowids, np.concatenate([p[2] for p in parts if p[2] is not None]))
+            index.fold(force=True)
+            if keep is not None:
+                keep(index)
+            index.relabel(rowids, rows)
+        index.threshold, index.auto_fold = self.pdq_threshold, False
+        return index
+
+    def _words_of(self, rows: np.ndarray) -> np.ndarray:
+        return pdq_words_many([self._rows.values.get(int(r)) for r in rows])
+
     def _load_batch(self, c: SignalColumns, by_key: list[tuple[np.ndarray, np.ndarray]],
-                    by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
+                    by_value: list[tuple[np.ndarray, np.ndarray]],
+                    pdq: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], words: bool) -> None:
         n = len(c)
         shapes = {t: _shape(t) for t in set(c.type)}
         type_shape = [shapes[t] for t in c.type]
@@ -205,18 +247,15 @@ class MatchIndex:
         rows = np.arange(start, start + len(kept), dtype=np.int64)
         by_key.append((key_digests, rows))
         by_value.append((value_digests[exact], rows[exact]))
-        pdq_rows: list[int] = []
-        pdq_values: list[str] = []
-        for j, i in enumerate(kept):
-            shape = type_shape[i]
-            if shape is Matcher.HAMMING:
-                pdq_rows.append(start + j)
-                pdq_values.append(c.value[i])
-            elif shape is not Matcher.EXACT:
-                self._index_value(start + j, c.value[i], shape)
+        hamming = np.fromiter((type_shape[i] is Matcher.HAMMING for i in kept), bool, len(kept))
+        for j in np.flatnonzero(~(hamming | exact)).tolist():
+            self._index_value(start + j, c.value[kept[j]], type_shape[kept[j]])
+        if hamming.any():
+            pdq_at = at[hamming].tolist()
+            pdq.append((np.asarray(c.rowid, np.int64)[at[hamming]], rows[hamming],
+                        pdq_words_many([c.value[i] for i in pdq_at]) if words else None))
         for t, count in zip(*np.unique(np.asarray(c.type, object)[at], return_counts=True), strict=True):
             self._counts[t] = self._counts.get(t, 0) + int(count)
-        self._pdq.add_many(pdq_rows, pdq_values)
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols

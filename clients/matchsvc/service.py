@@ -156,9 +156,13 @@ class MatchService:
     def start(self) -> None:
         """Load the bank into memory, then follow the exchange in a daemon thread."""
         started = time.monotonic()
-        n = self.index.load_columns(self.bank.scan_columns(), self.bank.all_opinion_counts())
+        watermark = self.bank.index_watermark()
+        n = self.index.load_columns(self.bank.scan_columns(), self.bank.all_opinion_counts(),
+                                    saved_pdq=self.bank.saved_index(),
+                                    keep_pdq=lambda built: self.bank.save_index_copy(built, watermark))
         gc.freeze()  # millions of long-lived objects: keep them out of every garbage collection
-        log.info("loaded %d matchable signals in %.2fs", n, time.monotonic() - started)
+        log.info("loaded %d matchable signals in %.2fs (PDQ index %s)", n, time.monotonic() - started,
+                 "saved" if self.index.pdq_from_saved else "built")
         self.bank.on_change(self._on_bank_change)
         self._update_gauges()
         self._thread = threading.Thread(target=self._follow, name="trustwire-match-follow", daemon=True)
