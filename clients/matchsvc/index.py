@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal, SignalColumns
+from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, Bank, BankSignal, SignalColumns
 from clients.matchsvc.columns import DigestMap, SignalRows, digest, digests
 from clients.pdq_index import PdqIndex, pdq_words_many
 from exchange.core.signals import Matcher, SignalType, signal_type
@@ -160,6 +160,13 @@ class MatchIndex:
                 return len(self._rows)
         return self.load_columns([SignalColumns.of(live[i : i + 50_000], i + 1) for i in range(0, len(live), 50_000)],
                                  opinions)
+
+    def load_bank(self, bank: Bank) -> int:
+        """Load a bank into this empty view (the service's start-up): one column scan, the
+        bank's saved PDQ index if current (else built, then saved for the next start)."""
+        watermark = bank.index_watermark()
+        return self.load_columns(bank.scan_columns(), bank.all_opinion_counts(), saved_pdq=bank.saved_index(),
+                                 keep_pdq=lambda built: bank.save_index_copy(built, watermark))
 
     def load_columns(self, batches: Iterable[SignalColumns], opinions: Mapping[tuple[str, str], Mapping[int, int]],
                      saved_pdq: PdqIndex | None = None, keep_pdq: Callable[[PdqIndex], object] | None = None) -> int:

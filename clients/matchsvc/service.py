@@ -156,10 +156,7 @@ class MatchService:
     def start(self) -> None:
         """Load the bank into memory, then follow the exchange in a daemon thread."""
         started = time.monotonic()
-        watermark = self.bank.index_watermark()
-        n = self.index.load_columns(self.bank.scan_columns(), self.bank.all_opinion_counts(),
-                                    saved_pdq=self.bank.saved_index(),
-                                    keep_pdq=lambda built: self.bank.save_index_copy(built, watermark))
+        n = self.index.load_bank(self.bank)
         gc.freeze()  # millions of long-lived objects: keep them out of every garbage collection
         log.info("loaded %d matchable signals in %.2fs (PDQ index %s)", n, time.monotonic() - started,
                  "saved" if self.index.pdq_from_saved else "built")
@@ -223,7 +220,7 @@ class MatchService:
         """The bank committed changes (follower thread): refresh those signals in memory."""
         if keys is None:
             self.index.clear()
-            self.index.load_columns(self.bank.scan_columns(), self.bank.all_opinion_counts())
+            self.index.load_bank(self.bank)
             return
         found = self.bank.get_many(keys)
         opinions = self.bank.opinion_counts_many(keys)
