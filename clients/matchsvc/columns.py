@@ -225,17 +225,17 @@ class SignalRows:
         n, start = len(at), self._end
         self._reserve(n)
         block = np.zeros(n, ROW)
-        for name, col in (("index", c.index), ("confidence", c.confidence), ("severity", c.severity),
-                          ("tlp", c.tlp), ("valid_from", c.valid_from_ms), ("valid_until", c.valid_until_ms),
-                          ("created_at", c.created_at_ms), ("accepted_at", c.accepted_at_ms)):
-            block[name] = np.asarray(col, np.int64)[at]
-        for name, interner, col, decode in (
-            ("type", self.types, c.type, None), ("publisher", self.publishers, c.publisher, None),
-            ("keyid", self.keyids, c.keyid, None), ("labels", self.tuples, c.labels_json, _json_tuple),
-            ("groups", self.tuples, c.groups_json, _json_tuple),
-        ):
-            ids = {v: interner.id(decode(v) if decode else v) for v in set(col)}
-            block[name] = np.fromiter(map(ids.__getitem__, col), np.int32, len(col))[at]
+        numbers: tuple[tuple[str, Sequence[int]], ...] = (
+            ("index", c.index), ("confidence", c.confidence), ("severity", c.severity), ("tlp", c.tlp),
+            ("valid_from", c.valid_from_ms), ("valid_until", c.valid_until_ms), ("created_at", c.created_at_ms),
+            ("accepted_at", c.accepted_at_ms))
+        for name, num in numbers:
+            block[name] = np.asarray(num, np.int64)[at]
+        for name, interner, col in (("type", self.types, c.type), ("publisher", self.publishers, c.publisher),
+                                    ("keyid", self.keyids, c.keyid)):
+            block[name] = _interned(col, lambda v, i=interner: i.id(v))[at]  # type: ignore[misc]
+        for name, col in (("labels", c.labels_json), ("groups", c.groups_json)):
+            block[name] = _interned(col, lambda v: self.tuples.id(tuple(json.loads(v))))[at]
         block["key_digest"], block["value_digest"], block["alive"] = key_digests, value_digests, True
         self.cols[start : start + n] = block
         kept = at.tolist()
@@ -292,8 +292,10 @@ class SignalRows:
         return self.cols.nbytes + sum(s.data.nbytes + s.meta.nbytes for s in (self.signal_ids, self.values))
 
 
-def _json_tuple(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text))
+def _interned(col: Sequence[str], id_of: Callable[[str], int]) -> np.ndarray:
+    """The interned id of each value of a column (``id_of`` called once per distinct value)."""
+    ids = {v: id_of(v) for v in set(col)}
+    return np.fromiter(map(ids.__getitem__, col), np.int32, len(col))
 
 
 class DigestMap:
