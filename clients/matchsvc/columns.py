@@ -114,11 +114,12 @@ class _Strings:
     def set_many(self, start: int, strings: Sequence[str]) -> None:
         """Fill new rows from ``start``; lower-case hex strings are packed a width at a
         time (one join, one ``fromhex``), anything else row by row."""
-        by_width: dict[int, list[int]] = {}
-        for i, s in enumerate(strings):
-            by_width.setdefault(len(s), []).append(i)
-        for width, at in by_width.items():
-            part = [strings[i] for i in at]
+        n = len(strings)
+        widths = np.fromiter(map(len, strings), np.int64, n)
+        for width in np.unique(widths).tolist():
+            at = np.flatnonzero(widths == width)
+            whole = len(at) == n  # one width (the usual case: a column of one hash type)
+            part = list(strings) if whole else [strings[i] for i in at.tolist()]
             if 0 < width <= 2 * SLOT and width % 2 == 0:
                 joined = "".join(part)
                 try:
@@ -126,11 +127,11 @@ class _Strings:
                 except ValueError:
                     raw = b""
                 if len(raw) * 2 == len(joined) and raw.hex() == joined:
-                    rows = start + np.asarray(at, np.int64)
+                    rows = slice(start, start + n) if whole else start + at
                     self.data[rows, : width // 2] = np.frombuffer(raw, np.uint8).reshape(len(at), width // 2)
                     self.meta[rows] = -(width // 2)
                     continue
-            for i, s in zip(at, part, strict=True):
+            for i, s in zip(at.tolist(), part, strict=True):
                 self.set(start + i, s)
 
     def get(self, row: int) -> str:

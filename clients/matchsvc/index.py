@@ -231,38 +231,42 @@ class MatchIndex:
                     by_value: list[tuple[np.ndarray, np.ndarray]],
                     pdq: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], words: bool) -> None:
         n = len(c)
-        shapes = {t: _shape(t) for t in set(c.type)}
-        type_shape = [shapes[t] for t in c.type]
-        keep = np.fromiter((f is None and type_shape[i] is not Matcher.NONE for i, f in enumerate(c.quality_flag)),
-                           bool, n)
-        for t in shapes:  # types whose quality depends on the value (PDQ: degenerate hashes)
+        names = sorted(set(c.type))
+        code = {t: i for i, t in enumerate(names)}
+        shapes = [_shape(t) for t in names]
+        types = np.fromiter(map(code.__getitem__, c.type), np.int16, n)
+        matchable = np.array([sh is not Matcher.NONE for sh in shapes], bool)
+        keep = matchable[types] & np.array([f is None for f in c.quality_flag], bool)
+        for t in names:  # types whose quality depends on the value (PDQ: degenerate hashes)
             kind = signal_type(t)
             if type(kind).quality_flag is not SignalType.quality_flag:
-                for i in np.flatnonzero(keep).tolist():
-                    if c.type[i] == t and kind.quality_flag(c.value[i]) is not None:
+                for i in np.flatnonzero(keep & (types == code[t])).tolist():
+                    if kind.quality_flag(c.value[i]) is not None:
                         keep[i] = False
         at = np.flatnonzero(keep)
         if not len(at):
             return
         kept = at.tolist()
-        exact = np.fromiter((type_shape[i] is Matcher.EXACT for i in kept), bool, len(kept))
+        kept_types = types[at]
+        exact = np.array([sh is Matcher.EXACT for sh in shapes], bool)[kept_types]
+        hamming = np.array([sh is Matcher.HAMMING for sh in shapes], bool)[kept_types]
         key_digests = digests([c.publisher[i] for i in kept], [c.signal_id[i] for i in kept])
         value_digests = np.zeros(len(kept), np.uint64)
-        exact_at = np.flatnonzero(exact).tolist()
-        value_digests[exact] = digests([c.type[kept[j]] for j in exact_at], [c.value[kept[j]] for j in exact_at])
+        exact_at = at[exact].tolist()
+        value_digests[exact] = digests([c.type[i] for i in exact_at], [c.value[i] for i in exact_at])
         start = self._rows.add_columns(c, keep, key_digests, value_digests)
         rows = np.arange(start, start + len(kept), dtype=np.int64)
         by_key.append((key_digests, rows))
         by_value.append((value_digests[exact], rows[exact]))
-        hamming = np.fromiter((type_shape[i] is Matcher.HAMMING for i in kept), bool, len(kept))
         for j in np.flatnonzero(~(hamming | exact)).tolist():
-            self._index_value(start + j, c.value[kept[j]], type_shape[kept[j]])
+            self._index_value(start + j, c.value[kept[j]], shapes[int(kept_types[j])])
         if hamming.any():
             pdq_at = at[hamming].tolist()
             pdq.append((np.asarray(c.rowid, np.int64)[at[hamming]], rows[hamming],
                         pdq_words_many([c.value[i] for i in pdq_at]) if words else None))
-        for t, count in zip(*np.unique(np.asarray(c.type, object)[at], return_counts=True), strict=True):
-            self._counts[t] = self._counts.get(t, 0) + int(count)
+        for t, count in zip(names, np.bincount(kept_types, minlength=len(names)).tolist(), strict=True):
+            if count:
+                self._counts[t] = self._counts.get(t, 0) + count
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols
