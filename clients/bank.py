@@ -130,7 +130,7 @@ class BankOpinion:
 
 
 _SCAN_COLUMNS = (  # Bank.scan_columns: missing times as NO_TIME_MS, key numbers resolved once a scan
-    "rowid, publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
+    "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
     " IFNULL(valid_from_ms, -9223372036854775808), IFNULL(valid_until_ms, -9223372036854775808),"
     " created_at_ms, IFNULL(accepted_at_ms, 0), quality_flag, IFNULL(key_no, 0)"
 )
@@ -670,18 +670,23 @@ class Bank:
                 out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
         return out
 
-    def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:
-        """Every banked, unretracted signal (live or not: check :meth:`BankSignal.live_at`)."""
+    def _banked_pages(self, columns: str, batch: int) -> Iterator[list[tuple[object, ...]]]:
+        """Pages of ``rowid, columns`` of every banked, unretracted signal, in rowid order."""
         last = 0
         while True:
             rows = self._store.conn.execute(
-                f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
+                f"SELECT rowid, {columns} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
                 " AND swept_at_ms IS NULL ORDER BY rowid LIMIT ?",
                 (last, batch),
             ).fetchall()
             if not rows:
                 return
             last = int(rows[-1][0])
+            yield rows
+
+    def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:
+        """Every banked, unretracted signal (live or not: check :meth:`BankSignal.live_at`)."""
+        for rows in self._banked_pages(_COLUMNS, batch):
             yield from (_row(r[1:]) for r in rows)
 
     def scan_columns(self, batch: int = 200_000) -> Iterator[SignalColumns]:
@@ -689,16 +694,7 @@ class Bank:
         columns at a time, in rowid order: one indexed range scan a batch and no
         per-row objects, for an in-memory view loading millions of signals."""
         keyids = {int(n): str(k) for n, k in self._store.conn.execute("SELECT n, keyid FROM key_ids")}
-        last = 0
-        while True:
-            rows = self._store.conn.execute(
-                f"SELECT {_SCAN_COLUMNS} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
-                " AND swept_at_ms IS NULL ORDER BY rowid LIMIT ?",
-                (last, batch),
-            ).fetchall()
-            if not rows:
-                return
-            last = int(rows[-1][0])
+        for rows in self._banked_pages(_SCAN_COLUMNS, batch):
             cols = list(zip(*rows, strict=True))
             yield SignalColumns(rowid=cols[0], publisher=cols[1], signal_id=cols[2], index=cols[3], type=cols[4],
                                 value=cols[5], labels_json=cols[6], confidence=cols[7], severity=cols[8],
