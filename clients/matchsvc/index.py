@@ -25,6 +25,7 @@ of the index in memory. The digest maps' recent additions are merged the same wa
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -165,8 +166,10 @@ class MatchIndex:
         """Load a bank into this empty view (the service's start-up): one column scan, the
         bank's saved PDQ index if current (else built, then saved for the next start)."""
         watermark = bank.index_watermark()
-        return self.load_columns(bank.scan_columns(), bank.all_opinion_counts(), saved_pdq=bank.saved_index(),
-                                 keep_pdq=lambda built: bank.save_index_copy(built, watermark))
+        n = self.load_columns(bank.scan_columns(), bank.all_opinion_counts(), saved_pdq=bank.saved_index(),
+                              keep_pdq=lambda built: bank.save_index_copy(built, watermark))
+        _release_freed_memory()
+        return n
 
     def load_columns(self, batches: Iterable[SignalColumns], opinions: Mapping[tuple[str, str], Mapping[int, int]],
                      saved_pdq: PdqIndex | None = None, keep_pdq: Callable[[PdqIndex], object] | None = None) -> int:
@@ -499,6 +502,15 @@ def _shape(type_name: str) -> str:
     if kind.matcher is Matcher.SCAN and callable(getattr(kind, "frames", None)):
         return _FRAMES
     return kind.matcher
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap the load freed back to the system (glibc keeps it otherwise: at 1M
+    signals about 160 MiB of resident memory); elsewhere nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _opinion_names(opinions: Mapping[int, int]) -> Mapping[str, int]:
