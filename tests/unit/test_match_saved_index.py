@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from bench.gen_member_state import NOW_MS, generate, values
 from clients.bank import Bank
 from clients.matchsvc.index import Hit, MatchIndex
+from clients.pdq_index import PdqIndex
 from clients.store import MemberStore
 from exchange.core.entries import ms_to_timestamp
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
@@ -76,3 +80,17 @@ def test_a_stale_saved_index_is_never_served(tmp_path: Path) -> None:
     again = _start(state)  # the rebuilt index was saved in turn, current again
     assert again.pdq_from_saved
     assert _answers(again, _queries() + [("pdq", fresh)]) == _answers(restarted, _queries() + [("pdq", fresh)])
+
+
+def test_relabel_renames_ids_and_refuses_ids_it_does_not_hold() -> None:
+    pdq = values(SIZE, "pdq")[:50]
+    index = PdqIndex(threshold=31)
+    index.add_many(np.arange(1000, 1050), pdq)
+    index.fold(force=True)
+    with pytest.raises(ValueError):
+        index.relabel(np.arange(1000, 1049), np.arange(49))  # one id missing
+    with pytest.raises(ValueError):
+        index.relabel(np.arange(1001, 1051), np.arange(50))  # one id it does not hold
+    index.relabel(np.arange(1049, 999, -1), np.arange(50))  # any order
+    assert index.search(pdq[0], 0) == [(49, 0)] and index.search(pdq[49], 0) == [(0, 0)]
+    assert 1000 not in index and index.get(0) == pdq[49]
