@@ -47,7 +47,8 @@ from exchange.core.signals import Matcher, registered, signal_type
 from exchange.core.signals.pdq import DEGENERATE_PDQ
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
-__all__ = ["Bank", "BankOpinion", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "VERDICTS", "outdate_saved_index"]
+__all__ = ["Bank", "BankOpinion", "BankSignal", "Match", "DEFAULT_PDQ_THRESHOLD", "NO_TIME_MS", "SignalColumns", "VERDICTS",
+           "outdate_saved_index"]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,59 @@ class BankOpinion:
     @property
     def position(self) -> int:
         return self.index
+
+
+_SCAN_COLUMNS = (  # Bank.scan_columns: missing times as NO_TIME_MS, key numbers resolved once a scan
+    "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
+    " IFNULL(valid_from_ms, -9223372036854775808), IFNULL(valid_until_ms, -9223372036854775808),"
+    " created_at_ms, IFNULL(accepted_at_ms, 0), quality_flag, IFNULL(key_no, 0)"
+)
+NO_TIME_MS = -(2**63)
+"""A missing ``valid_from_ms``/``valid_until_ms`` in :class:`SignalColumns`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalColumns:
+    """A batch of banked signals as columns (``labels_json``/``groups_json``: the stored
+    JSON arrays, decoded once per distinct value by the reader)."""
+
+    rowid: tuple[int, ...]
+    publisher: tuple[str, ...]
+    signal_id: tuple[str, ...]
+    index: tuple[int, ...]
+    type: tuple[str, ...]
+    value: tuple[str, ...]
+    labels_json: tuple[str, ...]
+    confidence: tuple[int, ...]
+    severity: tuple[int, ...]
+    groups_json: tuple[str, ...]
+    tlp: tuple[int, ...]
+    valid_from_ms: tuple[int, ...]
+    valid_until_ms: tuple[int, ...]
+    created_at_ms: tuple[int, ...]
+    accepted_at_ms: tuple[int, ...]
+    quality_flag: tuple[str | None, ...]
+    keyid: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.rowid)
+
+    @classmethod
+    def of(cls, signals: Sequence[BankSignal], first_rowid: int = 1) -> SignalColumns:
+        """Signals already read, as columns (rowids made up: consecutive from ``first_rowid``)."""
+        return cls(rowid=tuple(range(first_rowid, first_rowid + len(signals))), publisher=tuple(s.publisher for s in signals),
+                   signal_id=tuple(s.signal_id for s in signals), index=tuple(s.index for s in signals),
+                   type=tuple(s.type for s in signals), value=tuple(s.value for s in signals),
+                   labels_json=tuple(json.dumps(list(s.labels)) for s in signals),
+                   confidence=tuple(s.confidence for s in signals), severity=tuple(s.severity for s in signals),
+                   groups_json=tuple(json.dumps(list(s.groups)) for s in signals),
+                   tlp=tuple(s.tlp for s in signals),
+                   valid_from_ms=tuple(NO_TIME_MS if s.valid_from_ms is None else s.valid_from_ms for s in signals),
+                   valid_until_ms=tuple(NO_TIME_MS if s.valid_until_ms is None else s.valid_until_ms
+                                        for s in signals),
+                   created_at_ms=tuple(s.created_at_ms for s in signals),
+                   accepted_at_ms=tuple(s.accepted_at_ms for s in signals),
+                   quality_flag=tuple(s.quality_flag for s in signals), keyid=tuple(s.keyid for s in signals))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,16 +380,34 @@ class Bank:
         """The live PDQ index: loaded from disk if current, else rebuilt from SQLite."""
         if self._pdq is not None:
             return self._pdq
-        changes = str(self._changes())
-        if PdqIndex.watermark_of(self._index_dir) == changes:
-            try:
-                self._pdq = PdqIndex.load(self._index_dir, threshold=self.pdq_threshold)
-                log.info("loaded the PDQ index (%d hashes) from %s", len(self._pdq), self._index_dir)
-                return self._pdq
-            except (OSError, ValueError) as exc:
-                log.warning("saved PDQ index unusable, rebuilding: %s", exc)
-        self._pdq = self.rebuild_index()
+        self._pdq = self.saved_index() or self.rebuild_index()
         return self._pdq
+
+    def index_watermark(self) -> str:
+        """The PDQ change count a saved index must carry to be current."""
+        return str(self._changes())
+
+    def saved_index(self) -> PdqIndex | None:
+        """The saved PDQ index (ids: signal rowids) if it reflects the bank now, else None:
+        one bumped by :func:`outdate_saved_index` since it was saved is never used."""
+        if PdqIndex.watermark_of(self._index_dir) != self.index_watermark():
+            return None
+        try:
+            index = PdqIndex.load(self._index_dir, threshold=self.pdq_threshold)
+        except (OSError, ValueError) as exc:
+            log.warning("saved PDQ index unusable, rebuilding: %s", exc)
+            return None
+        log.info("loaded the PDQ index (%d hashes) from %s", len(index), self._index_dir)
+        return index
+
+    def save_index_copy(self, index: PdqIndex, watermark: str) -> bool:
+        """Save ``index`` (built elsewhere from this bank, ids = signal rowids, as of
+        ``watermark``) as the bank's saved index, unless the bank changed since."""
+        with self._store.transaction():
+            if watermark != self.index_watermark():
+                return False
+            index.save(self._index_dir, watermark=watermark)
+        return True
 
     def rebuild_index(self) -> PdqIndex:
         """Build the index from every indexable PDQ signal in SQLite (retracted, swept
@@ -598,19 +670,37 @@ class Bank:
                 out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
         return out
 
-    def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:
-        """Every banked, unretracted signal (live or not: check :meth:`BankSignal.live_at`)."""
+    def _banked_pages(self, columns: str, batch: int) -> Iterator[list[tuple[object, ...]]]:
+        """Pages of ``rowid, columns`` of every banked, unretracted signal, in rowid order."""
         last = 0
         while True:
             rows = self._store.conn.execute(
-                f"SELECT rowid, {_COLUMNS} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
+                f"SELECT rowid, {columns} FROM signals WHERE rowid > ? AND retracted_idx IS NULL"
                 " AND swept_at_ms IS NULL ORDER BY rowid LIMIT ?",
                 (last, batch),
             ).fetchall()
             if not rows:
                 return
             last = int(rows[-1][0])
+            yield rows
+
+    def iter_signals(self, batch: int = 50_000) -> Iterator[BankSignal]:
+        """Every banked, unretracted signal (live or not: check :meth:`BankSignal.live_at`)."""
+        for rows in self._banked_pages(_COLUMNS, batch):
             yield from (_row(r[1:]) for r in rows)
+
+    def scan_columns(self, batch: int = 200_000) -> Iterator[SignalColumns]:
+        """Every banked, unretracted signal (as :meth:`iter_signals`), a batch of raw
+        columns at a time, in rowid order: one indexed range scan a batch and no
+        per-row objects, for an in-memory view loading millions of signals."""
+        keyids = {int(n): str(k) for n, k in self._store.conn.execute("SELECT n, keyid FROM key_ids")}
+        for rows in self._banked_pages(_SCAN_COLUMNS, batch):
+            cols = list(zip(*rows, strict=True))
+            yield SignalColumns(rowid=cols[0], publisher=cols[1], signal_id=cols[2], index=cols[3], type=cols[4],
+                                value=cols[5], labels_json=cols[6], confidence=cols[7], severity=cols[8],
+                                groups_json=cols[9], tlp=cols[10], valid_from_ms=cols[11], valid_until_ms=cols[12],
+                                created_at_ms=cols[13], accepted_at_ms=cols[14], quality_flag=cols[15],
+                                keyid=tuple(keyids.get(n, "") for n in cols[16]))
 
     def all_opinion_counts(self) -> dict[tuple[str, str], dict[int, int]]:
         """{(publisher, signal_id): {verdict: members}} for every signal with opinions."""

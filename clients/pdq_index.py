@@ -749,6 +749,24 @@ class PdqIndex:
             rows = self._alive_rows(0, self._n)
             return self._ids[rows].copy(), self._codes[rows].copy()
 
+    def relabel(self, old_ids: npt.NDArray[np.integer], new_ids: npt.NDArray[np.integer]) -> None:
+        """Rename every live hash ``old_ids[i]`` to ``new_ids[i]``, in place (the postings
+        hold rows, not ids). ValueError unless the live ids are exactly ``old_ids``."""
+        old, new = np.asarray(old_ids, np.int64), np.asarray(new_ids, np.int64)
+        with self._lock:
+            here = self._ids[: self._n].astype(np.int64)
+            if (len(old) != self._live or len(new) != len(old) or self._live != self._n
+                    or not np.array_equal(np.sort(here), np.sort(old))):
+                raise ValueError("relabel: the ids given are not the index's live ids")
+            order = np.argsort(old)
+            renamed = new[order][np.searchsorted(old[order], here)] if len(here) else here
+            self._ids[: self._n] = renamed
+            self._row_of = np.full(0, -1, dtype=np.int32)
+            if len(renamed):
+                self._reserve_ids(int(renamed.max()))
+                self._row_of[renamed] = np.arange(self._n, dtype=np.int32)
+            self._generation += 1
+
     def get(self, id_: int) -> str | None:
         """The hex hash stored for ``id_``, if live."""
         with self._lock:

@@ -16,16 +16,17 @@ for every call except :meth:`DigestMap.build`.
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from clients.bank import BankSignal
+from clients.bank import NO_TIME_MS, BankSignal, SignalColumns
 
-__all__ = ["DigestMap", "Interner", "SignalRows", "digest"]
+__all__ = ["DigestMap", "Interner", "SignalRows", "digest", "digests"]
 
-NO_MS = np.iinfo(np.int64).min  # a missing time (valid_from/valid_until)
+NO_MS = NO_TIME_MS  # a missing time (valid_from/valid_until)
 SLOT = 32  # bytes of a string slot; longer strings go to the side dict
 _COLUMNS: dict[str, type] = {  # one packed numpy record a row: a row reads in one call
     "index": np.int64, "type": np.int16, "publisher": np.int32, "labels": np.int32, "groups": np.int32,
@@ -43,6 +44,12 @@ def digest(a: str, b: str) -> int:
     """A 64-bit digest of a pair of strings (a map key; rows are verified on use): Python's
     keyed, per-process string hash (cached on the strings), so never persisted."""
     return hash((a, b)) & MASK64
+
+
+def digests(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+    """:func:`digest` of many pairs, as a uint64 array (a negative hash viewed as uint64
+    is the hash masked to 64 bits)."""
+    return np.fromiter(map(hash, zip(a, b, strict=True)), np.int64, len(a)).view(np.uint64)
 
 
 class Interner(Generic[K]):
@@ -105,21 +112,27 @@ class _Strings:
         self.meta[row] = m
 
     def set_many(self, start: int, strings: Sequence[str]) -> None:
-        """Fill new rows; strings all lower-case hex of one length (hashes) in one go."""
+        """Fill new rows from ``start``; lower-case hex strings are packed a width at a
+        time (one join, one ``fromhex``), anything else row by row."""
         n = len(strings)
-        width = len(strings[0]) if n else 0
-        if n and 0 < width <= 2 * SLOT and width % 2 == 0 and all(len(s) == width for s in strings):
-            joined = "".join(strings)
-            try:
-                raw = bytes.fromhex(joined)
-            except ValueError:
-                raw = b""
-            if len(raw) * 2 == len(joined) and raw.hex() == joined:
-                self.data[start : start + n, : width // 2] = np.frombuffer(raw, np.uint8).reshape(n, width // 2)
-                self.meta[start : start + n] = -(width // 2)
-                return
-        for i, s in enumerate(strings):
-            self.set(start + i, s)
+        widths = np.fromiter(map(len, strings), np.int64, n)
+        for width in np.unique(widths).tolist():
+            at = np.flatnonzero(widths == width)
+            whole = len(at) == n  # one width (the usual case: a column of one hash type)
+            part = list(strings) if whole else [strings[i] for i in at.tolist()]
+            if 0 < width <= 2 * SLOT and width % 2 == 0:
+                joined = "".join(part)
+                try:
+                    raw = bytes.fromhex(joined)
+                except ValueError:
+                    raw = b""
+                if len(raw) * 2 == len(joined) and raw.hex() == joined:
+                    rows = slice(start, start + n) if whole else start + at
+                    self.data[rows, : width // 2] = np.frombuffer(raw, np.uint8).reshape(len(at), width // 2)
+                    self.meta[rows] = -(width // 2)
+                    continue
+            for i, s in zip(at.tolist(), part, strict=True):
+                self.set(start + i, s)
 
     def get(self, row: int) -> str:
         m = int(self.meta[row])
@@ -204,6 +217,35 @@ class SignalRows:
         self.live += len(signals)
         return start
 
+    def add_columns(self, c: SignalColumns, keep: np.ndarray, key_digests: np.ndarray,
+                    value_digests: np.ndarray) -> int:
+        """Store the ``keep`` rows of a scanned batch in new consecutive rows (loading:
+        no per-signal objects; strings interned once per distinct value); returns the
+        first row. ``key_digests``/``value_digests`` are for the kept rows."""
+        at = np.flatnonzero(keep)
+        n, start = len(at), self._end
+        self._reserve(n)
+        block = np.zeros(n, ROW)
+        numbers: tuple[tuple[str, Sequence[int]], ...] = (
+            ("index", c.index), ("confidence", c.confidence), ("severity", c.severity), ("tlp", c.tlp),
+            ("valid_from", c.valid_from_ms), ("valid_until", c.valid_until_ms), ("created_at", c.created_at_ms),
+            ("accepted_at", c.accepted_at_ms))
+        for name, num in numbers:
+            block[name] = np.asarray(num, np.int64)[at]
+        for name, interner, col in (("type", self.types, c.type), ("publisher", self.publishers, c.publisher),
+                                    ("keyid", self.keyids, c.keyid)):
+            block[name] = _interned(col, lambda v, i=interner: i.id(v))[at]  # type: ignore[misc]
+        for name, col in (("labels", c.labels_json), ("groups", c.groups_json)):
+            block[name] = _interned(col, lambda v: self.tuples.id(tuple(json.loads(v))))[at]
+        block["key_digest"], block["value_digest"], block["alive"] = key_digests, value_digests, True
+        self.cols[start : start + n] = block
+        kept = at.tolist()
+        self.signal_ids.set_many(start, [c.signal_id[i] for i in kept])
+        self.values.set_many(start, [c.value[i] for i in kept])
+        self._end += n
+        self.live += n
+        return start
+
     def free(self, row: int) -> None:
         self.cols["alive"][row] = False
         self.signal_ids.free(row)
@@ -249,6 +291,12 @@ class SignalRows:
     def nbytes(self) -> int:
         """Bytes held by the columns (not the interned strings nor the side dicts)."""
         return self.cols.nbytes + sum(s.data.nbytes + s.meta.nbytes for s in (self.signal_ids, self.values))
+
+
+def _interned(col: Sequence[str], id_of: Callable[[str], int]) -> np.ndarray:
+    """The interned id of each value of a column (``id_of`` called once per distinct value)."""
+    ids = {v: id_of(v) for v in set(col)}
+    return np.fromiter(map(ids.__getitem__, col), np.int32, len(col))
 
 
 class DigestMap:

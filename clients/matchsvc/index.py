@@ -25,6 +25,8 @@ of the index in memory. The digest maps' recent additions are merged the same wa
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,13 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, BankSignal
-from clients.matchsvc.columns import DigestMap, SignalRows, digest
-from clients.pdq_index import PdqIndex
+from clients.bank import DEFAULT_PDQ_THRESHOLD, VERDICTS, Bank, BankSignal, SignalColumns
+from clients.matchsvc.columns import DigestMap, SignalRows, digest, digests
+from clients.pdq_index import PdqIndex, pdq_words_many
 from exchange.core.signals import Matcher, SignalType, signal_type
 from exchange.core.signals.vpdq import COMPARED_MATCH_PERCENT, FRAME_DISTANCE, QUERY_MATCH_PERCENT, frames_of
 
 __all__ = ["Hit", "MatchIndex"]
+
+log = logging.getLogger(__name__)
 
 NO_OPINIONS: Mapping[str, int] = {}
 
@@ -77,6 +81,8 @@ class MatchIndex:
         self._frame_owner: dict[int, int] = {}
         self._frames_of: dict[int, list[int]] = {}
         self._next_frame = 1
+        self.pdq_from_saved = False
+        """Whether the last load used the bank's saved PDQ index."""
 
     # -- updates -------------------------------------------------------------------------
 
@@ -123,21 +129,21 @@ class MatchIndex:
         self._by_key.add(key_digest, row)
         if shape is Matcher.EXACT:
             self._by_value.add(value_digest, row)
-        self._index_value(row, s, shape)
+        self._index_value(row, s.value, shape)
         self._counts[s.type] = self._counts.get(s.type, 0) + 1
         if opinions:
             self._opinions[row] = _opinion_names(opinions)
 
-    def _index_value(self, row: int, s: BankSignal, shape: str) -> None:
+    def _index_value(self, row: int, value: str, shape: str) -> None:
         """Index a new row's value by its matcher (PDQ, text, frames; exact: the map)."""
         if shape is Matcher.HAMMING:
-            self._pdq.add(row, s.value)
+            self._pdq.add(row, value)
             if self._journal is not None:
-                self._journal.append((row, s.value))
+                self._journal.append((row, value))
         elif shape in (Matcher.SUBSTRING, Matcher.SCAN):
-            self._text[row] = s.value
+            self._text[row] = value
         elif shape is _FRAMES:
-            frames = frames_of(s.value)
+            frames = frames_of(value)
             fids = list(range(self._next_frame, self._next_frame + len(frames)))
             self._next_frame += len(frames)
             self._frames.add_many(fids, frames)
@@ -145,58 +151,125 @@ class MatchIndex:
             self._frame_owner.update(dict.fromkeys(fids, row))
 
     def load(self, signals: Iterable[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]]) -> int:
-        """Add many signals (at start, into an empty view); returns how many are matchable."""
+        """Add many signals (at start, into an empty view, as :meth:`load_columns`);
+        returns how many are matchable."""
+        live = [s for s in signals if s.retracted_index is None]
+        if self._rows.end:
+            with self._lock:
+                for s in live:
+                    self._link(s, opinions.get((s.publisher, s.signal_id), {}))
+                return len(self._rows)
+        return self.load_columns([SignalColumns.of(live[i : i + 50_000], i + 1) for i in range(0, len(live), 50_000)],
+                                 opinions)
+
+    def load_bank(self, bank: Bank) -> int:
+        """Load a bank into this empty view (the service's start-up): one column scan, the
+        bank's saved PDQ index if current (else built, then saved for the next start)."""
+        watermark = bank.index_watermark()
+        n = self.load_columns(bank.scan_columns(), bank.all_opinion_counts(), saved_pdq=bank.saved_index(),
+                              keep_pdq=lambda built: bank.save_index_copy(built, watermark))
+        _release_freed_memory()
+        return n
+
+    def load_columns(self, batches: Iterable[SignalColumns], opinions: Mapping[tuple[str, str], Mapping[int, int]],
+                     saved_pdq: PdqIndex | None = None, keep_pdq: Callable[[PdqIndex], object] | None = None) -> int:
+        """:meth:`load` from a bank's column scan (:meth:`clients.bank.Bank.scan_columns`),
+        into an empty view: numpy a batch, Python only once per distinct string (and per
+        value of types with a value-dependent ``quality_flag``); returns how many are matchable.
+
+        ``saved_pdq``: the bank's saved PDQ index (ids: rowids), current by the bank's
+        rule; used only if its ids are exactly the loaded PDQ rowids (else built from the
+        values). A built index is handed to ``keep_pdq`` (ids: rowids) to be saved.
+        Either way its ids are then renamed to this view's rows."""
         with self._lock:
             if self._rows.end:
-                for s in signals:
-                    if s.retracted_index is None:
-                        self._link(s, opinions.get((s.publisher, s.signal_id), {}))
-                return len(self._rows)
-            chunk: list[BankSignal] = []
+                raise RuntimeError("load_columns needs an empty view")
             by_key: list[tuple[np.ndarray, np.ndarray]] = []
             by_value: list[tuple[np.ndarray, np.ndarray]] = []
-            for s in signals:
-                if s.retracted_index is None and self._matchable(s):
-                    chunk.append(s)
-                if len(chunk) >= 50_000:
-                    self._load_chunk(chunk, opinions, by_key, by_value)
-                    chunk = []
-            self._load_chunk(chunk, opinions, by_key, by_value)
+            pdq: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+            for c in batches:
+                self._load_batch(c, by_key, by_value, pdq, words=saved_pdq is None)
             self._rows.trim()
             for target, parts in ((self._by_key, by_key), (self._by_value, by_value)):
                 if parts:
                     target.add_arrays(np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts]))
-            self._pdq.fold(force=True)
+            for key, got in opinions.items():
+                row = self._row_of(key)
+                if row is not None and got:
+                    self._opinions[row] = _opinion_names(got)
+            self._pdq = self._pdq_of(pdq, saved_pdq, keep_pdq)
             return len(self._rows)
 
-    def _load_chunk(self, chunk: list[BankSignal], opinions: Mapping[tuple[str, str], Mapping[int, int]],
-                    by_key: list[tuple[np.ndarray, np.ndarray]], by_value: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Store a chunk of signals in new rows; their map entries go to ``by_key`` and
-        ``by_value`` as arrays (sorted in once at the end of the load)."""
-        if not chunk:
+    def _pdq_of(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], saved: PdqIndex | None,
+                keep: Callable[[PdqIndex], object] | None) -> PdqIndex:
+        """The loaded view's PDQ index (ids: rows): the saved one if it holds exactly the
+        loaded rowids, else built from the words gathered while loading."""
+        rowids = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+        rows = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+        self.pdq_from_saved = False
+        index: PdqIndex | None = None
+        if saved is not None:
+            try:
+                saved.relabel(rowids, rows)
+                index, self.pdq_from_saved = saved, True
+            except ValueError:
+                log.warning("the saved PDQ index does not hold the loaded signals; building it")
+        if index is None:
+            if saved is not None:  # gather the words now: the scan skipped them
+                return self._pdq_of([(ids, rows, self._words_of(rows)) for ids, rows, _ in parts], None, keep)
+            index = PdqIndex(threshold=self.pdq_threshold, auto_fold=False)
+            if parts:
+                index.add_many(rowids, np.concatenate([p[2] for p in parts if p[2] is not None]))
+            index.fold(force=True)
+            if keep is not None:
+                keep(index)
+            index.relabel(rowids, rows)
+        index.threshold, index.auto_fold = self.pdq_threshold, False
+        return index
+
+    def _words_of(self, rows: np.ndarray) -> np.ndarray:
+        return pdq_words_many([self._rows.values.get(int(r)) for r in rows])
+
+    def _load_batch(self, c: SignalColumns, by_key: list[tuple[np.ndarray, np.ndarray]],
+                    by_value: list[tuple[np.ndarray, np.ndarray]],
+                    pdq: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], words: bool) -> None:
+        n = len(c)
+        names = sorted(set(c.type))
+        code = {t: i for i, t in enumerate(names)}
+        shapes = [_shape(t) for t in names]
+        types = np.fromiter(map(code.__getitem__, c.type), np.int16, n)
+        matchable = np.array([sh is not Matcher.NONE for sh in shapes], bool)
+        keep = matchable[types] & np.array([f is None for f in c.quality_flag], bool)
+        for t in names:  # types whose quality depends on the value (PDQ: degenerate hashes)
+            kind = signal_type(t)
+            if type(kind).quality_flag is not SignalType.quality_flag:
+                for i in np.flatnonzero(keep & (types == code[t])).tolist():
+                    if kind.quality_flag(c.value[i]) is not None:
+                        keep[i] = False
+        at = np.flatnonzero(keep)
+        if not len(at):
             return
-        shapes = [_shape(s.type) for s in chunk]
-        key_digests = [digest(s.publisher, s.signal_id) for s in chunk]
-        value_digests = [digest(s.type, s.value) if sh is Matcher.EXACT else 0 for s, sh in zip(chunk, shapes)]
-        start = self._rows.add_many(chunk, key_digests, value_digests)
-        rows = np.arange(start, start + len(chunk), dtype=np.int64)
-        exact = np.fromiter((sh is Matcher.EXACT for sh in shapes), bool, len(chunk))
-        by_key.append((np.array(key_digests, dtype=np.uint64), rows))
-        by_value.append((np.array(value_digests, dtype=np.uint64)[exact], rows[exact]))
-        pdq_rows: list[int] = []
-        pdq_values: list[str] = []
-        for i, (s, shape) in enumerate(zip(chunk, shapes, strict=True)):
-            row = start + i
-            if shape is Matcher.HAMMING:
-                pdq_rows.append(row)
-                pdq_values.append(s.value)
-            elif shape is not Matcher.EXACT:
-                self._index_value(row, s, shape)
-            self._counts[s.type] = self._counts.get(s.type, 0) + 1
-            got = opinions.get((s.publisher, s.signal_id))
-            if got:
-                self._opinions[row] = _opinion_names(got)
-        self._pdq.add_many(pdq_rows, pdq_values)
+        kept = at.tolist()
+        kept_types = types[at]
+        exact = np.array([sh is Matcher.EXACT for sh in shapes], bool)[kept_types]
+        hamming = np.array([sh is Matcher.HAMMING for sh in shapes], bool)[kept_types]
+        key_digests = digests([c.publisher[i] for i in kept], [c.signal_id[i] for i in kept])
+        value_digests = np.zeros(len(kept), np.uint64)
+        exact_at = at[exact].tolist()
+        value_digests[exact] = digests([c.type[i] for i in exact_at], [c.value[i] for i in exact_at])
+        start = self._rows.add_columns(c, keep, key_digests, value_digests)
+        rows = np.arange(start, start + len(kept), dtype=np.int64)
+        by_key.append((key_digests, rows))
+        by_value.append((value_digests[exact], rows[exact]))
+        for j in np.flatnonzero(~(hamming | exact)).tolist():
+            self._index_value(start + j, c.value[kept[j]], shapes[int(kept_types[j])])
+        if hamming.any():
+            pdq_at = at[hamming].tolist()
+            pdq.append((np.asarray(c.rowid, np.int64)[at[hamming]], rows[hamming],
+                        pdq_words_many([c.value[i] for i in pdq_at]) if words else None))
+        for t, count in zip(names, np.bincount(kept_types, minlength=len(names)).tolist(), strict=True):
+            if count:
+                self._counts[t] = self._counts.get(t, 0) + count
 
     def _valid_keys(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
         c = self._rows.cols
@@ -429,6 +502,15 @@ def _shape(type_name: str) -> str:
     if kind.matcher is Matcher.SCAN and callable(getattr(kind, "frames", None)):
         return _FRAMES
     return kind.matcher
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap the load freed back to the system (glibc keeps it otherwise: at 1M
+    signals about 160 MiB of resident memory); elsewhere nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _opinion_names(opinions: Mapping[int, int]) -> Mapping[str, int]:

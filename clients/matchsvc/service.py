@@ -156,9 +156,10 @@ class MatchService:
     def start(self) -> None:
         """Load the bank into memory, then follow the exchange in a daemon thread."""
         started = time.monotonic()
-        n = self.index.load(self.bank.iter_signals(), self.bank.all_opinion_counts())
+        n = self.index.load_bank(self.bank)
         gc.freeze()  # millions of long-lived objects: keep them out of every garbage collection
-        log.info("loaded %d matchable signals in %.2fs", n, time.monotonic() - started)
+        log.info("loaded %d matchable signals in %.2fs (PDQ index %s)", n, time.monotonic() - started,
+                 "saved" if self.index.pdq_from_saved else "built")
         self.bank.on_change(self._on_bank_change)
         self._update_gauges()
         self._thread = threading.Thread(target=self._follow, name="trustwire-match-follow", daemon=True)
@@ -219,7 +220,7 @@ class MatchService:
         """The bank committed changes (follower thread): refresh those signals in memory."""
         if keys is None:
             self.index.clear()
-            self.index.load(self.bank.iter_signals(), self.bank.all_opinion_counts())
+            self.index.load_bank(self.bank)
             return
         found = self.bank.get_many(keys)
         opinions = self.bank.opinion_counts_many(keys)
