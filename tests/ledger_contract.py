@@ -26,6 +26,7 @@ from exchange.core.keys import Signer
 from exchange.core.records import Receipt, Record, leaf_hash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.ledger import Ledger, Outcome, Submission
+from tests.conftest import holds_for
 
 MakeLedger = Callable[..., Ledger]
 
@@ -338,7 +339,7 @@ def test_wait_for_wakes_up_on_growth_and_times_out(make_ledger: MakeLedger) -> N
     woke: list[int] = []
     waiter = threading.Thread(target=lambda: woke.append(ledger.wait_for(7, timeout=20)))
     waiter.start()
-    time.sleep(0.1)
+    holds_for(lambda: waiter.is_alive() and not woke, 0.1)  # blocked: nothing past index 7 yet
     receipts(ledger.append([signal("alice", "s1", [G1])]))
     waiter.join(20)
     assert woke == [8]
