@@ -33,7 +33,7 @@ from pathlib import Path
 from exchange.core import merkle
 from exchange.core.errors import LedgerCorrupt, TrustwireError
 from exchange.core.records import leaf_hash
-from exchange.server.ledger import Integrity, Ledger
+from exchange.server.ledger import Cancel, Integrity, Ledger
 from exchange.server.metrics import EngineSample
 from exchange.server.seal import Seal, SealState
 from exchange.server.tree import TreeStore
@@ -195,7 +195,7 @@ class FullVerification:
         self.total = 0
         self.message = ""
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._cancel = Cancel()
 
     def start(self, stop: int, signed: Signed | None) -> None:
         self.state, self.total, self.checked = VerificationState.RUNNING, stop, 0
@@ -213,7 +213,7 @@ class FullVerification:
             structure = getattr(self._ledger, "verify_structure", None)
             if structure is not None:
                 try:
-                    structure(self._cancel.is_set)
+                    structure(self._cancel)
                 except LedgerCorrupt:
                     if self._cancel.is_set():
                         raise _Cancelled from None

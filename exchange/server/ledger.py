@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +46,39 @@ PUBLIC = "*"
 """Audience of key events: every principal."""
 
 Outcome = Receipt | TrustwireError
+
+
+class Cancel:
+    """A stop request that long checks listen to: a flag, plus hooks that abort work in
+    flight. SQLite calls a progress handler only between steps, and ``PRAGMA quick_check``
+    is one step (minutes at 10M entries), so a running check is interrupted through its
+    connection instead."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
+
+    @contextmanager
+    def hook(self, abort: Callable[[], None]) -> Iterator[None]:
+        """Call ``abort`` if the stop is requested while the block runs."""
+        with self._lock:
+            self._hooks.append(abort)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._hooks.remove(abort)
 
 
 class Integrity(StrEnum):
@@ -281,15 +315,17 @@ class SqliteLedger:
                 f"ledger {self.path} is corrupt ({'; '.join(problems)[:300]}); restore it from a backup"
             )
 
-    def verify_structure(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def verify_structure(self, cancel: Cancel | None = None) -> None:
         """The full structural check a start skips when the file is sealed: every page,
         and every index from 0 to the head present (raises :class:`LedgerCorrupt`).
-        ``should_stop`` returning True interrupts it (then it raises as well)."""
+        ``cancel`` set stops it at once, even inside ``quick_check`` (then it raises as well)."""
+        cancel = cancel or Cancel()
         conn = self._connect()
-        conn.set_progress_handler(lambda: 1 if should_stop() else 0, 100_000)
+        conn.set_progress_handler(lambda: 1 if cancel.is_set() else 0, 100_000)
         try:
-            self._quick_check(conn)
-            count, _ = self._check_contiguous(conn)
+            with cancel.hook(conn.interrupt):
+                self._quick_check(conn)
+                count, _ = self._check_contiguous(conn)
         finally:
             conn.close()
         if count < self._head:
