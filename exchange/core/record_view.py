@@ -48,6 +48,8 @@ class Facts(NamedTuple):
     kind: EntryKind
     entry: Entry
     publisher: MemberId
+    payload_at: int  # where the payload's bytes start in the record (they run len(payload) bytes)
+    payload_end: int
 
 
 def _canonical(view: views_pb2.RecordView, raw: bytes) -> bool:
@@ -117,5 +119,7 @@ def passes(
             continue
         out[i] = 1
         if facts is not None:
-            facts.append(Facts(i, index, at_ms, keyid, kind, entry, publisher))
+            # the first place these bytes sit in the record: any place holding them holds the same bytes
+            at = raws[i].find(payload)
+            facts.append(Facts(i, index, at_ms, keyid, kind, entry, publisher, at, at + len(payload)))
     return bytes(out)
