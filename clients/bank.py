@@ -234,6 +234,14 @@ def _hamming_types() -> list[str]:
 
 _KEYS_PER_QUERY = 400  # (publisher, signal_id) pairs per batched look-up
 
+
+def _by_keys(n: int, table: str) -> str:
+    """A FROM clause: ``n`` distinct (publisher, signal_id) keys joined to ``table`` on those
+    columns, so each key is one search of its primary key (``(publisher, signal_id) IN
+    (VALUES …)`` scans the whole table instead, for every batch)."""
+    pairs = ",".join("(?,?)" for _ in range(n))
+    return f"(VALUES {pairs}) AS k JOIN {table} ON {table}.publisher = k.column1 AND {table}.signal_id = k.column2"
+
 _UPSERT_SIGNAL = (
     "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
     " tlp, valid_from_ms, valid_until_ms, created_at_ms, retracted_idx, key_no, accepted_at_ms,"
@@ -497,10 +505,8 @@ class Bank:
         found: dict[tuple[str, str], tuple[int, int, str]] = {}
         for i in range(0, len(keys), _KEYS_PER_QUERY):
             chunk = keys[i : i + _KEYS_PER_QUERY]
-            pairs = ",".join("(?,?)" for _ in chunk)
             for publisher, signal_id, idx, rowid, type_ in c.execute(
-                "SELECT publisher, signal_id, idx, rowid, type FROM signals"
-                f" WHERE (publisher, signal_id) IN (VALUES {pairs})",
+                f"SELECT publisher, signal_id, idx, signals.rowid, type FROM {_by_keys(len(chunk), 'signals')}",
                 [x for k in chunk for x in k],
             ):
                 found[(publisher, signal_id)] = (idx, rowid, type_)
@@ -645,11 +651,11 @@ class Bank:
     def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], BankSignal]:
         """The banked signals among ``keys`` (absent keys are missing from the result)."""
         out: dict[tuple[str, str], BankSignal] = {}
-        for i in range(0, len(keys), 400):
-            chunk = keys[i : i + 400]
-            marks = ",".join("(?, ?)" for _ in chunk)
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i : i + _KEYS_PER_QUERY]
             for r in self._store.conn.execute(
-                f"SELECT {_COLUMNS} FROM signals WHERE (publisher, signal_id) IN (VALUES {marks})",
+                f"SELECT {_COLUMNS} FROM {_by_keys(len(chunk), 'signals')}",
                 [x for key in chunk for x in key],
             ):
                 s = _row(r)
@@ -659,12 +665,12 @@ class Bank:
     def opinion_counts_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[int, int]]:
         """:meth:`opinion_counts` of many signals (those without opinions are missing)."""
         out: dict[tuple[str, str], dict[int, int]] = {}
-        for i in range(0, len(keys), 400):
-            chunk = keys[i : i + 400]
-            marks = ",".join("(?, ?)" for _ in chunk)
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i : i + _KEYS_PER_QUERY]
             for publisher, signal_id, verdict, n in self._store.conn.execute(
-                "SELECT publisher, signal_id, verdict, COUNT(*) FROM opinions WHERE (publisher, signal_id) IN"
-                f" (VALUES {marks}) GROUP BY publisher, signal_id, verdict",
+                f"SELECT publisher, signal_id, verdict, COUNT(*) FROM {_by_keys(len(chunk), 'opinions')}"
+                " GROUP BY publisher, signal_id, verdict",
                 [x for key in chunk for x in key],
             ):
                 out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)

@@ -191,3 +191,29 @@ def test_a_forced_compaction_of_the_banks_index_never_blocks_its_lookups(
     for i in range(3, 40, 2):
         assert [s.signal_id for s, _ in bank.search_pdq(hashes[i])] == [f"s{i}"]
     assert bank.search_pdq(hashes[1]) == [] and [s.signal_id for s, _ in bank.search_pdq(_pdq(999))] == ["late"]
+
+
+def test_batched_lookups_search_the_key_index_not_scan_the_bank(bank: Bank) -> None:
+    """A catch-up banks pages of signals into a growing bank: every batched look-up by
+    (publisher, signal_id) must be a search of the primary key, or each page costs a scan
+    of the whole bank (quadratic catch-up). Checked on the query plans of the statements
+    actually run."""
+    conn = bank._store.conn
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        versions = [(_signal(f"s{i}", "md5", f"{i:032x}"), i, "k" * 64, NOW) for i in range(50)]
+        assert bank.add_signals(versions) == [True] * 50
+        assert bank.add_signals([(_signal("s1", "md5", "f" * 32), 60, "k" * 64, NOW)]) == [True]  # a new version
+        keys = [("alice", f"s{i}") for i in range(50)] + [("alice", "s1")]
+        assert len(bank.get_many(keys)) == 50
+        bank.add_opinion(pb.Opinion(member_id="bob", signal=pb.SignalRef(member_id="alice", signal_id="s2"),
+                                    verdict=pb.VERDICT_TRUE_POSITIVE, created_at=ms_to_timestamp(NOW)), 70, "b" * 64, NOW)
+        assert bank.opinion_counts_many([("alice", "s2"), ("alice", "s2")]) == {("alice", "s2"): {pb.VERDICT_TRUE_POSITIVE: 1}}
+    finally:
+        conn.set_trace_callback(None)
+    lookups = [sql for sql in ran if sql.lstrip().upper().startswith("SELECT") and "signal_id" in sql]
+    assert len(lookups) >= 4
+    for sql in lookups:
+        plan = " | ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN signals" not in plan and "SCAN opinions" not in plan, f"{sql[:120]}…: {plan}"
