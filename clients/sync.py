@@ -130,8 +130,8 @@ class Syncer:
         if e.member_id == me:
             return v
         if isinstance(e, pb.Signal):
-            mine = groups | self.verifier.directory.groups_of(me)
-            if any(g in mine for g in e.sharing.groups):
+            now = self.verifier.directory.groups_of(me)  # no union built per entry: this runs for every signal
+            if any(g in groups or g in now for g in e.sharing.groups):
                 return v
             why = f"a signal of {e.member_id} shared with {','.join(e.sharing.groups) or 'no group'}, none of which includes {me}"
         else:
