@@ -130,15 +130,20 @@ class EntryVerifier:
     def _keys(self) -> KeyTable:
         return directory_keys(self.directory)
 
-    def submit(self, raws: Sequence[bytes], pool: Prechecker | None) -> Passes | None:
-        """Start the stateless half on ``pool``'s processes against the keys known now
-        (a record whose key comes later in the ledger fails there and is checked again
-        in order); hand the result to :meth:`verify_many` as ``passed``."""
+    def submit(self, raws: Sequence[bytes], pool: Prechecker | None, table: KeyTable | None = None) -> Passes | None:
+        """Start the stateless half on ``pool``'s processes against the keys known now,
+        or ``table`` (a :meth:`key_snapshot` taken earlier, for a caller on another
+        thread): a record whose key comes later in the ledger fails there and is checked
+        again in order; hand the result to :meth:`verify_many` as ``passed``."""
         if pool is None:
             return None
-        table = key_table(self.directory)
+        table = key_table(self.directory) if table is None else table
         pending = pool.submit(self.operator_key, table, raws)
         return None if pending is None else Submitted(pending, len(table))
+
+    def key_snapshot(self) -> KeyTable:
+        """The directory's keys now, as a table :meth:`submit` can take from another thread."""
+        return key_table(self.directory)
 
     def verify_many(
         self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
