@@ -58,10 +58,13 @@ def signed_verdicts(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) 
             return False
         return True
 
-    read: list[record_view.Facts] = []
-    flags = record_view.passes(raws, operator_key, keys, reference, read)
-    return Verdicts(flags, {f.position: (f.ledger_index, f.accepted_at_ms, f.keyid, f.kind.value, f.payload_at,
-                                         f.payload_end) for f in read if f.kind is not EntryKind.KEY_EVENT})
+    facts: dict[int, Fact] = {}
+
+    def seen(f: record_view.Facts) -> None:  # the decoded entry is let go here
+        if f.kind is not EntryKind.KEY_EVENT:
+            facts[f.position] = (f.ledger_index, f.accepted_at_ms, f.keyid, f.kind.value, f.payload_at, f.payload_end)
+
+    return Verdicts(record_view.passes(raws, operator_key, keys, reference, seen), facts)
 
 
 def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
