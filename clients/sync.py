@@ -21,7 +21,6 @@ from exchange.core.errors import SecurityError, TrustwireError, UntrustedEntry
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keydir_commitment import commit, committed_in
 from exchange.core.logview import LogView
-from exchange.core.acceptance import KeyTable
 from exchange.core.verify import EntryVerifier, Passes, VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
@@ -29,6 +28,8 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 __all__ = ["Syncer", "SyncReport"]
 
 log = logging.getLogger(__name__)
+
+Keys = dict[str, tuple[str, bytes]]  # a key snapshot (EntryVerifier.key_snapshot)
 
 
 class Syncer:
@@ -70,7 +71,7 @@ class Syncer:
             )
         groups = self._client.current_groups()
         pool = self._client.verify_pool
-        submit: Callable[[list[bytes], KeyTable], Passes | None] = \
+        submit: Callable[[list[bytes], Keys], Passes | None] = \
             lambda raws, keys: self.verifier.submit(raws, pool, keys)
         pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow, submit,
                        self.verifier.key_snapshot())
@@ -207,7 +208,7 @@ class _Ahead:
 
     def __init__(
         self, pages: Iterator[xpb.SubscribeResponse], follow: bool,
-        submit: Callable[[list[bytes], KeyTable], Passes | None], keys: KeyTable,
+        submit: Callable[[list[bytes], Keys], Passes | None], keys: Keys,
     ) -> None:
         self._pages = pages
         self._submit = submit
@@ -218,7 +219,7 @@ class _Ahead:
             self._queue = queue.Queue(maxsize=_AHEAD)
             threading.Thread(target=self._read, name="trustwire-sync-read", daemon=True).start()
 
-    def keys_now(self, keys: KeyTable) -> None:
+    def keys_now(self, keys: Keys) -> None:
         """The keys pages read from now on are checked against (the verifier's, as of the page verified last)."""
         self._keys = keys
 

@@ -133,7 +133,9 @@ class EntryVerifier:
     def _keys(self) -> KeyTable:
         return directory_keys(self.directory)
 
-    def submit(self, raws: Sequence[bytes], pool: Prechecker | None, table: KeyTable | None = None) -> Passes | None:
+    def submit(
+        self, raws: Sequence[bytes], pool: Prechecker | None, table: dict[str, tuple[str, bytes]] | None = None
+    ) -> Passes | None:
         """Start the stateless half on ``pool``'s processes against the keys known now,
         or ``table`` (a :meth:`key_snapshot` taken earlier, for a caller on another
         thread): a record whose key comes later in the ledger fails there and is checked
@@ -144,7 +146,7 @@ class EntryVerifier:
         pending = pool.submit(self.operator_key, table, raws)
         return None if pending is None else Submitted(pending, len(table))
 
-    def key_snapshot(self) -> KeyTable:
+    def key_snapshot(self) -> dict[str, tuple[str, bytes]]:
         """The directory's keys now, as a table :meth:`submit` can take from another thread."""
         return key_table(self.directory)
 
