@@ -104,7 +104,9 @@ def verify_rate(seconds: float = 2.0, threads: int = 1) -> float:
 class Exchange:
     """`trustwire serve` in its own process, with a small task force enrolled."""
 
-    def __init__(self, workdir: Path, verify_workers: int, checkpoint_interval_ms: int = 1000) -> None:
+    def __init__(self, workdir: Path, verify_workers: int, checkpoint_interval_ms: int = 1000,
+                 root: Path = ROOT) -> None:
+        """``root``: the source tree the exchange runs from (A/B runs against another checkout)."""
         self.operator = Signer.from_seed(b"\x0a" * 32)
         self.members = {name: Signer.from_seed(bytes([i + 20]) * 32) for i, name in enumerate(("pub", "sub", "lat"))}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ class Exchange:
             [sys.executable, "-m", "exchange.program", "serve", "--listen", "127.0.0.1:0",
              "--ledger-path", str(workdir / "ledger.db"), "--operator-public-key", self.operator.public_key.hex(),
              "--log-key-file", str(log_key), "--name", "bench.trustwire.invalid/log"],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, text=True, env={**env, "PYTHONPATH": str(root)}, cwd=root,
         )
         assert self.proc.stdout is not None
         port = re.search(r"port (\d+)", self.proc.stdout.readline())
@@ -141,6 +143,13 @@ class Exchange:
         proc = psutil.Process(self.proc.pid)
         times = [proc.cpu_times()] + [c.cpu_times() for c in proc.children(recursive=True)]
         return sum(t.user + t.system for t in times)
+
+    def cpu_split_s(self) -> tuple[float, float]:
+        """CPU seconds so far of the exchange process itself, and of its verification workers."""
+        proc = psutil.Process(self.proc.pid)
+        own = proc.cpu_times()
+        kids = [c.cpu_times() for c in proc.children(recursive=True)]
+        return own.user + own.system, sum(t.user + t.system for t in kids)
 
     def client(self, name: str, state: Path | None = None) -> MemberClient:
         return MemberClient(self.target, member_id=name, signer=self.members[name],
