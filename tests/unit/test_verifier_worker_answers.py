@@ -1,0 +1,76 @@
+"""A verification worker's answer stands for the parent's own check (issue 18): one
+worker is a real process (`python -m exchange.server.verification`), and what the pool
+returns for good, mutated and hostile envelopes is exactly what the inline reference
+(`check_batch`) returns. The worker's answer is bound to the bytes the parent holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange.core.acceptance import Signed, directory_keys
+from exchange.core.errors import TrustwireError
+from exchange.server.verification import (
+    VerifierPool, WorkerMismatch, _check_batch_light, _rebuild, check_batch,  # noqa: PLC2701 - white-box
+)
+from tests.unit.test_time_base import ALICE, OPERATOR, signal
+from tests.unit.test_verifier_pool import _bob_signals, _directory
+
+DIRECTORY = _directory(("alice", ALICE))
+GOOD = [signal(n) for n in range(4)] + _bob_signals(2)  # bob's key is unknown here
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VerifierPool]:
+    p = VerifierPool(workers=1, threshold=1)  # one worker, a process even for one envelope
+    yield p
+    p.close()
+
+
+def _same(a: Signed | TrustwireError, b: Signed | TrustwireError) -> bool:
+    if isinstance(a, TrustwireError) or isinstance(b, TrustwireError):
+        return type(a) is type(b) and str(a) == str(b)
+    return (a.envelope, a.kind, a.publisher) == (b.envelope, b.kind, b.publisher) and a.entry == b.entry
+
+
+def _reference(raws: list[bytes]) -> list[Signed | TrustwireError]:
+    return check_batch("alice", raws, OPERATOR.public_key, directory_keys(DIRECTORY))
+
+
+def test_one_worker_is_a_process_and_answers_as_the_reference(pool: VerifierPool) -> None:
+    got = pool.check("alice", GOOD, OPERATOR.public_key, DIRECTORY)
+    assert len(pool._procs) == 1  # noqa: SLF001 - the worker really ran
+    assert sum(isinstance(g, Signed) for g in got) == 4
+    assert all(_same(g, r) for g, r in zip(got, _reference(GOOD), strict=True))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_and_hostile_envelopes_get_the_reference_answer(pool: VerifierPool, data: st.DataObject) -> None:
+    raws = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        base = bytearray(data.draw(st.sampled_from(GOOD)))
+        how = data.draw(st.sampled_from(["flip", "cut", "append", "random", "same"]))
+        if how == "flip":
+            at = data.draw(st.integers(0, len(base) - 1))
+            base[at] ^= data.draw(st.integers(1, 255))
+        elif how == "cut":
+            base = base[: data.draw(st.integers(0, len(base) - 1))]
+        elif how == "append":
+            base += data.draw(st.binary(min_size=1, max_size=8))
+        elif how == "random":
+            base = bytearray(data.draw(st.binary(max_size=200)))
+        raws.append(bytes(base))
+    got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+    assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+
+
+def test_an_answer_for_other_bytes_is_refused() -> None:
+    """The binding: a worker's answer about envelope A never passes for envelope B."""
+    light = _check_batch_light("alice", [GOOD[0]], OPERATOR.public_key, directory_keys(DIRECTORY))[0]
+    assert isinstance(_rebuild(GOOD[0], light), Signed)
+    with pytest.raises(WorkerMismatch):
+        _rebuild(GOOD[1], light)
