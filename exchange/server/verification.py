@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exchange.core.acceptance import KeyTable, check_signed, directory_keys, key_table
+from exchange.core.acceptance import KeyTable, check_signed, check_signed_batch, directory_keys, key_table
 from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
@@ -43,13 +43,8 @@ def check_envelope(principal: str, raw: bytes, operator_key: bytes, keys: KeyTab
 def check_batch(
     principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
 ) -> list[Checked | TrustwireError]:
-    out: list[Checked | TrustwireError] = []
-    for raw in raws:
-        try:
-            out.append(check_envelope(principal, raw, operator_key, keys))
-        except TrustwireError as exc:
-            out.append(exc)
-    return out
+    """Phase 1 for a batch, in stages (:func:`exchange.core.acceptance.check_signed_batch`)."""
+    return check_signed_batch(raws, operator_key, keys, principal=principal)
 
 
 _Light = tuple[bytes, str, bytes, KeyId, bytes, EntryKind, MemberId]

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.core.acceptance import Signed, directory_keys
+from exchange.core.acceptance import Signed, check_signed, directory_keys
 from exchange.core.errors import TrustwireError
 from exchange.server.verification import (
     VerifierPool, WorkerMismatch, _check_batch_light, _rebuild, check_batch,  # noqa: PLC2701 - white-box
 )
 from tests.unit.test_time_base import ALICE, OPERATOR, signal
-from tests.unit.test_verifier_pool import _bob_signals, _directory
+from tests.unit.test_verifier_pool import BOB, _bob_signals, _directory
 
 DIRECTORY = _directory(("alice", ALICE))
 GOOD = [signal(n) for n in range(4)] + _bob_signals(2)  # bob's key is unknown here
@@ -37,7 +37,14 @@ def _same(a: Signed | TrustwireError, b: Signed | TrustwireError) -> bool:
 
 
 def _reference(raws: list[bytes]) -> list[Signed | TrustwireError]:
-    return check_batch("alice", raws, OPERATOR.public_key, directory_keys(DIRECTORY))
+    """check_signed, envelope by envelope (the pool checks a batch in stages)."""
+    out: list[Signed | TrustwireError] = []
+    for raw in raws:
+        try:
+            out.append(check_signed(raw, OPERATOR.public_key, directory_keys(DIRECTORY), principal="alice"))
+        except TrustwireError as exc:
+            out.append(exc)
+    return out
 
 
 def test_one_worker_is_a_process_and_answers_as_the_reference(pool: VerifierPool) -> None:
@@ -66,6 +73,19 @@ def test_mutated_and_hostile_envelopes_get_the_reference_answer(pool: VerifierPo
         raws.append(bytes(base))
     got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
     assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(GOOD) | st.binary(max_size=120), max_size=6), st.sampled_from(["alice", "bob"]))
+def test_a_batch_checked_in_stages_answers_envelope_by_envelope(raws: list[bytes], principal: str) -> None:
+    keys = directory_keys(_directory(("alice", ALICE), ("bob", BOB)))
+    staged = check_batch(principal, raws, OPERATOR.public_key, keys)
+    for raw, got in zip(raws, staged, strict=True):
+        try:
+            want: Signed | TrustwireError = check_signed(raw, OPERATOR.public_key, keys, principal=principal)
+        except TrustwireError as exc:
+            want = exc
+        assert _same(got, want)
 
 
 def test_an_answer_for_other_bytes_is_refused() -> None:
