@@ -10,7 +10,7 @@ ratio to the one-core baseline (targets from issue 8):
 
 - publish    PublishBatch → verify → ledger ack on one exchange *process*
              (`trustwire serve`), 1 verification worker vs 2         target ≥ 0.6, 2w/1w ≥ 1.7
-             (1 worker: verification inline, on the exchange's own core)
+             (1 worker: one verification process beside the exchange's own)
 - consume    Subscribe → verify (signature, key, batch inclusion, checkpoint
              consistency) → bank → queue, a fresh member's sync       target ≥ 0.6
 - catch-up   the same over --catchup entries                         target ≥ 0.5
