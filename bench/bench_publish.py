@@ -16,63 +16,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import Exchange, signed, verify_cpu_rate, verify_rate  # noqa: E402
-
-from exchange.core.records import Receipt  # noqa: E402
+from run import Exchange, publish_rate, signed, verify_cpu_rate, verify_rate  # noqa: E402
 
 
 def one_run(tree: Path, workdir: Path, entries: int, workers: int, profile: Path | None) -> dict[str, float]:
     ex = Exchange(workdir, workers, root=tree)
     try:
-        envelopes = signed(ex.client("pub"), entries + 500, f"{workdir.name}-")
-        clients = [ex.client("pub") for _ in range(2)]
-        chunks = [envelopes[i : i + 500] for i in range(0, len(envelopes), 500)]
-        clients[0].publish_envelopes(chunks.pop(0))  # warm-up: workers start, connections open
-        sent = sum(len(c) for c in chunks)
-        lock = threading.Lock()
-
-        def caller(client: object) -> None:
-            while True:
-                with lock:
-                    if not chunks:
-                        return
-                    chunk = chunks.pop(0)
-                outcomes = client.publish_envelopes(chunk, batch_size=500)  # type: ignore[attr-defined]
-                if not all(isinstance(o, Receipt) for o in outcomes):
-                    raise SystemExit(f"publish refused entries: {outcomes[:3]}")
-
-        spy = None
-        if profile is not None:
-            profile.mkdir(parents=True, exist_ok=True)
-            out = profile / f"{workdir.name}.txt"
-            spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(ex.proc.pid), "--subprocesses",
-                 "--nonblocking", "-f", "raw", "-o", str(out), "-r", "200"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        server0, workers0 = ex.cpu_split_s()
-        start = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(caller, clients))
-        wall = time.perf_counter() - start
-        server1, workers1 = ex.cpu_split_s()
-        if spy is not None:
-            spy.send_signal(2)
-            spy.wait(timeout=60)
-        for c in clients:
-            c.close()
-        return {"rate": sent / wall, "server_us": (server1 - server0) / sent * 1e6,
-                "workers_us": (workers1 - workers0) / sent * 1e6}
+        cpu: dict[str, float] = {}
+        rate = publish_rate(ex, signed(ex.client("pub"), entries + 500, f"{workdir.name}-"), cpu=cpu,
+                            profile=profile / f"{workdir.name}.txt" if profile else None)
+        return {"rate": rate, **cpu}
     finally:
         ex.stop()
 

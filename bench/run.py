@@ -166,8 +166,10 @@ def signed(client: MemberClient, count: int, prefix: str) -> list[bytes]:
 
 
 def publish_rate(ex: Exchange, envelopes: list[bytes], callers: int = 2, batch: int = 500,
-                 cpu: dict[str, float] | None = None) -> float:
-    """Entries/s published; ``cpu`` (if given) gets the exchange's CPU µs per entry."""
+                 cpu: dict[str, float] | None = None, profile: Path | None = None) -> float:
+    """Entries/s published; ``cpu`` (if given) gets the exchange's CPU µs per entry (in
+    all, and its own process and its verification workers apart); ``profile``: a py-spy
+    raw profile of the exchange and its workers over the timed part, written there."""
     clients = [ex.client("pub") for _ in range(callers)]
     chunks = [envelopes[i : i + batch] for i in range(0, len(envelopes), batch)]
     clients[0].publish_envelopes(chunks.pop(0))  # warm-up (workers start, connections open)
@@ -184,12 +186,26 @@ def publish_rate(ex: Exchange, envelopes: list[bytes], callers: int = 2, batch: 
             if not all(isinstance(o, Receipt) for o in outcomes):
                 raise SystemExit("publish refused entries")
 
-    start, cpu_start = time.perf_counter(), ex.cpu_s()
+    spy = None
+    if profile is not None:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(ex.proc.pid), "--subprocesses",
+             "--nonblocking", "-f", "raw", "-o", str(profile), "-r", "200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    start, cpu_start, split_start = time.perf_counter(), ex.cpu_s(), ex.cpu_split_s()
     with ThreadPoolExecutor(callers) as pool:
         list(pool.map(worker, clients))
     rate = sent / (time.perf_counter() - start)
     if cpu is not None:
+        split = ex.cpu_split_s()
         cpu["us_per_entry"] = (ex.cpu_s() - cpu_start) / sent * 1e6
+        cpu["server_us"] = (split[0] - split_start[0]) / sent * 1e6
+        cpu["workers_us"] = (split[1] - split_start[1]) / sent * 1e6
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
     for c in clients:
         c.close()
     return rate
