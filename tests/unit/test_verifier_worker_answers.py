@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from exchange.core.acceptance import Signed, check_signed, directory_keys
 from exchange.core.errors import TrustwireError
 from exchange.server.verification import (
-    VerifierPool, WorkerMismatch, _check_batch_light, _rebuild, check_batch,  # noqa: PLC2701 - white-box
+    VerifierPool, WorkerMismatch, _check_batch_light, _rebuild, _Worker, check_batch,  # noqa: PLC2701 - white-box
 )
 from tests.unit.test_time_base import ALICE, OPERATOR, signal
 from tests.unit.test_verifier_pool import BOB, _bob_signals, _directory
@@ -94,3 +94,30 @@ def test_an_answer_for_other_bytes_is_refused() -> None:
     assert isinstance(_rebuild(GOOD[0], light), Signed)
     with pytest.raises(WorkerMismatch):
         _rebuild(GOOD[1], light)
+
+
+class _ReversingWorker(_Worker):
+    """A real worker process that is sent the batch in reverse order: its answers come
+    back for other bytes than the parent pairs them with (a worker gone wrong)."""
+
+    def send(self, job: object) -> None:
+        principal, chunk, operator_key, version, table = job  # type: ignore[misc]
+        super().send((principal, list(reversed(chunk)), operator_key, version, table))
+
+
+class _ReversingPool(VerifierPool):
+    def _start(self) -> _Worker:
+        worker = _ReversingWorker()
+        self._procs.append(worker)
+        return worker
+
+
+def test_a_worker_answering_for_other_bytes_is_not_trusted(caplog: pytest.LogCaptureFixture) -> None:
+    pool = _ReversingPool(workers=1, threshold=1)
+    try:
+        raws = [signal(10), signal(11), signal(12)]
+        got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+        assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+        assert "does not match its batch" in caplog.text
+    finally:
+        pool.close()
