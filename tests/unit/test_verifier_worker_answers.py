@@ -121,3 +121,21 @@ def test_a_worker_answering_for_other_bytes_is_not_trusted(caplog: pytest.LogCap
         assert "does not match its batch" in caplog.text
     finally:
         pool.close()
+
+
+def test_a_killed_worker_costs_no_answer_and_is_replaced() -> None:
+    pool = VerifierPool(workers=1, threshold=1)
+    try:
+        raws = [signal(20), signal(21)]
+        assert all(isinstance(c, Signed) for c in pool.check("alice", raws, OPERATOR.public_key, DIRECTORY))
+        (worker,) = pool._procs  # noqa: SLF001
+        worker.proc.kill()  # kill -9 between batches: the next batch is checked inline
+        worker.proc.wait(timeout=10)
+        got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+        assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+        assert worker not in pool._procs  # noqa: SLF001 - retired
+        pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+        (fresh,) = pool._procs  # noqa: SLF001 - a new process took its slot
+        assert fresh is not worker and fresh.proc.poll() is None
+    finally:
+        pool.close()
