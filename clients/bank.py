@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clients import bank_history
 from clients.media import MediaHashes
@@ -235,12 +236,23 @@ def _hamming_types() -> list[str]:
 _KEYS_PER_QUERY = 400  # (publisher, signal_id) pairs per batched look-up
 
 
-def _by_keys(n: int, table: str) -> str:
-    """A FROM clause: ``n`` distinct (publisher, signal_id) keys joined to ``table`` on those
-    columns, so each key is one search of its primary key (``(publisher, signal_id) IN
-    (VALUES …)`` scans the whole table instead, for every batch)."""
-    pairs = ",".join("(?,?)" for _ in range(n))
-    return f"(VALUES {pairs}) AS k JOIN {table} ON {table}.publisher = k.column1 AND {table}.signal_id = k.column2"
+def _by_keys(
+    c: sqlite3.Connection, table: str, columns: str, keys: Sequence[tuple[str, str]], tail: str = ""
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``table`` (keyed by ``publisher, signal_id``) for ``keys``, each found
+    through the primary key: the keys are a VALUES list joined as the outer loop. (For
+    ``(publisher, signal_id) IN (VALUES ...)`` SQLite scans the whole table, so every
+    page of a catch-up cost more as the bank filled.) ``columns`` and ``tail`` name the
+    table's columns qualified by the table's name."""
+    unique = list(dict.fromkeys(keys))
+    for i in range(0, len(unique), _KEYS_PER_QUERY):
+        chunk = unique[i : i + _KEYS_PER_QUERY]
+        pairs = ",".join("(?,?)" for _ in chunk)
+        yield from c.execute(
+            f"WITH wanted(p, s) AS (VALUES {pairs}) SELECT {columns} FROM wanted CROSS JOIN {table}"
+            f" ON {table}.publisher = wanted.p AND {table}.signal_id = wanted.s{tail}",
+            [x for k in chunk for x in k],
+        )
 
 _UPSERT_SIGNAL = (
     "INSERT INTO signals (publisher, signal_id, idx, type, value, labels, confidence, severity, groups,"
@@ -503,13 +515,10 @@ class Bank:
     def _banked_rows(c: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, str]]:
         """(idx, rowid, type) of the banked signals among ``keys``."""
         found: dict[tuple[str, str], tuple[int, int, str]] = {}
-        for i in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[i : i + _KEYS_PER_QUERY]
-            for publisher, signal_id, idx, rowid, type_ in c.execute(
-                f"SELECT publisher, signal_id, idx, signals.rowid, type FROM {_by_keys(len(chunk), 'signals')}",
-                [x for k in chunk for x in k],
-            ):
-                found[(publisher, signal_id)] = (idx, rowid, type_)
+        for publisher, signal_id, idx, rowid, type_ in _by_keys(
+            c, "signals", "signals.publisher, signals.signal_id, idx, signals.rowid, type", keys
+        ):
+            found[(publisher, signal_id)] = (idx, rowid, type_)
         return found
 
     def retract(
@@ -651,29 +660,19 @@ class Bank:
     def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], BankSignal]:
         """The banked signals among ``keys`` (absent keys are missing from the result)."""
         out: dict[tuple[str, str], BankSignal] = {}
-        keys = list(dict.fromkeys(keys))
-        for i in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[i : i + _KEYS_PER_QUERY]
-            for r in self._store.conn.execute(
-                f"SELECT {_COLUMNS} FROM {_by_keys(len(chunk), 'signals')}",
-                [x for key in chunk for x in key],
-            ):
-                s = _row(r)
-                out[(s.publisher, s.signal_id)] = s
+        for r in _by_keys(self._store.conn, "signals", _COLUMNS, keys):
+            s = _row(r)
+            out[(s.publisher, s.signal_id)] = s
         return out
 
     def opinion_counts_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[int, int]]:
         """:meth:`opinion_counts` of many signals (those without opinions are missing)."""
         out: dict[tuple[str, str], dict[int, int]] = {}
-        keys = list(dict.fromkeys(keys))
-        for i in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[i : i + _KEYS_PER_QUERY]
-            for publisher, signal_id, verdict, n in self._store.conn.execute(
-                f"SELECT publisher, signal_id, verdict, COUNT(*) FROM {_by_keys(len(chunk), 'opinions')}"
-                " GROUP BY publisher, signal_id, verdict",
-                [x for key in chunk for x in key],
-            ):
-                out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
+        for publisher, signal_id, verdict, n in _by_keys(
+            self._store.conn, "opinions", "opinions.publisher, opinions.signal_id, verdict, COUNT(*)", keys,
+            " GROUP BY opinions.publisher, opinions.signal_id, verdict",
+        ):
+            out.setdefault((str(publisher), str(signal_id)), {})[int(verdict)] = int(n)
         return out
 
     def _banked_pages(self, columns: str, batch: int) -> Iterator[list[tuple[object, ...]]]:

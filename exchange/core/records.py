@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from exchange.core import record_layout
 from exchange.core.errors import MalformedRecord
 from exchange.core.merkle import leaf_hash
 from exchange.core.entries import ms_to_timestamp, timestamp_to_ms
@@ -20,13 +21,19 @@ __all__ = ["Receipt", "Record", "accepted_at_ms", "encode_record", "encode_recor
 
 
 def encode_record(index: int, accepted_at_ms: int, envelope: bytes) -> bytes:
+    """The canonical record bytes (concatenated: :mod:`exchange.core.record_layout`)."""
+    if accepted_at_ms >= 0:
+        return record_layout.record(index, record_layout.accepted_at_field(accepted_at_ms), envelope)
     msg = ledger_pb2.LedgerRecord(index=index, accepted_at=ms_to_timestamp(accepted_at_ms), envelope=envelope)
     return msg.SerializeToString(deterministic=True)
 
 
 def encode_records(start: int, accepted_at_ms: int, envelopes: Sequence[bytes]) -> list[bytes]:
     """``encode_record`` for consecutive indices from ``start`` sharing one accepted_at
-    (a sequencing round): the same bytes, one message object for the batch."""
+    (a sequencing round): the same bytes, the shared field built once."""
+    if accepted_at_ms >= 0:
+        at = record_layout.accepted_at_field(accepted_at_ms)
+        return [record_layout.record(index, at, envelope) for index, envelope in enumerate(envelopes, start)]
     msg = ledger_pb2.LedgerRecord(accepted_at=ms_to_timestamp(accepted_at_ms))
     out: list[bytes] = []
     for index, envelope in enumerate(envelopes, start):

@@ -59,7 +59,8 @@ class ServerConfig:
     max_message_bytes: int = 32 * 1024 * 1024
     call_window_s: int = 120
     verify_workers: int = 0
-    """Threads verifying signatures in parallel; 0 = one per core."""
+    """Verification worker processes (phase 1 of admission for batches of 64 or more;
+    smaller ones are checked inline); 0 = one per core."""
     rpc_workers: int = 16
     """Threads for blocking work (SQLite, signature checks); calls and streams hold none."""
     streams_per_principal: int = 64

@@ -30,7 +30,8 @@ from exchange.core.acceptance import check_stamped, check_stamped_key
 from exchange.core.entries import Entry, EntryKind
 from exchange.core.errors import LedgerCorrupt, MalformedRecord, ResourceExhausted, TrustwireError, Unavailable
 from exchange.core.keydir import KeyDirectory
-from exchange.core.records import Receipt, Record, encode_record, leaf_hash
+from exchange.core.record_layout import accepted_at_field, record as record_bytes
+from exchange.core.records import Receipt, Record, leaf_hash
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.server.figures import EngineSample
 from exchange.server.projection import Meta, decode, project
@@ -591,6 +592,7 @@ class _Writer:
         self.head = head
         self.last_ms = now_ms
         self._now = now_ms
+        self._at_field = accepted_at_field(now_ms)  # every record of the transaction shares it
         self.directory: KeyDirectory | None = None  # staged copy, once a key event is written
         self._batch: dict[bytes, Receipt] = {}  # receipts of this transaction and known ones looked up
         self._audiences: dict[tuple[str, str], tuple[str, ...] | None] = {}  # looked up or written here
@@ -638,7 +640,7 @@ class _Writer:
                     check_stamped(s.envelope, directory, self.head, self._now)
             except TrustwireError as exc:
                 return exc
-        record = encode_record(self.head, self._now, s.envelope)
+        record = record_bytes(self.head, self._at_field, s.envelope)
         receipt = self._store(record, s.digest, self._now, meta)
         self._batch[s.digest] = receipt
         return receipt

@@ -1,16 +1,19 @@
-"""Admission phase 1: everything that needs no ledger state, on every core.
+"""Admission phase 1: everything that needs no ledger state, off the serving process.
 
 For each envelope, the stateless half of the acceptance rule
 (:func:`exchange.core.acceptance.check_signed`, with the authenticated caller as
-``principal``). Signature checks dominate admission, and
-only the libsodium call releases the GIL, so large batches go to a pool of worker
-*processes* (one per core); small ones run inline.
+``principal``). Signature checks dominate admission, and only the libsodium call
+releases the GIL, so every large batch goes to a pool of worker *processes* (one
+worker is one process: the exchange's own process then runs phase 2 and the append
+of one batch while the worker checks the next, on another core); small batches run
+inline.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import hashlib
 import pickle
 import queue
 import struct
@@ -20,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exchange.core.acceptance import KeyTable, check_signed, directory_keys, key_table
+from exchange.core.acceptance import KeyTable, check_signed, check_signed_batch, directory_keys, key_table
 from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
@@ -40,18 +43,18 @@ def check_envelope(principal: str, raw: bytes, operator_key: bytes, keys: KeyTab
 def check_batch(
     principal: str, raws: Sequence[bytes], operator_key: bytes, keys: KeyTable
 ) -> list[Checked | TrustwireError]:
-    out: list[Checked | TrustwireError] = []
-    for raw in raws:
-        try:
-            out.append(check_envelope(principal, raw, operator_key, keys))
-        except TrustwireError as exc:
-            out.append(exc)
-    return out
+    """Phase 1 for a batch, in stages (:func:`exchange.core.acceptance.check_signed_batch`)."""
+    return check_signed_batch(raws, operator_key, keys, principal=principal)
 
 
-_Light = tuple[str, bytes, KeyId, bytes, EntryKind, MemberId]
-"""What a worker sends back for an envelope it accepted: the envelope's fields but not
-its bytes (the parent holds them), the entry's kind and its publisher."""
+_Light = tuple[bytes, str, bytes, KeyId, bytes, EntryKind, MemberId]
+"""What a worker sends back for an envelope it accepted: the SHA-256 of the bytes it
+checked, the envelope's fields but not its bytes (the parent holds them), the entry's
+kind and its publisher."""
+
+
+class WorkerMismatch(Exception):
+    """A worker's answer is not about the envelope bytes the parent holds."""
 
 
 def _check_batch_light(
@@ -65,15 +68,24 @@ def _check_batch_light(
             out.append(c)
         else:
             env = c.envelope
-            out.append((env.payload_type, env.payload, env.keyid, env.sig, c.kind, c.publisher))
+            out.append((env.digest, env.payload_type, env.payload, env.keyid, env.sig, c.kind, c.publisher))
     return out
 
 
 def _rebuild(raw: bytes, light: _Light | TrustwireError) -> Checked | TrustwireError:
-    """Parent side: a worker's compact answer for ``raw`` as the ``Checked`` it stands for."""
+    """Parent side: a worker's compact answer for ``raw`` as the ``Checked`` it stands for.
+
+    The worker is this server's own child running this same code on bytes the parent
+    sent, so its verdict and the fields it read are trusted as the parent's own would
+    be; what is checked is that the answer is about *these* bytes (the SHA-256 of what
+    the worker checked against ``raw``'s, which admission needs anyway): an answer
+    misrouted or out of order raises :class:`WorkerMismatch` and the batch is checked
+    inline. A refusal needs no binding: it only keeps an envelope out."""
     if isinstance(light, TrustwireError):
         return light
-    payload_type, payload, keyid, sig, kind, publisher = light
+    digest, payload_type, payload, keyid, sig, kind, publisher = light
+    if hashlib.sha256(raw).digest() != digest:
+        raise WorkerMismatch("a verification worker answered for other bytes")
     env = Envelope(payload_type=payload_type, payload=payload, keyid=keyid, sig=sig, raw=raw)
     return Checked(env, kind, parse_payload(kind, payload), publisher)
 
@@ -120,7 +132,8 @@ def _read_frame(stream: BinaryIO) -> bytes:
 
 
 class VerifierPool:
-    """Runs :func:`check_batch` inline, or split across worker processes. Several
+    """Runs :func:`check_batch` inline (batches under ``threshold``), or split across
+    ``workers`` processes (0: one per core). Several
     batches are checked at once: a batch takes one idle worker (waiting for one if
     need be) and any others idle at that moment, never waiting while it holds one. If
     a worker fails, the batch is checked inline and the worker replaced."""
@@ -143,7 +156,7 @@ class VerifierPool:
         """Phase 1 for a batch against ``directory``'s keys (a published, never-mutated
         directory: its key table is copied once per directory, and sent to each worker
         once)."""
-        if self.workers <= 1 or len(raws) < self._threshold:
+        if len(raws) < self._threshold:
             return check_batch(principal, raws, operator_key, directory_keys(directory))
         version, table = self._table(directory)
         held = [self._idle.get()]
@@ -172,8 +185,12 @@ class VerifierPool:
         finally:
             for slot in held:
                 self._idle.put(slot)
-        return [_rebuild(raw, item) for chunk, part in zip(chunks, results, strict=True)
-                for raw, item in zip(chunk, part, strict=True)]
+        try:
+            return [_rebuild(raw, item) for chunk, part in zip(chunks, results, strict=True)
+                    for raw, item in zip(chunk, part, strict=True)]
+        except (WorkerMismatch, ValueError) as exc:  # ValueError: an answer of the wrong length
+            log.error("a verification worker's answer does not match its batch (%s); checking it inline", exc)
+            return check_batch(principal, raws, operator_key, directory_keys(directory))
 
     def _table(self, directory: KeyDirectory) -> tuple[int, dict[str, tuple[str, bytes]]]:
         with self._lock:
