@@ -12,7 +12,9 @@ entries, and the sync's wall time does not include it. On a shared machine the w
 clock ratio falls with the load while the CPU figures hold: ``CPU ceiling`` is the
 ratio the member would reach with its cores to itself and the workers' checks fully
 overlapped with its own work (raw verify CPU over the larger of the member's CPU per
-entry and the workers' per worker).
+entry and the workers' per worker). ``per CPU-s`` is entries per CPU second of the member and its workers over raw
+verifies per CPU second (what ``bench_scale.py`` reports for a catch-up). ``exchange serving`` is the CPU the exchange process
+spent per entry while the member synced (it shares the machine's cores with the member).
 
     python bench/bench_consume.py --tree /tmp/main-export --tree . --entries 20000 --rounds 3
 """
@@ -109,11 +111,14 @@ def main() -> int:
                 for tree in args.tree:
                     state = Path(tmp) / f"m-{r}-{len(results[tree])}-{abs(hash(tree))}.db"
                     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+                    served = ex.cpu_s()
                     out = subprocess.run(
                         [sys.executable, __file__, "--tree", tree, "--child", ex.target, ex.log_key, str(state)],
                         env=env, cwd=Path(tree).resolve(), capture_output=True, text=True, timeout=600, check=True,
                     ).stdout
-                    results[tree].append(json.loads(out.strip().splitlines()[-1]))
+                    figures = json.loads(out.strip().splitlines()[-1])
+                    figures["exchange_us"] = (ex.cpu_s() - served) / figures["entries"] * 1e6
+                    results[tree].append(figures)
         finally:
             ex.stop()
     load = os.getloadavg()
@@ -124,6 +129,8 @@ def main() -> int:
               f" workers {med['workers_us']:.1f} µs/entry ({med['workers_us'] / med['raw_verify_us']:.2f}× raw;"
               f" start-up {med['startup_s']:.2f} CPU-s apart); raw verify {med['raw_verify_us']:.1f} µs;"
               f" CPU ceiling {med['raw_verify_us'] / max(med['own_us'], med['workers_us'] / med['workers']):.2f};"
+              f" per CPU-s of member and workers {med['raw_verify_us'] / (med['own_us'] + med['workers_us']):.3f}× raw;"
+              f" exchange serving {med['exchange_us']:.1f} µs/entry;"
               f" rounds own_us={[round(r['own_us'], 1) for r in runs]}")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

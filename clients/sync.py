@@ -9,6 +9,7 @@ are reloaded from the state file, so memory follows the rolled-back store.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 
@@ -27,6 +28,8 @@ from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 __all__ = ["Syncer", "SyncReport"]
 
 log = logging.getLogger(__name__)
+
+Keys = dict[str, tuple[str, bytes]]  # a key snapshot (EntryVerifier.key_snapshot)
 
 
 class Syncer:
@@ -68,16 +71,32 @@ class Syncer:
             )
         groups = self._client.current_groups()
         pool = self._client.verify_pool
-        submit: Callable[[list[bytes]], Passes | None] = lambda raws: self.verifier.submit(raws, pool)
-        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow, submit)
+        submit: Callable[[list[bytes], Keys], Passes | None] = \
+            lambda raws, keys: self.verifier.submit(raws, pool, keys)
+        pages = _Ahead(self._client.pages(report.next_index, follow, self.log_view), follow, submit,
+                       self.verifier.key_snapshot())
+        try:
+            self._pages(pages, report, groups, stop)
+        finally:
+            pages.close()
+        with store.transaction():
+            report.expired += self._ingester.sweep_expired(report)
+        try:
+            report.opinions_published += self._flush_feedback()
+        except TrustwireError as exc:
+            log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
+        return report
+
+    def _pages(
+        self, pages: _Ahead, report: SyncReport, groups: frozenset[str], stop: Callable[[], bool] | None
+    ) -> None:
+        """Each page in one transaction; the pages read ahead are checked on the workers meanwhile."""
+        store, pool = self._store, self._client.verify_pool
         for page, passed in pages:
             try:
                 with store.transaction():
                     checked = self.verifier.verify_many(list(page.records), pool, passed=passed)
-                    # the next page's signatures are checked on the workers (against the
-                    # keys as of this page's end) while this page is written; read here,
-                    # not sooner: the exchange prepares it while this page is checked
-                    pages.read_next()
+                    pages.keys_now(self.verifier.key_snapshot())  # pages read from now on: against these keys
                     # in ledger order: a retraction's signal may be earlier in the page
                     self._ingester.apply_page(zip(page.records, checked, strict=True), self.verifier, report,
                                               lambda v: self._for_recipient(v, groups))
@@ -90,17 +109,9 @@ class Syncer:
                 self.log_view = self.load_log_view()
                 raise
             report.next_index, report.head = page.next_index, page.head
-            pages.raise_deferred()
             if stop is not None and stop():
-                self.log_view = self.load_log_view()  # a page read ahead is dropped
+                self.log_view = self.load_log_view()  # pages read ahead are dropped
                 break
-        with store.transaction():
-            report.expired += self._ingester.sweep_expired(report)
-        try:
-            report.opinions_published += self._flush_feedback()
-        except TrustwireError as exc:
-            log.warning("feedback opinions not published yet (will retry on the next sync): %s", exc.message)
-        return report
 
     def _check_key_directory(self, cursor: int) -> None:
         """Once caught up with the page's checkpoint, the key events this member holds
@@ -130,8 +141,8 @@ class Syncer:
         if e.member_id == me:
             return v
         if isinstance(e, pb.Signal):
-            mine = groups | self.verifier.directory.groups_of(me)
-            if any(g in mine for g in e.sharing.groups):
+            now = self.verifier.directory.groups_of(me)  # no union built per entry: this runs for every signal
+            if any(g in groups or g in now for g in e.sharing.groups):
                 return v
             why = f"a signal of {e.member_id} shared with {','.join(e.sharing.groups) or 'no group'}, none of which includes {me}"
         else:
@@ -180,49 +191,68 @@ class Syncer:
         return self.sync()
 
 
+_AHEAD = 2  # pages read and submitted to the workers beyond the one being applied (catching up)
+_END = object()
+
+
 class _Ahead:
     """Subscribe pages, each with its signature checks (:class:`Passes`) started as it is
-    read (``submit``); catching up (not following), :meth:`read_next` reads the next page
-    and starts its checks while the current one is applied. An error
-    reading ahead is raised by :meth:`raise_deferred`, once the current page has committed."""
+    read (``submit``). Catching up (not following), a reader thread reads pages and
+    submits them to the workers up to ``_AHEAD`` pages beyond the one being verified and
+    applied, so the exchange prepares the next pages and the workers check them while
+    this page is written (``submit`` takes the key snapshot :meth:`keys_now` last set:
+    a record whose key a page in between adds goes back to the workers in order). An
+    error reading ahead is raised when its turn comes, every page before it committed.
+    Following, pages are read one at a time (the next may be far off). :meth:`close`
+    stops the reader."""
 
     def __init__(
-        self, pages: Iterator[xpb.SubscribeResponse], follow: bool, submit: Callable[[list[bytes]], Passes | None]
+        self, pages: Iterator[xpb.SubscribeResponse], follow: bool,
+        submit: Callable[[list[bytes], Keys], Passes | None], keys: Keys,
     ) -> None:
         self._pages = pages
-        self._follow = follow
         self._submit = submit
-        self._next: tuple[xpb.SubscribeResponse, Passes | None] | None = None
-        self._failure: BaseException | None = None
-        self._done = False
+        self._keys = keys
+        self._closed = threading.Event()
+        self._queue: queue.Queue[object] | None = None
+        if not follow:
+            self._queue = queue.Queue(maxsize=_AHEAD)
+            threading.Thread(target=self._read, name="trustwire-sync-read", daemon=True).start()
+
+    def keys_now(self, keys: Keys) -> None:
+        """The keys pages read from now on are checked against (the verifier's, as of the page verified last)."""
+        self._keys = keys
 
     def __iter__(self) -> Iterator[tuple[xpb.SubscribeResponse, Passes | None]]:
-        while True:
-            if self._next is not None:
-                item, self._next = self._next, None
-                yield item
-                continue
-            if self._done:
-                return
-            page = next(self._pages, None)
-            if page is None:
-                return
-            yield page, self._submit(list(page.records))
+        if self._queue is None:
+            for page in self._pages:
+                yield page, self._submit(list(page.records), self._keys)
+            return
+        while (item := self._queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
 
-    def read_next(self) -> None:
-        if self._follow or self._next is not None or self._done:
-            return  # following, the next page may be far off: never wait for it here
+    def _read(self) -> None:
+        """The reader thread: pages in, each submitted to the workers as it arrives."""
+        assert self._queue is not None
         try:
-            page = next(self._pages, None)
-        except BaseException as exc:  # noqa: BLE001 - raised once the current page commits
-            self._failure, self._done = exc, True
-            return
-        if page is None:
-            self._done = True
-            return
-        self._next = (page, self._submit(list(page.records)))
+            for page in self._pages:
+                if not self._put((page, self._submit(list(page.records), self._keys))):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the syncing thread, in its turn
+            self._put(exc)
 
-    def raise_deferred(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
+    def _put(self, item: object) -> bool:
+        assert self._queue is not None
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)  # bounded: re-checks close()
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._closed.set()

@@ -2,9 +2,10 @@
 
 A member's sync and an audit both spend most of their time on Ed25519 checks and
 entry validation, which need no state but the key directory's keys. :class:`VerifyPool`
-runs :func:`exchange.core.verify.signed_passes` on pages split across worker
+runs :func:`exchange.core.verify.signed_verdicts` on pages split across worker
 processes (started on the first page big enough to be worth it, kept until
-:meth:`close`) and hands back one byte per record; the in-order half of the rule
+:meth:`close`) and hands back one byte per record and the compact facts of the
+member entries shown passing (so the caller does not parse them again); the in-order half of the rule
 (key validity at the index, sharing, key events) stays with the caller's verifier.
 
 Workers are spawned (never forked from a process holding gRPC threads), and a spawned
@@ -25,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from exchange.core.verify import Passes, signed_passes
+from exchange.core.verify import Passes, Verdicts, signed_verdicts
 
 __all__ = ["VerifyPool", "main_is_importable", "process_pool", "MIN_PAGE", "MIN_SHARE"]
 
@@ -78,19 +79,23 @@ class VerifyPool:
             return None
         shares = min(self.workers, max(1, len(raws) // MIN_SHARE))
         size = -(-len(raws) // shares)
-        futures = [pool.submit(signed_passes, operator_key, keys, list(raws[i : i + size]))
-                   for i in range(0, len(raws), size)]
+        starts = range(0, len(raws), size)
+        futures = [pool.submit(signed_verdicts, operator_key, keys, list(raws[i : i + size])) for i in starts]
 
-        def result() -> bytes | None:
+        def result() -> Verdicts | None:
             try:
-                return b"".join(f.result() for f in futures)
+                shares = [f.result() for f in futures]
             except BrokenProcessPool:
                 log.warning("a verification worker died; checking in this process")
                 return None
+            facts = shares[0].facts  # positions are within each share: moved to the page's
+            for start, share in zip(starts[1:], shares[1:], strict=True):
+                facts.update((start + p, fact) for p, fact in share.facts.items())
+            return Verdicts(b"".join(s.flags for s in shares), facts)
 
         return result
 
-    def passes(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> bytes | None:
+    def passes(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Verdicts | None:
         """:meth:`submit` and wait."""
         pending = self.submit(operator_key, keys, raws)
         return pending() if pending is not None else None

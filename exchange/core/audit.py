@@ -170,7 +170,8 @@ class RangeVerifier:
         verified = 0
         checked = max(0, self._verify_from - start)  # the stateless half, for the whole range at once
         facts: list[record_view.Facts] = []
-        flags = bytes(checked) + record_view.passes(raws[checked:], self._operator_key, self._keys, _unshown, facts)
+        flags = bytes(checked) + record_view.passes(raws[checked:], self._operator_key, self._keys, _unshown,
+                                                    facts.append)
         shown = {f.position + checked: f for f in facts}
         directory = self._verifier.directory
         for offset, raw in enumerate(raws):

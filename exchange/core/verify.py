@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from google.protobuf.message import DecodeError
 
-from exchange.core.acceptance import KeyTable, Signed, check_at, check_signed, directory_keys, find_key, key_table
+from exchange.core.acceptance import (KeyTable, Signed, check_at, check_member_at, check_signed, directory_keys, find_key,
+                                      key_table)
 from exchange.core.dsse import Envelope
 from exchange.core.entries import PAYLOAD_TYPES, Entry, EntryKind, MemberId, parse_payload, publisher_of
 from exchange.core.errors import TrustwireError, UntrustedEntry
@@ -27,15 +28,29 @@ from exchange.core import record_view
 from exchange.core.records import Record, accepted_at_ms
 from exchange.pb.trustwire.v1 import views_pb2
 
-__all__ = ["EntryVerifier", "Passes", "Prechecker", "Submitted", "VerifiedEntry", "signed_passes"]
+__all__ = ["EntryVerifier", "Fact", "Passes", "Prechecker", "Submitted", "Verdicts", "VerifiedEntry", "signed_passes",
+           "signed_verdicts"]
 
 
-def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
+Fact = tuple[int, int, str, str, int, int]
+"""What a worker read of a member's entry it showed passing (not a key event), compact
+(cheap to ship back): (ledger index, accepted_at ms, signing key id, entry kind, payload
+start, payload end in the record)."""
+
+
+class Verdicts(NamedTuple):
+    """A worker's answer for a page: one byte per record (1: the stateless half passed)
+    and, by position, the :data:`Fact` of each member's entry shown passing in batch."""
+
+    flags: bytes
+    facts: dict[int, Fact]
+
+
+def signed_verdicts(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> Verdicts:
     """The stateless half of the rule (record decoding and :func:`check_signed`) for each
-    record, as one byte each (1: passed): what a verification worker process returns,
-    cheap to ship back whatever the entries hold. Checked in batch by
+    record: what a verification worker process returns. Checked in batch by
     :func:`exchange.core.record_view.passes`, with :func:`check_signed` on the
-    reference decoders for any record it cannot show passing."""
+    reference decoders for any record it cannot show passing (passed, but no fact)."""
     def reference(raw: bytes) -> bool:
         try:
             check_signed(Record.decode(raw).envelope, operator_key, keys)
@@ -43,11 +58,22 @@ def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) ->
             return False
         return True
 
-    return record_view.passes(raws, operator_key, keys, reference)
+    facts: dict[int, Fact] = {}
+
+    def seen(f: record_view.Facts) -> None:  # the decoded entry is let go here
+        if f.kind is not EntryKind.KEY_EVENT:
+            facts[f.position] = (f.ledger_index, f.accepted_at_ms, f.keyid, f.kind.value, f.payload_at, f.payload_end)
+
+    return Verdicts(record_view.passes(raws, operator_key, keys, reference, seen), facts)
 
 
-Passes = Callable[[], "bytes | None"]
-"""The result of a submitted precheck: one byte per record (waits for it), or None."""
+def signed_passes(operator_key: bytes, keys: KeyTable, raws: Sequence[bytes]) -> bytes:
+    """:func:`signed_verdicts`' one byte per record."""
+    return signed_verdicts(operator_key, keys, raws).flags
+
+
+Passes = Callable[[], "Verdicts | None"]
+"""The result of a submitted precheck: the workers' :class:`Verdicts` (waits for them), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +84,19 @@ class Submitted:
     result: Passes
     keys: int
 
-    def __call__(self) -> bytes | None:
+    def __call__(self) -> Verdicts | None:
         return self.result()
 
 
 class Prechecker(Protocol):
-    """Runs :func:`signed_passes` elsewhere (other processes), for :meth:`EntryVerifier.verify_many`."""
+    """Runs :func:`signed_verdicts` elsewhere (other processes), for :meth:`EntryVerifier.verify_many`."""
 
     def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
         """Start checking; None to check them in the caller's process instead (a small page, say)."""
         ...
 
 
+_KINDS = {kind.value: kind for kind in EntryKind if kind is not EntryKind.KEY_EVENT}  # a fact's kinds
 _RESUBMITS = 4  # rounds of worker checks a page gets again as its key events add keys
 
 
@@ -106,15 +133,22 @@ class EntryVerifier:
     def _keys(self) -> KeyTable:
         return directory_keys(self.directory)
 
-    def submit(self, raws: Sequence[bytes], pool: Prechecker | None) -> Passes | None:
-        """Start the stateless half on ``pool``'s processes against the keys known now
-        (a record whose key comes later in the ledger fails there and is checked again
-        in order); hand the result to :meth:`verify_many` as ``passed``."""
+    def submit(
+        self, raws: Sequence[bytes], pool: Prechecker | None, table: dict[str, tuple[str, bytes]] | None = None
+    ) -> Passes | None:
+        """Start the stateless half on ``pool``'s processes against the keys known now,
+        or ``table`` (a :meth:`key_snapshot` taken earlier, for a caller on another
+        thread): a record whose key comes later in the ledger fails there and is checked
+        again in order; hand the result to :meth:`verify_many` as ``passed``."""
         if pool is None:
             return None
-        table = key_table(self.directory)
+        table = key_table(self.directory) if table is None else table
         pending = pool.submit(self.operator_key, table, raws)
         return None if pending is None else Submitted(pending, len(table))
+
+    def key_snapshot(self) -> dict[str, tuple[str, bytes]]:
+        """The directory's keys now, as a table :meth:`submit` can take from another thread."""
+        return key_table(self.directory)
 
     def verify_many(
         self, raws: Sequence[bytes], pool: Executor | Prechecker | None = None, workers: int = 2,
@@ -128,10 +162,10 @@ class EntryVerifier:
             prechecker, pool = pool, None
             if passed is None:
                 passed = self.submit(raws, prechecker)
-        flags = passed() if passed is not None else None
-        if flags is not None:
+        verdicts = passed() if passed is not None else None
+        if verdicts is not None:
             known = passed.keys if isinstance(passed, Submitted) else len(self.directory.keys)
-            return self._in_order_passed(raws, bytearray(flags), prechecker, known)
+            return self._in_order_passed(raws, bytearray(verdicts.flags), dict(verdicts.facts), prechecker, known)
         if pool is None or len(raws) < 2 * workers:
             prechecked = [self._precheck(raw) for raw in raws]
         else:
@@ -150,10 +184,12 @@ class EntryVerifier:
         return out
 
     def _in_order_passed(
-        self, raws: Sequence[bytes], flags: bytearray, pool: Prechecker | None, known: int
+        self, raws: Sequence[bytes], flags: bytearray, facts: dict[int, Fact], pool: Prechecker | None, known: int
     ) -> list[VerifiedEntry | UntrustedEntry]:
-        """In order, with the workers' verdicts (``flags``, against the ``known`` keys of
-        the directory when the page was submitted): a passed record is rebuilt against
+        """In order, with the workers' verdicts (``flags`` and ``facts``, against the
+        ``known`` keys of the directory when the page was submitted). A member's entry
+        a worker showed passing is finished from its :data:`Fact` (:meth:`_from_fact`:
+        the record is not parsed here again); any other passed record is rebuilt against
         the directory as of its index, its signature not checked again; one not passed
         is decided by the reference path. Keys added inside the page (a new member's key event) would send
         every later record of theirs down that path, signature and all: so when the
@@ -163,25 +199,58 @@ class EntryVerifier:
         out: list[VerifiedEntry | UntrustedEntry] = []
         rounds = 0
         for i, raw in enumerate(raws):
+            fact = facts.get(i)
+            if fact is not None and (v := self._from_fact(raw, fact)) is not None:
+                out.append(v)
+                continue
             grown = len(self.directory.keys) != known
             if not flags[i] and grown and pool is not None and rounds < _RESUBMITS:
                 known, rounds = len(self.directory.keys), rounds + 1
-                self._resubmit(raws, flags, i, pool)
+                self._resubmit(raws, flags, facts, i, pool)
+                fact = facts.get(i)
+                if fact is not None and (v := self._from_fact(raw, fact)) is not None:
+                    out.append(v)
+                    continue
             try:
                 out.append(self._verify_record(raw, self._rebuild(raw) if flags[i] else None))
             except UntrustedEntry as exc:
                 out.append(exc)
         return out
 
-    def _resubmit(self, raws: Sequence[bytes], flags: bytearray, start: int, pool: Prechecker) -> None:
+    def _from_fact(self, raw: bytes, fact: Fact) -> VerifiedEntry | None:
+        """A member's entry from what a worker read of ``raw`` (its stateless half
+        passed there): the key and sharing checked at its index against this directory
+        (:func:`check_member_at`, as :func:`check_at`), the entry parsed from the
+        payload's bytes in ``raw`` itself. None: not decided here (out of order, or a
+        check failed), the reference path decides and says why. The workers are this
+        member's own processes running this code over a copy of these very bytes, so
+        what they read is what the reference path would read here."""
+        index, at_ms, keyid, kind, start, end = fact
+        if index <= self.last_index:
+            return None
+        try:
+            entry = parse_payload(_KINDS[kind], raw[start:end])
+            publisher = publisher_of(entry)
+            check_member_at(keyid, publisher, entry, self.directory, index, at_ms)
+        except (TrustwireError, DecodeError, KeyError):
+            return None
+        self.last_index = index
+        return VerifiedEntry(index=index, accepted_at_ms=at_ms, kind=_KINDS[kind], entry=entry, publisher=publisher,
+                             keyid=KeyId(keyid), record=raw)
+
+    def _resubmit(
+        self, raws: Sequence[bytes], flags: bytearray, facts: dict[int, Fact], start: int, pool: Prechecker
+    ) -> None:
         """Check the records from ``start`` not passed yet on the workers again, against
-        the directory's keys now; set ``flags`` for those that pass."""
+        the directory's keys now; set ``flags`` (and ``facts``) for those that pass."""
         rest = [j for j in range(start, len(raws)) if not flags[j]]
         pending = self.submit([raws[j] for j in rest], pool)
         verdicts = pending() if pending is not None else None
         if verdicts is not None:
-            for j, ok in zip(rest, verdicts, strict=True):
+            for j, ok in zip(rest, verdicts.flags, strict=True):
                 flags[j] = ok
+            for position, fact in verdicts.facts.items():
+                facts[rest[position]] = fact
 
     def _prechecks(self, raws: Sequence[bytes]) -> list[_Checked | None]:
         return [self._precheck(raw) for raw in raws]

@@ -7,10 +7,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from clients import verify_pool
 from clients.member import MemberClient
+from exchange.core.dsse import Envelope
+from exchange.core.entries import EntryKind
+from exchange.core.errors import SecurityError
 from exchange.core.keys import Signer
+from exchange.core.records import Record
+from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from tests.conftest import GROUP_ALL, KEYS_VALID_FROM_MS, TaskForce, accepted
+from tests.grpc.conftest import Stubs
+from tests.grpc.test_malicious_exchange import FakeExchange, _bob_on
 
 PAGE = 1000  # the exchange's page: each catch-up below reads several full pages
 
@@ -62,3 +71,32 @@ def test_worker_catch_up_banks_what_one_process_banks(taskforce: TaskForce, tmp_
     assert many.compromised == 300 and many.signals == 1500
     assert banks[0] == banks[1] and len(banks[1]) == 1200
     assert verify_pool.MIN_PAGE <= PAGE
+
+
+def test_a_bad_page_read_ahead_is_refused_in_its_turn(taskforce: TaskForce, stubs: Stubs, tmp_path: Path) -> None:
+    """Catching up, pages are read (and checked on the workers) ahead of the one being
+    applied, on another thread. A page whose inclusion proof is forged is refused when its
+    turn comes: every page before it is committed (cursor and bank), nothing of it."""
+    _publish(taskforce, taskforce.signers["alice"], "r", 2 * PAGE + 500)
+    stub = stubs.member("bob")
+    pages = list(stub.Subscribe(xpb.SubscribeRequest(from_index=0, stop_at_head=True)))
+    directory = stub.GetKeyDirectory(xpb.GetKeyDirectoryRequest(until_index=0))
+    assert len(pages) >= 3 and len(pages[2].proof.hashes) > 0
+    bad = [xpb.SubscribeResponse() for _ in pages]
+    for b, p in zip(bad, pages, strict=True):
+        b.CopyFrom(p)
+    forged = bytearray(bad[2].proof.hashes[0])
+    forged[0] ^= 1
+    bad[2].proof.hashes[0] = bytes(forged)
+    bob, server = _bob_on(FakeExchange(bad, directory), taskforce, tmp_path)
+    try:
+        with pytest.raises(SecurityError, match="not all in the log"):
+            bob.sync()
+        assert bob.store is not None and bob.bank is not None
+        assert bob.store.cursor == pages[1].next_index
+        signals = sum(1 for p in pages[:2] for raw in p.records
+                      if Envelope.decode(Record.decode(raw).envelope).payload_type == EntryKind.SIGNAL.payload_type)
+        assert len(bob.bank.signals_of_type("md5")) == signals > PAGE
+    finally:
+        bob.close()
+        server.stop(None)

@@ -13,7 +13,7 @@ from exchange.core.errors import UntrustedEntry
 from exchange.core.records import Record, encode_record
 from exchange.core.verify import EntryVerifier, VerifiedEntry
 from exchange.server.ledger import SqliteLedger
-from tests.ledger_contract import BOB, OPERATOR_KEY, add_key, enrol, receipts, signal, task_force
+from tests.ledger_contract import BOB, OPERATOR_KEY, add_key, enrol, opinion, receipts, retraction, signal, task_force
 
 G = "g-one"
 
@@ -154,3 +154,84 @@ def test_page_checked_before_the_previous_page_added_its_keys(
                      + verifier.verify_many(second, pool, passed=submitted_second))
     assert there == here and all(kind == "ok" for kind, _ in there)
     assert calls == [], f"{len(calls)} signatures verified again in the caller's process"
+
+
+def _page(records: list[bytes]) -> tuple[EntryVerifier, list[bytes]]:
+    """A verifier that has applied the task force's key events, and alice's 300 signals after them."""
+    verifier = EntryVerifier(OPERATOR_KEY.public_key)
+    verifier.verify_many(records[:7])
+    return verifier, list(records[7:307])
+
+
+def _decided(records: list[bytes], page: list[bytes], pool: VerifyPool | None) -> list[tuple[str, object]]:
+    verifier, _ = _page(records)
+    return _summary(verifier.verify_many(page, pool))
+
+
+def _at(page: list[bytes], position: int, entry: object) -> list[bytes]:
+    """``page`` with the record at ``position`` replaced by ``entry`` (a submission) at the same index."""
+    out = list(page)
+    original = Record.decode(out[position])
+    out[position] = encode_record(original.index, original.accepted_at_ms, entry.envelope)  # type: ignore[attr-defined]
+    return out
+
+
+def test_worker_facts_decide_as_the_reference_on_mutated_records(records: list[bytes], pool: VerifyPool) -> None:
+    """Every kind of byte of a record flipped (index, timestamp, envelope, payload,
+    key id, signature), the page's other records untouched: the fast path from the
+    workers' facts quarantines exactly what one process quarantines, for the same reason."""
+    _, page = _page(records)
+    victim = page[40]
+    for at in range(0, len(victim), max(1, len(victim) // 24)):
+        mutated = list(page)
+        mutated[40] = victim[:at] + bytes([victim[at] ^ 0x01]) + victim[at + 1 :]
+        there = _decided(records, mutated, pool)
+        assert there == _decided(records, mutated, None), f"byte {at}"
+        assert all(kind == "ok" for i, (kind, _) in enumerate(there) if i != 40)
+
+
+def test_hostile_entries_in_a_worker_page_are_quarantined_as_the_reference_says(
+    records: list[bytes], pool: VerifyPool
+) -> None:
+    """Attacks a worker cannot see (they pass its stateless half): a record replayed at
+    a later position, a signal shared into a group its publisher is not in, a forgery
+    with another member's key; and a retraction and an opinion among the signals."""
+    _, page = _page(records)
+    page[11] = page[10]  # replayed: delivered out of order
+    page = _at(page, 20, signal("alice", "elsewhere", ["g-three"]))  # alice is not in g-three
+    page = _at(page, 30, signal("alice", "forged", [G], signer=BOB))
+    page = _at(page, 50, retraction("alice", "a-3"))
+    page = _at(page, 60, opinion("bob", "alice", "a-4"))
+    there = _decided(records, page, pool)
+    assert there == _decided(records, page, None)
+    assert [(i, cause) for i, (kind, cause) in enumerate(there) if kind == "bad"] == [
+        (11, "ledger-gap"), (20, "group-not-allowed"), (30, "wrong-member")]
+
+
+def test_parent_does_not_parse_again_what_a_worker_read(
+    records: list[bytes], pool: VerifyPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's entry a worker showed passing is finished from the worker's facts: the
+    caller's process neither re-parses its record nor checks its signature; only the key
+    events (the directory's own changes) take the reference path here."""
+    from exchange.core import verify
+
+    parsed: list[int] = []
+    real_rebuild, real_decode = EntryVerifier._rebuild, verify._decode_record
+
+    def rebuild(self: EntryVerifier, raw: bytes) -> object:
+        parsed.append(Record.decode(raw).index)
+        return real_rebuild(self, raw)
+
+    def decode(raw: bytes) -> Record:
+        parsed.append(-1)
+        return real_decode(raw)
+
+    monkeypatch.setattr(EntryVerifier, "_rebuild", rebuild)
+    monkeypatch.setattr(verify, "_decode_record", decode)
+    calls = _count_verifies(monkeypatch)
+    there = EntryVerifier(OPERATOR_KEY.public_key).verify_many(records, pool)
+    assert all(isinstance(v, VerifiedEntry) for v in there)
+    key_events = [v.index for v in there if isinstance(v, VerifiedEntry) and v.publisher == "operator"]
+    assert len(key_events) == 9 and parsed == key_events, "records parsed again in the caller's process"
+    assert calls == []
