@@ -342,3 +342,128 @@ def test_the_compiled_scans_release_the_gil_and_are_cached() -> None:
     for kernel in (scan_segment, scan_rows):
         assert kernel.targetoptions["nogil"] is True and kernel._cache is not None  # type: ignore[attr-defined]
         assert type(kernel._cache).__name__ == "FunctionCache"  # type: ignore[attr-defined]
+
+
+# -- concurrent lookups ----------------------------------------------------------------------
+
+
+def test_two_lookups_run_inside_the_kernel_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups take no lock: two searches meet inside the compiled scan. If lookups
+    serialized, the second could not enter while the first waits there and the barrier
+    would break (bounded wait, no clock assert)."""
+    codes = _codes(20_000, 51)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    real = pdq_index._kernel()
+    met = threading.Barrier(2, timeout=30)
+    inside = threading.local()
+
+    def scan_segment(*args: object) -> object:
+        if not getattr(inside, "met", False):
+            inside.met = True
+            met.wait()  # both lookups are in the scan at the same moment
+        return real.scan_segment(*args)
+
+    kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
+    monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(index.search(codes[i])), daemon=True) for i in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not met.broken
+    assert sorted(results) == [[(3, 0)], [(4, 0)]]  # type: ignore[type-var]
+
+
+def _fingerprint(ids: np.ndarray, codes: np.ndarray) -> int:
+    """An order-free digest of a set of (id, hash) pairs."""
+    if len(ids) == 0:
+        return 0
+    k = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.asarray(ids, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
+        for w in range(4):
+            h ^= codes[:, w] * k[w]
+            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+    return int(np.bitwise_xor.reduce(h))
+
+
+def test_lookups_during_adds_removes_and_compactions_are_exact_for_the_state_they_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads search while a third adds, replaces, removes, folds and compacts. Every
+    answer must be brute force over the layout the lookup read, and that layout must be
+    a state the index really was in after some update (no torn state)."""
+    rng = np.random.default_rng(52)
+    pool = _codes(12_000, 53)
+    index = PdqIndex(tail_limit=700)
+    index.add_many(np.arange(4_000), pool[:4_000])
+    index.fold(force=True)
+    model: dict[int, np.ndarray] = {i: pool[i] for i in range(4_000)}
+    states = {_fingerprint(np.array(list(model)), np.stack(list(model.values())))}
+    seen: list[tuple[object, np.ndarray, list[list[tuple[int, int]]]]] = []
+    real_search = pdq_index._search
+
+    def recording(layout: object, qs: np.ndarray, t: int) -> list[list[tuple[int, int]]]:
+        out = real_search(layout, qs, t)  # type: ignore[arg-type]
+        seen.append((layout, qs.copy(), out))
+        return out
+
+    monkeypatch.setattr(pdq_index, "_search", recording)
+    done = threading.Event()
+
+    def mutate() -> None:
+        nxt = 4_000
+        for step in range(60):
+            op = step % 4
+            if op == 0:  # new ids
+                ids = np.arange(nxt, nxt + 150)
+                nxt += 150
+                batch = pool[ids]
+            elif op == 1:  # new versions of existing ids
+                ids = rng.choice(sorted(model), 40, replace=False)
+                batch = _codes(40, 1_000 + step)
+            else:
+                ids = rng.choice(sorted(model), 200, replace=False)
+                batch = None
+            if batch is None:
+                for i in ids.tolist():
+                    del model[i]
+            else:
+                model.update(zip(ids.tolist(), batch, strict=True))
+            states.add(_fingerprint(np.array(list(model)), np.stack(list(model.values()))))
+            if batch is None:
+                index.remove_many(ids.tolist())
+            else:
+                index.add_many(ids, batch)
+            if step % 15 == 14:
+                index.compact()
+        done.set()
+
+    def lookups(seed: int) -> None:
+        r = np.random.default_rng(seed)
+        while not done.is_set() or r.integers(0, 4) > 0:
+            near = np.stack([_flip(pool[int(r.integers(0, 12_000))], int(r.integers(0, 36)), r)
+                             for _ in range(int(r.integers(1, 5)))])
+            index.search_many(near)
+
+    threads = [threading.Thread(target=mutate, daemon=True)] + [
+        threading.Thread(target=lookups, args=(s,), daemon=True) for s in (54, 55)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    assert done.is_set() and not any(t.is_alive() for t in threads)
+    assert index.wait_maintenance(60)
+    layouts = {id(lay) for lay, _, _ in seen}
+    assert len(seen) >= 20 and len(layouts) >= 3  # lookups really did see the index change under them
+    for layout, qs, out in seen:
+        alive = np.flatnonzero(layout.died[: layout.n] > layout.seq)  # type: ignore[attr-defined]
+        assert _fingerprint(layout.ids[alive], layout.codes[alive]) in states  # type: ignore[attr-defined]
+        for q, got in zip(qs, out, strict=True):
+            assert got == pdq_index._brute_force_layout(layout, q, 31)  # type: ignore[arg-type]
+    final = index.search_many(np.stack(list(model.values())[:50]), threshold=0)
+    assert all((i, 0) in got for i, got in zip(list(model)[:50], final, strict=True))
