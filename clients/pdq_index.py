@@ -124,8 +124,9 @@ DEFAULT_THRESHOLD = 31
 BITS = 256
 MAX_PROBES = 200_000
 _FEW = 64  # hits per batch below which the final filter and sort run in Python
-FORMAT = "trustwire-pdq-index/2"  # /2: postings packed to 3 bytes
-_FORMATS = (FORMAT, "trustwire-pdq-index/1")  # what load reads (/1: uint32 postings)
+FORMAT = "trustwire-pdq-index/3"  # /3: two-level directories, table 0 in row order
+_FORMATS = (FORMAT, "trustwire-pdq-index/2", "trustwire-pdq-index/1")  # what load reads (/2: flat uint32
+# directories; /1: also uint32 postings)
 _U64 = np.uint64
 Words = npt.NDArray[np.uint64]
 
@@ -258,10 +259,54 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     )
 
 
-class _Segment:
-    """A CSR table per substring over a fixed set of rows."""
+@dataclass(frozen=True, slots=True)
+class _Directory:
+    """A CSR directory (the monotone posting positions of every slot, ``2**b + 1`` per
+    substring) in two levels: ``hi[g >> shift] + lo[g]`` is slot ``g``'s position, ``lo``
+    is uint8 or uint16 relative to its block's first slot. At 10M (b = 21, ~4.8 postings
+    a slot) blocks of 16 slots fit uint8: 1.1 B a slot instead of 4."""
 
-    __slots__ = ("m", "b", "n", "lo", "hi", "width", "offsets", "postings")
+    hi: npt.NDArray[np.integer]
+    lo: npt.NDArray[np.integer]
+    shift: int
+
+    @classmethod
+    def encode(cls, offsets: npt.NDArray[np.integer]) -> _Directory:
+        """The smallest two-level form of ``offsets`` (monotone non-decreasing)."""
+        flat = np.asarray(offsets, dtype=np.int64)
+        hi_dtype = np.uint32 if len(flat) == 0 or int(flat[-1]) < 2**32 else np.int64
+        best: _Directory | None = None
+        for lo_dtype, limit in ((np.uint8, 1 << 8), (np.uint16, 1 << 16)):
+            for shift in range(12, -1, -1):
+                firsts = flat[:: 1 << shift]
+                rel = flat - np.repeat(firsts, 1 << shift)[: len(flat)]
+                if len(rel) and int(rel.max()) >= limit:
+                    continue
+                size = len(flat) * np.dtype(lo_dtype).itemsize + (len(firsts) + 1) * np.dtype(hi_dtype).itemsize
+                if best is None or size < best.nbytes:
+                    best = cls(np.append(firsts, 0).astype(hi_dtype), rel.astype(lo_dtype), shift)
+                break
+        assert best is not None  # shift 0 always fits
+        return best
+
+    def decode(self) -> npt.NDArray[np.int64]:
+        """The flat positions again (tests, and saving in an older format)."""
+        firsts = self.hi[:-1].astype(np.int64)
+        return np.repeat(firsts, 1 << self.shift)[: len(self.lo)] + self.lo
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hi.nbytes + self.lo.nbytes)
+
+
+class _Segment:
+    """A CSR table per substring over a fixed set of rows.
+
+    ``direct0``: the rows are numbered in the order of their substring-0 keys (what a
+    compaction builds), so table 0's directory gives row numbers themselves and it keeps
+    no postings; its candidates' hashes are read in sequence."""
+
+    __slots__ = ("m", "b", "n", "lo", "hi", "width", "directory", "postings", "direct0")
 
     def __init__(
         self,
@@ -270,43 +315,58 @@ class _Segment:
         n: int,
         lo: int,
         hi: int,
-        offsets: npt.NDArray[np.integer],
+        directory: _Directory,
         postings: npt.NDArray[np.uint8],
         width: int,
+        direct0: bool = False,
     ) -> None:
         self.m, self.b, self.n = m, b, n
         self.lo, self.hi = lo, hi  # the row range this segment covers (rows it indexes are alive ones in it)
-        self.offsets = offsets  # m * (2**b + 1) global positions into postings
-        self.postings = postings  # m * n packed row numbers (minus lo) of `width` bytes, substring-major
+        self.directory = directory  # m * (2**b + 1) positions: table j's run at [j * n, (j + 1) * n)
+        self.postings = postings  # packed row numbers (minus lo) of `width` bytes, substring-major
         self.width = width
+        self.direct0 = direct0  # table 0's positions are rows (minus lo): no postings for it
 
     @staticmethod
     def width_for(lo: int, hi: int) -> int:
         """Bytes per posting: 3 while the segment spans fewer than 2**24 rows."""
         return 3 if hi - lo <= 1 << 24 else 4
 
+    @property
+    def tables_posted(self) -> int:
+        return self.m - int(self.direct0)
+
     @classmethod
-    def build(cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int) -> _Segment:
+    def build(
+        cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int, direct0: bool = False
+    ) -> _Segment:
+        """``direct0``: ``rows`` are exactly [lo, hi), in ascending substring-0 key order."""
         n = len(rows)
         m, b = _shape_for(n)
         width = cls.width_for(lo, hi)
         slots = (1 << b) + 1
-        off_dtype = np.uint32 if m * n < 2**32 else np.int64
-        offsets = np.empty(m * slots, dtype=off_dtype)
-        postings = np.zeros(m * n * width + 1, dtype=np.uint8)  # +1: the kernel's 3-byte reads stay inside
+        offsets = np.empty(m * slots, dtype=np.int64)
+        skip = n if direct0 else 0
+        postings = np.zeros((m * n - skip) * width + 1, dtype=np.uint8)  # +1: the kernel's 3-byte reads stay inside
         sub_codes = codes[rows] if not _is_prefix(rows, len(codes)) else codes[: len(rows)]
         rel = (rows - np.uint32(lo)).astype("<u4")
         for j in range(m):
             keys = _window(sub_codes, j * b, b)
-            order = np.argsort(keys, kind="stable")
-            postings[j * n * width : (j + 1) * n * width] = pack_postings(rel[order], width)[:-1]
+            if j == 0 and direct0:
+                if n and not (np.all(np.diff(keys.astype(np.int64)) >= 0) and hi - lo == n):
+                    raise ValueError("direct0: rows are not [lo, hi) in substring-0 order")
+            else:
+                order = np.argsort(keys, kind="stable")
+                at = (j * n - skip) * width
+                postings[at : at + n * width] = pack_postings(rel[order], width)[:-1]
+                del order
             counts = np.bincount(keys, minlength=1 << b)
             o = offsets[j * slots : (j + 1) * slots]
             o[0] = j * n
             np.cumsum(counts, out=o[1:])
-            o[1:] += j * n  # type: ignore[misc]
-            del keys, order, counts
-        return cls(m, b, n, lo, hi, offsets, postings, width)  # type: ignore[arg-type]
+            o[1:] += j * n
+            del keys, counts
+        return cls(m, b, n, lo, hi, _Directory.encode(offsets), postings, width, direct0)
 
     def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
         """Add the queries' hits in this segment to ``out``; False when no probe plan
@@ -314,13 +374,15 @@ class _Segment:
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return False
-        args = (self.offsets, self.postings, self.width, self.lo, self.m, self.b, plan.radii, plan.counts, plan.flips)
+        d = self.directory
+        args = (d.hi, d.lo, d.shift, self.direct0, self.n, self.postings, self.width, self.lo,
+                self.m, self.b, plan.radii, plan.counts, plan.flips)
         out.run(_kernel().scan_segment, args, codes, queries, threshold)
         return True
 
     @property
     def nbytes(self) -> int:
-        return int(self.offsets.nbytes + self.postings.nbytes)
+        return int(self.directory.nbytes + self.postings.nbytes)
 
 
 class _Hits:
@@ -687,11 +749,14 @@ class PdqIndex:
         rows = self._alive_rows(job.lo, job.n, job.died)
         if not job.compact:
             return _Built(job, [_Segment.build(job.codes, rows, job.lo, job.n)] if len(rows) else [], None, None)
+        _, b = _shape_for(len(rows))  # renumbered in substring-0 order: table 0 needs no postings
+        rows = rows[np.argsort(_window(job.codes[rows, :1], 0, b), kind="stable")]
         codes = np.empty((len(rows) + max(len(rows) // 8, 1024), 4), dtype=np.uint64)
         codes[: len(rows)] = job.codes[rows]
         ids = np.empty(len(codes), dtype=np.uint32)
         ids[: len(rows)] = job.ids[rows]
-        seg = [_Segment.build(codes, np.arange(len(rows), dtype=np.uint32), 0, len(rows))] if len(rows) else []
+        seg = [_Segment.build(codes, np.arange(len(rows), dtype=np.uint32), 0, len(rows), direct0=True)
+               ] if len(rows) else []
         return _Built(job, seg, codes, ids, rows)
 
     def _finish(self, built: _Built) -> bool:
@@ -858,9 +923,11 @@ class PdqIndex:
             np.save(tmp / "ids.npy", ids[:n])
             segs = []
             for i, s in enumerate(segments):
-                np.save(tmp / f"seg{i}.offsets.npy", s.offsets)
+                np.save(tmp / f"seg{i}.dirhi.npy", s.directory.hi)
+                np.save(tmp / f"seg{i}.dirlo.npy", s.directory.lo)
                 np.save(tmp / f"seg{i}.postings.npy", s.postings)
-                segs.append({"m": s.m, "b": s.b, "n": s.n, "width": s.width})
+                segs.append({"m": s.m, "b": s.b, "n": s.n, "width": s.width, "shift": s.directory.shift,
+                             "direct0": s.direct0})
             manifest = {
                 "format": FORMAT,
                 "threshold": threshold,
@@ -914,23 +981,8 @@ class PdqIndex:
         covered = 0
         segments: list[_Segment] = []
         for i, seg in enumerate(manifest["segments"]):
-            offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
-            postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
-            n, m, b = int(seg["n"]), int(seg["m"]), int(seg["b"])
-            if postings.dtype == np.uint32 and len(postings) == m * n:  # format /1: global row numbers
-                width = _Segment.width_for(covered, covered + n)
-                postings = pack_postings(postings - np.uint32(covered), width)
-            else:
-                width = int(seg.get("width", 0))
-            s = _Segment(m, b, n, covered, covered + n, offsets, postings, width)
-            if (
-                width not in (3, 4)
-                or postings.dtype != np.uint8
-                or len(postings) != m * n * width + 1
-                or len(offsets) != m * ((1 << b) + 1)
-                or offsets.dtype not in (np.uint32, np.int64)
-                or (n and (int(offsets.min()) < 0 or int(offsets.max()) > m * n))
-            ):
+            s = _load_segment(d, i, seg, covered)
+            if s is None or (s.direct0 and not _sorted_by_key0(codes[covered : covered + s.n], s.b)):
                 raise ValueError(f"{d}: malformed segment {i}")
             segments.append(s)
             covered += s.n
@@ -940,3 +992,42 @@ class PdqIndex:
         index._live = len(codes)
         index._publish()
         return index
+
+
+def _load_segment(d: Path, i: int, seg: dict[str, object], covered: int) -> _Segment | None:
+    """Segment ``i`` of a saved index (any format in ``_FORMATS``), or None if malformed."""
+    n, m, b = int(seg["n"]), int(seg["m"]), int(seg["b"])  # type: ignore[call-overload]
+    postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
+    if (d / f"seg{i}.offsets.npy").exists():  # formats /1 and /2: one flat directory
+        offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
+        if (len(offsets) != m * ((1 << b) + 1) or offsets.dtype not in (np.uint32, np.int64)
+                or (n and (int(offsets.min()) < 0 or int(offsets.max()) > m * n
+                           or bool(np.any(np.diff(offsets.astype(np.int64)) < 0))))):
+            return None
+        directory = _Directory.encode(offsets)
+    else:
+        hi = np.load(d / f"seg{i}.dirhi.npy", allow_pickle=False)
+        lo = np.load(d / f"seg{i}.dirlo.npy", allow_pickle=False)
+        shift = int(seg.get("shift", -1))  # type: ignore[call-overload]
+        if (lo.dtype not in (np.uint8, np.uint16) or hi.dtype not in (np.uint32, np.int64)
+                or not 0 <= shift <= 12 or len(lo) != m * ((1 << b) + 1)
+                or len(hi) != -(-len(lo) // (1 << shift)) + 1):
+            return None
+        directory = _Directory(hi, lo, shift)
+        flat = directory.decode()
+        if n and (int(flat.min()) < 0 or int(flat.max()) > m * n or bool(np.any(np.diff(flat) < 0))):
+            return None
+    if postings.dtype == np.uint32 and len(postings) == m * n:  # format /1: global row numbers
+        width = _Segment.width_for(covered, covered + n)
+        postings = pack_postings(postings - np.uint32(covered), width)
+    else:
+        width = int(seg.get("width", 0))  # type: ignore[call-overload]
+    direct0 = bool(seg.get("direct0", False))
+    if width not in (3, 4) or postings.dtype != np.uint8 or len(postings) != (m * n - n * direct0) * width + 1:
+        return None
+    return _Segment(m, b, n, covered, covered + n, directory, postings, width, direct0)
+
+
+def _sorted_by_key0(codes: Words, b: int) -> bool:
+    keys = _window(codes[:, :1], 0, b).astype(np.int64)
+    return bool(np.all(np.diff(keys) >= 0))

@@ -105,20 +105,25 @@ def _emit(out_row, out_q, out_d, found, row, qi, d):  # type: ignore[no-untyped-
 
 @njit(cache=True, nogil=True)
 def scan_segment(  # type: ignore[no-untyped-def]
-    offsets, postings, width, lo, m, b, radii, counts, flips, codes, queries, threshold, out_row, out_q, out_d, found
+    dir_hi, dir_lo, shift, direct0, n, postings, width, lo, m, b, radii, counts, flips,
+    codes, queries, threshold, out_row, out_q, out_d, found,
 ):
     """Hits of ``queries`` in one segment appended to ``out_*`` from position ``found``;
     returns the new count (past ``len(out_row)`` when the buffers were too small: the
     caller grows them and calls again).
 
     ``radii[j]`` is substring j's probe radius (-1: not probed), ``flips[:counts[j]]``
-    its flip masks; ``offsets`` has ``2**b + 1`` global posting positions per substring.
+    its flip masks. Slot ``g`` (``2**b + 1`` per substring) starts at posting position
+    ``dir_hi[g >> shift] + dir_lo[g]``; table j's positions are [j * n, (j + 1) * n).
+    ``direct0``: table 0's positions are the rows themselves (minus ``lo``) and the
+    postings start with table 1.
 
     Each query runs in three tight loops (directory slots, then postings, then
     distances) rather than one nested loop: the reads of each loop are independent of
     one another, so the CPU keeps many cache misses in flight instead of one chain.
     """
     slots_per_table = (1 << b) + 1
+    skip = n if direct0 else 0  # positions below skip are rows, not postings
     probes = 0
     for j in range(m):
         probes += counts[j]
@@ -139,14 +144,15 @@ def scan_segment(  # type: ignore[no-untyped-def]
             for f in range(counts[j]):
                 slot = table + (key ^ flips[f])
                 starts[p] = slot
-                _prefetch(offsets, slot)
+                _prefetch(dir_lo, slot)
                 p += 1
         for p in range(probes):
             slot = starts[p]
-            starts[p] = offsets[slot]
-            ends[p] = offsets[slot + 1]
+            starts[p] = np.int64(dir_hi[slot >> shift]) + np.int64(dir_lo[slot])
+            ends[p] = np.int64(dir_hi[(slot + 1) >> shift]) + np.int64(dir_lo[slot + 1])
         for p in range(min(_AHEAD, probes)):
-            _prefetch(postings, starts[p] * width)
+            if starts[p] >= skip:
+                _prefetch(postings, (starts[p] - skip) * width)
         total = 0
         for p in range(probes):
             total += ends[p] - starts[p]
@@ -156,17 +162,25 @@ def scan_segment(  # type: ignore[no-untyped-def]
         c = 0  # 2. the row of every posting they reach
         p = 0
         for j in range(m):
+            direct = direct0 and j == 0
             for f in range(counts[j]):
-                if p + _AHEAD < probes:
-                    _prefetch(postings, starts[p + _AHEAD] * width)
-                for i in range(starts[p], ends[p]):
-                    at = i * width
-                    rel = np.int64(postings[at]) | (np.int64(postings[at + 1]) << 8) | (np.int64(postings[at + 2]) << 16)
-                    if width == 4:
-                        rel |= np.int64(postings[at + 3]) << 24
-                    cand[c] = lo + rel
-                    cand_sub[c] = j
-                    c += 1
+                if p + _AHEAD < probes and starts[p + _AHEAD] >= skip:
+                    _prefetch(postings, (starts[p + _AHEAD] - skip) * width)
+                if direct:
+                    for i in range(starts[p], ends[p]):
+                        cand[c] = lo + i
+                        cand_sub[c] = 0
+                        c += 1
+                else:
+                    for i in range(starts[p], ends[p]):
+                        at = (i - skip) * width
+                        rel = (np.int64(postings[at]) | (np.int64(postings[at + 1]) << 8)
+                               | (np.int64(postings[at + 2]) << 16))
+                        if width == 4:
+                            rel |= np.int64(postings[at + 3]) << 24
+                        cand[c] = lo + rel
+                        cand_sub[c] = j
+                        c += 1
                 p += 1
         for c in range(min(_AHEAD, total)):
             _prefetch(flat, cand[c] * 4)

@@ -54,11 +54,15 @@ def test_radii_satisfy_the_pigeonhole_condition(threshold: int) -> None:
         assert sum(r + 1 for r in rs) == threshold + 1  # condition (*) in the module docstring
 
 
-def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond() -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["folded", "compacted"])
+def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond(compacted: bool) -> None:
     rng = np.random.default_rng(1)
     codes = _codes(50_000, 2)
     index = PdqIndex()
     index.add_many(np.arange(len(codes)), codes)
+    if compacted:  # rows renumbered in substring-0 order: table 0 read without postings
+        index.compact()
+        assert [s.direct0 for s in index._segments] == [True]
     for d in range(0, 41):
         for _ in range(6):
             target = int(rng.integers(0, len(codes)))
@@ -169,13 +173,14 @@ def _clustered(families: int, size: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.stack(rows), centres
 
 
-def test_recall_is_exact_on_clustered_near_duplicates_single_and_batched() -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["folded", "compacted"])
+def test_recall_is_exact_on_clustered_near_duplicates_single_and_batched(compacted: bool) -> None:
     rng = np.random.default_rng(21)
     codes, centres = _clustered(400, 40, 22)  # 16k hashes, many within 31 bits of each other
     codes = np.concatenate([codes, _codes(20_000, 23)])  # and a random background
     index = PdqIndex(tail_limit=1_000)
     index.add_many(np.arange(30_000), codes[:30_000])
-    index.fold(force=True)
+    index.compact() if compacted else index.fold(force=True)
     index.add_many(np.arange(30_000, len(codes)), codes[30_000:])  # a second segment and a tail
     queries = np.stack([_flip(centres[int(rng.integers(0, len(centres)))], int(rng.integers(0, 20)), rng)
                         for _ in range(60)] + [codes[int(rng.integers(0, len(codes)))] for _ in range(20)])
@@ -206,10 +211,10 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, thr
     entered, release = threading.Event(), threading.Event()
     real = pdq_index._Segment.build.__func__  # type: ignore[attr-defined]
 
-    def gated(cls: type, *args: object) -> object:
+    def gated(cls: type, *args: object, **kwargs: object) -> object:
         entered.set()
         assert release.wait(60), "the gate was never opened"
-        return real(cls, *args)
+        return real(cls, *args, **kwargs)
 
     monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
     yield entered, release
@@ -278,7 +283,7 @@ def _repacked(index: PdqIndex, width: int) -> None:
     """Re-pack every segment's postings at ``width`` bytes (4 is what a segment spanning
     2**24 rows or more uses: too large to build in a unit test)."""
     for s in index._segments:
-        rel = np.zeros(s.m * s.n, dtype=np.uint32)
+        rel = np.zeros(s.tables_posted * s.n, dtype=np.uint32)
         raw = s.postings[:-1].reshape(-1, s.width)
         for k in range(s.width):
             rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
@@ -300,29 +305,58 @@ def test_four_byte_postings_answer_like_three_byte_ones() -> None:
     assert sum(len(h) for h in before) >= 40  # the queries do reach crowded neighbourhoods
 
 
-def test_a_format_1_index_still_loads(tmp_path: Path) -> None:
-    """Format /1 stored postings as uint32 global row numbers; load re-packs them."""
+def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
+    """Save ``index`` (built by folds: flat tables) as format /1 or /2 wrote it: flat
+    uint32 directories; /2 packed postings, /1 uint32 global row numbers."""
+    path.mkdir()
+    n = index.rows
+    np.save(path / "codes.npy", index._codes[:n])
+    np.save(path / "ids.npy", index._ids[:n])
+    segs = []
+    for i, s in enumerate(index._segments):
+        assert not s.direct0
+        np.save(path / f"seg{i}.offsets.npy", s.directory.decode().astype(np.uint32))
+        postings = s.postings
+        if version == 1:
+            raw = postings[:-1].reshape(-1, s.width)
+            rel = np.zeros(len(raw), dtype=np.uint32)
+            for k in range(s.width):
+                rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+            postings = rel + np.uint32(s.lo)
+        np.save(path / f"seg{i}.postings.npy", postings)
+        segs.append({"m": s.m, "b": s.b, "n": s.n} | ({"width": s.width} if version == 2 else {}))
+    manifest = {"format": f"trustwire-pdq-index/{version}", "threshold": 31, "rows": n, "segments": segs,
+                "watermark": "7"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_saved_in_an_older_format_still_loads(tmp_path: Path, version: int) -> None:
     codes = _codes(20_000, 43)
-    index = PdqIndex()
-    index.add_many(np.arange(len(codes)), codes)
-    index.save(tmp_path / "idx", watermark="7")
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    covered = 0
-    for i, seg in enumerate(manifest["segments"]):  # rewrite it as format /1 wrote it
-        raw = np.load(tmp_path / "idx" / f"seg{i}.postings.npy")[:-1].reshape(-1, seg.pop("width"))
-        rel = np.zeros(len(raw), dtype=np.uint32)
-        for k in range(raw.shape[1]):
-            rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
-        np.save(tmp_path / "idx" / f"seg{i}.postings.npy", rel + np.uint32(covered))
-        covered += seg["n"]
-    manifest["format"] = "trustwire-pdq-index/1"
-    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    index = PdqIndex(tail_limit=3_000)
+    index.add_many(np.arange(12_000), codes[:12_000])
+    index.fold(force=True)
+    index.add_many(np.arange(12_000, 20_000), codes[12_000:])
+    index.fold(force=True)
+    assert len(index._segments) == 2 and index.stats()["tail"] == 0
+    _write_old_format(index, tmp_path / "idx", version)
     assert PdqIndex.watermark_of(tmp_path / "idx") == "7"
     old = PdqIndex.load(tmp_path / "idx")
     rng = np.random.default_rng(44)
     for _ in range(30):
-        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 32)), rng)
-        assert old.search(q) == index.search(q)
+        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 33)), rng)
+        assert old.search(q) == index.search(q) == index.brute_force_search(q)
+
+
+def test_two_level_directories_round_trip() -> None:
+    rng = np.random.default_rng(46)
+    dense = np.cumsum(rng.poisson(4.8, 1 << 16))  # ~10M hashes in 2**21 slots: blocks of 16 fit a byte
+    d = pdq_index._Directory.encode(dense)
+    assert d.lo.dtype == np.uint8 and d.nbytes < dense.size * 1.6 and (d.decode() == dense).all()
+    crowded = np.cumsum(np.where(rng.random(5_000) < 0.01, 70_000, 1))  # some slots hold > 65,535 postings
+    d = pdq_index._Directory.encode(crowded)
+    assert d.shift == 0 and (d.decode() == crowded).all()
+    assert (pdq_index._Directory.encode(np.zeros(3, np.int64)).decode() == 0).all()
 
 
 def test_malformed_postings_are_refused_on_load(tmp_path: Path) -> None:
