@@ -453,7 +453,7 @@ class _Layout:
     seq: int
 
     def alive(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return self.died[rows] > self.seq  # type: ignore[no-any-return]
+        return self.died[rows] > self.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -738,6 +738,8 @@ class PdqIndex:
         while k > 0 and sizes[k] * self.merge_ratio > sizes[k - 1]:
             sizes[k - 1] += sizes[k]
             k -= 1
+        if k == 0:  # rebuilding every row: compact, which also numbers rows for table 0
+            return self._begin(compact=True)
         lo = self._segments[k].lo if k < len(self._segments) else self._indexed
         return _Job(False, self._generation, k, lo, self._n, self._codes, self._ids, self._died)
 

@@ -59,8 +59,12 @@ def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond(compacted:
     rng = np.random.default_rng(1)
     codes = _codes(50_000, 2)
     index = PdqIndex()
-    index.add_many(np.arange(len(codes)), codes)
-    if compacted:  # rows renumbered in substring-0 order: table 0 read without postings
+    index.add_many(np.arange(45_000), codes[:45_000])
+    index.fold(force=True)  # everything from row 0: numbered in substring-0 order, table 0 without postings
+    index.add_many(np.arange(45_000, 50_000), codes[45_000:])
+    index.fold(force=True)  # a second segment, with postings for every table
+    assert [s.direct0 for s in index._segments] == [True, False]
+    if compacted:
         index.compact()
         assert [s.direct0 for s in index._segments] == [True]
     for d in range(0, 41):
@@ -306,7 +310,7 @@ def test_four_byte_postings_answer_like_three_byte_ones() -> None:
 
 
 def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
-    """Save ``index`` (built by folds: flat tables) as format /1 or /2 wrote it: flat
+    """Save ``index`` as format /1 or /2 wrote it: flat
     uint32 directories; /2 packed postings, /1 uint32 global row numbers."""
     path.mkdir()
     n = index.rows
@@ -314,9 +318,10 @@ def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
     np.save(path / "ids.npy", index._ids[:n])
     segs = []
     for i, s in enumerate(index._segments):
-        assert not s.direct0
         np.save(path / f"seg{i}.offsets.npy", s.directory.decode().astype(np.uint32))
         postings = s.postings
+        if s.direct0:  # older formats kept table 0's postings: the rows in order
+            postings = np.concatenate([pdq_index.pack_postings(np.arange(s.n), s.width)[:-1], postings])
         if version == 1:
             raw = postings[:-1].reshape(-1, s.width)
             rel = np.zeros(len(raw), dtype=np.uint32)
@@ -334,9 +339,9 @@ def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
 def test_an_index_saved_in_an_older_format_still_loads(tmp_path: Path, version: int) -> None:
     codes = _codes(20_000, 43)
     index = PdqIndex(tail_limit=3_000)
-    index.add_many(np.arange(12_000), codes[:12_000])
+    index.add_many(np.arange(18_000), codes[:18_000])
     index.fold(force=True)
-    index.add_many(np.arange(12_000, 20_000), codes[12_000:])
+    index.add_many(np.arange(18_000, 20_000), codes[18_000:])
     index.fold(force=True)
     assert len(index._segments) == 2 and index.stats()["tail"] == 0
     _write_old_format(index, tmp_path / "idx", version)
