@@ -15,7 +15,11 @@ it costs nothing on the common path). Segments cover disjoint rows, so a batch's
 need no de-duplication afterwards.
 
 Compiled code is cached (``cache=True``) next to this file, or in numba's per-user
-cache directory when the package directory is read-only (``NUMBA_CACHE_DIR`` moves it).
+cache directory (``~/.cache/numba``) when the package directory is read-only; when
+neither is writable (a read-only install run by a user without a home) the cache goes
+to a private per-user directory under the temp dir, and if that cannot be had safely,
+compiled code is not cached, rather than the import failing. ``NUMBA_CACHE_DIR``
+overrides all of these.
 """
 
 # Compiled (nopython) code: numba types it, not mypy; intrinsics are called with their
@@ -24,16 +28,69 @@ cache directory when the package directory is read-only (``NUMBA_CACHE_DIR`` mov
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.misc.appdirs import AppDirs
 
 __all__ = ["scan_segment", "scan_rows"]
 
 _U64 = np.uint64
 _AHEAD = 16  # prefetch distance, in loop iterations
+
+
+def _writable(directory: Path) -> bool:
+    """True if compiled code can be cached in ``directory`` (numba's own test: create it,
+    write a temporary file in it)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError:
+        return False
+    return True
+
+
+def _private_dir(directory: Path) -> bool:
+    """``directory`` exists (created 0700 if need be), is ours and no one else can write
+    it: the cache is unpickled when loaded, so a directory another user prepared in the
+    shared temp dir must not be used."""
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        st = directory.lstat()
+    except OSError:
+        return False
+    getuid = getattr(os, "getuid", None)
+    return (stat.S_ISDIR(st.st_mode) and (getuid is None or st.st_uid == getuid())
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and _writable(directory))
+
+
+def cache_enabled() -> bool:
+    """Where numba caches this module's compiled code: next to it, else the per-user cache
+    directory, else a private directory under the temp dir (set as numba's cache dir);
+    False if none is usable (the kernels are then compiled on each first use)."""
+    if numba.config.CACHE_DIR:
+        return True
+    if _writable(Path(__file__).parent / "__pycache__"):
+        return True
+    if _writable(Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)):
+        return True
+    uid = getattr(os, "getuid", lambda: "user")()
+    fallback = Path(tempfile.gettempdir()) / f"trustwire-numba-{uid}"
+    if _private_dir(fallback):
+        numba.config.CACHE_DIR = str(fallback)
+        return True
+    return False
+
+
+_CACHE = cache_enabled()
 
 
 @intrinsic
@@ -103,7 +160,7 @@ def _emit(out_row, out_q, out_d, found, row, qi, d):  # type: ignore[no-untyped-
     return found + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def scan_segment(  # type: ignore[no-untyped-def]
     dir_hi, dir_lo, shift, direct0, n, postings, width, lo, m, b, radii, counts, flips,
     codes, queries, threshold, out_row, out_q, out_d, found,
@@ -202,7 +259,7 @@ def scan_segment(  # type: ignore[no-untyped-def]
     return found
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def scan_rows(lo, hi, codes, queries, threshold, out_row, out_q, out_d, found):  # type: ignore[no-untyped-def]
     """Brute force over rows [lo, hi) (the unindexed tail, or a threshold no probe plan
     covers); same output convention as :func:`scan_segment`."""
