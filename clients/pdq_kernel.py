@@ -32,6 +32,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -76,7 +77,8 @@ def cache_enabled() -> bool:
     """Where numba caches this module's compiled code: next to it, else the per-user cache
     directory, else a private directory under the temp dir (set as numba's cache dir);
     False if none is usable (the kernels are then compiled on each first use)."""
-    if numba.config.CACHE_DIR:
+    config: Any = numba.config
+    if config.CACHE_DIR:
         return True
     if _writable(Path(__file__).parent / "__pycache__"):
         return True
@@ -85,7 +87,7 @@ def cache_enabled() -> bool:
     uid = getattr(os, "getuid", lambda: "user")()
     fallback = Path(tempfile.gettempdir()) / f"trustwire-numba-{uid}"
     if _private_dir(fallback):
-        numba.config.CACHE_DIR = str(fallback)
+        config.CACHE_DIR = str(fallback)
         return True
     return False
 

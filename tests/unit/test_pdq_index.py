@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -220,7 +221,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, thr
         assert release.wait(60), "the gate was never opened"
         return real(cls, *args, **kwargs)
 
-    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))  # type: ignore[arg-type]
     yield entered, release
     release.set()
 
@@ -378,9 +379,10 @@ def test_the_compiled_scans_release_the_gil_and_are_cached() -> None:
     """Lookups must not stall the match service's other threads; compiled code is reused."""
     from clients.pdq_kernel import scan_rows, scan_segment
 
+    kernel: Any
     for kernel in (scan_segment, scan_rows):
-        assert kernel.targetoptions["nogil"] is True and kernel._cache is not None  # type: ignore[attr-defined]
-        assert type(kernel._cache).__name__ == "FunctionCache"  # type: ignore[attr-defined]
+        assert kernel.targetoptions["nogil"] is True and kernel._cache is not None
+        assert type(kernel._cache).__name__ == "FunctionCache"
 
 
 # -- concurrent lookups ----------------------------------------------------------------------
