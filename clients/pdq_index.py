@@ -34,14 +34,24 @@ Layout
 - ``ids``: ``uint32`` per row, the caller's id (the bank uses SQLite rowids); the
   dense reverse map ``row_of[id]`` makes removal O(1); ``died``: ``uint32`` per row, the
   sequence number of the change that removed or replaced the row (all ones while alive).
-- **Segments**: each a CSR table per substring, with a dense directory of ``2**b + 1``
-  offsets (``uint32``) and posting lists of row numbers packed to 3 bytes (relative to
-  the segment's first row; 4 bytes for a segment spanning 2**24 rows or more). A segment of
-  ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and ``m = min(16, 256 // b)``; for
-  t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8 substrings and 1 on 4
-  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 3 B per hash per
-  substring. At 10M: codes 320 MB + postings 360 MB + directories 96 MB + ids and
-  reverse map 80 MB, about 856 MB (816 MiB), plus about 95 MiB for numba itself.
+- **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
+  posting positions per substring and posting lists of row numbers packed to 3 bytes
+  (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
+  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and
+  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8
+  substrings and 1 on 4 (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per
+  query, 3 B per hash per substring.
+- **Directories in two levels** (``_Directory``): a block's first position (``uint32``)
+  every ``2**shift`` slots and each slot's offset from it in one byte (or two), the
+  smallest form that fits; at 10M, 16-slot blocks of ~76 postings: 1.2 B a slot
+  instead of 4 (31 MB instead of 100 MB).
+- **Table 0 without postings** (``direct0``): a compaction, and a fold that rebuilds
+  every row, numbers the rows in the order of their substring-0 keys, so table 0's
+  directory gives row numbers directly: no postings for it (30 MB at 10M), and its
+  candidates' hashes are read in sequence.
+- At 10M: codes 320 MB + postings 330 MB + directories 31 MB + ids, ``died`` and
+  reverse map 120 MB, about 800 MB (764 MiB), plus about 95 MiB for numba itself and
+  ~50 MiB for the compiled kernels.
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -61,7 +71,8 @@ Layout
   holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
-  Format /2 (packed postings); /1 (``uint32`` postings) is re-packed on load.
+  Format /3 (two-level directories, ``direct0``); /2 (flat ``uint32`` directories) and
+  /1 (also ``uint32`` postings) are converted on load.
 
 Queries
 -------
