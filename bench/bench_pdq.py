@@ -4,7 +4,8 @@ PDQIndex, on the same hashes, the same queries and the same core, in the same ru
     python bench/bench_pdq.py                  # 1M (about 3 minutes on 2 cores)
     python bench/bench_pdq.py --sizes 1000000 10000000   # adds 10M (~10 GB RAM for pytx)
     python bench/bench_pdq.py --sizes 10000000 --skip-pytx --skip-exact   # 10M, ours only (~5 min)
-    git archive main | tar -x -C /tmp/main-tree && python bench/bench_pdq.py --skip-pytx --skip-exact \
+    git archive main | tar -x -C /tmp/main-tree && cp -r exchange/pb /tmp/main-tree/exchange/ && \
+        python bench/bench_pdq.py --skip-pytx --skip-exact \
         --baseline-tree /tmp/main-tree     # main's index against this one, same data, back to back
 
 Queries are realistic, not random hashes (random 256-bit hashes never have neighbours):

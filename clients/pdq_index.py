@@ -285,20 +285,21 @@ class _Directory:
     def encode(cls, offsets: npt.NDArray[np.integer]) -> _Directory:
         """The smallest two-level form of ``offsets`` (monotone non-decreasing)."""
         flat = np.asarray(offsets, dtype=np.int64)
-        hi_dtype = np.uint32 if len(flat) == 0 or int(flat[-1]) < 2**32 else np.int64
-        best: _Directory | None = None
-        for lo_dtype, limit in ((np.uint8, 1 << 8), (np.uint16, 1 << 16)):
-            for shift in range(12, -1, -1):
-                firsts = flat[:: 1 << shift]
-                rel = flat - np.repeat(firsts, 1 << shift)[: len(flat)]
-                if len(rel) and int(rel.max()) >= limit:
-                    continue
-                size = len(flat) * np.dtype(lo_dtype).itemsize + (len(firsts) + 1) * np.dtype(hi_dtype).itemsize
-                if best is None or size < best.nbytes:
-                    best = cls(np.append(firsts, 0).astype(hi_dtype), rel.astype(lo_dtype), shift)
-                break
-        assert best is not None  # shift 0 always fits
-        return best
+        hi_dtype = np.dtype(np.uint32 if len(flat) == 0 or int(flat[-1]) < 2**32 else np.int64)
+        choices = []
+        for lo_dtype in (np.dtype(np.uint8), np.dtype(np.uint16)):
+            for shift in range(12, -1, -1):  # the largest block whose span fits lo_dtype
+                step = 1 << shift
+                lasts = np.append(flat[step - 1 :: step], flat[-1:]) if len(flat) else flat
+                span = lasts[: len(flat[::step])] - flat[::step]
+                if not len(span) or int(span.max()) < 1 << (8 * lo_dtype.itemsize):
+                    size = len(flat) * lo_dtype.itemsize + (-(-len(flat) // step) + 1) * hi_dtype.itemsize
+                    choices.append((size, shift, lo_dtype))
+                    break
+        _, shift, lo_dtype = min(choices, key=lambda c: c[0])  # shift 0 always fits
+        firsts = flat[:: 1 << shift]
+        rel = flat - np.repeat(firsts, 1 << shift)[: len(flat)]
+        return cls(np.append(firsts, 0).astype(hi_dtype), rel.astype(lo_dtype), shift)
 
     def decode(self) -> npt.NDArray[np.int64]:
         """The flat positions again (tests, and saving in an older format)."""
