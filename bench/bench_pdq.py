@@ -309,8 +309,9 @@ def main() -> int:
     ap.add_argument("--skip-exact", action="store_true", help="no md5 (exact) comparison")
     ap.add_argument("--worker", choices=["trustwire", "pytx", "exact"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--baseline-tree", type=Path,
-                    help="also measure the index of another checkout (e.g. `git archive main`), same data, same run")
+    ap.add_argument("--baseline-tree", type=Path, nargs="+", default=[],
+                    help="also measure the index of other checkouts (e.g. `git archive main`), same data, same run;"
+                         " ratios are to the first")
     ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -335,8 +336,9 @@ def main() -> int:
             expected = truth(size, d)
             run: dict[str, Any] = {"size": size, "queries": len(kinds)}
             workers = [("trustwire", "trustwire", [])] + ([] if args.skip_pytx else [("pytx", "pytx", [])])
-            if args.baseline_tree:
-                workers.insert(0, ("baseline", "trustwire", ["--tree", str(args.baseline_tree.resolve())]))
+            for i, tree in enumerate(args.baseline_tree):
+                name = "baseline" if i == 0 else f"baseline{i + 1}"
+                workers.insert(i, (name, "trustwire", ["--tree", str(tree.resolve())]))
             for name, kind, extra in workers:
                 print(f"   building and querying {name}'s index", file=sys.stderr)
                 r = _run_worker(["--worker", kind, "--sizes", str(size), "--dir", str(d), *extra])
@@ -366,7 +368,8 @@ def main() -> int:
 
 def _print(run: dict[str, Any]) -> None:
     print(f"\n{run['size']:,} hashes, {run['queries']} queries (one core)")
-    for kind in ("baseline", "trustwire", "pytx"):
+    names = [k for k in run if k.startswith("baseline") and k != "vs_baseline"] + ["trustwire"]
+    for kind in [*names, "pytx"]:
         if kind in run:
             r = run[kind]
             print(
@@ -374,12 +377,12 @@ def _print(run: dict[str, Any]) -> None:
                 f"  build {r['build_s']:>6.1f}s  recall {r['recall']:.4f} ({r['expected_matches']} expected,"
                 f" {r['false_positives']} false positives)"
             )
-    for (kind, size_b) in ((k, b) for k in ("baseline", "trustwire") for b in (16, 256)):
+    for (kind, size_b) in ((k, b) for k in names for b in (16, 256)):
         r = run.get(kind, {})
         if f"batch{size_b}_queries_per_s" in r:
             print(f"  {kind} batches of {size_b}: {r[f'batch{size_b}_queries_per_s']:,.0f} q/s"
                   f" ({r[f'batch{size_b}_cpu_queries_per_s']:,.0f}/cpu-s), same answers: {r[f'batch{size_b}_agrees']}")
-    for kind in ("baseline", "trustwire"):
+    for kind in names:
         b = run.get(kind, {}).get("index_array_breakdown")
         if b:
             print(f"  {kind} index arrays (MiB): " + ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in b.items()))
