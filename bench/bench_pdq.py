@@ -335,14 +335,15 @@ def main() -> int:
             kinds = [tuple(q) for q in json.loads((d / f"queries-{size}.json").read_text())]
             expected = truth(size, d)
             run: dict[str, Any] = {"size": size, "queries": len(kinds)}
-            workers = [("trustwire", "trustwire", [])] + ([] if args.skip_pytx else [("pytx", "pytx", [])])
+            workers: list[tuple[str, str, list[str]]] = [("trustwire", "trustwire", [])]
+            workers += [] if args.skip_pytx else [("pytx", "pytx", [])]
             for i, tree in enumerate(args.baseline_tree):
                 name = "baseline" if i == 0 else f"baseline{i + 1}"
                 workers.insert(i, (name, "trustwire", ["--tree", str(tree.resolve())]))
             for name, kind, extra in workers:
                 print(f"   building and querying {name}'s index", file=sys.stderr)
                 r = _run_worker(["--worker", kind, "--sizes", str(size), "--dir", str(d), *extra])
-                r.update(_recall(r.pop("found"), expected, kinds))  # type: ignore[arg-type]
+                r.update(_recall(r.pop("found"), expected, kinds))
                 run[name] = r
             if "baseline" in run:
                 ours, base = run["trustwire"], run["baseline"]

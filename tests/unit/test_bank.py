@@ -166,7 +166,7 @@ def test_a_forced_compaction_of_the_banks_index_never_blocks_its_lookups(
         assert release.wait(60), "the gate was never opened"
         return real(cls, *args, **kwargs)
 
-    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))  # type: ignore[arg-type]
     compaction = threading.Thread(target=index.compact, daemon=True)
     compaction.start()
     try:
