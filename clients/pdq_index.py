@@ -37,21 +37,22 @@ Layout
 - **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
   posting positions per substring and posting lists of row numbers packed to 3 bytes
   (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
-  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and
-  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8
-  substrings and 1 on 4 (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per
-  query, 3 B per hash per substring.
+  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..22) and
+  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 22, m = 11, radii 2 on
+  10 substrings and 1 on one (10 * 3 + 2 = 32): 2,563 probes and ~6.1k candidates per
+  query (b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of
+  postings), 3 B per hash per substring.
 - **Directories in two levels** (``_Directory``): a block's first position (``uint32``)
   every ``2**shift`` slots and each slot's offset from it in one byte (or two), the
-  smallest form that fits; at 10M, 16-slot blocks of ~76 postings: 1.2 B a slot
-  instead of 4 (31 MB instead of 100 MB).
+  smallest form that fits; at 10M about 1.06 B a slot instead of 4 (47 MiB for
+  22-bit tables where flat ``uint32`` ones would take 176 MiB).
 - **Table 0 without postings** (``direct0``): a compaction, and a fold that rebuilds
   every row, numbers the rows in the order of their substring-0 keys, so table 0's
-  directory gives row numbers directly: no postings for it (30 MB at 10M), and its
+  directory gives row numbers directly: no postings for it (29 MiB at 10M), and its
   candidates' hashes are read in sequence.
-- At 10M: codes 320 MB + postings 330 MB + directories 31 MB + ids, ``died`` and
-  reverse map 120 MB, about 800 MB (764 MiB), plus about 95 MiB for numba itself and
-  ~50 MiB for the compiled kernels.
+- At 10M (measured, ``bench/bench_pdq.py``): codes 305 MiB + postings 286 + directories
+  47 + ids, ``died`` and reverse map 114 = 752 MiB of arrays; resident 913 MiB with
+  numba (~95 MiB) and its compiled kernels (~50 MiB).
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -88,14 +89,16 @@ exactly for it (a removal marks its rows ``died[row] = seq`` in place, above the
 of every layout published before it), so lookups run in parallel with each other, with
 updates and with maintenance (``tests/unit/test_pdq_index.py`` checks every answer of
 concurrent lookups against brute force over the layout it read). At 10M
-the cost is the ~13k random memory reads per query (1,944 directory slots, as many
-posting runs, ~9k candidates' 32-byte hashes); batches save only the per-call
-overhead (tens of microseconds).
+the cost is the ~11k random memory reads per query (2,563 directory slots, as many
+posting runs, ~6.1k candidates' 32-byte hashes, less table 0's, read in sequence);
+batches save only the per-call overhead (tens of microseconds).
 
-Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
-posting per hash (3 B) on top of the 32 B hash itself; reaching 640 MiB at 10M (with
-numba's ~95 MiB) would need fewer tables, whose probe counts explode with the radius
-(8 tables of 32 bits: 43,912 probes per query), or a cheaper directory and reverse map.
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 22),
+each a posting per hash (3 B, the least that numbers 10M rows) on top of the 32 B hash
+itself: 62 B a hash, 590 MiB at 10M before any id map, numba or Python. 640 MiB
+resident is therefore out of reach of an exact multi-index over uncompressed hashes
+with a JIT in the process; fewer tables mean probe counts that explode with the radius
+(8 tables of 32 bits: 43,912 probes per query).
 
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
@@ -214,8 +217,8 @@ def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray
 
 
 def _shape_for(n: int) -> tuple[int, int]:
-    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..21."""
-    b = min(21, max(16, int(np.log2(max(n, 1))) + 1))
+    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..22."""
+    b = min(22, max(16, int(np.log2(max(n, 1))) + 1))
     return min(16, BITS // b), b
 
 

@@ -204,6 +204,7 @@ def scan_segment(  # type: ignore[no-untyped-def]
                 slot = table + (key ^ flips[f])
                 starts[p] = slot
                 _prefetch(dir_lo, slot)
+                _prefetch(dir_hi, slot >> shift)
                 p += 1
         for p in range(probes):
             slot = starts[p]
