@@ -4,6 +4,9 @@ PDQIndex, on the same hashes, the same queries and the same core, in the same ru
     python bench/bench_pdq.py                  # 1M (about 3 minutes on 2 cores)
     python bench/bench_pdq.py --sizes 1000000 10000000   # adds 10M (~10 GB RAM for pytx)
     python bench/bench_pdq.py --sizes 10000000 --skip-pytx --skip-exact   # 10M, ours only (~5 min)
+    git archive main | tar -x -C /tmp/main-tree && cp -r exchange/pb /tmp/main-tree/exchange/ && \
+        python bench/bench_pdq.py --skip-pytx --skip-exact \
+        --baseline-tree /tmp/main-tree     # main's index against this one, same data, back to back
 
 Queries are realistic, not random hashes (random 256-bit hashes never have neighbours):
 - PDQ hashes of altered copies (downscaled, JPEG re-encoded, cropped, brightened) of
@@ -147,7 +150,22 @@ def make_data(size: int, directory: Path, seed: int = 7) -> dict[str, Any]:
 # -- workers (one subprocess per index and size) ----------------------------------------
 
 
-def worker(kind: str, size: int, directory: Path) -> dict[str, Any]:
+def _breakdown(index: Any) -> dict[str, int]:
+    """Bytes of each of the index's arrays (either layout: flat or two-level directories)."""
+    n = index.rows
+    segs = list(index._segments)
+    out = {
+        "codes": n * 32,
+        "ids": n * 4,
+        "died": n * 4 if hasattr(index, "_died") else 0,
+        "reverse_map": int(index._row_of.nbytes),
+        "postings": sum(int(s.postings.nbytes) for s in segs),
+        "directories": sum(int(s.directory.nbytes if hasattr(s, "directory") else s.offsets.nbytes) for s in segs),
+    }
+    return out
+
+
+def worker(kind: str, size: int, directory: Path, tree: Path | None = None) -> dict[str, Any]:
     _pin()
     codes = np.load(directory / f"codes-{size}.npy")
     queries = [q for q, _, _ in json.loads((directory / f"queries-{size}.json").read_text())]
@@ -155,6 +173,8 @@ def worker(kind: str, size: int, directory: Path) -> dict[str, Any]:
     base = _rss()
     t0 = time.perf_counter()
     if kind == "trustwire":
+        if tree is not None:  # another checkout's index (e.g. main), same data, same run
+            sys.path[:] = [str(tree)] + [p for p in sys.path if Path(p or ".").resolve() != REPO]
         from clients.pdq_index import PdqIndex
 
         index = PdqIndex(threshold=THRESHOLD)
@@ -178,6 +198,7 @@ def worker(kind: str, size: int, directory: Path) -> dict[str, Any]:
     gc.collect()
     rss = _rss() - base  # the input array stays alive until here: it is not the index's memory
     index_bytes = index.nbytes if kind == "trustwire" else None
+    breakdown = _breakdown(index) if kind == "trustwire" else None
     del codes
     t0, c0 = time.perf_counter(), time.process_time()
     found = [sorted(query(h)) for h in queries]
@@ -199,6 +220,7 @@ def worker(kind: str, size: int, directory: Path) -> dict[str, Any]:
         "build_s": round(build_s, 2),
         "rss_bytes": rss,
         "index_array_bytes": index_bytes,
+        "index_array_breakdown": breakdown,
         "queries": len(queries),
         "queries_per_s": round(len(queries) / elapsed, 1),
         "cpu_queries_per_s": round(len(queries) / cpu, 1),
@@ -287,12 +309,16 @@ def main() -> int:
     ap.add_argument("--skip-exact", action="store_true", help="no md5 (exact) comparison")
     ap.add_argument("--worker", choices=["trustwire", "pytx", "exact"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-tree", type=Path, nargs="+", default=[],
+                    help="also measure the index of other checkouts (e.g. `git archive main`), same data, same run;"
+                         " ratios are to the first")
+    ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         if args.worker == "exact":
             result = exact_match(args.sizes[0], args.dir)
         else:
-            result = worker(args.worker, args.sizes[0], args.dir)
+            result = worker(args.worker, args.sizes[0], args.dir, args.tree)
         print(json.dumps(result))
         return 0
 
@@ -309,11 +335,20 @@ def main() -> int:
             kinds = [tuple(q) for q in json.loads((d / f"queries-{size}.json").read_text())]
             expected = truth(size, d)
             run: dict[str, Any] = {"size": size, "queries": len(kinds)}
-            for kind in ["trustwire"] + ([] if args.skip_pytx else ["pytx"]):
-                print(f"   building and querying {kind}'s index", file=sys.stderr)
-                r = _run_worker(["--worker", kind, "--sizes", str(size), "--dir", str(d)])
-                r.update(_recall(r.pop("found"), expected, kinds))  # type: ignore[arg-type]
-                run[kind] = r
+            workers: list[tuple[str, str, list[str]]] = [("trustwire", "trustwire", [])]
+            workers += [] if args.skip_pytx else [("pytx", "pytx", [])]
+            for i, tree in enumerate(args.baseline_tree):
+                name = "baseline" if i == 0 else f"baseline{i + 1}"
+                workers.insert(i, (name, "trustwire", ["--tree", str(tree.resolve())]))
+            for name, kind, extra in workers:
+                print(f"   building and querying {name}'s index", file=sys.stderr)
+                r = _run_worker(["--worker", kind, "--sizes", str(size), "--dir", str(d), *extra])
+                r.update(_recall(r.pop("found"), expected, kinds))
+                run[name] = r
+            if "baseline" in run:
+                ours, base = run["trustwire"], run["baseline"]
+                run["vs_baseline"] = {k: round(ours[k] / max(base[k], 1), 3) for k in (
+                    "cpu_queries_per_s", "batch16_cpu_queries_per_s", "batch256_cpu_queries_per_s", "rss_bytes")}
             if size <= 1_000_000 and not args.skip_exact:
                 run["exact_match"] = _run_worker(["--worker", "exact", "--sizes", str(size), "--dir", str(d)])
             if "pytx" in run:
@@ -334,7 +369,8 @@ def main() -> int:
 
 def _print(run: dict[str, Any]) -> None:
     print(f"\n{run['size']:,} hashes, {run['queries']} queries (one core)")
-    for kind in ("trustwire", "pytx"):
+    names = [k for k in run if k.startswith("baseline") and k != "vs_baseline"] + ["trustwire"]
+    for kind in [*names, "pytx"]:
         if kind in run:
             r = run[kind]
             print(
@@ -342,11 +378,17 @@ def _print(run: dict[str, Any]) -> None:
                 f"  build {r['build_s']:>6.1f}s  recall {r['recall']:.4f} ({r['expected_matches']} expected,"
                 f" {r['false_positives']} false positives)"
             )
-    for size_b in (16, 256):
-        r = run.get("trustwire", {})
+    for (kind, size_b) in ((k, b) for k in names for b in (16, 256)):
+        r = run.get(kind, {})
         if f"batch{size_b}_queries_per_s" in r:
-            print(f"  trustwire batches of {size_b}: {r[f'batch{size_b}_queries_per_s']:,.0f} q/s"
+            print(f"  {kind} batches of {size_b}: {r[f'batch{size_b}_queries_per_s']:,.0f} q/s"
                   f" ({r[f'batch{size_b}_cpu_queries_per_s']:,.0f}/cpu-s), same answers: {r[f'batch{size_b}_agrees']}")
+    for kind in names:
+        b = run.get(kind, {}).get("index_array_breakdown")
+        if b:
+            print(f"  {kind} index arrays (MiB): " + ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in b.items()))
+    if "vs_baseline" in run:
+        print(f"  trustwire / baseline: {run['vs_baseline']}")
     print(f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
     if "ratios" in run:
         print(f"  trustwire / pytx: {run['ratios']['queries_per_s']}x queries/s, {run['ratios']['rss']}x memory")

@@ -32,16 +32,27 @@ Layout
 - ``codes``: ``(n, 4) uint64``, the hash as four 64-bit words, most significant first.
   32 B per hash, the floor for exact verification.
 - ``ids``: ``uint32`` per row, the caller's id (the bank uses SQLite rowids); the
-  dense reverse map ``row_of[id]`` makes removal O(1) and marks a row dead when its id
-  is removed or re-added with a new hash.
-- **Segments**: each a CSR table per substring, with a dense directory of ``2**b + 1``
-  offsets (``uint32``) and posting lists of row numbers packed to 3 bytes (relative to
-  the segment's first row; 4 bytes for a segment spanning 2**24 rows or more). A segment of
-  ``n`` rows picks ``b`` near ``log2(n)`` (16..21) and ``m = min(16, 256 // b)``; for
-  t = 31 a 10M segment uses b = 21, m = 12, radii 2 on 8 substrings and 1 on 4
-  (8 * 3 + 4 * 2 = 32): 1,944 probes and ~9k candidates per query, 3 B per hash per
-  substring. At 10M: codes 320 MB + postings 360 MB + directories 96 MB + ids and
-  reverse map 80 MB, about 856 MB (816 MiB), plus about 95 MiB for numba itself.
+  dense reverse map ``row_of[id]`` makes removal O(1); ``died``: ``uint32`` per row, the
+  sequence number of the change that removed or replaced the row (all ones while alive).
+- **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
+  posting positions per substring and posting lists of row numbers packed to 3 bytes
+  (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
+  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..22) and
+  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 22, m = 11, radii 2 on
+  10 substrings and 1 on one (10 * 3 + 2 = 32): 2,563 probes and ~6.1k candidates per
+  query (b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of
+  postings), 3 B per hash per substring.
+- **Directories in two levels** (``_Directory``): a block's first position (``uint32``)
+  every ``2**shift`` slots and each slot's offset from it in one byte (or two), the
+  smallest form that fits; at 10M about 1.06 B a slot instead of 4 (47 MiB for
+  22-bit tables where flat ``uint32`` ones would take 176 MiB).
+- **Table 0 without postings** (``direct0``): a compaction, and a fold that rebuilds
+  every row, numbers the rows in the order of their substring-0 keys, so table 0's
+  directory gives row numbers directly: no postings for it (29 MiB at 10M), and its
+  candidates' hashes are read in sequence.
+- At 10M (measured, ``bench/bench_pdq.py``): codes 305 MiB + postings 286 + directories
+  47 + ids, ``died`` and reverse map 114 = 752 MiB of arrays; resident 913 MiB with
+  numba (~95 MiB) and its compiled kernels (~50 MiB).
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -53,15 +64,16 @@ Layout
   load builds once.
 - **Maintenance off the lookup path**: a fold or compaction is planned under the
   index's lock in O(1), built outside it (lookups and updates go on against the
-  current layout; a compaction journals the changes made meanwhile) and swapped in
-  under the lock, replaying the journal. A lookup sees the layout before or after,
+  current layout) and swapped in under the lock (a compaction carries every row's
+  current state over to the renumbered rows). A lookup sees the layout before or after,
   never waits on a build. A search that finds a fold due starts it in a background
   thread (``auto_fold``) and brute-forces the tail meanwhile; :meth:`PdqIndex.fold`
   and :meth:`PdqIndex.compact` run one inline for their caller, still without
   holding the lock while they build.
 - **Persistence** (:meth:`save` / :meth:`load`): plain ``.npy`` files and a JSON
   manifest written to a temporary directory and renamed into place; never pickle.
-  Format /2 (packed postings); /1 (``uint32`` postings) is re-packed on load.
+  Format /3 (two-level directories, ``direct0``); /2 (flat ``uint32`` directories) and
+  /1 (also ``uint32`` postings) are converted on load.
 
 Queries
 -------
@@ -71,16 +83,22 @@ the rows of every posting they reach, then the 256-bit distance of each (four
 ``popcnt``), each step a tight loop of independent reads with software prefetch, so
 the CPU keeps many cache misses in flight. A row reached through several substrings is
 reported once (through the first whose radius it is within). The kernel releases the
-GIL; the lock is held for the whole lookup (the rows, segments and reverse map it
-reads form one consistent layout), so lookups of one index run one at a time. At 10M
-the cost is the ~13k random memory reads per query (1,944 directory slots, as many
-posting runs, ~9k candidates' 32-byte hashes); batches save only the per-call
-overhead (tens of microseconds).
+GIL and a lookup takes no lock: every update publishes an immutable ``_Layout`` (rows,
+segments, a sequence number) by one attribute swap, a lookup reads it once and answers
+exactly for it (a removal marks its rows ``died[row] = seq`` in place, above the ``seq``
+of every layout published before it), so lookups run in parallel with each other, with
+updates and with maintenance (``tests/unit/test_pdq_index.py`` checks every answer of
+concurrent lookups against brute force over the layout it read). At 10M
+the cost is the ~11k random memory reads per query (2,563 directory slots, as many
+posting runs, ~6.1k candidates' 32-byte hashes, less table 0's, read in sequence);
+batches save only the per-call overhead (tens of microseconds).
 
-Memory: exactness at t = 31 needs about a dozen substring tables at 10M, each a
-posting per hash (3 B) on top of the 32 B hash itself; reaching 640 MiB at 10M (with
-numba's ~95 MiB) would need fewer tables, whose probe counts explode with the radius
-(8 tables of 32 bits: 43,912 probes per query), or a cheaper directory and reverse map.
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 22),
+each a posting per hash (3 B, the least that numbers 10M rows) on top of the 32 B hash
+itself: 62 B a hash, 590 MiB at 10M before any id map, numba or Python. 640 MiB
+resident is therefore out of reach of an exact multi-index over uncompressed hashes
+with a JIT in the process; fewer tables mean probe counts that explode with the radius
+(8 tables of 32 bits: 43,912 probes per query).
 
 Queries whose plan would exceed ``MAX_PROBES`` (thresholds far above PDQ's useful
 range) fall back to an exact brute-force scan.
@@ -120,8 +138,9 @@ DEFAULT_THRESHOLD = 31
 BITS = 256
 MAX_PROBES = 200_000
 _FEW = 64  # hits per batch below which the final filter and sort run in Python
-FORMAT = "trustwire-pdq-index/2"  # /2: postings packed to 3 bytes
-_FORMATS = (FORMAT, "trustwire-pdq-index/1")  # what load reads (/1: uint32 postings)
+FORMAT = "trustwire-pdq-index/3"  # /3: two-level directories, table 0 in row order
+_FORMATS = (FORMAT, "trustwire-pdq-index/2", "trustwire-pdq-index/1")  # what load reads (/2: flat uint32
+# directories; /1: also uint32 postings)
 _U64 = np.uint64
 Words = npt.NDArray[np.uint64]
 
@@ -198,8 +217,8 @@ def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray
 
 
 def _shape_for(n: int) -> tuple[int, int]:
-    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..21."""
-    b = min(21, max(16, int(np.log2(max(n, 1))) + 1))
+    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..22."""
+    b = min(22, max(16, int(np.log2(max(n, 1))) + 1))
     return min(16, BITS // b), b
 
 
@@ -254,10 +273,55 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     )
 
 
-class _Segment:
-    """A CSR table per substring over a fixed set of rows."""
+@dataclass(frozen=True, slots=True)
+class _Directory:
+    """A CSR directory (the monotone posting positions of every slot, ``2**b + 1`` per
+    substring) in two levels: ``hi[g >> shift] + lo[g]`` is slot ``g``'s position, ``lo``
+    is uint8 or uint16 relative to its block's first slot. At 10M (b = 21, ~4.8 postings
+    a slot) blocks of 16 slots fit uint8: 1.1 B a slot instead of 4."""
 
-    __slots__ = ("m", "b", "n", "lo", "hi", "width", "offsets", "postings")
+    hi: npt.NDArray[np.integer]
+    lo: npt.NDArray[np.integer]
+    shift: int
+
+    @classmethod
+    def encode(cls, offsets: npt.NDArray[np.integer]) -> _Directory:
+        """The smallest two-level form of ``offsets`` (monotone non-decreasing)."""
+        flat = np.asarray(offsets, dtype=np.int64)
+        hi_dtype = np.dtype(np.uint32 if len(flat) == 0 or int(flat[-1]) < 2**32 else np.int64)
+        choices = []
+        for lo_dtype in (np.dtype(np.uint8), np.dtype(np.uint16)):
+            for shift in range(12, -1, -1):  # the largest block whose span fits lo_dtype
+                step = 1 << shift
+                lasts = np.append(flat[step - 1 :: step], flat[-1:]) if len(flat) else flat
+                span = lasts[: len(flat[::step])] - flat[::step]
+                if not len(span) or int(span.max()) < 1 << (8 * lo_dtype.itemsize):
+                    size = len(flat) * lo_dtype.itemsize + (-(-len(flat) // step) + 1) * hi_dtype.itemsize
+                    choices.append((size, shift, lo_dtype))
+                    break
+        _, shift, lo_dtype = min(choices, key=lambda c: c[0])  # shift 0 always fits
+        firsts = flat[:: 1 << shift]
+        rel = flat - np.repeat(firsts, 1 << shift)[: len(flat)]
+        return cls(np.append(firsts, 0).astype(hi_dtype), rel.astype(lo_dtype), shift)
+
+    def decode(self) -> npt.NDArray[np.int64]:
+        """The flat positions again (tests, and saving in an older format)."""
+        firsts = self.hi[:-1].astype(np.int64)
+        return np.repeat(firsts, 1 << self.shift)[: len(self.lo)] + self.lo
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hi.nbytes + self.lo.nbytes)
+
+
+class _Segment:
+    """A CSR table per substring over a fixed set of rows.
+
+    ``direct0``: the rows are numbered in the order of their substring-0 keys (what a
+    compaction builds), so table 0's directory gives row numbers themselves and it keeps
+    no postings; its candidates' hashes are read in sequence."""
+
+    __slots__ = ("m", "b", "n", "lo", "hi", "width", "directory", "postings", "direct0")
 
     def __init__(
         self,
@@ -266,43 +330,58 @@ class _Segment:
         n: int,
         lo: int,
         hi: int,
-        offsets: npt.NDArray[np.integer],
+        directory: _Directory,
         postings: npt.NDArray[np.uint8],
         width: int,
+        direct0: bool = False,
     ) -> None:
         self.m, self.b, self.n = m, b, n
         self.lo, self.hi = lo, hi  # the row range this segment covers (rows it indexes are alive ones in it)
-        self.offsets = offsets  # m * (2**b + 1) global positions into postings
-        self.postings = postings  # m * n packed row numbers (minus lo) of `width` bytes, substring-major
+        self.directory = directory  # m * (2**b + 1) positions: table j's run at [j * n, (j + 1) * n)
+        self.postings = postings  # packed row numbers (minus lo) of `width` bytes, substring-major
         self.width = width
+        self.direct0 = direct0  # table 0's positions are rows (minus lo): no postings for it
 
     @staticmethod
     def width_for(lo: int, hi: int) -> int:
         """Bytes per posting: 3 while the segment spans fewer than 2**24 rows."""
         return 3 if hi - lo <= 1 << 24 else 4
 
+    @property
+    def tables_posted(self) -> int:
+        return self.m - int(self.direct0)
+
     @classmethod
-    def build(cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int) -> _Segment:
+    def build(
+        cls, codes: Words, rows: npt.NDArray[np.uint32], lo: int, hi: int, direct0: bool = False
+    ) -> _Segment:
+        """``direct0``: ``rows`` are exactly [lo, hi), in ascending substring-0 key order."""
         n = len(rows)
         m, b = _shape_for(n)
         width = cls.width_for(lo, hi)
         slots = (1 << b) + 1
-        off_dtype = np.uint32 if m * n < 2**32 else np.int64
-        offsets = np.empty(m * slots, dtype=off_dtype)
-        postings = np.zeros(m * n * width + 1, dtype=np.uint8)  # +1: the kernel's 3-byte reads stay inside
+        offsets = np.empty(m * slots, dtype=np.int64)
+        skip = n if direct0 else 0
+        postings = np.zeros((m * n - skip) * width + 1, dtype=np.uint8)  # +1: the kernel's 3-byte reads stay inside
         sub_codes = codes[rows] if not _is_prefix(rows, len(codes)) else codes[: len(rows)]
         rel = (rows - np.uint32(lo)).astype("<u4")
         for j in range(m):
             keys = _window(sub_codes, j * b, b)
-            order = np.argsort(keys, kind="stable")
-            postings[j * n * width : (j + 1) * n * width] = pack_postings(rel[order], width)[:-1]
+            if j == 0 and direct0:
+                if n and not (np.all(np.diff(keys.astype(np.int64)) >= 0) and hi - lo == n):
+                    raise ValueError("direct0: rows are not [lo, hi) in substring-0 order")
+            else:
+                order = np.argsort(keys, kind="stable")
+                at = (j * n - skip) * width
+                postings[at : at + n * width] = pack_postings(rel[order], width)[:-1]
+                del order
             counts = np.bincount(keys, minlength=1 << b)
             o = offsets[j * slots : (j + 1) * slots]
             o[0] = j * n
             np.cumsum(counts, out=o[1:])
-            o[1:] += j * n  # type: ignore[misc]
-            del keys, order, counts
-        return cls(m, b, n, lo, hi, offsets, postings, width)  # type: ignore[arg-type]
+            o[1:] += j * n
+            del keys, counts
+        return cls(m, b, n, lo, hi, _Directory.encode(offsets), postings, width, direct0)
 
     def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
         """Add the queries' hits in this segment to ``out``; False when no probe plan
@@ -310,13 +389,15 @@ class _Segment:
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return False
-        args = (self.offsets, self.postings, self.width, self.lo, self.m, self.b, plan.radii, plan.counts, plan.flips)
+        d = self.directory
+        args = (d.hi, d.lo, d.shift, self.direct0, self.n, self.postings, self.width, self.lo,
+                self.m, self.b, plan.radii, plan.counts, plan.flips)
         out.run(_kernel().scan_segment, args, codes, queries, threshold)
         return True
 
     @property
     def nbytes(self) -> int:
-        return int(self.offsets.nbytes + self.postings.nbytes)
+        return int(self.directory.nbytes + self.postings.nbytes)
 
 
 class _Hits:
@@ -363,6 +444,33 @@ def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
     return len(rows) <= n and len(rows) > 0 and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
 
 
+_ALIVE = np.uint32(0xFFFFFFFF)
+"""``died[row]`` of a live row; a dead row holds the sequence number of the change that
+removed or replaced it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """One consistent state of the index, published whole by every change (one attribute
+    assignment, atomic for readers); a lookup reads it once and never takes the lock.
+
+    It stays true while updates go on: rows below ``n`` are never rewritten in place
+    (adds append past ``n``, maintenance builds new arrays), and the one in-place write,
+    ``died[row] = seq`` for a removal, always stores a sequence number above ``seq``. A row
+    is alive in this layout iff ``row < n`` and ``died[row] > seq``."""
+
+    codes: Words
+    ids: npt.NDArray[np.uint32]
+    died: npt.NDArray[np.uint32]
+    n: int
+    indexed: int  # rows [0, indexed) are in segments; the rest is the tail
+    segments: tuple[_Segment, ...]
+    seq: int
+
+    def alive(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        return self.died[rows] > self.seq
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     """A maintenance planned under the lock: rows below ``n`` of ``codes``/``ids``."""
@@ -370,11 +478,11 @@ class _Job:
     compact: bool
     generation: int
     k: int  # fold: segments [k, end) and the tail become one segment
-    jstart: int  # compaction: where its changes start in the journal
     lo: int
     n: int
     codes: Words
     ids: npt.NDArray[np.uint32]
+    died: npt.NDArray[np.uint32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +491,57 @@ class _Built:
     segments: list[_Segment]
     codes: Words | None  # compaction: the live rows, renumbered from 0
     ids: npt.NDArray[np.uint32] | None
-    kept: int = 0
+    rows: npt.NDArray[np.uint32] | None = None  # compaction: the old row of each kept row
+
+
+def _search(layout: _Layout, qs: Words, t: int) -> list[list[tuple[int, int]]]:
+    """Every live row of ``layout`` within ``t`` of each query: (id, distance), nearest first."""
+    k = len(qs)
+    codes = layout.codes
+    hits = _Hits(64 + 4 * k)
+    scan_rows = _kernel().scan_rows
+    for s in layout.segments:
+        if not s.scan(codes, qs, t, hits):
+            hits.run(scan_rows, (s.lo, s.hi), codes, qs, t)  # no probe plan covers t
+    if layout.indexed < layout.n:
+        hits.run(scan_rows, (layout.indexed, layout.n), codes, qs, t)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
+    if hits.n == 0:
+        return out
+    rows, qno, dist = hits.row[: hits.n], hits.q[: hits.n], hits.d[: hits.n]
+    if hits.n <= _FEW:
+        return _collect_few(layout, out, rows.tolist(), qno.tolist(), dist.tolist())
+    alive = layout.alive(rows)
+    rows, qno, dist = rows[alive], qno[alive], dist[alive]
+    ids = layout.ids[rows].astype(np.int64)
+    order = np.lexsort((ids, dist, qno))
+    for i, q_i, d_i in zip(ids[order].tolist(), qno[order].tolist(), dist[order].tolist(), strict=True):
+        out[q_i].append((i, d_i))
+    return out
+
+
+def _collect_few(
+    layout: _Layout, out: list[list[tuple[int, int]]], rows: list[int], qno: list[int], dist: list[int]
+) -> list[list[tuple[int, int]]]:
+    """The last step of :func:`_search` for a handful of hits, in Python (cheaper than a
+    few numpy calls): drop dead rows, order by (distance, id)."""
+    ids, died, seq = layout.ids, layout.died, layout.seq
+    for r, q, d in zip(rows, qno, dist, strict=True):
+        if int(died[r]) > seq:
+            out[q].append((int(ids[r]), d))
+    for found in out:
+        found.sort(key=lambda h: (h[1], h[0]))
+    return out
+
+
+def _brute_force_layout(layout: _Layout, q: Words, t: int) -> list[tuple[int, int]]:
+    """:func:`brute_force` over the live rows of a layout, as (id, distance), nearest first."""
+    rows, d = brute_force(layout.codes[: layout.n], q, t)
+    alive = layout.alive(rows)
+    rows, d = rows[alive], d[alive]
+    ids = layout.ids[rows]
+    order = np.lexsort((ids, d))
+    return [(int(ids[i]), int(d[i])) for i in order]
 
 
 class PdqIndex:
@@ -392,6 +550,11 @@ class PdqIndex:
     Ids are the caller's non-negative integers below 2**31, ideally dense (SQLite
     rowids): the reverse map costs 4 B per possible id. Adding an id that is already
     present replaces its hash (a new version of a signal).
+
+    Thread safety: updates and the short ends of maintenance serialize on a lock;
+    lookups take none (they search the :class:`_Layout` published last), so any number
+    of lookups run at once, in the compiled kernel without the GIL, during updates and
+    maintenance alike.
     """
 
     def __init__(
@@ -407,15 +570,32 @@ class PdqIndex:
         self.merge_ratio = merge_ratio
         self._codes: Words = np.zeros((0, 4), dtype=np.uint64)
         self._ids: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
-        self._n = 0  # rows used in _codes/_ids
+        self._died: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
+        self._n = 0  # rows used in _codes/_ids/_died
         self._row_of: npt.NDArray[np.int32] = np.full(0, -1, dtype=np.int32)
-        self._segments: list[_Segment] = []
+        self._segments: tuple[_Segment, ...] = ()
         self._indexed = 0  # rows [0, _indexed) are in segments; the rest is the tail
         self._live = 0
-        self._lock = threading.RLock()  # updates, searches and the short ends of maintenance
+        self._seq = 0  # changes so far: what died[] records
+        self._lock = threading.RLock()  # updates and the short ends of maintenance (never lookups)
         self._generation = 0  # bumped by every structural change: a maintenance begun before is dropped
-        self._journal: list[tuple[int, int] | npt.NDArray[np.int64]] | None = None  # changes during a compaction
         self._background: threading.Thread | None = None
+        self._background_lock = threading.Lock()
+        self._layout = self._publish()
+
+    def _publish(self) -> _Layout:
+        """Make the state so far what lookups see (caller holds the lock, or is __init__)."""
+        self._layout = _Layout(
+            self._codes, self._ids, self._died, self._n, self._indexed, self._segments, self._seq
+        )
+        return self._layout
+
+    def _next_seq(self) -> np.uint32:
+        """The sequence number of a change that kills rows (caller holds the lock)."""
+        self._seq += 1
+        if self._seq >= int(_ALIVE):
+            raise OverflowError("PdqIndex: 2**32 changes without a compaction")  # pragma: no cover
+        return np.uint32(self._seq)
 
     # -- size ------------------------------------------------------------------------------
 
@@ -424,7 +604,8 @@ class PdqIndex:
         return self._live
 
     def __contains__(self, id_: int) -> bool:
-        return 0 <= id_ < len(self._row_of) and self._row_of[id_] >= 0
+        row_of = self._row_of
+        return 0 <= id_ < len(row_of) and row_of[id_] >= 0
 
     @property
     def rows(self) -> int:
@@ -450,7 +631,7 @@ class PdqIndex:
         """Bytes held by the arrays (what the index costs in memory)."""
         n = self._n
         return int(
-            n * 32 + n * 4 + self._row_of.nbytes + sum(s.nbytes for s in self._segments)
+            n * (32 + 4 + 4) + self._row_of.nbytes + sum(s.nbytes for s in self._segments)
         )
 
     # -- updates ---------------------------------------------------------------------------
@@ -464,7 +645,9 @@ class PdqIndex:
         codes[: self._n] = self._codes[: self._n]
         ids = np.empty(cap, dtype=np.uint32)
         ids[: self._n] = self._ids[: self._n]
-        self._codes, self._ids = codes, ids
+        died = np.full(cap, _ALIVE, dtype=np.uint32)
+        died[: self._n] = self._died[: self._n]
+        self._codes, self._ids, self._died = codes, ids, died
 
     def _reserve_ids(self, max_id: int) -> None:
         if max_id < len(self._row_of):
@@ -495,36 +678,39 @@ class PdqIndex:
         id_arr, words = id_arr[keep], words[keep]
         with self._lock:
             self._append(id_arr, words)
+            self._publish()
 
     def _append(self, id_arr: npt.NDArray[np.int64], words: Words) -> None:
         self._reserve_ids(int(id_arr.max()))
         self._reserve(len(id_arr))
         previous = self._row_of[id_arr]
-        self._live -= int((previous >= 0).sum())
+        replaced = previous[previous >= 0]
+        if len(replaced):
+            self._died[replaced] = self._next_seq()
+        self._live -= len(replaced)
         start = self._n
         self._codes[start : start + len(id_arr)] = words
         self._ids[start : start + len(id_arr)] = id_arr
+        self._died[start : start + len(id_arr)] = _ALIVE
         self._row_of[id_arr] = np.arange(start, start + len(id_arr), dtype=np.int32)
         self._n += len(id_arr)
         self._live += len(id_arr)
-        if self._journal is not None:
-            self._journal.append((start, self._n))
 
     def remove(self, id_: int) -> bool:
         return self.remove_many([id_]) == 1
 
     def remove_many(self, ids: Iterable[int]) -> int:
         id_arr = np.asarray(list(ids), dtype=np.int64)
-        id_arr = id_arr[(id_arr >= 0) & (id_arr < len(self._row_of))]
-        if len(id_arr) == 0:
-            return 0
-        id_arr = np.unique(id_arr)
         with self._lock:
-            present = id_arr[self._row_of[id_arr] >= 0]
+            id_arr = np.unique(id_arr[(id_arr >= 0) & (id_arr < len(self._row_of))])
+            rows = self._row_of[id_arr]
+            present = id_arr[rows >= 0]
+            if len(present) == 0:
+                return 0
+            self._died[rows[rows >= 0]] = self._next_seq()
             self._row_of[present] = -1
             self._live -= len(present)
-            if self._journal is not None and len(present):
-                self._journal.append(present)
+            self._publish()
             return len(present)
 
     # -- maintenance -----------------------------------------------------------------------
@@ -532,21 +718,17 @@ class PdqIndex:
     # Folding and compaction run in three steps: ``_begin`` (under the lock, O(1): a plan
     # and references to the rows so far, which never change in place), ``_build`` (the
     # O(n) part, outside the lock: lookups and updates go on against the current index)
-    # and ``_finish`` (under the lock, O(changes since _begin): swap the result in). A
-    # search therefore sees the index either before or after a maintenance, never waits
-    # on its build. While a build runs, rows below the snapshot only go from alive to
-    # dead (every change that renumbers rows is a maintenance, and one runs at a time), so
-    # reading the live reverse map outside the lock can only keep a row that is dead by
-    # the swap: it is dropped at verification, like any dead row.
+    # and ``_finish`` (under the lock: swap the result in and publish it). A lookup
+    # therefore sees the index either before or after a maintenance, never waits on it.
+    # While a build runs, rows below the snapshot only go from alive to dead, so a row the
+    # build reads as alive and that dies meanwhile stays in the new segments as a dead row
+    # (a fold: filtered at verification) or is marked dead at the swap (a compaction,
+    # which carries every row's current state over to the renumbered rows).
 
-    def _alive_rows(self, lo: int, hi: int, ids: npt.NDArray[np.uint32] | None = None) -> npt.NDArray[np.uint32]:
-        rows = np.arange(lo, hi, dtype=np.int64)
-        row_of = self._row_of
-        id_rows = (self._ids if ids is None else ids)[lo:hi].astype(np.int64)
-        ok = id_rows < len(row_of)  # a reverse map read before it grew
-        alive = np.zeros(hi - lo, dtype=bool)
-        alive[ok] = row_of[id_rows[ok]] == rows[ok]
-        out: npt.NDArray[np.uint32] = rows[alive].astype(np.uint32)
+    @staticmethod
+    def _alive_rows(lo: int, hi: int, died: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+        """Rows in [lo, hi) alive now (by ``died``)."""
+        out: npt.NDArray[np.uint32] = (np.flatnonzero(died[lo:hi] == _ALIVE) + lo).astype(np.uint32)
         return out
 
     def _due(self, force: bool = False) -> bool | None:
@@ -571,55 +753,58 @@ class PdqIndex:
         while k > 0 and sizes[k] * self.merge_ratio > sizes[k - 1]:
             sizes[k - 1] += sizes[k]
             k -= 1
+        if k == 0:  # rebuilding every row: compact, which also numbers rows for table 0
+            return self._begin(compact=True)
         lo = self._segments[k].lo if k < len(self._segments) else self._indexed
-        return _Job(False, self._generation, k, 0, lo, self._n, self._codes, self._ids)
+        return _Job(False, self._generation, k, lo, self._n, self._codes, self._ids, self._died)
 
     def _begin(self, compact: bool) -> _Job:
-        if self._journal is None:
-            self._journal = []
-        return _Job(compact, self._generation, 0, len(self._journal), 0, self._n, self._codes, self._ids)
+        return _Job(compact, self._generation, 0, 0, self._n, self._codes, self._ids, self._died)
 
     def _build(self, job: _Job) -> _Built:
         """The slow part of a maintenance; reads only rows below ``job.n``."""
-        rows = self._alive_rows(job.lo, job.n, job.ids)
+        rows = self._alive_rows(job.lo, job.n, job.died)
         if not job.compact:
             return _Built(job, [_Segment.build(job.codes, rows, job.lo, job.n)] if len(rows) else [], None, None)
+        _, b = _shape_for(len(rows))  # renumbered in substring-0 order: table 0 needs no postings
+        rows = rows[np.argsort(_window(job.codes[rows, :1], 0, b), kind="stable")]
         codes = np.empty((len(rows) + max(len(rows) // 8, 1024), 4), dtype=np.uint64)
         codes[: len(rows)] = job.codes[rows]
         ids = np.empty(len(codes), dtype=np.uint32)
         ids[: len(rows)] = job.ids[rows]
-        seg = [_Segment.build(codes, np.arange(len(rows), dtype=np.uint32), 0, len(rows))] if len(rows) else []
-        return _Built(job, seg, codes, ids, len(rows))
+        seg = [_Segment.build(codes, np.arange(len(rows), dtype=np.uint32), 0, len(rows), direct0=True)
+               ] if len(rows) else []
+        return _Built(job, seg, codes, ids, rows)
 
     def _finish(self, built: _Built) -> bool:
-        """Swap a build in (caller holds the lock); False if the index changed shape meanwhile."""
+        """Swap a build in and publish it (caller holds the lock); False if the index
+        changed shape meanwhile."""
         job = built.job
         if job.generation != self._generation:
             return False
         self._generation += 1
-        journal, self._journal = (self._journal or [])[job.jstart :], None  # other running builds are dropped
         if not job.compact:
-            self._segments[job.k :] = built.segments
+            self._segments = (*self._segments[: job.k], *built.segments)
             self._indexed = job.n
+            self._publish()
             return True
-        assert built.codes is not None and built.ids is not None
-        base, extra = built.kept, self._n - job.n
+        assert built.codes is not None and built.ids is not None and built.rows is not None
+        base, extra = len(built.rows), self._n - job.n
         codes, ids = built.codes, built.ids
         if base + extra > len(codes):
             codes = np.resize(codes, (base + extra + 1024, 4))
             ids = np.resize(ids, base + extra + 1024)
         codes[base : base + extra] = self._codes[job.n : self._n]  # rows added meanwhile: the new tail
         ids[base : base + extra] = self._ids[job.n : self._n]
+        died = np.full(len(codes), _ALIVE, dtype=np.uint32)  # every row's state now, carried over
+        died[:base] = self._died[built.rows]
+        died[base : base + extra] = self._died[job.n : self._n]
+        alive = np.flatnonzero(died[: base + extra] == _ALIVE)
         row_of = np.full(len(self._row_of), -1, dtype=np.int32)
-        row_of[ids[:base].astype(np.int64)] = np.arange(base, dtype=np.int32)
-        for change in journal:  # replayed in order: an id removed then re-added ends alive
-            if isinstance(change, tuple):
-                lo, hi = change
-                row_of[self._ids[lo:hi].astype(np.int64)] = np.arange(lo, hi, dtype=np.int32) - job.n + base
-            else:
-                row_of[change[change < len(row_of)]] = -1
-        self._codes, self._ids, self._row_of, self._n = codes, ids, row_of, base + extra
-        self._segments, self._indexed = built.segments, base
+        row_of[ids[alive].astype(np.int64)] = alive.astype(np.int32)
+        self._codes, self._ids, self._died, self._row_of = codes, ids, died, row_of
+        self._n, self._segments, self._indexed = base + extra, tuple(built.segments), base
+        self._publish()
         return True
 
     def _run(self, job: _Job | None) -> bool:
@@ -654,11 +839,12 @@ class PdqIndex:
         return self._run(job)
 
     def _fold_in_background(self) -> None:
-        """Start :meth:`maintain` in a thread unless one runs (caller holds the lock)."""
-        if self._background is not None and self._background.is_alive():
-            return
-        self._background = threading.Thread(target=self.maintain, name="pdq-index-fold", daemon=True)
-        self._background.start()
+        """Start :meth:`maintain` in a thread unless one runs."""
+        with self._background_lock:
+            if self._background is not None and self._background.is_alive():
+                return
+            self._background = threading.Thread(target=self.maintain, name="pdq-index-fold", daemon=True)
+            self._background.start()
 
     def wait_maintenance(self, timeout: float | None = None) -> bool:
         """Wait for a background fold or compaction to end; True if none runs."""
@@ -679,79 +865,35 @@ class PdqIndex:
         self, queries: Words | Sequence[str], threshold: int | None = None
     ) -> list[list[tuple[int, int]]]:
         """:meth:`search` for many hashes in one vectorized pass (a batch costs far less
-        than its queries one by one)."""
+        than its queries one by one). Takes no lock: answers exactly for the layout
+        published last when it starts."""
         t = self.threshold if threshold is None else threshold
         if not 0 <= t <= BITS:
             raise ValueError("threshold is 0..256 bits")
         qs = pdq_words_many(queries) if not isinstance(queries, np.ndarray) else queries.astype(np.uint64, copy=False)
         qs = np.ascontiguousarray(qs.reshape(-1, 4))
-        k = len(qs)
-        if k == 0:
+        if len(qs) == 0:
             return []
-        with self._lock:
-            if self.auto_fold and self._due() is not None:
-                self._fold_in_background()
-            return self._search(qs, t)
-
-    def _search(self, qs: Words, t: int) -> list[list[tuple[int, int]]]:
-        k = len(qs)
-        codes = self._codes  # rows below _n never change in place
-        hits = _Hits(64 + 4 * k)
-        scan_rows = _kernel().scan_rows
-        for s in self._segments:
-            if not s.scan(codes, qs, t, hits):
-                hits.run(scan_rows, (s.lo, s.hi), codes, qs, t)  # no probe plan covers t
-        if self._indexed < self._n:
-            hits.run(scan_rows, (self._indexed, self._n), codes, qs, t)
-        out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
-        if hits.n == 0:
-            return out
-        rows, qno, dist = hits.row[: hits.n], hits.q[: hits.n], hits.d[: hits.n]
-        if hits.n <= _FEW:
-            return self._collect_few(out, rows.tolist(), qno.tolist(), dist.tolist())
-        alive = self._row_of[self._ids[rows]] == rows
-        rows, qno, dist = rows[alive], qno[alive], dist[alive]
-        ids = self._ids[rows].astype(np.int64)
-        order = np.lexsort((ids, dist, qno))
-        for i, q_i, d_i in zip(ids[order].tolist(), qno[order].tolist(), dist[order].tolist(), strict=True):
-            out[q_i].append((i, d_i))
-        return out
-
-    def _collect_few(
-        self, out: list[list[tuple[int, int]]], rows: list[int], qno: list[int], dist: list[int]
-    ) -> list[list[tuple[int, int]]]:
-        """The last step of :meth:`search_many` for a handful of hits, in Python (cheaper
-        than a few numpy calls): drop dead rows, order by (distance, id)."""
-        ids, row_of = self._ids, self._row_of
-        for r, q, d in zip(rows, qno, dist, strict=True):
-            i = int(ids[r])
-            if int(row_of[i]) == r:
-                out[q].append((i, d))
-        for found in out:
-            found.sort(key=lambda h: (h[1], h[0]))
-        return out
+        layout = self._layout
+        if self.auto_fold and self._due() is not None:
+            self._fold_in_background()
+        return _search(layout, qs, t)
 
     def brute_force_search(self, pdq: str | Words, threshold: int | None = None) -> list[tuple[int, int]]:
         """The same answer by scanning every row (the reference for tests and benchmarks)."""
         t = self.threshold if threshold is None else threshold
         q = pdq_words(pdq) if isinstance(pdq, str) else np.asarray(pdq, dtype=np.uint64).reshape(4)
-        with self._lock:
-            rows, d = brute_force(self._codes[: self._n], q, t)
-            alive = self._row_of[self._ids[rows]] == rows
-            rows, d = rows[alive], d[alive]
-            ids = self._ids[rows]
-        order = np.lexsort((ids, d))
-        return [(int(ids[i]), int(d[i])) for i in order]
+        return _brute_force_layout(self._layout, q, t)
 
     def live(self) -> tuple[npt.NDArray[np.uint32], Words]:
         """Copies of the (ids, codes) of every live hash: a snapshot to rebuild from."""
         with self._lock:
-            rows = self._alive_rows(0, self._n)
+            rows = self._alive_rows(0, self._n, self._died)
             return self._ids[rows].copy(), self._codes[rows].copy()
 
     def relabel(self, old_ids: npt.NDArray[np.integer], new_ids: npt.NDArray[np.integer]) -> None:
-        """Rename every live hash ``old_ids[i]`` to ``new_ids[i]``, in place (the postings
-        hold rows, not ids). ValueError unless the live ids are exactly ``old_ids``."""
+        """Rename every live hash ``old_ids[i]`` to ``new_ids[i]`` (the postings hold rows,
+        not ids). ValueError unless the live ids are exactly ``old_ids``."""
         old, new = np.asarray(old_ids, np.int64), np.asarray(new_ids, np.int64)
         with self._lock:
             here = self._ids[: self._n].astype(np.int64)
@@ -760,12 +902,15 @@ class PdqIndex:
                 raise ValueError("relabel: the ids given are not the index's live ids")
             order = np.argsort(old)
             renamed = new[order][np.searchsorted(old[order], here)] if len(here) else here
-            self._ids[: self._n] = renamed
+            ids = self._ids.copy()  # a new array: lookups under way keep the old names
+            ids[: self._n] = renamed
+            self._ids = ids
             self._row_of = np.full(0, -1, dtype=np.int32)
             if len(renamed):
                 self._reserve_ids(int(renamed.max()))
                 self._row_of[renamed] = np.arange(self._n, dtype=np.int32)
             self._generation += 1
+            self._publish()
 
     def get(self, id_: int) -> str | None:
         """The hex hash stored for ``id_``, if live."""
@@ -795,9 +940,11 @@ class PdqIndex:
             np.save(tmp / "ids.npy", ids[:n])
             segs = []
             for i, s in enumerate(segments):
-                np.save(tmp / f"seg{i}.offsets.npy", s.offsets)
+                np.save(tmp / f"seg{i}.dirhi.npy", s.directory.hi)
+                np.save(tmp / f"seg{i}.dirlo.npy", s.directory.lo)
                 np.save(tmp / f"seg{i}.postings.npy", s.postings)
-                segs.append({"m": s.m, "b": s.b, "n": s.n, "width": s.width})
+                segs.append({"m": s.m, "b": s.b, "n": s.n, "width": s.width, "shift": s.directory.shift,
+                             "direct0": s.direct0})
             manifest = {
                 "format": FORMAT,
                 "threshold": threshold,
@@ -844,33 +991,60 @@ class PdqIndex:
         if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != 4 or ids.shape != (len(codes),):
             raise ValueError(f"{d}: malformed index arrays")
         index._codes, index._ids, index._n = codes, ids.astype(np.uint32, copy=False), len(codes)
+        index._died = np.full(len(codes), _ALIVE, dtype=np.uint32)
         if len(ids):
             index._reserve_ids(int(ids.max()))
             index._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)
         covered = 0
+        segments: list[_Segment] = []
         for i, seg in enumerate(manifest["segments"]):
-            offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
-            postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
-            n, m, b = int(seg["n"]), int(seg["m"]), int(seg["b"])
-            if postings.dtype == np.uint32 and len(postings) == m * n:  # format /1: global row numbers
-                width = _Segment.width_for(covered, covered + n)
-                postings = pack_postings(postings - np.uint32(covered), width)
-            else:
-                width = int(seg.get("width", 0))
-            s = _Segment(m, b, n, covered, covered + n, offsets, postings, width)
-            if (
-                width not in (3, 4)
-                or postings.dtype != np.uint8
-                or len(postings) != m * n * width + 1
-                or len(offsets) != m * ((1 << b) + 1)
-                or offsets.dtype not in (np.uint32, np.int64)
-                or (n and (int(offsets.min()) < 0 or int(offsets.max()) > m * n))
-            ):
+            s = _load_segment(d, i, seg, covered)
+            if s is None or (s.direct0 and not _sorted_by_key0(codes[covered : covered + s.n], s.b)):
                 raise ValueError(f"{d}: malformed segment {i}")
-            index._segments.append(s)
+            segments.append(s)
             covered += s.n
         if covered != len(codes) or int(manifest["rows"]) != len(codes):
             raise ValueError(f"{d}: segments do not cover the rows")
-        index._indexed = covered
+        index._segments, index._indexed = tuple(segments), covered
         index._live = len(codes)
+        index._publish()
         return index
+
+
+def _load_segment(d: Path, i: int, seg: dict[str, object], covered: int) -> _Segment | None:
+    """Segment ``i`` of a saved index (any format in ``_FORMATS``), or None if malformed."""
+    n, m, b = int(seg["n"]), int(seg["m"]), int(seg["b"])  # type: ignore[call-overload]
+    postings = np.load(d / f"seg{i}.postings.npy", allow_pickle=False)
+    if (d / f"seg{i}.offsets.npy").exists():  # formats /1 and /2: one flat directory
+        offsets = np.load(d / f"seg{i}.offsets.npy", allow_pickle=False)
+        if (len(offsets) != m * ((1 << b) + 1) or offsets.dtype not in (np.uint32, np.int64)
+                or (n and (int(offsets.min()) < 0 or int(offsets.max()) > m * n
+                           or bool(np.any(np.diff(offsets.astype(np.int64)) < 0))))):
+            return None
+        directory = _Directory.encode(offsets)
+    else:
+        hi = np.load(d / f"seg{i}.dirhi.npy", allow_pickle=False)
+        lo = np.load(d / f"seg{i}.dirlo.npy", allow_pickle=False)
+        shift = int(seg.get("shift", -1))  # type: ignore[call-overload]
+        if (lo.dtype not in (np.uint8, np.uint16) or hi.dtype not in (np.uint32, np.int64)
+                or not 0 <= shift <= 12 or len(lo) != m * ((1 << b) + 1)
+                or len(hi) != -(-len(lo) // (1 << shift)) + 1):
+            return None
+        directory = _Directory(hi, lo, shift)
+        flat = directory.decode()
+        if n and (int(flat.min()) < 0 or int(flat.max()) > m * n or bool(np.any(np.diff(flat) < 0))):
+            return None
+    if postings.dtype == np.uint32 and len(postings) == m * n:  # format /1: global row numbers
+        width = _Segment.width_for(covered, covered + n)
+        postings = pack_postings(postings - np.uint32(covered), width)
+    else:
+        width = int(seg.get("width", 0))  # type: ignore[call-overload]
+    direct0 = bool(seg.get("direct0", False))
+    if width not in (3, 4) or postings.dtype != np.uint8 or len(postings) != (m * n - n * direct0) * width + 1:
+        return None
+    return _Segment(m, b, n, covered, covered + n, directory, postings, width, direct0)
+
+
+def _sorted_by_key0(codes: Words, b: int) -> bool:
+    keys = _window(codes[:, :1], 0, b).astype(np.int64)
+    return bool(np.all(np.diff(keys) >= 0))

@@ -15,7 +15,11 @@ it costs nothing on the common path). Segments cover disjoint rows, so a batch's
 need no de-duplication afterwards.
 
 Compiled code is cached (``cache=True``) next to this file, or in numba's per-user
-cache directory when the package directory is read-only (``NUMBA_CACHE_DIR`` moves it).
+cache directory (``~/.cache/numba``) when the package directory is read-only; when
+neither is writable (a read-only install run by a user without a home) the cache goes
+to a private per-user directory under the temp dir, and if that cannot be had safely,
+compiled code is not cached, rather than the import failing. ``NUMBA_CACHE_DIR``
+overrides all of these.
 """
 
 # Compiled (nopython) code: numba types it, not mypy; intrinsics are called with their
@@ -24,16 +28,71 @@ cache directory when the package directory is read-only (``NUMBA_CACHE_DIR`` mov
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.misc.appdirs import AppDirs
 
 __all__ = ["scan_segment", "scan_rows"]
 
 _U64 = np.uint64
 _AHEAD = 16  # prefetch distance, in loop iterations
+
+
+def _writable(directory: Path) -> bool:
+    """True if compiled code can be cached in ``directory`` (numba's own test: create it,
+    write a temporary file in it)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError:
+        return False
+    return True
+
+
+def _private_dir(directory: Path) -> bool:
+    """``directory`` exists (created 0700 if need be), is ours and no one else can write
+    it: the cache is unpickled when loaded, so a directory another user prepared in the
+    shared temp dir must not be used."""
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        st = directory.lstat()
+    except OSError:
+        return False
+    getuid = getattr(os, "getuid", None)
+    return (stat.S_ISDIR(st.st_mode) and (getuid is None or st.st_uid == getuid())
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and _writable(directory))
+
+
+def cache_enabled() -> bool:
+    """Where numba caches this module's compiled code: next to it, else the per-user cache
+    directory, else a private directory under the temp dir (set as numba's cache dir);
+    False if none is usable (the kernels are then compiled on each first use)."""
+    config: Any = numba.config
+    if config.CACHE_DIR:
+        return True
+    if _writable(Path(__file__).parent / "__pycache__"):
+        return True
+    if _writable(Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)):
+        return True
+    uid = getattr(os, "getuid", lambda: "user")()
+    fallback = Path(tempfile.gettempdir()) / f"trustwire-numba-{uid}"
+    if _private_dir(fallback):
+        config.CACHE_DIR = str(fallback)
+        return True
+    return False
+
+
+_CACHE = cache_enabled()
 
 
 @intrinsic
@@ -103,22 +162,27 @@ def _emit(out_row, out_q, out_d, found, row, qi, d):  # type: ignore[no-untyped-
     return found + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def scan_segment(  # type: ignore[no-untyped-def]
-    offsets, postings, width, lo, m, b, radii, counts, flips, codes, queries, threshold, out_row, out_q, out_d, found
+    dir_hi, dir_lo, shift, direct0, n, postings, width, lo, m, b, radii, counts, flips,
+    codes, queries, threshold, out_row, out_q, out_d, found,
 ):
     """Hits of ``queries`` in one segment appended to ``out_*`` from position ``found``;
     returns the new count (past ``len(out_row)`` when the buffers were too small: the
     caller grows them and calls again).
 
     ``radii[j]`` is substring j's probe radius (-1: not probed), ``flips[:counts[j]]``
-    its flip masks; ``offsets`` has ``2**b + 1`` global posting positions per substring.
+    its flip masks. Slot ``g`` (``2**b + 1`` per substring) starts at posting position
+    ``dir_hi[g >> shift] + dir_lo[g]``; table j's positions are [j * n, (j + 1) * n).
+    ``direct0``: table 0's positions are the rows themselves (minus ``lo``) and the
+    postings start with table 1.
 
     Each query runs in three tight loops (directory slots, then postings, then
     distances) rather than one nested loop: the reads of each loop are independent of
     one another, so the CPU keeps many cache misses in flight instead of one chain.
     """
     slots_per_table = (1 << b) + 1
+    skip = n if direct0 else 0  # positions below skip are rows, not postings
     probes = 0
     for j in range(m):
         probes += counts[j]
@@ -139,14 +203,16 @@ def scan_segment(  # type: ignore[no-untyped-def]
             for f in range(counts[j]):
                 slot = table + (key ^ flips[f])
                 starts[p] = slot
-                _prefetch(offsets, slot)
+                _prefetch(dir_lo, slot)
+                _prefetch(dir_hi, slot >> shift)
                 p += 1
         for p in range(probes):
             slot = starts[p]
-            starts[p] = offsets[slot]
-            ends[p] = offsets[slot + 1]
+            starts[p] = np.int64(dir_hi[slot >> shift]) + np.int64(dir_lo[slot])
+            ends[p] = np.int64(dir_hi[(slot + 1) >> shift]) + np.int64(dir_lo[slot + 1])
         for p in range(min(_AHEAD, probes)):
-            _prefetch(postings, starts[p] * width)
+            if starts[p] >= skip:
+                _prefetch(postings, (starts[p] - skip) * width)
         total = 0
         for p in range(probes):
             total += ends[p] - starts[p]
@@ -156,17 +222,25 @@ def scan_segment(  # type: ignore[no-untyped-def]
         c = 0  # 2. the row of every posting they reach
         p = 0
         for j in range(m):
+            direct = direct0 and j == 0
             for f in range(counts[j]):
-                if p + _AHEAD < probes:
-                    _prefetch(postings, starts[p + _AHEAD] * width)
-                for i in range(starts[p], ends[p]):
-                    at = i * width
-                    rel = np.int64(postings[at]) | (np.int64(postings[at + 1]) << 8) | (np.int64(postings[at + 2]) << 16)
-                    if width == 4:
-                        rel |= np.int64(postings[at + 3]) << 24
-                    cand[c] = lo + rel
-                    cand_sub[c] = j
-                    c += 1
+                if p + _AHEAD < probes and starts[p + _AHEAD] >= skip:
+                    _prefetch(postings, (starts[p + _AHEAD] - skip) * width)
+                if direct:
+                    for i in range(starts[p], ends[p]):
+                        cand[c] = lo + i
+                        cand_sub[c] = 0
+                        c += 1
+                else:
+                    for i in range(starts[p], ends[p]):
+                        at = (i - skip) * width
+                        rel = (np.int64(postings[at]) | (np.int64(postings[at + 1]) << 8)
+                               | (np.int64(postings[at + 2]) << 16))
+                        if width == 4:
+                            rel |= np.int64(postings[at + 3]) << 24
+                        cand[c] = lo + rel
+                        cand_sub[c] = j
+                        c += 1
                 p += 1
         for c in range(min(_AHEAD, total)):
             _prefetch(flat, cand[c] * 4)
@@ -188,7 +262,7 @@ def scan_segment(  # type: ignore[no-untyped-def]
     return found
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def scan_rows(lo, hi, codes, queries, threshold, out_row, out_q, out_d, found):  # type: ignore[no-untyped-def]
     """Brute force over rows [lo, hi) (the unindexed tail, or a threshold no probe plan
     covers); same output convention as :func:`scan_segment`."""

@@ -161,12 +161,12 @@ def test_a_forced_compaction_of_the_banks_index_never_blocks_its_lookups(
     entered, release = threading.Event(), threading.Event()
     real = pdq_index._Segment.build.__func__  # type: ignore[attr-defined]
 
-    def gated(cls: type, *args: object) -> object:  # the compaction's build waits here
+    def gated(cls: type, *args: object, **kwargs: object) -> object:  # the compaction's build waits here
         entered.set()
         assert release.wait(60), "the gate was never opened"
-        return real(cls, *args)
+        return real(cls, *args, **kwargs)
 
-    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))  # type: ignore[arg-type]
     compaction = threading.Thread(target=index.compact, daemon=True)
     compaction.start()
     try:

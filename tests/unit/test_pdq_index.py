@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,11 +55,19 @@ def test_radii_satisfy_the_pigeonhole_condition(threshold: int) -> None:
         assert sum(r + 1 for r in rs) == threshold + 1  # condition (*) in the module docstring
 
 
-def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond() -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["folded", "compacted"])
+def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond(compacted: bool) -> None:
     rng = np.random.default_rng(1)
     codes = _codes(50_000, 2)
     index = PdqIndex()
-    index.add_many(np.arange(len(codes)), codes)
+    index.add_many(np.arange(45_000), codes[:45_000])
+    index.fold(force=True)  # everything from row 0: numbered in substring-0 order, table 0 without postings
+    index.add_many(np.arange(45_000, 50_000), codes[45_000:])
+    index.fold(force=True)  # a second segment, with postings for every table
+    assert [s.direct0 for s in index._segments] == [True, False]
+    if compacted:
+        index.compact()
+        assert [s.direct0 for s in index._segments] == [True]
     for d in range(0, 41):
         for _ in range(6):
             target = int(rng.integers(0, len(codes)))
@@ -169,13 +178,14 @@ def _clustered(families: int, size: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.stack(rows), centres
 
 
-def test_recall_is_exact_on_clustered_near_duplicates_single_and_batched() -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["folded", "compacted"])
+def test_recall_is_exact_on_clustered_near_duplicates_single_and_batched(compacted: bool) -> None:
     rng = np.random.default_rng(21)
     codes, centres = _clustered(400, 40, 22)  # 16k hashes, many within 31 bits of each other
     codes = np.concatenate([codes, _codes(20_000, 23)])  # and a random background
     index = PdqIndex(tail_limit=1_000)
     index.add_many(np.arange(30_000), codes[:30_000])
-    index.fold(force=True)
+    index.compact() if compacted else index.fold(force=True)
     index.add_many(np.arange(30_000, len(codes)), codes[30_000:])  # a second segment and a tail
     queries = np.stack([_flip(centres[int(rng.integers(0, len(centres)))], int(rng.integers(0, 20)), rng)
                         for _ in range(60)] + [codes[int(rng.integers(0, len(codes)))] for _ in range(20)])
@@ -206,12 +216,12 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, thr
     entered, release = threading.Event(), threading.Event()
     real = pdq_index._Segment.build.__func__  # type: ignore[attr-defined]
 
-    def gated(cls: type, *args: object) -> object:
+    def gated(cls: type, *args: object, **kwargs: object) -> object:
         entered.set()
         assert release.wait(60), "the gate was never opened"
-        return real(cls, *args)
+        return real(cls, *args, **kwargs)
 
-    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))
+    monkeypatch.setattr(pdq_index._Segment, "build", classmethod(gated))  # type: ignore[arg-type]
     yield entered, release
     release.set()
 
@@ -278,7 +288,7 @@ def _repacked(index: PdqIndex, width: int) -> None:
     """Re-pack every segment's postings at ``width`` bytes (4 is what a segment spanning
     2**24 rows or more uses: too large to build in a unit test)."""
     for s in index._segments:
-        rel = np.zeros(s.m * s.n, dtype=np.uint32)
+        rel = np.zeros(s.tables_posted * s.n, dtype=np.uint32)
         raw = s.postings[:-1].reshape(-1, s.width)
         for k in range(s.width):
             rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
@@ -300,29 +310,59 @@ def test_four_byte_postings_answer_like_three_byte_ones() -> None:
     assert sum(len(h) for h in before) >= 40  # the queries do reach crowded neighbourhoods
 
 
-def test_a_format_1_index_still_loads(tmp_path: Path) -> None:
-    """Format /1 stored postings as uint32 global row numbers; load re-packs them."""
+def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
+    """Save ``index`` as format /1 or /2 wrote it: flat
+    uint32 directories; /2 packed postings, /1 uint32 global row numbers."""
+    path.mkdir()
+    n = index.rows
+    np.save(path / "codes.npy", index._codes[:n])
+    np.save(path / "ids.npy", index._ids[:n])
+    segs = []
+    for i, s in enumerate(index._segments):
+        np.save(path / f"seg{i}.offsets.npy", s.directory.decode().astype(np.uint32))
+        postings = s.postings
+        if s.direct0:  # older formats kept table 0's postings: the rows in order
+            postings = np.concatenate([pdq_index.pack_postings(np.arange(s.n), s.width)[:-1], postings])
+        if version == 1:
+            raw = postings[:-1].reshape(-1, s.width)
+            rel = np.zeros(len(raw), dtype=np.uint32)
+            for k in range(s.width):
+                rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+            postings = rel + np.uint32(s.lo)
+        np.save(path / f"seg{i}.postings.npy", postings)
+        segs.append({"m": s.m, "b": s.b, "n": s.n} | ({"width": s.width} if version == 2 else {}))
+    manifest = {"format": f"trustwire-pdq-index/{version}", "threshold": 31, "rows": n, "segments": segs,
+                "watermark": "7"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_saved_in_an_older_format_still_loads(tmp_path: Path, version: int) -> None:
     codes = _codes(20_000, 43)
-    index = PdqIndex()
-    index.add_many(np.arange(len(codes)), codes)
-    index.save(tmp_path / "idx", watermark="7")
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    covered = 0
-    for i, seg in enumerate(manifest["segments"]):  # rewrite it as format /1 wrote it
-        raw = np.load(tmp_path / "idx" / f"seg{i}.postings.npy")[:-1].reshape(-1, seg.pop("width"))
-        rel = np.zeros(len(raw), dtype=np.uint32)
-        for k in range(raw.shape[1]):
-            rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
-        np.save(tmp_path / "idx" / f"seg{i}.postings.npy", rel + np.uint32(covered))
-        covered += seg["n"]
-    manifest["format"] = "trustwire-pdq-index/1"
-    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    index = PdqIndex(tail_limit=3_000)
+    index.add_many(np.arange(18_000), codes[:18_000])
+    index.fold(force=True)
+    index.add_many(np.arange(18_000, 20_000), codes[18_000:])
+    index.fold(force=True)
+    assert len(index._segments) == 2 and index.stats()["tail"] == 0
+    _write_old_format(index, tmp_path / "idx", version)
     assert PdqIndex.watermark_of(tmp_path / "idx") == "7"
     old = PdqIndex.load(tmp_path / "idx")
     rng = np.random.default_rng(44)
     for _ in range(30):
-        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 32)), rng)
-        assert old.search(q) == index.search(q)
+        q = _flip(codes[int(rng.integers(0, len(codes)))], int(rng.integers(0, 33)), rng)
+        assert old.search(q) == index.search(q) == index.brute_force_search(q)
+
+
+def test_two_level_directories_round_trip() -> None:
+    rng = np.random.default_rng(46)
+    dense = np.cumsum(rng.poisson(4.8, 1 << 16))  # ~10M hashes in 2**21 slots: blocks of 16 fit a byte
+    d = pdq_index._Directory.encode(dense)
+    assert d.lo.dtype == np.uint8 and d.nbytes < dense.size * 1.6 and (d.decode() == dense).all()
+    crowded = np.cumsum(np.where(rng.random(5_000) < 0.01, 70_000, 1))  # some slots hold > 65,535 postings
+    d = pdq_index._Directory.encode(crowded)
+    assert d.shift == 0 and (d.decode() == crowded).all()
+    assert (pdq_index._Directory.encode(np.zeros(3, np.int64)).decode() == 0).all()
 
 
 def test_malformed_postings_are_refused_on_load(tmp_path: Path) -> None:
@@ -339,6 +379,132 @@ def test_the_compiled_scans_release_the_gil_and_are_cached() -> None:
     """Lookups must not stall the match service's other threads; compiled code is reused."""
     from clients.pdq_kernel import scan_rows, scan_segment
 
+    kernel: Any
     for kernel in (scan_segment, scan_rows):
-        assert kernel.targetoptions["nogil"] is True and kernel._cache is not None  # type: ignore[attr-defined]
-        assert type(kernel._cache).__name__ == "FunctionCache"  # type: ignore[attr-defined]
+        assert kernel.targetoptions["nogil"] is True and kernel._cache is not None
+        assert type(kernel._cache).__name__ == "FunctionCache"
+
+
+# -- concurrent lookups ----------------------------------------------------------------------
+
+
+def test_two_lookups_run_inside_the_kernel_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups take no lock: two searches meet inside the compiled scan. If lookups
+    serialized, the second could not enter while the first waits there and the barrier
+    would break (bounded wait, no clock assert)."""
+    codes = _codes(20_000, 51)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    real = pdq_index._kernel()
+    met = threading.Barrier(2, timeout=30)
+    inside = threading.local()
+
+    def scan_segment(*args: object) -> object:
+        if not getattr(inside, "met", False):
+            inside.met = True
+            met.wait()  # both lookups are in the scan at the same moment
+        return real.scan_segment(*args)
+
+    kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
+    monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(index.search(codes[i])), daemon=True) for i in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not met.broken
+    assert sorted(results) == [[(3, 0)], [(4, 0)]]  # type: ignore[type-var]
+
+
+def _fingerprint(ids: np.ndarray, codes: np.ndarray) -> int:
+    """An order-free digest of a set of (id, hash) pairs."""
+    if len(ids) == 0:
+        return 0
+    k = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.asarray(ids, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
+        for w in range(4):
+            h ^= codes[:, w] * k[w]
+            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+    return int(np.bitwise_xor.reduce(h))
+
+
+def test_lookups_during_adds_removes_and_compactions_are_exact_for_the_state_they_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads search while a third adds, replaces, removes, folds and compacts. Every
+    answer must be brute force over the layout the lookup read, and that layout must be
+    a state the index really was in after some update (no torn state)."""
+    rng = np.random.default_rng(52)
+    pool = _codes(12_000, 53)
+    index = PdqIndex(tail_limit=700)
+    index.add_many(np.arange(4_000), pool[:4_000])
+    index.fold(force=True)
+    model: dict[int, np.ndarray] = {i: pool[i] for i in range(4_000)}
+    states = {_fingerprint(np.array(list(model)), np.stack(list(model.values())))}
+    seen: list[tuple[object, np.ndarray, list[list[tuple[int, int]]]]] = []
+    real_search = pdq_index._search
+
+    def recording(layout: object, qs: np.ndarray, t: int) -> list[list[tuple[int, int]]]:
+        out = real_search(layout, qs, t)  # type: ignore[arg-type]
+        seen.append((layout, qs.copy(), out))
+        return out
+
+    monkeypatch.setattr(pdq_index, "_search", recording)
+    done = threading.Event()
+
+    def mutate() -> None:
+        nxt = 4_000
+        for step in range(60):
+            op = step % 4
+            if op == 0:  # new ids
+                ids = np.arange(nxt, nxt + 150)
+                nxt += 150
+                batch = pool[ids]
+            elif op == 1:  # new versions of existing ids
+                ids = rng.choice(sorted(model), 40, replace=False)
+                batch = _codes(40, 1_000 + step)
+            else:
+                ids = rng.choice(sorted(model), 200, replace=False)
+                batch = None
+            if batch is None:
+                for i in ids.tolist():
+                    del model[i]
+            else:
+                model.update(zip(ids.tolist(), batch, strict=True))
+            states.add(_fingerprint(np.array(list(model)), np.stack(list(model.values()))))
+            if batch is None:
+                index.remove_many(ids.tolist())
+            else:
+                index.add_many(ids, batch)
+            if step % 15 == 14:
+                index.compact()
+        done.set()
+
+    def lookups(seed: int) -> None:
+        r = np.random.default_rng(seed)
+        while not done.is_set() or r.integers(0, 4) > 0:
+            near = np.stack([_flip(pool[int(r.integers(0, 12_000))], int(r.integers(0, 36)), r)
+                             for _ in range(int(r.integers(1, 5)))])
+            index.search_many(near)
+
+    threads = [threading.Thread(target=mutate, daemon=True)] + [
+        threading.Thread(target=lookups, args=(s,), daemon=True) for s in (54, 55)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    assert done.is_set() and not any(t.is_alive() for t in threads)
+    assert index.wait_maintenance(60)
+    layouts = {id(lay) for lay, _, _ in seen}
+    assert len(seen) >= 20 and len(layouts) >= 3  # lookups really did see the index change under them
+    for layout, qs, out in seen:
+        alive = np.flatnonzero(layout.died[: layout.n] > layout.seq)  # type: ignore[attr-defined]
+        assert _fingerprint(layout.ids[alive], layout.codes[alive]) in states  # type: ignore[attr-defined]
+        for q, got in zip(qs, out, strict=True):
+            assert got == pdq_index._brute_force_layout(layout, q, 31)  # type: ignore[arg-type]
+    final = index.search_many(np.stack(list(model.values())[:50]), threshold=0)
+    assert all((i, 0) in got for i, got in zip(list(model)[:50], final, strict=True))
