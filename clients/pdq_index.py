@@ -434,6 +434,16 @@ def pack_postings(rel: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def unpack_postings(packed: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint32]:
+    """The row numbers of ``width``-byte records (the inverse of :func:`pack_postings`,
+    without its padding byte)."""
+    raw = packed[: len(packed) // width * width].reshape(-1, width)
+    rel = np.zeros(len(raw), dtype=np.uint32)
+    for k in range(width):
+        rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+    return rel
+
+
 def _kernel() -> ModuleType:
     """:mod:`clients.pdq_kernel`, imported on the first lookup: importing numba costs about
     a second and ~95 MiB, which CLI commands that never search should not pay."""
@@ -1042,7 +1052,19 @@ def _load_segment(d: Path, i: int, seg: dict[str, object], covered: int) -> _Seg
     direct0 = bool(seg.get("direct0", False))
     if width not in (3, 4) or postings.dtype != np.uint8 or len(postings) != (m * n - n * direct0) * width + 1:
         return None
+    if not _postings_below(postings, width, n):  # the kernel reads the row each posting names, unchecked
+        return None
     return _Segment(m, b, n, covered, covered + n, directory, postings, width, direct0)
+
+
+def _postings_below(postings: npt.NDArray[np.uint8], width: int, n: int) -> bool:
+    """Every packed posting names a row of its segment (``< n``), read in chunks of 4M."""
+    count = (len(postings) - 1) // width
+    step = 1 << 22
+    for start in range(0, count, step):
+        if int(unpack_postings(postings[start * width : min(count, start + step) * width], width).max()) >= n:
+            return False
+    return True
 
 
 def _sorted_by_key0(codes: Words, b: int) -> bool:

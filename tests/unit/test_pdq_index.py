@@ -288,10 +288,8 @@ def _repacked(index: PdqIndex, width: int) -> None:
     """Re-pack every segment's postings at ``width`` bytes (4 is what a segment spanning
     2**24 rows or more uses: too large to build in a unit test)."""
     for s in index._segments:
-        rel = np.zeros(s.tables_posted * s.n, dtype=np.uint32)
-        raw = s.postings[:-1].reshape(-1, s.width)
-        for k in range(s.width):
-            rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
+        rel = pdq_index.unpack_postings(s.postings[:-1], s.width)
+        assert len(rel) == s.tables_posted * s.n
         s.postings, s.width = pdq_index.pack_postings(rel, width), width
 
 
@@ -324,11 +322,7 @@ def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
         if s.direct0:  # older formats kept table 0's postings: the rows in order
             postings = np.concatenate([pdq_index.pack_postings(np.arange(s.n), s.width)[:-1], postings])
         if version == 1:
-            raw = postings[:-1].reshape(-1, s.width)
-            rel = np.zeros(len(raw), dtype=np.uint32)
-            for k in range(s.width):
-                rel |= raw[:, k].astype(np.uint32) << np.uint32(8 * k)
-            postings = rel + np.uint32(s.lo)
+            postings = pdq_index.unpack_postings(postings[:-1], s.width) + np.uint32(s.lo)
         np.save(path / f"seg{i}.postings.npy", postings)
         segs.append({"m": s.m, "b": s.b, "n": s.n} | ({"width": s.width} if version == 2 else {}))
     manifest = {"format": f"trustwire-pdq-index/{version}", "threshold": 31, "rows": n, "segments": segs,
@@ -371,6 +365,21 @@ def test_malformed_postings_are_refused_on_load(tmp_path: Path) -> None:
     index.add_many(np.arange(len(codes)), codes)
     index.save(tmp_path / "idx")
     np.save(tmp_path / "idx" / "seg0.postings.npy", np.zeros(10, dtype=np.uint8))
+    with pytest.raises(ValueError, match="malformed segment"):
+        PdqIndex.load(tmp_path / "idx")
+
+
+def test_a_saved_posting_naming_a_row_outside_its_segment_is_refused_on_load(tmp_path: Path) -> None:
+    """A tampered saved index must not make the compiled scan read outside the codes."""
+    codes = _codes(5_000, 47)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    width = int(manifest["segments"][0]["width"])
+    postings = np.load(tmp_path / "idx" / "seg0.postings.npy")
+    postings[len(postings) // 2 // width * width : len(postings) // 2 // width * width + width] = 0xFF
+    np.save(tmp_path / "idx" / "seg0.postings.npy", postings)
     with pytest.raises(ValueError, match="malformed segment"):
         PdqIndex.load(tmp_path / "idx")
 
