@@ -391,6 +391,15 @@ class MatchIndex:
                                opinions=self._opinions.get(row, NO_OPINIONS)))
         return out
 
+    def _still_near(self, found: Iterable[tuple[int, int]], query: str, type_name: str) -> list[tuple[int, int]]:
+        """The PDQ index's answers whose row still holds, under the lock, a hash of
+        ``type_name`` at the distance found (caller holds the lock): the search ran
+        without it, so a row may have been removed, or freed and reused by another
+        signal, in between — that row must not answer with the old hash's distance."""
+        rows, q = self._rows, int(query, 16)
+        return [(r, d) for r, d in found
+                if rows.alive(r) and rows.type_of(r) == type_name and (int(rows.values.get(r), 16) ^ q).bit_count() == d]
+
     def _exact_rows(self, type_name: str, value: str) -> list[int]:
         """Rows holding exactly (type, value), verified (map entries may be stale)."""
         type_id = self._rows.types.find(type_name)
@@ -411,6 +420,11 @@ class MatchIndex:
                 if not self._by_value.get(digest(type_name, value)):
                     return []
         now = self._clock_ms()
+        if kind.matcher is Matcher.HAMMING:  # searched outside the lock: the PDQ index reads its own snapshot
+            near = self._pdq.search(value, self.pdq_threshold)
+            with self._lock:
+                hits = self._hits(self._still_near(near, value, type_name), now, type_name)
+            return sorted(hits, key=lambda h: (h.distance, h.signal.index))
         with self._lock:
             if kind.matcher is Matcher.EXACT:
                 keys = [(type_name, value)] if single else kind.lookups(value)
@@ -419,9 +433,7 @@ class MatchIndex:
                     return []
                 return sorted(self._hits([(r, 0) for r in found], now), key=lambda h: h.signal.index)
             only: str | None = None
-            if kind.matcher is Matcher.HAMMING:
-                hamming, only = self._pdq.search(value, self.pdq_threshold), type_name
-            elif _shape(type_name) is _FRAMES:
+            if _shape(type_name) is _FRAMES:
                 return self._video(frames_of(value), now)
             elif kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
                 scored = ((i, kind.distance(v, value)) for i, v in self._text.items()
@@ -438,9 +450,9 @@ class MatchIndex:
         if signal_type(type_name).matcher is not Matcher.HAMMING or len(values) < 2:
             return [self.lookup(type_name, v) for v in values]
         now = self._clock_ms()
+        found = self._pdq.search_many(values, self.pdq_threshold)  # outside the lock, as in lookup
         with self._lock:
-            found = self._pdq.search_many(values, self.pdq_threshold)
-            hits = [self._hits(f, now, type_name) for f in found]
+            hits = [self._hits(self._still_near(f, v, type_name), now, type_name) for f, v in zip(found, values)]
         return [sorted(h, key=lambda h: (h.distance, h.signal.index)) for h in hits]
 
     def _video(self, query: list[str], now: int) -> list[Hit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 
 import pytest
 
@@ -170,3 +171,51 @@ def test_batched_pdq_lookups_equal_single_ones() -> None:
     assert batched == [index.lookup("pdq", q) for q in queries]
     assert sum(bool(b) for b in batched) >= 30 and batched[-2] == []
     assert index.lookup_many("md5", ["a" * 32, "b" * 32]) == [index.lookup("md5", "a" * 32), []]
+
+
+def _pausing_kernel(monkeypatch: pytest.MonkeyPatch, during_scan: object) -> None:
+    """Run ``during_scan()`` once, inside the first compiled PDQ scan (the lookup is mid-search)."""
+    from clients import pdq_index
+
+    real, done = pdq_index._kernel(), threading.Event()
+
+    def scan_segment(*args: object) -> object:
+        if not done.is_set():
+            done.set()
+            during_scan()  # type: ignore[operator]
+        return real.scan_segment(*args)
+
+    kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
+    monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
+
+
+def test_pdq_lookups_search_outside_the_lock_and_a_row_reused_meanwhile_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PDQ search runs without the service's lock (concurrent lookups overlap), so an
+    update may land mid-search: the signal found is removed and its row reused by another
+    signal whose hash is far from the query. That signal must not answer with the old
+    hash's distance."""
+    rng = random.Random(7)
+    a, far = rand_hex(rng), rand_hex(rng)
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("pdq", a, "p1")] + [sig("md5", "%032x" % i, f"m{i}") for i in range(64)], {})
+    index.pdq_threshold = 31
+    query = flip(a, 10, rng)
+    updated = threading.Event()
+
+    def update() -> None:  # another thread: it needs the lock, which the lookup must not hold now
+        def swap() -> None:
+            index.put(None, ("alice", "p1"), {})
+            index.put(sig("pdq", far, "p2"), ("alice", "p2"), {})
+            updated.set()
+
+        t = threading.Thread(target=swap, daemon=True)
+        t.start()
+        t.join(10)
+
+    _pausing_kernel(monkeypatch, update)
+    hits = index.lookup("pdq", query)
+    assert updated.is_set()  # the update ran while the lookup was searching
+    assert [h.signal.signal_id for h in hits] == []  # p1 is gone; p2 is 100+ bits away
+    assert [h.signal.signal_id for h in index.lookup("pdq", far)] == ["p2"]
