@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from clients.media import hash_file
-from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, accepted
+from tests.conftest import GROUP_ALL, GROUP_NCII, REPO, TaskForce, accepted, wait_until
 
 from threatexchange.utils import dataclass_json  # the `test` extra installs it  # noqa: E402
 
@@ -178,11 +178,7 @@ def test_fetch_iter_deletes_expired_and_resumes(tf: TaskForce) -> None:
     assert set(converted[FileSHA256Signal]) == {"a" * 64}
 
     # resume after the expiry time: the expired signal comes back as a delete
-    import time
-
-    deadline = time.monotonic() + 10
-    while alice._clock_ms() <= now + 1500 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: alice._clock_ms() > now + 1500, timeout=10)
     accepted(alice.publish([alice.signal("sha256", "c" * 64, groups=[GROUP_ALL], signal_id="new")]))
     api = TrustwireSignalExchangeAPI.for_collab(collab, creds)
     try:

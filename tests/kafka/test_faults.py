@@ -23,6 +23,7 @@ from clients.member import MemberClient
 from clients.store import MemberStore
 from exchange.core.errors import OutOfRange, TrustwireError
 from exchange.core.records import Receipt
+from exchange.core.verify import VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from tests.conftest import GROUP_ALL, MEMBERS
 from tests.kafka.broker import Broker
@@ -287,15 +288,14 @@ def test_a_subscriber_killed_mid_stream_queues_everything_once(cluster: Cluster,
 
 def _sync_with_retry(client: MemberClient) -> None:
     """A replica a few ms behind the other refuses a checkpoint it has not reached yet."""
-    deadline = time.monotonic() + 10
-    while True:
+    def synced() -> bool:
         try:
             client.sync()
-            return
         except OutOfRange:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+        return True
+
+    wait_for(synced, 10, "a replica to reach the checkpoint the member trusts")
 
 
 def test_a_member_alternating_between_two_replicas_sees_one_order(cluster: Cluster, tmp_path: Path) -> None:
@@ -316,12 +316,13 @@ def test_a_member_alternating_between_two_replicas_sees_one_order(cluster: Clust
         with cluster.member("alice", read_via.target, state=state) as alice:
             _sync_with_retry(alice)  # verifies every proof and checkpoint consistency across replicas
         with cluster.member("carol", read_via.target) as carol:
-            deadline = time.monotonic() + 10
-            while True:
-                entries = list(carol.subscribe(follow=False))
-                if entries and entries[-1].index >= r.index or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+            entries: list[VerifiedEntry] = []
+
+            def caught_up() -> bool:
+                entries[:] = list(carol.subscribe(follow=False))
+                return bool(entries) and entries[-1].index >= r.index
+
+            wait_for(caught_up, 10, "the replica to serve the last entry")
             for v in entries:
                 assert seen.setdefault(v.index, v.record) == v.record, f"entry {v.index} differs between replicas"
             assert entries[-1].index == r.index and isinstance(entries[-1].entry, pb.Signal)
