@@ -130,13 +130,13 @@ class BankOpinion:
         return self.index
 
 
-_SCAN_COLUMNS = (  # Bank.scan_columns: missing times as NO_TIME_MS, key numbers resolved once a scan
-    "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
-    " IFNULL(valid_from_ms, -9223372036854775808), IFNULL(valid_until_ms, -9223372036854775808),"
-    " created_at_ms, IFNULL(accepted_at_ms, 0), quality_flag, IFNULL(key_no, 0)"
-)
 NO_TIME_MS = -(2**63)
 """A missing ``valid_from_ms``/``valid_until_ms`` in :class:`SignalColumns`."""
+_SCAN_COLUMNS = (  # Bank.scan_columns: missing times as NO_TIME_MS, key numbers resolved once a scan
+    "publisher, signal_id, idx, type, value, labels, confidence, severity, groups, tlp,"
+    f" IFNULL(valid_from_ms, {NO_TIME_MS}), IFNULL(valid_until_ms, {NO_TIME_MS}),"
+    " created_at_ms, IFNULL(accepted_at_ms, 0), quality_flag, IFNULL(key_no, 0)"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

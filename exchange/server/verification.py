@@ -11,9 +11,9 @@ inline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import hashlib
 import pickle
 import queue
 import struct
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exchange.core.acceptance import KeyTable, check_signed, check_signed_batch, directory_keys, key_table
+from exchange.core.acceptance import KeyTable, check_signed_batch, directory_keys, key_table
 from exchange.core.acceptance import Signed as Checked
 from exchange.core.dsse import Envelope
 from exchange.core.entries import EntryKind, MemberId, parse_payload
@@ -31,13 +31,9 @@ from exchange.core.errors import TrustwireError
 from exchange.core.keydir import KeyDirectory
 from exchange.core.keys import KeyId
 
-__all__ = ["Checked", "KeyTable", "VerifierPool", "check_envelope", "key_table"]
+__all__ = ["Checked", "KeyTable", "VerifierPool", "key_table"]
 
 log = logging.getLogger(__name__)
-
-def check_envelope(principal: str, raw: bytes, operator_key: bytes, keys: KeyTable) -> Checked:
-    """Phase 1 for one envelope; raise a TrustwireError subclass on any failure."""
-    return check_signed(raw, operator_key, keys, principal=principal)
 
 
 def check_batch(
@@ -78,7 +74,7 @@ def _rebuild(raw: bytes, light: _Light | TrustwireError) -> Checked | TrustwireE
     The worker is this server's own child running this same code on bytes the parent
     sent, so its verdict and the fields it read are trusted as the parent's own would
     be; what is checked is that the answer is about *these* bytes (the SHA-256 of what
-    the worker checked against ``raw``'s, which admission needs anyway): an answer
+    the worker checked against ``raw``'s): an answer
     misrouted or out of order raises :class:`WorkerMismatch` and the batch is checked
     inline. A refusal needs no binding: it only keeps an envelope out."""
     if isinstance(light, TrustwireError):
