@@ -199,18 +199,14 @@ class EntryVerifier:
         out: list[VerifiedEntry | UntrustedEntry] = []
         rounds = 0
         for i, raw in enumerate(raws):
+            grown = len(self.directory.keys) != known
+            if not flags[i] and grown and pool is not None and rounds < _RESUBMITS:  # (no fact without a flag)
+                known, rounds = len(self.directory.keys), rounds + 1
+                self._resubmit(raws, flags, facts, i, pool)
             fact = facts.get(i)
             if fact is not None and (v := self._from_fact(raw, fact)) is not None:
                 out.append(v)
                 continue
-            grown = len(self.directory.keys) != known
-            if not flags[i] and grown and pool is not None and rounds < _RESUBMITS:
-                known, rounds = len(self.directory.keys), rounds + 1
-                self._resubmit(raws, flags, facts, i, pool)
-                fact = facts.get(i)
-                if fact is not None and (v := self._from_fact(raw, fact)) is not None:
-                    out.append(v)
-                    continue
             try:
                 out.append(self._verify_record(raw, self._rebuild(raw) if flags[i] else None))
             except UntrustedEntry as exc:
