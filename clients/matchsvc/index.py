@@ -11,8 +11,10 @@ through a digest map of ``(type, value)`` → rows and the type's ``lookups()``,
 types by their own ``distance`` over the type's live signals, except types made of
 frames (vpdq, which have ``frames()``): those are matched frame by frame in a second
 PdqIndex over every signal's frames, with python-threatexchange's thresholds
-(:mod:`exchange.core.signals.vpdq`). One lock serializes updates and lookups; updates
-take it for at most 256 signals at a time.
+(:mod:`exchange.core.signals.vpdq`). One lock serializes updates; updates take it for
+at most 256 signals at a time. Lookups take it only to read the rows: the PDQ and frame
+indexes are searched without it (each reads its own snapshot) and their answers checked
+against the rows under it.
 
 Lookups never fold or compact the PDQ index (``auto_fold=False``: new hashes wait in
 a brute-forced tail). :meth:`MatchIndex.maintain`, run by the service's maintenance
@@ -425,6 +427,11 @@ class MatchIndex:
             with self._lock:
                 hits = self._hits(self._still_near(near, value, type_name), now, type_name)
             return sorted(hits, key=lambda h: (h.distance, h.signal.index))
+        if _shape(type_name) is _FRAMES:  # the frames are searched outside the lock too
+            query = frames_of(value)
+            per_frame = self._frames.search_many(query, FRAME_DISTANCE) if query else []
+            with self._lock:
+                return self._video(len(query), per_frame, now)
         with self._lock:
             if kind.matcher is Matcher.EXACT:
                 keys = [(type_name, value)] if single else kind.lookups(value)
@@ -433,9 +440,7 @@ class MatchIndex:
                     return []
                 return sorted(self._hits([(r, 0) for r in found], now), key=lambda h: h.signal.index)
             only: str | None = None
-            if _shape(type_name) is _FRAMES:
-                return self._video(frames_of(value), now)
-            elif kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
+            if kind.matcher in (Matcher.SUBSTRING, Matcher.SCAN):
                 scored = ((i, kind.distance(v, value)) for i, v in self._text.items()
                           if self._rows.type_of(i) == type_name)
                 hamming, only = [(i, d) for i, d in scored if d is not None], type_name
@@ -455,15 +460,17 @@ class MatchIndex:
             hits = [self._hits(self._still_near(f, v, type_name), now, type_name) for f, v in zip(found, values)]
         return [sorted(h, key=lambda h: (h.distance, h.signal.index)) for h in hits]
 
-    def _video(self, query: list[str], now: int) -> list[Hit]:
-        """Frame-by-frame vPDQ matching (caller holds the lock): a signal matches when
-        >= 80% of the query's frames are within 31 bits of one of its frames."""
+    def _video(self, frames: int, found: list[list[tuple[int, int]]], now: int) -> list[Hit]:
+        """Frame-by-frame vPDQ matching of a query of ``frames`` frames, from the frame
+        index's answers for each (caller holds the lock): a signal matches when >= 80% of
+        the query's frames are within 31 bits of one of its frames. The search ran without
+        the lock; frame ids are never reused, so a frame still owned is the frame found."""
         query_hits: dict[int, int] = {}
         signal_frames: dict[int, set[int]] = {}
         best: dict[int, int] = {}
-        for frame in query:
+        for near in found:
             owners: set[int] = set()
-            for fid, d in self._frames.search(frame, FRAME_DISTANCE):
+            for fid, d in near:
                 owner = self._frame_owner.get(fid)
                 if owner is None:
                     continue
@@ -474,7 +481,7 @@ class MatchIndex:
                 query_hits[owner] = query_hits.get(owner, 0) + 1
         out = []
         for owner, n in query_hits.items():
-            q_pct = n * 100 / len(query)
+            q_pct = n * 100 / frames
             c_pct = len(signal_frames[owner]) * 100 / len(self._frames_of[owner])
             if not self._rows.live_at(owner, now) or q_pct < QUERY_MATCH_PERCENT or c_pct < COMPARED_MATCH_PERCENT:
                 continue

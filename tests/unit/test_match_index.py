@@ -174,18 +174,22 @@ def test_batched_pdq_lookups_equal_single_ones() -> None:
 
 
 def _pausing_kernel(monkeypatch: pytest.MonkeyPatch, during_scan: object) -> None:
-    """Run ``during_scan()`` once, inside the first compiled PDQ scan (the lookup is mid-search)."""
+    """Run ``during_scan()`` once, inside the first compiled PDQ scan, indexed or of the
+    unindexed tail (the lookup is mid-search)."""
     from clients import pdq_index
 
     real, done = pdq_index._kernel(), threading.Event()
 
-    def scan_segment(*args: object) -> object:
-        if not done.is_set():
-            done.set()
-            during_scan()  # type: ignore[operator]
-        return real.scan_segment(*args)
+    def pausing(name: str) -> object:
+        def scan(*args: object) -> object:
+            if not done.is_set():
+                done.set()
+                during_scan()  # type: ignore[operator]
+            return getattr(real, name)(*args)
 
-    kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
+        return staticmethod(scan)
+
+    kernel = type("Kernel", (), {"scan_segment": pausing("scan_segment"), "scan_rows": pausing("scan_rows")})
     monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
 
 
@@ -219,3 +223,34 @@ def test_pdq_lookups_search_outside_the_lock_and_a_row_reused_meanwhile_does_not
     assert updated.is_set()  # the update ran while the lookup was searching
     assert [h.signal.signal_id for h in hits] == []  # p1 is gone; p2 is 100+ bits away
     assert [h.signal.signal_id for h in index.lookup("pdq", far)] == ["p2"]
+
+
+def test_vpdq_lookups_search_frames_outside_the_lock_and_a_video_replaced_meanwhile_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frame index is searched without the service's lock, as PDQ: an update landing
+    mid-search removes the video found and reuses its row for another video far from
+    the query. The old video's frames must not answer for the new one."""
+    rng = random.Random(11)
+    video, other = [rand_hex(rng) for _ in range(6)], [rand_hex(rng) for _ in range(6)]
+    index = MatchIndex(clock_ms=lambda: NOW)
+    index.load([sig("vpdq", ",".join(video), "v1")] + [sig("md5", "%032x" % i, f"m{i}") for i in range(64)], {})
+    query = ",".join(frames_of(normalize("vpdq", ",".join(flip(f, 5, rng) for f in video))))
+    assert [h.signal.signal_id for h in index.lookup("vpdq", query)] == ["v1"]
+    updated = threading.Event()
+
+    def update() -> None:  # another thread: it needs the lock, which the lookup must not hold now
+        def swap() -> None:
+            index.put(None, ("alice", "v1"), {})
+            index.put(sig("vpdq", ",".join(other), "v2"), ("alice", "v2"), {})
+            updated.set()
+
+        t = threading.Thread(target=swap, daemon=True)
+        t.start()
+        t.join(10)
+
+    _pausing_kernel(monkeypatch, update)
+    hits = index.lookup("vpdq", query)
+    assert updated.is_set()  # the update ran while the lookup was searching the frames
+    assert hits == []  # v1 is gone; v2's frames are ~128 bits from every query frame
+    assert [h.signal.signal_id for h in index.lookup("vpdq", ",".join(other))] == ["v2"]
