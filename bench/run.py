@@ -43,6 +43,7 @@ import os
 import platform
 import queue
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -228,6 +229,8 @@ def _follow(target: str, seed: bytes, operator_key: bytes, log_key: str, head: i
     """The following member (in its own process unless asked otherwise): each entry's
     arrival time (``time.perf_counter``, CLOCK_MONOTONIC: comparable across processes),
     sent back a page at a time until ``total`` arrived or the stream ends."""
+    if threading.current_thread() is threading.main_thread():  # its own process: a terminate closes the client
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     client = MemberClient(target, member_id="sub", signer=Signer.from_seed(seed), operator_key=operator_key,
                           log_key=log_key)
     got: list[tuple[str, float]] = []
