@@ -146,7 +146,7 @@ class Exchange:
         """CPU seconds the exchange process and its verification workers used so far."""
         proc = psutil.Process(self.proc.pid)
         times = [proc.cpu_times()] + [c.cpu_times() for c in proc.children(recursive=True)]
-        return sum(t.user + t.system for t in times)
+        return float(sum(t.user + t.system for t in times))
 
     def cpu_split_s(self) -> tuple[float, float]:
         """CPU seconds so far of the exchange process itself, and of its verification workers."""
