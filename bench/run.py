@@ -15,7 +15,8 @@ ratio to the one-core baseline (targets from issue 8):
              consistency) → bank → queue, a fresh member's sync       target ≥ 0.6
 - catch-up   the same over --catchup entries                         target ≥ 0.5
 - latency    --latency-rate entries/s (5k) for --latency-seconds, signed beforehand:
-             publish → delivered to a following, verifying subscriber (p50/p99, target
+             publish → delivered to a following, verifying subscriber in a process of its
+             own (--latency-follower; p50/p99, target
              p99 ≤ 50 ms on the embedded engine), on an exchange signing checkpoints every
              --latency-checkpoint-ms (20; the default 1 s is the delivery floor), split at the
              receipt: send → receipt (the publish call) and receipt → follower (the exchange's
@@ -36,10 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import multiprocessing.process
 import os
 import platform
 import queue
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -142,7 +146,7 @@ class Exchange:
         """CPU seconds the exchange process and its verification workers used so far."""
         proc = psutil.Process(self.proc.pid)
         times = [proc.cpu_times()] + [c.cpu_times() for c in proc.children(recursive=True)]
-        return sum(t.user + t.system for t in times)
+        return float(sum(t.user + t.system for t in times))
 
     def cpu_split_s(self) -> tuple[float, float]:
         """CPU seconds so far of the exchange process itself, and of its verification workers."""
@@ -220,33 +224,92 @@ def consume_rate(ex: Exchange, state: Path) -> tuple[float, int]:
     return rate, report.verified
 
 
-def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: int = 4) -> dict[str, float]:
+def _follow(target: str, seed: bytes, operator_key: bytes, log_key: str, head: int, total: int,
+            out: Any, ready: Any) -> None:
+    """The following member (in its own process unless asked otherwise): each entry's
+    arrival time (``time.perf_counter``, CLOCK_MONOTONIC: comparable across processes),
+    sent back a page at a time until ``total`` arrived or the stream ends."""
+    if threading.current_thread() is threading.main_thread():  # its own process: a terminate closes the client
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    client = MemberClient(target, member_id="sub", signer=Signer.from_seed(seed), operator_key=operator_key,
+                          log_key=log_key)
+    got: list[tuple[str, float]] = []
+    seen = 0
+    try:
+        stream = client.subscribe(from_index=head, follow=True)
+        ready.set()
+        for v in stream:
+            got.append((v.entry.signal_id, time.perf_counter()))  # type: ignore[union-attr]
+            seen += 1
+            if len(got) >= 100 or seen >= total:
+                out.put(got)
+                got = []
+            if seen >= total:
+                break
+    except TrustwireError as exc:  # reported: the run's `delivered` then falls short
+        print(f"the follower's stream ended: {exc!r}", file=sys.stderr)
+    finally:
+        out.put(got)
+        out.put(None)
+        client.close()
+
+
+class _Follower:
+    """The verifying subscriber of :func:`delivery_latency`: by default a process of its
+    own, as a member's would be (in the bench's process it shares one GIL with the
+    publishing callers, and the bench then times itself); ``in_process``: a thread."""
+
+    def __init__(self, ex: Exchange, head: int, total: int, in_process: bool) -> None:
+        args = (ex.target, ex.members["sub"].seed, ex.operator.public_key, ex.log_key, head, total)
+        if in_process:
+            self._out: Any = queue.Queue()
+            self._ready: Any = threading.Event()
+            self._runner: Any = threading.Thread(target=_follow, args=(*args, self._out, self._ready), daemon=True)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._out, self._ready = ctx.Queue(), ctx.Event()
+            # not a daemon: a big page goes to the member's own verification processes
+            self._runner = ctx.Process(target=_follow, args=(*args, self._out, self._ready))
+        self._runner.start()
+        if not self._ready.wait(60):
+            raise SystemExit("the follower did not start")
+
+    def collect(self, timeout: float) -> dict[str, float]:
+        """Arrival times of what arrived, waiting up to ``timeout`` s for the rest."""
+        got: dict[str, float] = {}
+        deadline = time.perf_counter() + timeout
+        while (left := deadline - time.perf_counter()) > 0:
+            try:
+                part = self._out.get(timeout=left)
+            except queue.Empty:
+                break
+            if part is None:
+                break
+            got.update(part)
+        self._runner.join(timeout=10)  # it closes its client (and its verification processes) itself
+        if isinstance(self._runner, multiprocessing.process.BaseProcess) and self._runner.is_alive():
+            self._runner.terminate()  # a follower still waiting for entries that never came
+            self._runner.join(timeout=5)
+        return got
+
+
+def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: int = 4,
+                     follower_in_process: bool = False) -> dict[str, float]:
     """Publish ``rate`` entries/s in batches of 1/100 s (signed beforehand, so the run
     times the exchange, not the publisher's signing), up to ``callers`` calls at once;
     time each entry from its scheduled send (or later, when every caller was busy) to its
-    arrival at a following, verifying subscriber."""
+    arrival at a following, verifying subscriber (its own process unless
+    ``follower_in_process``)."""
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}  # when the publish call that carried it returned its receipt
     got: dict[str, float] = {}
-    subscriber, publisher = ex.client("sub"), ex.client("lat")
+    publisher = ex.client("lat")
     head = consume_rate_head(ex)
-    stop = threading.Event()
     batch = max(10, rate // 100)
     total = int(seconds * rate) // batch * batch
     ids = [f"lat{i}" for i in range(total)]
     envs = [publisher.sign(publisher.signal("md5", f"{i:032x}", groups=[GROUP], signal_id=s)) for i, s in enumerate(ids)]
-
-    def follow() -> None:
-        try:
-            for v in subscriber.subscribe(from_index=head, follow=True):
-                got[v.entry.signal_id] = time.perf_counter()  # type: ignore[union-attr]
-                if stop.is_set() and len(got) >= len(sent):
-                    return
-        except TrustwireError:
-            return  # the stream ends when the run closes it
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
+    follower = _Follower(ex, head, total, in_process=follower_in_process)
     senders = [ex.client("lat") for _ in range(callers)]  # calls overlap, as many publishers' would
     free: queue.Queue[MemberClient] = queue.Queue()
     for c in senders:
@@ -269,15 +332,10 @@ def delivery_latency(ex: Exchange, seconds: float, rate: int = 5000, callers: in
                 sent[s] = t
             pool.submit(send, envs[n : n + batch], ids[n : n + batch], client)
     published_s = time.perf_counter() - start
-    stop.set()
-    deadline = time.perf_counter() + 30
-    while len(got) < len(sent) and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    subscriber.close()
+    got.update(follower.collect(timeout=30))
     publisher.close()
     for c in senders:
         c.close()
-    reader.join(timeout=5)
     delays = sorted((got[s] - t) * 1000 for s, t in sent.items() if s in got)
     to_receipt = sorted((acked[s] - t) * 1000 for s, t in sent.items() if s in acked)
     to_follower = sorted((got[s] - acked[s]) * 1000 for s in got if s in acked)
@@ -325,6 +383,9 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(PARTS),
                         help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
     parser.add_argument("--latency-rate", type=int, default=5000, help="entries/s of the publish → subscriber run")
+    parser.add_argument("--latency-follower", choices=("process", "thread"), default="process",
+                        help="where the latency run's subscriber runs: its own process (as a member's would), or a"
+                             " thread of the bench's process beside the publishing callers (one GIL for both)")
     parser.add_argument("--latency-checkpoint-ms", type=int, default=20,
                         help="the latency exchange's checkpoint_interval_ms (followers wait for a signed checkpoint)")
     args = parser.parse_args()
@@ -359,8 +420,9 @@ def main() -> int:
             ex = Exchange(Path(tmp) / "latency", 2, checkpoint_interval_ms=args.latency_checkpoint_ms)
             try:
                 result["latency_delivery"] = {
-                    **delivery_latency(ex, args.latency_seconds, args.latency_rate),
-                    "checkpoint_interval_ms": args.latency_checkpoint_ms,
+                    **delivery_latency(ex, args.latency_seconds, args.latency_rate,
+                                       follower_in_process=args.latency_follower == "thread"),
+                    "checkpoint_interval_ms": args.latency_checkpoint_ms, "follower": args.latency_follower,
                 }
             finally:
                 ex.stop()

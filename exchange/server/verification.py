@@ -3,10 +3,12 @@
 For each envelope, the stateless half of the acceptance rule
 (:func:`exchange.core.acceptance.check_signed`, with the authenticated caller as
 ``principal``). Signature checks dominate admission, and only the libsodium call
-releases the GIL, so every large batch goes to a pool of worker *processes* (one
-worker is one process: the exchange's own process then runs phase 2 and the append
-of one batch while the worker checks the next, on another core); small batches run
-inline.
+releases the GIL, so batches go to a pool of worker *processes* (one worker is one
+process: the exchange's own process then runs phase 2 and the append of one batch
+while the worker checks the next, on another core). A batch of any size takes a
+worker that is idle: the round trip costs the serving process far less than checking
+even one envelope under its GIL. Only when every worker is busy is a small batch
+(under ``threshold``) checked inline rather than queued behind them.
 """
 
 from __future__ import annotations
@@ -128,11 +130,15 @@ def _read_frame(stream: BinaryIO) -> bytes:
 
 
 class VerifierPool:
-    """Runs :func:`check_batch` inline (batches under ``threshold``), or split across
-    ``workers`` processes (0: one per core). Several
-    batches are checked at once: a batch takes one idle worker (waiting for one if
-    need be) and any others idle at that moment, never waiting while it holds one. If
-    a worker fails, the batch is checked inline and the worker replaced."""
+    """Runs :func:`check_batch` on ``workers`` processes (0: one per core), or inline.
+
+    Several batches are checked at once. A batch takes a worker that is idle, whatever
+    its size, and any others idle at that moment for each further ``threshold``
+    envelopes, never waiting while it holds one. When none is idle, a batch under
+    ``threshold`` is checked inline (sooner than waiting for one) and a larger batch
+    waits for one. A slot's process starts on first use: for a large batch on its path,
+    for a small one in the background (the batch is checked inline meanwhile). If a
+    worker fails, the batch is checked inline and the worker replaced."""
 
     def __init__(self, workers: int = 0, threshold: int = 64) -> None:
         self.workers = workers or os.cpu_count() or 1
@@ -145,6 +151,7 @@ class VerifierPool:
         self._table_of: KeyDirectory | None = None  # the directory whose key table workers get
         self._table_copy: dict[str, tuple[str, bytes]] = {}
         self._table_version = 0
+        self._closed = False
 
     def check(
         self, principal: str, raws: Sequence[bytes], operator_key: bytes, directory: KeyDirectory
@@ -152,10 +159,20 @@ class VerifierPool:
         """Phase 1 for a batch against ``directory``'s keys (a published, never-mutated
         directory: its key table is copied once per directory, and sent to each worker
         once)."""
-        if len(raws) < self._threshold:
+        if not raws:
+            return []
+        small = len(raws) < self._threshold
+        try:
+            first = self._idle.get_nowait()
+        except queue.Empty:
+            if small:  # every worker busy: sooner inline than queued
+                return check_batch(principal, raws, operator_key, directory_keys(directory))
+            first = self._idle.get()
+        if first is None and small:  # a slot not started yet: start it off this call's path
+            threading.Thread(target=self._start_idle, name="verifier-start", daemon=True).start()
             return check_batch(principal, raws, operator_key, directory_keys(directory))
         version, table = self._table(directory)
-        held = [self._idle.get()]
+        held = [first]
         while len(held) < self.workers and len(raws) >= self._threshold * (len(held) + 1):
             try:
                 held.append(self._idle.get_nowait())
@@ -201,6 +218,21 @@ class VerifierPool:
             self._procs.append(worker)
         return worker
 
+    def _start_idle(self) -> None:
+        """Start a slot's process in the background and offer it as idle (or stop it, if
+        the pool closed meanwhile)."""
+        try:
+            worker: _Worker | None = self._start()
+        except OSError as exc:
+            log.warning("a verification worker did not start (%s); it starts on the next large batch", exc)
+            worker = None
+        with self._lock:
+            closed = self._closed
+        if closed and worker is not None:
+            self._retire(worker)
+            return
+        self._idle.put(worker)
+
     def _retire(self, worker: _Worker | None) -> None:
         if worker is None:
             return
@@ -214,6 +246,7 @@ class VerifierPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             live, self._procs = self._procs, []
         for worker in live:
             try:

@@ -5,7 +5,9 @@ returns for good, mutated and hostile envelopes is exactly what the inline refer
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +18,7 @@ from exchange.core.errors import TrustwireError
 from exchange.server.verification import (
     VerifierPool, WorkerMismatch, _check_batch_light, _rebuild, _Worker, check_batch,  # noqa: PLC2701 - white-box
 )
+from tests.conftest import holds_for, wait_until
 from tests.unit.test_time_base import ALICE, OPERATOR, signal
 from tests.unit.test_verifier_pool import BOB, _bob_signals, _directory
 
@@ -101,7 +104,7 @@ class _ReversingWorker(_Worker):
     back for other bytes than the parent pairs them with (a worker gone wrong)."""
 
     def send(self, job: object) -> None:
-        principal, chunk, operator_key, version, table = job  # type: ignore[misc]
+        principal, chunk, operator_key, version, table = cast(tuple[str, list[bytes], bytes, int, object], job)
         super().send((principal, list(reversed(chunk)), operator_key, version, table))
 
 
@@ -137,5 +140,81 @@ def test_a_killed_worker_costs_no_answer_and_is_replaced() -> None:
         pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
         (fresh,) = pool._procs  # noqa: SLF001 - a new process took its slot
         assert fresh is not worker and fresh.proc.poll() is None
+    finally:
+        pool.close()
+
+
+# -- which batches take a worker (issue 18: publish → subscriber latency) -------------------
+
+
+def _started(pool: VerifierPool, raws: list[bytes]) -> _Worker:
+    """A small batch on a pool whose worker has not started: checked inline at once (the
+    reference's answer), while the worker starts in the background and becomes idle."""
+    got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+    assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+    wait_until(lambda: len(pool._procs) == 1 and pool._idle.qsize() == 1)  # noqa: SLF001
+    (worker,) = pool._procs  # noqa: SLF001
+    assert worker.table_version == -1  # it has checked nothing yet
+    return worker
+
+
+def test_a_small_batch_takes_an_idle_worker() -> None:
+    """A batch far under the threshold goes to an idle worker (the round trip costs the
+    serving process less than checking it under its GIL), with the reference's answer."""
+    pool = VerifierPool(workers=1)  # the default threshold (64)
+    try:
+        raws = [signal(30), signal(31), _bob_signals(1)[0]]
+        worker = _started(pool, raws)
+        got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+        assert worker.table_version != -1  # white-box: the worker process was sent the batch
+        assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+    finally:
+        pool.close()
+    assert worker.proc.poll() is not None  # and stops with the pool
+
+
+def test_a_small_batch_on_an_idle_worker_is_bound_to_its_bytes(caplog: pytest.LogCaptureFixture) -> None:
+    """The binding holds for small batches too: a worker answering for other bytes is
+    caught and the batch is checked inline."""
+    pool = _ReversingPool(workers=1)  # the default threshold (64)
+    try:
+        raws = [signal(40), signal(41)]
+        _started(pool, raws)
+        assert "does not match its batch" not in caplog.text
+        got = pool.check("alice", raws, OPERATOR.public_key, DIRECTORY)
+        assert "does not match its batch" in caplog.text
+        assert all(_same(g, r) for g, r in zip(got, _reference(raws), strict=True))
+    finally:
+        pool.close()
+
+
+def test_with_every_worker_busy_a_small_batch_is_checked_inline_and_a_large_one_waits() -> None:
+    pool = VerifierPool(workers=1, threshold=8)
+    try:
+        slot = pool._idle.get()  # noqa: SLF001 - the only worker is busy with another batch
+        small = [signal(50), signal(51)]
+        got = pool.check("alice", small, OPERATOR.public_key, DIRECTORY)
+        assert all(_same(g, r) for g, r in zip(got, _reference(small), strict=True))
+        assert pool._procs == []  # noqa: SLF001 - checked inline: no process started
+        large = [signal(60 + n) for n in range(8)]
+        answers: list[list[Signed | TrustwireError]] = []
+        waiter = threading.Thread(target=lambda: answers.append(pool.check("alice", large, OPERATOR.public_key,
+                                                                            DIRECTORY)))
+        waiter.start()
+        holds_for(lambda: not answers, 0.5)  # it waits for the worker
+        pool._idle.put(slot)  # noqa: SLF001 - the worker is free again
+        wait_until(lambda: bool(answers))
+        waiter.join()
+        assert len(pool._procs) == 1  # noqa: SLF001 - then a worker checked it
+        assert all(_same(g, r) for g, r in zip(answers[0], _reference(large), strict=True))
+    finally:
+        pool.close()
+
+
+def test_an_empty_batch_needs_no_worker() -> None:
+    pool = VerifierPool(workers=1, threshold=1)
+    try:
+        assert pool.check("alice", [], OPERATOR.public_key, DIRECTORY) == []
+        assert pool._procs == []  # noqa: SLF001
     finally:
         pool.close()
