@@ -281,10 +281,19 @@ def _labels_json(labels: tuple[str, ...]) -> str:
     return json.dumps(sorted(labels))
 
 
+@functools.lru_cache(maxsize=4096)
+def _sharing_columns(sharing_bytes: bytes) -> tuple[str, int]:
+    """(groups as a JSON array, TLP) of a serialized :class:`pb.Sharing` (sharings repeat:
+    read once each; its bytes are one C call, a tuple of its groups three times that)."""
+    sharing = pb.Sharing.FromString(sharing_bytes)
+    return _json_list(tuple(sharing.groups)), sharing.tlp
+
+
 def _signal_values(s: pb.Signal, index: int, key_no: int, accepted_at_ms: int, flag: object) -> tuple[object, ...]:
     """The bound values of :data:`_UPSERT_SIGNAL` for one signal version (timestamps
     converted inline: this runs once per banked entry)."""
-    sharing, created = s.sharing, s.created_at
+    created, labels = s.created_at, s.labels
+    groups_json, tlp = _sharing_columns(s.sharing.SerializeToString())
     start = s.valid_from if s.HasField("valid_from") else None
     until = s.valid_until if s.HasField("valid_until") else None
     return (
@@ -293,11 +302,11 @@ def _signal_values(s: pb.Signal, index: int, key_no: int, accepted_at_ms: int, f
         index,
         s.type,
         s.value,
-        _labels_json(tuple(s.labels)),
+        _labels_json(tuple(labels) if labels else ()),
         s.confidence,
         s.severity,
-        _json_list(tuple(sharing.groups)),
-        sharing.tlp,
+        groups_json,
+        tlp,
         None if start is None else start.seconds * 1000 + start.nanos // 1_000_000,
         None if until is None else until.seconds * 1000 + until.nanos // 1_000_000,
         created.seconds * 1000 + created.nanos // 1_000_000,

@@ -229,3 +229,21 @@ def test_batched_lookups_by_key_cost_the_same_whatever_the_bank_size(bank: Bank)
     assert large < 2 * small, (small, large)
     got = bank.get_many([("alice", "s5"), ("alice", "s5"), ("bob", "s5")])
     assert list(got) == [("alice", "s5")]  # a repeated key answers once, an absent one not at all
+
+
+def test_a_batch_stores_each_signals_own_sharing_and_labels(bank: Bank) -> None:
+    """The sharing and labels columns are read through caches keyed by their values (the
+    sharing by its bytes): signals of one batch that differ only there keep their own."""
+    sharings = [pb.Sharing(groups=["g"], tlp=pb.TLP_AMBER), pb.Sharing(groups=["g"], tlp=pb.TLP_RED),
+                pb.Sharing(groups=["g", "h"], tlp=pb.TLP_AMBER), pb.Sharing(groups=["h", "g"], tlp=pb.TLP_AMBER)]
+    labels = [(), ("csam",), ("csam", "src:hotline"), ("src:hotline", "csam")]
+    signals = []
+    for i, (sharing, tags) in enumerate(zip(sharings, labels, strict=True)):
+        s = _signal(f"s{i}", "md5", f"{i:032x}", labels=tags)
+        s.sharing.CopyFrom(sharing)
+        signals.append(s)
+    assert bank.add_signals([(s, i + 1, "", 0) for i, s in enumerate(signals)]) == [True] * 4
+    for i, (sharing, tags) in enumerate(zip(sharings, labels, strict=True)):
+        got = bank.get("alice", f"s{i}")
+        assert got is not None
+        assert (got.groups, got.tlp, got.labels) == (tuple(sharing.groups), sharing.tlp, tuple(sorted(tags)))

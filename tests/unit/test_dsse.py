@@ -486,6 +486,32 @@ def test_invalid_signals_are_refused(changes: dict[str, object], error: type[Exc
         validate_entry(EntryKind.SIGNAL, good_signal(**changes))
 
 
+@pytest.mark.parametrize(
+    "sharing",
+    [
+        pb.Sharing(groups=["all-members"], tlp=99),
+        pb.Sharing(groups=["all-members"]),
+        pb.Sharing(groups=["all-members", "all-members"], tlp=pb.TLP_AMBER),
+        pb.Sharing(groups=["all-members", "Bad Group"], tlp=pb.TLP_AMBER),
+        pb.Sharing(tlp=pb.TLP_AMBER),
+    ],
+    ids=["unknown-tlp", "no-tlp", "group-repeated", "bad-second-group", "no-group"],
+)
+def test_a_remembered_valid_shape_vouches_for_no_other_sharing(sharing: pb.Sharing) -> None:
+    """The repeated fields are checked once per distinct shape, the sharing keyed by its
+    bytes: a shape remembered as valid must not pass a signal that differs from it only
+    in its sharing, and other valid sharings of that shape pass."""
+    validate_entry(EntryKind.SIGNAL, good_signal())  # the shape remembered as valid
+    validate_entry(EntryKind.SIGNAL, good_signal(sharing=pb.Sharing(groups=["all-members", "g-2"], tlp=pb.TLP_RED)))
+    with pytest.raises((MalformedEntry, InvalidValue)):
+        validate_entry(EntryKind.SIGNAL, good_signal(sharing=sharing))
+    # the same sharing with unknown fields on the wire reads the same groups and TLP
+    odd = pb.Sharing()
+    odd.ParseFromString(sharing.SerializeToString() + field_varint(99, 1))
+    with pytest.raises((MalformedEntry, InvalidValue)):
+        validate_entry(EntryKind.SIGNAL, good_signal(sharing=odd))
+
+
 def test_non_normalized_value_keeps_its_class_through_validation() -> None:
     with pytest.raises(NonNormalizedValue) as info:
         validate_entry(EntryKind.SIGNAL, good_signal(value="D41D8CD98F00B204E9800998ECF8427E"))
