@@ -193,6 +193,28 @@ def _pausing_kernel(monkeypatch: pytest.MonkeyPatch, during_scan: object) -> Non
     monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
 
 
+def _replace_mid_search(
+    monkeypatch: pytest.MonkeyPatch, index: MatchIndex, gone: tuple[str, str], new: BankSignal
+) -> threading.Event:
+    """Inside the next compiled scan, remove ``gone`` and add ``new`` (which reuses its
+    row) from another thread, which needs the service's lock: the event is set only if
+    the lookup under way does not hold it."""
+    updated = threading.Event()
+
+    def update() -> None:
+        def swap() -> None:
+            index.put(None, gone, {})
+            index.put(new, (new.publisher, new.signal_id), {})
+            updated.set()
+
+        t = threading.Thread(target=swap, daemon=True)
+        t.start()
+        t.join(10)
+
+    _pausing_kernel(monkeypatch, update)
+    return updated
+
+
 def test_pdq_lookups_search_outside_the_lock_and_a_row_reused_meanwhile_does_not_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -206,19 +228,7 @@ def test_pdq_lookups_search_outside_the_lock_and_a_row_reused_meanwhile_does_not
     index.load([sig("pdq", a, "p1")] + [sig("md5", "%032x" % i, f"m{i}") for i in range(64)], {})
     index.pdq_threshold = 31
     query = flip(a, 10, rng)
-    updated = threading.Event()
-
-    def update() -> None:  # another thread: it needs the lock, which the lookup must not hold now
-        def swap() -> None:
-            index.put(None, ("alice", "p1"), {})
-            index.put(sig("pdq", far, "p2"), ("alice", "p2"), {})
-            updated.set()
-
-        t = threading.Thread(target=swap, daemon=True)
-        t.start()
-        t.join(10)
-
-    _pausing_kernel(monkeypatch, update)
+    updated = _replace_mid_search(monkeypatch, index, ("alice", "p1"), sig("pdq", far, "p2"))
     hits = index.lookup("pdq", query)
     assert updated.is_set()  # the update ran while the lookup was searching
     assert [h.signal.signal_id for h in hits] == []  # p1 is gone; p2 is 100+ bits away
@@ -237,19 +247,7 @@ def test_vpdq_lookups_search_frames_outside_the_lock_and_a_video_replaced_meanwh
     index.load([sig("vpdq", ",".join(video), "v1")] + [sig("md5", "%032x" % i, f"m{i}") for i in range(64)], {})
     query = ",".join(frames_of(normalize("vpdq", ",".join(flip(f, 5, rng) for f in video))))
     assert [h.signal.signal_id for h in index.lookup("vpdq", query)] == ["v1"]
-    updated = threading.Event()
-
-    def update() -> None:  # another thread: it needs the lock, which the lookup must not hold now
-        def swap() -> None:
-            index.put(None, ("alice", "v1"), {})
-            index.put(sig("vpdq", ",".join(other), "v2"), ("alice", "v2"), {})
-            updated.set()
-
-        t = threading.Thread(target=swap, daemon=True)
-        t.start()
-        t.join(10)
-
-    _pausing_kernel(monkeypatch, update)
+    updated = _replace_mid_search(monkeypatch, index, ("alice", "v1"), sig("vpdq", ",".join(other), "v2"))
     hits = index.lookup("vpdq", query)
     assert updated.is_set()  # the update ran while the lookup was searching the frames
     assert hits == []  # v1 is gone; v2's frames are ~128 bits from every query frame
