@@ -258,6 +258,7 @@ class _Plan:
     radii: npt.NDArray[np.int64]  # per substring (-1: not probed)
     counts: npt.NDArray[np.int64]  # per substring: its flip masks are flips[:count]
     flips: npt.NDArray[np.int64]  # every mask up to the largest radius, fewest bits first
+    probes: int  # sum(counts)
 
 
 @lru_cache(maxsize=256)
@@ -269,7 +270,8 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     if sum(counts) > MAX_PROBES:
         return None
     return _Plan(
-        np.array(rs, dtype=np.int64), np.array(counts, dtype=np.int64), _flips(b, max(rs)).astype(np.int64)
+        np.array(rs, dtype=np.int64), np.array(counts, dtype=np.int64), _flips(b, max(rs)).astype(np.int64),
+        sum(counts),
     )
 
 
@@ -383,15 +385,17 @@ class _Segment:
             del keys, counts
         return cls(m, b, n, lo, hi, _Directory.encode(offsets), postings, width, direct0)
 
-    def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
+    def scan(self, codes: Words, queries: Words, threshold: int, out: _Scratch) -> bool:
         """Add the queries' hits in this segment to ``out``; False when no probe plan
         covers the threshold (the caller brute-forces the segment's rows)."""
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return False
         d = self.directory
+        out.fit(plan.probes)
         args = (d.hi, d.lo, d.shift, self.direct0, self.n, self.postings, self.width, self.lo,
-                self.m, self.b, plan.radii, plan.counts, plan.flips)
+                self.m, self.b, plan.radii, plan.counts, plan.flips,
+                out.keys, out.starts, out.ends, out.cand, out.cand_sub)
         out.run(_kernel().scan_segment, args, codes, queries, threshold)
         return True
 
@@ -400,16 +404,30 @@ class _Segment:
         return int(self.directory.nbytes + self.postings.nbytes)
 
 
-class _Hits:
-    """Growable (row, query, distance) buffers a batch's kernel calls append to."""
+class _Scratch:
+    """One thread's buffers for the kernels, reused by each of its lookups (lookups run
+    concurrently without a lock, so a buffer is never shared between threads): the
+    growable (row, query, distance) hits a batch's kernel calls append to, and the
+    scan's own scratch (query keys, probe runs, candidates)."""
 
-    __slots__ = ("row", "q", "d", "n")
+    __slots__ = ("row", "q", "d", "n", "keys", "starts", "ends", "cand", "cand_sub")
 
-    def __init__(self, capacity: int) -> None:
-        self.row = np.empty(capacity, dtype=np.int64)
-        self.q = np.empty(capacity, dtype=np.int64)
-        self.d = np.empty(capacity, dtype=np.int64)
+    def __init__(self) -> None:
+        self.row = np.empty(1024, dtype=np.int64)
+        self.q = np.empty(1024, dtype=np.int64)
+        self.d = np.empty(1024, dtype=np.int64)
         self.n = 0
+        self.keys = np.empty(16, dtype=np.int64)  # m <= 16
+        self.starts = self.ends = self.cand = self.cand_sub = np.empty(0, dtype=np.int64)
+
+    def fit(self, probes: int) -> None:
+        """Room for a plan of ``probes`` probes (and 16 candidates a probe, which the
+        kernel exceeds only with a temporary buffer)."""
+        if len(self.starts) < probes:
+            self.starts = np.empty(probes, dtype=np.int64)
+            self.ends = np.empty(probes, dtype=np.int64)
+            self.cand = np.empty(16 * probes, dtype=np.int64)
+            self.cand_sub = np.empty(16 * probes, dtype=np.int64)
 
     def run(self, kernel: Callable[..., int], args: tuple[object, ...], codes: Words, queries: Words, t: int) -> None:
         while True:
@@ -504,11 +522,24 @@ class _Built:
     rows: npt.NDArray[np.uint32] | None = None  # compaction: the old row of each kept row
 
 
+_LOCAL = threading.local()
+
+
+def _scratch() -> _Scratch:
+    """This thread's buffers (created on its first lookup)."""
+    try:
+        hits: _Scratch = _LOCAL.scratch
+    except AttributeError:
+        hits = _LOCAL.scratch = _Scratch()
+    hits.n = 0
+    return hits
+
+
 def _search(layout: _Layout, qs: Words, t: int) -> list[list[tuple[int, int]]]:
     """Every live row of ``layout`` within ``t`` of each query: (id, distance), nearest first."""
     k = len(qs)
     codes = layout.codes
-    hits = _Hits(64 + 4 * k)
+    hits = _scratch()
     scan_rows = _kernel().scan_rows
     for s in layout.segments:
         if not s.scan(codes, qs, t, hits):
