@@ -216,9 +216,14 @@ def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray
 # -- substring plans -----------------------------------------------------------------------
 
 
+MAX_B = 23
+"""The widest substring: at 10M, 23-bit tables halve the candidates of 22-bit ones for
+twice the directory (see the module docstring)."""
+
+
 def _shape_for(n: int) -> tuple[int, int]:
-    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..22."""
-    b = min(22, max(16, int(np.log2(max(n, 1))) + 1))
+    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..MAX_B."""
+    b = min(MAX_B, max(16, int(np.log2(max(n, 1))) + 1))
     return min(16, BITS // b), b
 
 

@@ -50,7 +50,7 @@ def test_hex_round_trip_and_bit_order() -> None:
 
 @pytest.mark.parametrize("threshold", [0, 1, 7, 15, 31, 32, 47])
 def test_radii_satisfy_the_pigeonhole_condition(threshold: int) -> None:
-    for m in (12, 13, 16):
+    for m in (11, 12, 13, 16):
         rs = radii(m, threshold)
         assert sum(r + 1 for r in rs) == threshold + 1  # condition (*) in the module docstring
 
@@ -77,6 +77,39 @@ def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond(compacted:
             assert got == sorted(zip(rows.tolist(), dist.tolist()), key=lambda t: (t[1], t[0])), d
             assert all(dd <= 31 for _, dd in got)
             assert ((target, d) in got) == (d <= 31)
+
+
+def test_a_10m_segment_uses_eleven_23_bit_substrings() -> None:
+    """At 10M rows: 11 tables of 23 bits (253 of the 256 bits; radii 2 on ten, 1 on one,
+    10 * 3 + 2 = 32 = t + 1), half the candidates of 22-bit tables."""
+    m, b = pdq_index._shape_for(10_000_000)
+    assert (m, b) == (11, 23) and m * b <= 256
+    assert radii(m, 31) == [2] * 10 + [1]
+
+
+@pytest.mark.parametrize("b", [22, 23])
+def test_the_10m_table_shapes_are_exact_at_every_distance(b: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shapes a 10M index uses (11 substrings of 22 bits, as saved by older builds,
+    and of 23 bits), forced on a small index: every hash within 31 bits is found, through
+    a table-0-direct segment and a posted one, at thresholds 31 and 32."""
+    monkeypatch.setattr(pdq_index, "_shape_for", lambda n: (11, b))
+    rng = np.random.default_rng(b)
+    codes = _codes(5_600, b)
+    index = PdqIndex()
+    index.add_many(np.arange(5_000), codes[:5_000])
+    index.fold(force=True)
+    index.add_many(np.arange(5_000, 5_600), codes[5_000:])  # under an eighth: its own segment
+    index.fold(force=True)
+    assert [(s.m, s.b, s.direct0) for s in index._segments] == [(11, b, True), (11, b, False)]
+    for d in range(0, 41):
+        for _ in range(3):
+            target = int(rng.integers(0, len(codes)))
+            q = _flip(codes[target], d, rng)
+            for t in (31, 32):
+                rows, dist = brute_force(codes, q, t)
+                assert index.search(q, threshold=t) == sorted(
+                    zip(rows.tolist(), dist.tolist()), key=lambda h: (h[1], h[0])), (d, t)
+                assert ((target, d) in index.search(q, threshold=t)) == (d <= t)
 
 
 def test_per_query_threshold_and_brute_force_fallback() -> None:
@@ -425,6 +458,43 @@ def test_two_lookups_run_inside_the_kernel_at_once(monkeypatch: pytest.MonkeyPat
         t.join(60)
     assert not met.broken
     assert sorted(results) == [[(3, 0)], [(4, 0)]]  # type: ignore[type-var]
+
+
+def test_each_thread_reuses_its_own_kernel_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup allocates no scratch (a thread's second lookup passes the kernel the same
+    buffers as its first), and two lookups inside the kernel at once never share one."""
+    codes = _codes(20_000, 54)
+    index = PdqIndex()
+    index.add_many(np.arange(len(codes)), codes)
+    index.fold(force=True)
+    real = pdq_index._kernel()
+    met = threading.Barrier(2, timeout=30)
+    seen: dict[int, list[tuple[Any, ...]]] = {}
+
+    def scan_segment(*args: Any) -> object:
+        calls = seen.setdefault(threading.get_ident(), [])
+        calls.append(args[13:18])  # keys, starts, ends, candidates, their substrings
+        if len(calls) == 1:
+            met.wait()  # both threads are inside the scan with their scratch
+        return real.scan_segment(*args)
+
+    kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
+    monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
+    results: list[object] = []
+
+    def lookups(i: int) -> None:
+        results.append([index.search(codes[i]), index.search(codes[i + 1])])
+
+    threads = [threading.Thread(target=lookups, args=(i,), daemon=True) for i in (3, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not met.broken
+    assert sorted(results) == [[[(3, 0)], [(4, 0)]], [[(5, 0)], [(6, 0)]]]  # type: ignore[type-var]
+    (a1, a2), (b1, b2) = seen.values()
+    assert all(x is y for x, y in zip(a1, a2, strict=True)) and all(x is y for x, y in zip(b1, b2, strict=True))
+    assert not any(np.shares_memory(x, y) for x in a1 for y in b1)
 
 
 def _fingerprint(ids: np.ndarray, codes: np.ndarray) -> int:
