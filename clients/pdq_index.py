@@ -33,7 +33,9 @@ Layout
   32 B per hash, the floor for exact verification.
 - ``ids``: ``uint32`` per row, the caller's id (the bank uses SQLite rowids); the
   dense reverse map ``row_of[id]`` makes removal O(1); ``died``: ``uint32`` per row, the
-  sequence number of the change that removed or replaced the row (all ones while alive).
+  sequence number of the change that removed or replaced the row (0 while alive: the
+  array is allocated zeroed and only dead rows are written, so it costs resident
+  memory only in pages where rows died).
 - **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
   posting positions per substring and posting lists of row numbers packed to 3 bytes
   (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
@@ -477,9 +479,18 @@ def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
     return len(rows) <= n and len(rows) > 0 and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
 
 
-_ALIVE = np.uint32(0xFFFFFFFF)
-"""``died[row]`` of a live row; a dead row holds the sequence number of the change that
-removed or replaced it."""
+_ALIVE = np.uint32(0)
+"""``died[row]`` of a live row; a dead row holds the sequence number (from 1) of the
+change that removed or replaced it. Zero for the living keeps ``died`` out of resident
+memory until rows die: it is allocated zeroed (pages the kernel maps on first write) and
+only dead rows are ever written, by removals and when states are carried over
+(:func:`_carry_dead`), 38 MiB at 10M for an index with no removals."""
+
+
+def _carry_dead(dst: npt.NDArray[np.uint32], at: int, src: npt.NDArray[np.uint32]) -> None:
+    """``dst[at : at + len(src)] = src`` where ``dst`` is zeroed, writing the dead rows only."""
+    dead = np.flatnonzero(src)
+    dst[at + dead] = src[dead]
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +501,8 @@ class _Layout:
     It stays true while updates go on: rows below ``n`` are never rewritten in place
     (adds append past ``n``, maintenance builds new arrays), and the one in-place write,
     ``died[row] = seq`` for a removal, always stores a sequence number above ``seq``. A row
-    is alive in this layout iff ``row < n`` and ``died[row] > seq``."""
+    is alive in this layout iff ``row < n`` and ``died[row]`` is 0 (alive now) or above
+    ``seq``."""
 
     codes: Words
     ids: npt.NDArray[np.uint32]
@@ -501,7 +513,9 @@ class _Layout:
     seq: int
 
     def alive(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return self.died[rows] > self.seq
+        died = self.died[rows]
+        alive: npt.NDArray[np.bool_] = (died == _ALIVE) | (died > self.seq)
+        return alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,7 +587,8 @@ def _collect_few(
     few numpy calls): drop dead rows, order by (distance, id)."""
     ids, died, seq = layout.ids, layout.died, layout.seq
     for r, q, d in zip(rows, qno, dist, strict=True):
-        if int(died[r]) > seq:
+        gone = int(died[r])
+        if gone == 0 or gone > seq:
             out[q].append((int(ids[r]), d))
     for found in out:
         found.sort(key=lambda h: (h[1], h[0]))
@@ -639,7 +654,7 @@ class PdqIndex:
     def _next_seq(self) -> np.uint32:
         """The sequence number of a change that kills rows (caller holds the lock)."""
         self._seq += 1
-        if self._seq >= int(_ALIVE):
+        if self._seq >= 2**32:
             raise OverflowError("PdqIndex: 2**32 changes without a compaction")  # pragma: no cover
         return np.uint32(self._seq)
 
@@ -691,8 +706,8 @@ class PdqIndex:
         codes[: self._n] = self._codes[: self._n]
         ids = np.empty(cap, dtype=np.uint32)
         ids[: self._n] = self._ids[: self._n]
-        died = np.full(cap, _ALIVE, dtype=np.uint32)
-        died[: self._n] = self._died[: self._n]
+        died = np.zeros(cap, dtype=np.uint32)
+        _carry_dead(died, 0, self._died[: self._n])
         self._codes, self._ids, self._died = codes, ids, died
 
     def _reserve_ids(self, max_id: int) -> None:
@@ -842,9 +857,9 @@ class PdqIndex:
             ids = np.resize(ids, base + extra + 1024)
         codes[base : base + extra] = self._codes[job.n : self._n]  # rows added meanwhile: the new tail
         ids[base : base + extra] = self._ids[job.n : self._n]
-        died = np.full(len(codes), _ALIVE, dtype=np.uint32)  # every row's state now, carried over
-        died[:base] = self._died[built.rows]
-        died[base : base + extra] = self._died[job.n : self._n]
+        died = np.zeros(len(codes), dtype=np.uint32)  # every row's state now, carried over
+        _carry_dead(died, 0, self._died[built.rows])
+        _carry_dead(died, base, self._died[job.n : self._n])
         alive = np.flatnonzero(died[: base + extra] == _ALIVE)
         row_of = np.full(len(self._row_of), -1, dtype=np.int32)
         row_of[ids[alive].astype(np.int64)] = alive.astype(np.int32)
@@ -1037,7 +1052,7 @@ class PdqIndex:
         if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != 4 or ids.shape != (len(codes),):
             raise ValueError(f"{d}: malformed index arrays")
         index._codes, index._ids, index._n = codes, ids.astype(np.uint32, copy=False), len(codes)
-        index._died = np.full(len(codes), _ALIVE, dtype=np.uint32)
+        index._died = np.zeros(len(codes), dtype=np.uint32)
         if len(ids):
             index._reserve_ids(int(ids.max()))
             index._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)
