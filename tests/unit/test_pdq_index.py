@@ -88,10 +88,13 @@ def test_a_10m_segment_uses_eleven_23_bit_substrings() -> None:
 
 
 @pytest.mark.parametrize("b", [22, 23])
-def test_the_10m_table_shapes_are_exact_at_every_distance(b: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_10m_table_shapes_are_exact_at_every_distance(
+    b: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The shapes a 10M index uses (11 substrings of 22 bits, as saved by older builds,
     and of 23 bits), forced on a small index: every hash within 31 bits is found, through
-    a table-0-direct segment and a posted one, at thresholds 31 and 32."""
+    a table-0-direct segment and a posted one, at thresholds 31 and 32; saved, it loads
+    with its shape whatever the builder's shape is now."""
     monkeypatch.setattr(pdq_index, "_shape_for", lambda n: (11, b))
     rng = np.random.default_rng(b)
     codes = _codes(5_600, b)
@@ -110,6 +113,13 @@ def test_the_10m_table_shapes_are_exact_at_every_distance(b: int, monkeypatch: p
                 assert index.search(q, threshold=t) == sorted(
                     zip(rows.tolist(), dist.tolist()), key=lambda h: (h[1], h[0])), (d, t)
                 assert ((target, d) in index.search(q, threshold=t)) == (d <= t)
+    index.save(tmp_path / "idx")
+    monkeypatch.undo()
+    loaded = PdqIndex.load(tmp_path / "idx")
+    assert [(s.m, s.b) for s in loaded._segments] == [(11, b)]
+    for d in (0, 16, 31, 32):
+        q = _flip(codes[d], d, rng)
+        assert loaded.search(q) == index.search(q) == loaded.brute_force_search(q)
 
 
 def test_per_query_threshold_and_brute_force_fallback() -> None:
