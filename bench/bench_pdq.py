@@ -7,6 +7,8 @@ PDQIndex, on the same hashes, the same queries and the same core, in the same ru
     git archive main | tar -x -C /tmp/main-tree && cp -r exchange/pb /tmp/main-tree/exchange/ && \
         python bench/bench_pdq.py --skip-pytx --skip-exact \
         --baseline-tree /tmp/main-tree     # main's index against this one, same data, back to back
+    python bench/bench_pdq.py ... --data-dir /tmp/pdq-data   # hashes, queries and brute-force
+        answers generated once and reused by later runs (10M: saves minutes a run)
 
 Queries are realistic, not random hashes (random 256-bit hashes never have neighbours):
 - PDQ hashes of altered copies (downscaled, JPEG re-encoded, cropped, brightened) of
@@ -271,6 +273,21 @@ def exact_match(size: int, directory: Path) -> dict[str, Any]:
     return {"size": size, "bank_sqlite_qps": round(bank_qps), "pytx_dict_qps": round(dict_qps)}
 
 
+def _data(size: int, directory: Path, keep: bool) -> list[list[tuple[int, int]]]:
+    """Hashes and queries in ``directory`` and their brute-force answers: generated, or
+    those a previous run kept there (``keep``)."""
+    answers = directory / f"expected-{size}.json"
+    if keep and answers.exists() and (directory / f"codes-{size}.npy").exists():
+        print(f"== {size:,} hashes: reusing the data in {directory}", file=sys.stderr)
+        return [[(r, dist) for r, dist in q] for q in json.loads(answers.read_text())]
+    print(f"== {size:,} hashes: generating data and queries", file=sys.stderr)
+    make_data(size, directory)
+    expected = truth(size, directory)
+    if keep:
+        answers.write_text(json.dumps(expected))
+    return expected
+
+
 def _run_worker(args: list[str]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False, timeout=3600
@@ -313,6 +330,8 @@ def main() -> int:
                     help="also measure the index of other checkouts (e.g. `git archive main`), same data, same run;"
                          " ratios are to the first")
     ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", type=Path, help="keep the generated hashes, queries and brute-force answers here"
+                    " and reuse them in later runs (same seed, same data)")
     args = ap.parse_args()
     if args.worker:
         if args.worker == "exact":
@@ -328,12 +347,11 @@ def main() -> int:
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-pdq-") as tmp:
-        d = Path(tmp)
+        d = args.data_dir or Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
         for size in args.sizes:
-            print(f"== {size:,} hashes: generating data and queries", file=sys.stderr)
-            make_data(size, d)
+            expected = _data(size, d, keep=args.data_dir is not None)
             kinds = [tuple(q) for q in json.loads((d / f"queries-{size}.json").read_text())]
-            expected = truth(size, d)
             run: dict[str, Any] = {"size": size, "queries": len(kinds)}
             workers: list[tuple[str, str, list[str]]] = [("trustwire", "trustwire", [])]
             workers += [] if args.skip_pytx else [("pytx", "pytx", [])]
@@ -360,7 +378,8 @@ def main() -> int:
                 }
             report["runs"].append(run)
             _print(run)
-            (d / f"codes-{size}.npy").unlink()
+            if args.data_dir is None:
+                (d / f"codes-{size}.npy").unlink()
     out = RESULTS / f"pdq-{int(time.time())}.json"
     out.write_text(json.dumps(report, indent=2, sort_keys=True))
     print(f"wrote {out}", file=sys.stderr)
