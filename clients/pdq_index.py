@@ -39,22 +39,26 @@ Layout
 - **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
   posting positions per substring and posting lists of row numbers packed to 3 bytes
   (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
-  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..22) and
-  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 22, m = 11, radii 2 on
-  10 substrings and 1 on one (10 * 3 + 2 = 32): 2,563 probes and ~6.1k candidates per
-  query (b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of
-  postings), 3 B per hash per substring.
+  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..23, ``MAX_B``) and
+  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 23, m = 11 (253 bits),
+  radii 2 on 10 substrings and 1 on one (10 * 3 + 2 = 32): 2,794 probes and ~3.3k
+  candidates per query. b = 22 (what indexes saved before chose; they still load and
+  answer exactly) has the same radii, 2,563 probes but ~6.1k candidates, and half the
+  directory (47 MiB instead of 91): 23 bits trade 44 MiB for about 1.3x the lookups;
+  b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of postings.
+  3 B per hash per substring.
 - **Directories in two levels** (``_Directory``): a block's first position (``uint32``)
   every ``2**shift`` slots and each slot's offset from it in one byte (or two), the
-  smallest form that fits; at 10M about 1.06 B a slot instead of 4 (47 MiB for
-  22-bit tables where flat ``uint32`` ones would take 176 MiB).
+  smallest form that fits; at 10M about 1.03 B a slot instead of 4 (91 MiB for
+  23-bit tables where flat ``uint32`` ones would take 352 MiB).
 - **Table 0 without postings** (``direct0``): a compaction, and a fold that rebuilds
   every row, numbers the rows in the order of their substring-0 keys, so table 0's
   directory gives row numbers directly: no postings for it (29 MiB at 10M), and its
   candidates' hashes are read in sequence.
 - At 10M (measured, ``bench/bench_pdq.py``): codes 305 MiB + postings 286 + directories
-  47 + ids, ``died`` and reverse map 114 = 752 MiB of arrays; resident 913 MiB with
-  numba (~95 MiB) and its compiled kernels (~50 MiB).
+  91 + ids and reverse map 76 (+ ``died``, 38, only in pages where rows died) = 758 MiB
+  of arrays with no removals; resident about 940 MiB with numba (~95 MiB) and its
+  compiled kernels (~50 MiB).
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -91,11 +95,13 @@ exactly for it (a removal marks its rows ``died[row] = seq`` in place, above the
 of every layout published before it), so lookups run in parallel with each other, with
 updates and with maintenance (``tests/unit/test_pdq_index.py`` checks every answer of
 concurrent lookups against brute force over the layout it read). At 10M
-the cost is the ~11k random memory reads per query (2,563 directory slots, as many
-posting runs, ~6.1k candidates' 32-byte hashes, less table 0's, read in sequence);
-batches save only the per-call overhead (tens of microseconds).
+the cost is the ~9k random memory reads per query (2,794 directory slots, as many
+posting runs, ~3.3k candidates' 32-byte hashes, less table 0's, read in sequence).
+The kernels' scratch and the hit buffers are allocated once per thread (``_Scratch``,
+thread-local: concurrent lookups never share one), so a single lookup costs about a
+batched one (the call itself is ~10 us).
 
-Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 22),
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 23),
 each a posting per hash (3 B, the least that numbers 10M rows) on top of the 32 B hash
 itself: 62 B a hash, 590 MiB at 10M before any id map, numba or Python. 640 MiB
 resident is therefore out of reach of an exact multi-index over uncompressed hashes
