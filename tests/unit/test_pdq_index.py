@@ -122,6 +122,28 @@ def test_the_10m_table_shapes_are_exact_at_every_distance(
         assert loaded.search(q) == index.search(q) == loaded.brute_force_search(q)
 
 
+def test_only_dead_rows_are_written_in_died(tmp_path: Path) -> None:
+    """``died`` is allocated zeroed and a live row is 0, so the array costs resident memory
+    only in pages where rows died (38 MiB at 10M otherwise): adds, folds, compactions and
+    loads leave it untouched; a removal or a new version writes the rows it kills."""
+    codes = _codes(9_000, 55)
+    index = PdqIndex(tail_limit=1_000)
+    index.add_many(np.arange(8_000), codes[:8_000])
+    index.fold(force=True)
+    index.add_many(np.arange(8_000, 9_000), codes[8_000:])
+    index.fold(force=True)
+    assert len(index._segments) == 2 and not index._died.any()
+    killed = sorted(int(index._row_of[i]) for i in (5, 7))
+    index.remove(5)
+    index.add(7, codes[8_500])  # a new version: id 7's row dies, a new row is added
+    assert np.flatnonzero(index._died).tolist() == killed
+    assert index.search(codes[5]) == [] and index.search(codes[8_500]) == [(7, 0), (8_500, 0)]
+    index.compact()
+    assert not index._died.any()
+    index.save(tmp_path / "idx")
+    assert not PdqIndex.load(tmp_path / "idx")._died.any()
+
+
 def test_per_query_threshold_and_brute_force_fallback() -> None:
     rng = np.random.default_rng(3)
     codes = _codes(5_000, 4)
