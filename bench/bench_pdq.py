@@ -236,7 +236,8 @@ def worker(kind: str, size: int, directory: Path, tree: Path | None = None, roun
             f"{mode}cpu_queries_per_s": round(max(c for _, c in rates[mode]), 1),
             f"{mode}agrees": answers[mode] == found,
         }
-    batched["cpu_queries_per_s_rounds"] = {mode.rstrip("_") or "single": [round(c) for _, c in r] for mode, r in rates.items()}
+    batched["cpu_queries_per_s_rounds"] = {
+        mode.rstrip("_") or "single": [round(c) for _, c in r] for mode, r in rates.items()}
     return {
         "index": kind,
         "size": size,
