@@ -34,6 +34,19 @@ def _flip(code: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _two_segments(n: int, first: int, seed: int, tail_limit: int) -> tuple[np.ndarray, PdqIndex]:
+    """``n`` random hashes (ids 0..n-1) in two segments: the first ``first`` compacted
+    (table 0 in row order), the rest folded after them."""
+    codes = _codes(n, seed)
+    index = PdqIndex(tail_limit=tail_limit)
+    index.add_many(np.arange(first), codes[:first])
+    index.fold(force=True)
+    index.add_many(np.arange(first, n), codes[first:])
+    index.fold(force=True)
+    assert len(index._segments) == 2
+    return codes, index
+
+
 def _distance(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.bitwise_count(a ^ b).sum())
 
@@ -126,13 +139,8 @@ def test_only_dead_rows_are_written_in_died(tmp_path: Path) -> None:
     """``died`` is allocated zeroed and a live row is 0, so the array costs resident memory
     only in pages where rows died (38 MiB at 10M otherwise): adds, folds, compactions and
     loads leave it untouched; a removal or a new version writes the rows it kills."""
-    codes = _codes(9_000, 55)
-    index = PdqIndex(tail_limit=1_000)
-    index.add_many(np.arange(8_000), codes[:8_000])
-    index.fold(force=True)
-    index.add_many(np.arange(8_000, 9_000), codes[8_000:])
-    index.fold(force=True)
-    assert len(index._segments) == 2 and not index._died.any()
+    codes, index = _two_segments(9_000, 8_000, 55, tail_limit=1_000)
+    assert not index._died.any()
     killed = sorted(int(index._row_of[i]) for i in (5, 7))
     index.remove(5)
     index.add(7, codes[8_500])  # a new version: id 7's row dies, a new row is added
@@ -397,13 +405,8 @@ def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_index_saved_in_an_older_format_still_loads(tmp_path: Path, version: int) -> None:
-    codes = _codes(20_000, 43)
-    index = PdqIndex(tail_limit=3_000)
-    index.add_many(np.arange(18_000), codes[:18_000])
-    index.fold(force=True)
-    index.add_many(np.arange(18_000, 20_000), codes[18_000:])
-    index.fold(force=True)
-    assert len(index._segments) == 2 and index.stats()["tail"] == 0
+    codes, index = _two_segments(20_000, 18_000, 43, tail_limit=3_000)
+    assert index.stats()["tail"] == 0
     _write_old_format(index, tmp_path / "idx", version)
     assert PdqIndex.watermark_of(tmp_path / "idx") == "7"
     old = PdqIndex.load(tmp_path / "idx")
