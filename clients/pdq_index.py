@@ -33,26 +33,32 @@ Layout
   32 B per hash, the floor for exact verification.
 - ``ids``: ``uint32`` per row, the caller's id (the bank uses SQLite rowids); the
   dense reverse map ``row_of[id]`` makes removal O(1); ``died``: ``uint32`` per row, the
-  sequence number of the change that removed or replaced the row (all ones while alive).
+  sequence number of the change that removed or replaced the row (0 while alive: the
+  array is allocated zeroed and only dead rows are written, so it costs resident
+  memory only in pages where rows died).
 - **Segments**: each a CSR table per substring, with a directory of ``2**b + 1``
   posting positions per substring and posting lists of row numbers packed to 3 bytes
   (relative to the segment's first row; 4 bytes for a segment spanning 2**24 rows or
-  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..22) and
-  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 22, m = 11, radii 2 on
-  10 substrings and 1 on one (10 * 3 + 2 = 32): 2,563 probes and ~6.1k candidates per
-  query (b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of
-  postings), 3 B per hash per substring.
+  more). A segment of ``n`` rows picks ``b`` near ``log2(n)`` (16..23, ``MAX_B``) and
+  ``m = min(16, 256 // b)``; for t = 31 a 10M segment uses b = 23, m = 11 (253 bits),
+  radii 2 on 10 substrings and 1 on one (10 * 3 + 2 = 32): 2,794 probes and ~3.3k
+  candidates per query. b = 22 (what indexes saved before chose; they still load and
+  answer exactly) has the same radii, 2,563 probes but ~6.1k candidates, and half the
+  directory (47 MiB instead of 91): 23 bits trade 44 MiB for about 1.3x the lookups;
+  b = 21, m = 12: 1,944 probes but ~9.3k candidates, and one more table of postings.
+  3 B per hash per substring.
 - **Directories in two levels** (``_Directory``): a block's first position (``uint32``)
   every ``2**shift`` slots and each slot's offset from it in one byte (or two), the
-  smallest form that fits; at 10M about 1.06 B a slot instead of 4 (47 MiB for
-  22-bit tables where flat ``uint32`` ones would take 176 MiB).
+  smallest form that fits; at 10M about 1.03 B a slot instead of 4 (91 MiB for
+  23-bit tables where flat ``uint32`` ones would take 352 MiB).
 - **Table 0 without postings** (``direct0``): a compaction, and a fold that rebuilds
   every row, numbers the rows in the order of their substring-0 keys, so table 0's
   directory gives row numbers directly: no postings for it (29 MiB at 10M), and its
   candidates' hashes are read in sequence.
 - At 10M (measured, ``bench/bench_pdq.py``): codes 305 MiB + postings 286 + directories
-  47 + ids, ``died`` and reverse map 114 = 752 MiB of arrays; resident 913 MiB with
-  numba (~95 MiB) and its compiled kernels (~50 MiB).
+  91 + ids and reverse map 76 (+ ``died``, 38, only in pages where rows died) = 758 MiB
+  of arrays with no removals; resident about 940 MiB with numba (~95 MiB) and its
+  compiled kernels (~50 MiB).
 - **Incremental updates**: adds append to a small *tail* that is searched by brute
   force; when the tail passes ``tail_limit`` rows it becomes a new segment, and a
   segment is merged into the one before it when it grows past an eighth of its size
@@ -89,11 +95,13 @@ exactly for it (a removal marks its rows ``died[row] = seq`` in place, above the
 of every layout published before it), so lookups run in parallel with each other, with
 updates and with maintenance (``tests/unit/test_pdq_index.py`` checks every answer of
 concurrent lookups against brute force over the layout it read). At 10M
-the cost is the ~11k random memory reads per query (2,563 directory slots, as many
-posting runs, ~6.1k candidates' 32-byte hashes, less table 0's, read in sequence);
-batches save only the per-call overhead (tens of microseconds).
+the cost is the ~9k random memory reads per query (2,794 directory slots, as many
+posting runs, ~3.3k candidates' 32-byte hashes, less table 0's, read in sequence).
+The kernels' scratch and the hit buffers are allocated once per thread (``_Scratch``,
+thread-local: concurrent lookups never share one), so a single lookup costs about a
+batched one (the call itself is ~10 us).
 
-Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 22),
+Memory: exactness at t = 31 needs about a dozen substring tables at 10M (11 at b = 23),
 each a posting per hash (3 B, the least that numbers 10M rows) on top of the 32 B hash
 itself: 62 B a hash, 590 MiB at 10M before any id map, numba or Python. 640 MiB
 resident is therefore out of reach of an exact multi-index over uncompressed hashes
@@ -216,9 +224,14 @@ def brute_force(codes: Words, query: Words, threshold: int) -> tuple[npt.NDArray
 # -- substring plans -----------------------------------------------------------------------
 
 
+MAX_B = 23
+"""The widest substring: at 10M, 23-bit tables halve the candidates of 22-bit ones for
+twice the directory (see the module docstring)."""
+
+
 def _shape_for(n: int) -> tuple[int, int]:
-    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..22."""
-    b = min(22, max(16, int(np.log2(max(n, 1))) + 1))
+    """(m, b) for a segment of n rows: b near log2(n), clipped to 16..MAX_B."""
+    b = min(MAX_B, max(16, int(np.log2(max(n, 1))) + 1))
     return min(16, BITS // b), b
 
 
@@ -258,6 +271,7 @@ class _Plan:
     radii: npt.NDArray[np.int64]  # per substring (-1: not probed)
     counts: npt.NDArray[np.int64]  # per substring: its flip masks are flips[:count]
     flips: npt.NDArray[np.int64]  # every mask up to the largest radius, fewest bits first
+    probes: int  # sum(counts)
 
 
 @lru_cache(maxsize=256)
@@ -269,7 +283,8 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
     if sum(counts) > MAX_PROBES:
         return None
     return _Plan(
-        np.array(rs, dtype=np.int64), np.array(counts, dtype=np.int64), _flips(b, max(rs)).astype(np.int64)
+        np.array(rs, dtype=np.int64), np.array(counts, dtype=np.int64), _flips(b, max(rs)).astype(np.int64),
+        sum(counts),
     )
 
 
@@ -277,8 +292,8 @@ def _plan(m: int, b: int, threshold: int) -> _Plan | None:
 class _Directory:
     """A CSR directory (the monotone posting positions of every slot, ``2**b + 1`` per
     substring) in two levels: ``hi[g >> shift] + lo[g]`` is slot ``g``'s position, ``lo``
-    is uint8 or uint16 relative to its block's first slot. At 10M (b = 21, ~4.8 postings
-    a slot) blocks of 16 slots fit uint8: 1.1 B a slot instead of 4."""
+    is uint8 or uint16 relative to its block's first slot. At 10M (b = 23, ~1.2 postings
+    a slot) blocks of 128 slots fit uint8: 1.03 B a slot instead of 4."""
 
     hi: npt.NDArray[np.integer]
     lo: npt.NDArray[np.integer]
@@ -383,15 +398,17 @@ class _Segment:
             del keys, counts
         return cls(m, b, n, lo, hi, _Directory.encode(offsets), postings, width, direct0)
 
-    def scan(self, codes: Words, queries: Words, threshold: int, out: _Hits) -> bool:
+    def scan(self, codes: Words, queries: Words, threshold: int, out: _Scratch) -> bool:
         """Add the queries' hits in this segment to ``out``; False when no probe plan
         covers the threshold (the caller brute-forces the segment's rows)."""
         plan = _plan(self.m, self.b, threshold)
         if plan is None:
             return False
         d = self.directory
+        out.fit(plan.probes)
         args = (d.hi, d.lo, d.shift, self.direct0, self.n, self.postings, self.width, self.lo,
-                self.m, self.b, plan.radii, plan.counts, plan.flips)
+                self.m, self.b, plan.radii, plan.counts, plan.flips,
+                out.keys, out.starts, out.ends, out.cand, out.cand_sub)
         out.run(_kernel().scan_segment, args, codes, queries, threshold)
         return True
 
@@ -400,16 +417,30 @@ class _Segment:
         return int(self.directory.nbytes + self.postings.nbytes)
 
 
-class _Hits:
-    """Growable (row, query, distance) buffers a batch's kernel calls append to."""
+class _Scratch:
+    """One thread's buffers for the kernels, reused by each of its lookups (lookups run
+    concurrently without a lock, so a buffer is never shared between threads): the
+    growable (row, query, distance) hits a batch's kernel calls append to, and the
+    scan's own scratch (query keys, probe runs, candidates)."""
 
-    __slots__ = ("row", "q", "d", "n")
+    __slots__ = ("row", "q", "d", "n", "keys", "starts", "ends", "cand", "cand_sub")
 
-    def __init__(self, capacity: int) -> None:
-        self.row = np.empty(capacity, dtype=np.int64)
-        self.q = np.empty(capacity, dtype=np.int64)
-        self.d = np.empty(capacity, dtype=np.int64)
+    def __init__(self) -> None:
+        self.row = np.empty(1024, dtype=np.int64)
+        self.q = np.empty(1024, dtype=np.int64)
+        self.d = np.empty(1024, dtype=np.int64)
         self.n = 0
+        self.keys = np.empty(16, dtype=np.int64)  # m <= 16
+        self.starts = self.ends = self.cand = self.cand_sub = np.empty(0, dtype=np.int64)
+
+    def fit(self, probes: int) -> None:
+        """Room for a plan of ``probes`` probes (and 16 candidates a probe, which the
+        kernel exceeds only with a temporary buffer)."""
+        if len(self.starts) < probes:
+            self.starts = np.empty(probes, dtype=np.int64)
+            self.ends = np.empty(probes, dtype=np.int64)
+            self.cand = np.empty(16 * probes, dtype=np.int64)
+            self.cand_sub = np.empty(16 * probes, dtype=np.int64)
 
     def run(self, kernel: Callable[..., int], args: tuple[object, ...], codes: Words, queries: Words, t: int) -> None:
         while True:
@@ -454,9 +485,18 @@ def _is_prefix(rows: npt.NDArray[np.uint32], n: int) -> bool:
     return len(rows) <= n and len(rows) > 0 and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
 
 
-_ALIVE = np.uint32(0xFFFFFFFF)
-"""``died[row]`` of a live row; a dead row holds the sequence number of the change that
-removed or replaced it."""
+_ALIVE = np.uint32(0)
+"""``died[row]`` of a live row; a dead row holds the sequence number (from 1) of the
+change that removed or replaced it. Zero for the living keeps ``died`` out of resident
+memory until rows die: it is allocated zeroed (pages the kernel maps on first write) and
+only dead rows are ever written, by removals and when states are carried over
+(:func:`_carry_dead`), 38 MiB at 10M for an index with no removals."""
+
+
+def _carry_dead(dst: npt.NDArray[np.uint32], at: int, src: npt.NDArray[np.uint32]) -> None:
+    """``dst[at : at + len(src)] = src`` where ``dst`` is zeroed, writing the dead rows only."""
+    dead = np.flatnonzero(src)
+    dst[at + dead] = src[dead]
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +507,8 @@ class _Layout:
     It stays true while updates go on: rows below ``n`` are never rewritten in place
     (adds append past ``n``, maintenance builds new arrays), and the one in-place write,
     ``died[row] = seq`` for a removal, always stores a sequence number above ``seq``. A row
-    is alive in this layout iff ``row < n`` and ``died[row] > seq``."""
+    is alive in this layout iff ``row < n`` and ``died[row]`` is 0 (alive now) or above
+    ``seq``."""
 
     codes: Words
     ids: npt.NDArray[np.uint32]
@@ -478,7 +519,9 @@ class _Layout:
     seq: int
 
     def alive(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return self.died[rows] > self.seq
+        died = self.died[rows]
+        alive: npt.NDArray[np.bool_] = (died == _ALIVE) | (died > self.seq)
+        return alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,11 +547,24 @@ class _Built:
     rows: npt.NDArray[np.uint32] | None = None  # compaction: the old row of each kept row
 
 
+_LOCAL = threading.local()
+
+
+def _scratch() -> _Scratch:
+    """This thread's buffers (created on its first lookup)."""
+    try:
+        hits: _Scratch = _LOCAL.scratch
+    except AttributeError:
+        hits = _LOCAL.scratch = _Scratch()
+    hits.n = 0
+    return hits
+
+
 def _search(layout: _Layout, qs: Words, t: int) -> list[list[tuple[int, int]]]:
     """Every live row of ``layout`` within ``t`` of each query: (id, distance), nearest first."""
     k = len(qs)
     codes = layout.codes
-    hits = _Hits(64 + 4 * k)
+    hits = _scratch()
     scan_rows = _kernel().scan_rows
     for s in layout.segments:
         if not s.scan(codes, qs, t, hits):
@@ -537,7 +593,8 @@ def _collect_few(
     few numpy calls): drop dead rows, order by (distance, id)."""
     ids, died, seq = layout.ids, layout.died, layout.seq
     for r, q, d in zip(rows, qno, dist, strict=True):
-        if int(died[r]) > seq:
+        gone = int(died[r])
+        if gone == 0 or gone > seq:
             out[q].append((int(ids[r]), d))
     for found in out:
         found.sort(key=lambda h: (h[1], h[0]))
@@ -603,7 +660,7 @@ class PdqIndex:
     def _next_seq(self) -> np.uint32:
         """The sequence number of a change that kills rows (caller holds the lock)."""
         self._seq += 1
-        if self._seq >= int(_ALIVE):
+        if self._seq >= 2**32:
             raise OverflowError("PdqIndex: 2**32 changes without a compaction")  # pragma: no cover
         return np.uint32(self._seq)
 
@@ -655,8 +712,8 @@ class PdqIndex:
         codes[: self._n] = self._codes[: self._n]
         ids = np.empty(cap, dtype=np.uint32)
         ids[: self._n] = self._ids[: self._n]
-        died = np.full(cap, _ALIVE, dtype=np.uint32)
-        died[: self._n] = self._died[: self._n]
+        died = np.zeros(cap, dtype=np.uint32)
+        _carry_dead(died, 0, self._died[: self._n])
         self._codes, self._ids, self._died = codes, ids, died
 
     def _reserve_ids(self, max_id: int) -> None:
@@ -701,7 +758,7 @@ class PdqIndex:
         start = self._n
         self._codes[start : start + len(id_arr)] = words
         self._ids[start : start + len(id_arr)] = id_arr
-        self._died[start : start + len(id_arr)] = _ALIVE
+        # died[start:] is already 0 (alive): rows past n are never written
         self._row_of[id_arr] = np.arange(start, start + len(id_arr), dtype=np.int32)
         self._n += len(id_arr)
         self._live += len(id_arr)
@@ -806,9 +863,9 @@ class PdqIndex:
             ids = np.resize(ids, base + extra + 1024)
         codes[base : base + extra] = self._codes[job.n : self._n]  # rows added meanwhile: the new tail
         ids[base : base + extra] = self._ids[job.n : self._n]
-        died = np.full(len(codes), _ALIVE, dtype=np.uint32)  # every row's state now, carried over
-        died[:base] = self._died[built.rows]
-        died[base : base + extra] = self._died[job.n : self._n]
+        died = np.zeros(len(codes), dtype=np.uint32)  # every row's state now, carried over
+        _carry_dead(died, 0, self._died[built.rows])
+        _carry_dead(died, base, self._died[job.n : self._n])
         alive = np.flatnonzero(died[: base + extra] == _ALIVE)
         row_of = np.full(len(self._row_of), -1, dtype=np.int32)
         row_of[ids[alive].astype(np.int64)] = alive.astype(np.int32)
@@ -1001,7 +1058,7 @@ class PdqIndex:
         if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != 4 or ids.shape != (len(codes),):
             raise ValueError(f"{d}: malformed index arrays")
         index._codes, index._ids, index._n = codes, ids.astype(np.uint32, copy=False), len(codes)
-        index._died = np.full(len(codes), _ALIVE, dtype=np.uint32)
+        index._died = np.zeros(len(codes), dtype=np.uint32)
         if len(ids):
             index._reserve_ids(int(ids.max()))
             index._row_of[ids.astype(np.int64)] = np.arange(len(ids), dtype=np.int32)

@@ -165,7 +165,7 @@ def _emit(out_row, out_q, out_d, found, row, qi, d):  # type: ignore[no-untyped-
 @njit(cache=_CACHE, nogil=True)
 def scan_segment(  # type: ignore[no-untyped-def]
     dir_hi, dir_lo, shift, direct0, n, postings, width, lo, m, b, radii, counts, flips,
-    codes, queries, threshold, out_row, out_q, out_d, found,
+    keys, starts, ends, cand, cand_sub, codes, queries, threshold, out_row, out_q, out_d, found,
 ):
     """Hits of ``queries`` in one segment appended to ``out_*`` from position ``found``;
     returns the new count (past ``len(out_row)`` when the buffers were too small: the
@@ -177,6 +177,11 @@ def scan_segment(  # type: ignore[no-untyped-def]
     ``direct0``: table 0's positions are the rows themselves (minus ``lo``) and the
     postings start with table 1.
 
+    ``keys`` (``m``), ``starts``, ``ends`` (``sum(counts)``), ``cand`` and ``cand_sub``
+    are the caller's scratch, reused from call to call (one set per thread): allocating
+    them here cost a single lookup more than the scan of its rows. Candidates beyond
+    ``len(cand)`` get a temporary larger buffer.
+
     Each query runs in three tight loops (directory slots, then postings, then
     distances) rather than one nested loop: the reads of each loop are independent of
     one another, so the CPU keeps many cache misses in flight instead of one chain.
@@ -187,11 +192,6 @@ def scan_segment(  # type: ignore[no-untyped-def]
     for j in range(m):
         probes += counts[j]
     flat = codes.reshape(codes.size)
-    keys = np.empty(m, dtype=np.int64)
-    starts = np.empty(probes, dtype=np.int64)
-    ends = np.empty(probes, dtype=np.int64)
-    cand = np.empty(16 * probes, dtype=np.int64)
-    cand_sub = np.empty(16 * probes, dtype=np.int64)
     for qi in range(queries.shape[0]):
         q0, q1, q2, q3 = queries[qi, 0], queries[qi, 1], queries[qi, 2], queries[qi, 3]
         for j in range(m):

@@ -34,6 +34,19 @@ def _flip(code: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _two_segments(n: int, first: int, seed: int, tail_limit: int) -> tuple[np.ndarray, PdqIndex]:
+    """``n`` random hashes (ids 0..n-1) in two segments: the first ``first`` compacted
+    (table 0 in row order), the rest folded after them."""
+    codes = _codes(n, seed)
+    index = PdqIndex(tail_limit=tail_limit)
+    index.add_many(np.arange(first), codes[:first])
+    index.fold(force=True)
+    index.add_many(np.arange(first, n), codes[first:])
+    index.fold(force=True)
+    assert len(index._segments) == 2
+    return codes, index
+
+
 def _distance(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.bitwise_count(a ^ b).sum())
 
@@ -50,7 +63,7 @@ def test_hex_round_trip_and_bit_order() -> None:
 
 @pytest.mark.parametrize("threshold", [0, 1, 7, 15, 31, 32, 47])
 def test_radii_satisfy_the_pigeonhole_condition(threshold: int) -> None:
-    for m in (12, 13, 16):
+    for m in (11, 12, 13, 16):
         rs = radii(m, threshold)
         assert sum(r + 1 for r in rs) == threshold + 1  # condition (*) in the module docstring
 
@@ -77,6 +90,66 @@ def test_recall_is_exact_at_every_distance_0_to_31_and_nothing_beyond(compacted:
             assert got == sorted(zip(rows.tolist(), dist.tolist()), key=lambda t: (t[1], t[0])), d
             assert all(dd <= 31 for _, dd in got)
             assert ((target, d) in got) == (d <= 31)
+
+
+def test_a_10m_segment_uses_eleven_23_bit_substrings() -> None:
+    """At 10M rows: 11 tables of 23 bits (253 of the 256 bits; radii 2 on ten, 1 on one,
+    10 * 3 + 2 = 32 = t + 1), half the candidates of 22-bit tables."""
+    m, b = pdq_index._shape_for(10_000_000)
+    assert (m, b) == (11, 23) and m * b <= 256
+    assert radii(m, 31) == [2] * 10 + [1]
+
+
+@pytest.mark.parametrize("b", [22, 23])
+def test_the_10m_table_shapes_are_exact_at_every_distance(
+    b: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The shapes a 10M index uses (11 substrings of 22 bits, as saved by older builds,
+    and of 23 bits), forced on a small index: every hash within 31 bits is found, through
+    a table-0-direct segment and a posted one, at thresholds 31 and 32; saved, it loads
+    with its shape whatever the builder's shape is now."""
+    monkeypatch.setattr(pdq_index, "_shape_for", lambda n: (11, b))
+    rng = np.random.default_rng(b)
+    codes = _codes(5_600, b)
+    index = PdqIndex()
+    index.add_many(np.arange(5_000), codes[:5_000])
+    index.fold(force=True)
+    index.add_many(np.arange(5_000, 5_600), codes[5_000:])  # under an eighth: its own segment
+    index.fold(force=True)
+    assert [(s.m, s.b, s.direct0) for s in index._segments] == [(11, b, True), (11, b, False)]
+    for d in range(0, 41):
+        for _ in range(3):
+            target = int(rng.integers(0, len(codes)))
+            q = _flip(codes[target], d, rng)
+            for t in (31, 32):
+                rows, dist = brute_force(codes, q, t)
+                assert index.search(q, threshold=t) == sorted(
+                    zip(rows.tolist(), dist.tolist()), key=lambda h: (h[1], h[0])), (d, t)
+                assert ((target, d) in index.search(q, threshold=t)) == (d <= t)
+    index.save(tmp_path / "idx")
+    monkeypatch.undo()
+    loaded = PdqIndex.load(tmp_path / "idx")
+    assert [(s.m, s.b) for s in loaded._segments] == [(11, b)]
+    for d in (0, 16, 31, 32):
+        q = _flip(codes[d], d, rng)
+        assert loaded.search(q) == index.search(q) == loaded.brute_force_search(q)
+
+
+def test_only_dead_rows_are_written_in_died(tmp_path: Path) -> None:
+    """``died`` is allocated zeroed and a live row is 0, so the array costs resident memory
+    only in pages where rows died (38 MiB at 10M otherwise): adds, folds, compactions and
+    loads leave it untouched; a removal or a new version writes the rows it kills."""
+    codes, index = _two_segments(9_000, 8_000, 55, tail_limit=1_000)
+    assert not index._died.any()
+    killed = sorted(int(index._row_of[i]) for i in (5, 7))
+    index.remove(5)
+    index.add(7, codes[8_500])  # a new version: id 7's row dies, a new row is added
+    assert np.flatnonzero(index._died).tolist() == killed
+    assert index.search(codes[5]) == [] and index.search(codes[8_500]) == [(7, 0), (8_500, 0)]
+    index.compact()
+    assert not index._died.any()
+    index.save(tmp_path / "idx")
+    assert not PdqIndex.load(tmp_path / "idx")._died.any()
 
 
 def test_per_query_threshold_and_brute_force_fallback() -> None:
@@ -332,13 +405,8 @@ def _write_old_format(index: PdqIndex, path: Path, version: int) -> None:
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_index_saved_in_an_older_format_still_loads(tmp_path: Path, version: int) -> None:
-    codes = _codes(20_000, 43)
-    index = PdqIndex(tail_limit=3_000)
-    index.add_many(np.arange(18_000), codes[:18_000])
-    index.fold(force=True)
-    index.add_many(np.arange(18_000, 20_000), codes[18_000:])
-    index.fold(force=True)
-    assert len(index._segments) == 2 and index.stats()["tail"] == 0
+    codes, index = _two_segments(20_000, 18_000, 43, tail_limit=3_000)
+    assert index.stats()["tail"] == 0
     _write_old_format(index, tmp_path / "idx", version)
     assert PdqIndex.watermark_of(tmp_path / "idx") == "7"
     old = PdqIndex.load(tmp_path / "idx")
@@ -397,34 +465,46 @@ def test_the_compiled_scans_release_the_gil_and_are_cached() -> None:
 # -- concurrent lookups ----------------------------------------------------------------------
 
 
-def test_two_lookups_run_inside_the_kernel_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_lookups_run_inside_the_kernel_at_once_each_with_its_own_scratch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Lookups take no lock: two searches meet inside the compiled scan. If lookups
     serialized, the second could not enter while the first waits there and the barrier
-    would break (bounded wait, no clock assert)."""
+    would break (bounded wait, no clock assert). Neither allocates scratch (a thread's
+    second lookup passes the kernel the same buffers as its first) and the two never
+    share one."""
     codes = _codes(20_000, 51)
     index = PdqIndex()
     index.add_many(np.arange(len(codes)), codes)
     index.fold(force=True)
     real = pdq_index._kernel()
     met = threading.Barrier(2, timeout=30)
-    inside = threading.local()
+    seen: dict[int, list[tuple[Any, ...]]] = {}
 
-    def scan_segment(*args: object) -> object:
-        if not getattr(inside, "met", False):
-            inside.met = True
+    def scan_segment(*args: Any) -> object:
+        calls = seen.setdefault(threading.get_ident(), [])
+        calls.append(args[13:18])  # keys, starts, ends, candidates, their substrings
+        if len(calls) == 1:
             met.wait()  # both lookups are in the scan at the same moment
         return real.scan_segment(*args)
 
     kernel = type("Kernel", (), {"scan_segment": staticmethod(scan_segment), "scan_rows": real.scan_rows})
     monkeypatch.setattr(pdq_index, "_kernel", lambda: kernel)
     results: list[object] = []
-    threads = [threading.Thread(target=lambda i=i: results.append(index.search(codes[i])), daemon=True) for i in (3, 4)]
+
+    def lookups(i: int) -> None:
+        results.append([index.search(codes[i]), index.search(codes[i + 1])])
+
+    threads = [threading.Thread(target=lookups, args=(i,), daemon=True) for i in (3, 5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not met.broken
-    assert sorted(results) == [[(3, 0)], [(4, 0)]]  # type: ignore[type-var]
+    assert sorted(results) == [[[(3, 0)], [(4, 0)]], [[(5, 0)], [(6, 0)]]]  # type: ignore[type-var]
+    (a1, a2), (b1, b2) = seen.values()
+    assert all(x is y for x, y in zip(a1, a2, strict=True)) and all(x is y for x, y in zip(b1, b2, strict=True))
+    assert not any(np.shares_memory(x, y) for x in a1 for y in b1)
 
 
 def _fingerprint(ids: np.ndarray, codes: np.ndarray) -> int:
@@ -511,7 +591,7 @@ def test_lookups_during_adds_removes_and_compactions_are_exact_for_the_state_the
     layouts = {id(lay) for lay, _, _ in seen}
     assert len(seen) >= 20 and len(layouts) >= 3  # lookups really did see the index change under them
     for layout, qs, out in seen:
-        alive = np.flatnonzero(layout.died[: layout.n] > layout.seq)  # type: ignore[attr-defined]
+        alive = np.flatnonzero(layout.alive(np.arange(layout.n)))  # type: ignore[attr-defined]
         assert _fingerprint(layout.ids[alive], layout.codes[alive]) in states  # type: ignore[attr-defined]
         for q, got in zip(qs, out, strict=True):
             assert got == pdq_index._brute_force_layout(layout, q, 31)  # type: ignore[arg-type]
