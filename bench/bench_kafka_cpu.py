@@ -47,7 +47,7 @@ from exchange.server.kafka import KafkaLedger, KafkaSettings  # noqa: E402
 from exchange.server.ledger import SqliteLedger, Submission  # noqa: E402
 from tests.kafka.broker import session_broker  # noqa: E402
 from tests.conftest import GROUP_ALL, MEMBERS  # noqa: E402
-from tests.kafka.cluster import Cluster, wait_for  # noqa: E402
+from tests.kafka.cluster import Cluster, member_signer, wait_for  # noqa: E402
 from tests.ledger_contract import G1, as_admitted, signal, task_force  # noqa: E402
 
 
@@ -167,6 +167,11 @@ class _Replicas:
         if role == "sub":
             return self._cluster.member("bob", self._follow_on)
         return self._cluster.member("alice", self._publish_to)
+
+    def follower_spec(self) -> tuple[str, str, bytes, bytes, str]:
+        """The follower (bob, on ``follow_on``) as the probe starts it in its own process."""
+        c = self._cluster
+        return self._follow_on, "bob", member_signer("bob").seed, c.operator.public_key, c.log_vkey or c.vkey()
 
 
 def latencies(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:

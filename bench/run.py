@@ -155,6 +155,10 @@ class Exchange:
         kids = [c.cpu_times() for c in proc.children(recursive=True)]
         return own.user + own.system, sum(t.user + t.system for t in kids)
 
+    def follower_spec(self) -> FollowerSpec:
+        """How the latency probe's follower (member "sub") connects from its own process."""
+        return self.target, "sub", self.members["sub"].seed, self.operator.public_key, self.log_key
+
     def client(self, name: str, state: Path | None = None) -> MemberClient:
         return MemberClient(self.target, member_id=name, signer=self.members[name],
                             operator_key=self.operator.public_key, log_key=self.log_key, state=state)
@@ -224,14 +228,19 @@ def consume_rate(ex: Exchange, state: Path) -> tuple[float, int]:
     return rate, report.verified
 
 
-def _follow(target: str, seed: bytes, operator_key: bytes, log_key: str, head: int, total: int,
-            out: Any, ready: Any) -> None:
+FollowerSpec = tuple[str, str, bytes, bytes, str]
+"""What a follower process needs to connect: (target, member id, key seed, operator
+public key, log verifier key); every probed exchange gives one (``follower_spec()``)."""
+
+
+def _follow(spec: FollowerSpec, head: int, total: int, out: Any, ready: Any) -> None:
     """The following member (in its own process unless asked otherwise): each entry's
     arrival time (``time.perf_counter``, CLOCK_MONOTONIC: comparable across processes),
     sent back a page at a time until ``total`` arrived or the stream ends."""
     if threading.current_thread() is threading.main_thread():  # its own process: a terminate closes the client
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    client = MemberClient(target, member_id="sub", signer=Signer.from_seed(seed), operator_key=operator_key,
+    target, member_id, seed, operator_key, log_key = spec
+    client = MemberClient(target, member_id=member_id, signer=Signer.from_seed(seed), operator_key=operator_key,
                           log_key=log_key)
     got: list[tuple[str, float]] = []
     seen = 0
@@ -260,7 +269,7 @@ class _Follower:
     publishing callers, and the bench then times itself); ``in_process``: a thread."""
 
     def __init__(self, ex: Exchange, head: int, total: int, in_process: bool) -> None:
-        args = (ex.target, ex.members["sub"].seed, ex.operator.public_key, ex.log_key, head, total)
+        args = (ex.follower_spec(), head, total)
         if in_process:
             self._out: Any = queue.Queue()
             self._ready: Any = threading.Event()
