@@ -27,6 +27,7 @@ from clients.queue import ModerationQueue
 from clients.routing import Router
 from clients.store import MemberStore
 from exchange.core import signals
+from exchange.core.entries import enum_label
 from exchange.core.errors import UntrustedEntry
 from exchange.core.keys import KeyId
 from exchange.core.verify import EntryVerifier, VerifiedEntry
@@ -161,7 +162,7 @@ class Ingester:
         elif isinstance(e, pb.Retraction):
             report.retractions += 1
             self._bank.retract(e.signal.member_id, e.signal.signal_id, v.index, v.accepted_at_ms, v.keyid)
-            reason = pb.RetractionReason.Name(e.reason).removeprefix("RETRACTION_REASON_").lower()
+            reason = enum_label(pb.RetractionReason, e.reason, "RETRACTION_REASON_")  # open: may be undeclared
             report.withdrawn += self._queue.withdraw(e.signal.member_id, e.signal.signal_id, f"retracted: {reason}")
         elif isinstance(e, pb.Opinion):
             report.opinions += 1

@@ -51,7 +51,7 @@ from threatexchange.signal_type.signal_base import SignalType
 from clients.member import MemberClient
 from clients.threatexchange.signal_types import to_pytx
 from clients.transport import client_tls
-from exchange.core.entries import timestamp_to_ms
+from exchange.core.entries import enum_label, timestamp_to_ms
 from exchange.core.errors import UntrustedEntry
 from exchange.core.keyfiles import public_key_from_hex, signer_from_hex
 from exchange.core.keys import Signer
@@ -191,12 +191,6 @@ class TrustwireSignalMetadata(state.FetchedSignalMetadata):
 _Delta = state.FetchDelta[str, TrustwireSignalMetadata, TrustwireCheckpoint]
 
 
-def _enum_name(enum: t.Any, value: int, prefix: str) -> str:
-    try:
-        return str(enum.Name(value)).removeprefix(prefix).lower()
-    except ValueError:
-        return str(value)
-
 
 class TrustwireSignalExchangeAPI(
     auth.SignalExchangeWithAuth[TrustwireCollabConfig, TrustwireCredentials],
@@ -271,8 +265,8 @@ class TrustwireSignalExchangeAPI(
             signal_value=pytx_value,
             labels=sorted(s.labels),
             confidence=s.confidence,
-            severity=_enum_name(pb.Severity, s.severity, "SEVERITY_"),
-            tlp=_enum_name(pb.Tlp, s.sharing.tlp, "TLP_"),
+            severity=enum_label(pb.Severity, s.severity, "SEVERITY_"),
+            tlp=enum_label(pb.Tlp, s.sharing.tlp, "TLP_"),
             groups=list(s.sharing.groups),
             accepted_at_ms=accepted_at_ms,
             valid_until_ms=timestamp_to_ms(s.valid_until) if s.HasField("valid_until") else None,

@@ -12,7 +12,7 @@ import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NewType, TypeAlias
+from typing import Any, NewType, TypeAlias
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,6 +22,7 @@ from exchange.core.errors import InvalidValue, MalformedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 
 __all__ = [
+    "enum_label",
     "Entry",
     "EntryKind",
     "GroupId",
@@ -256,6 +257,17 @@ def validate_entry(kind: EntryKind, entry: Entry) -> None:
     except InvalidValue as exc:
         # keep the precise subclass (e.g. NonNormalizedValue) but say which entry part
         raise type(exc)(f"{kind.value}: {exc.message}") from exc
+
+
+def enum_label(enum: Any, value: int, prefix: str) -> str:
+    """A protobuf enum value for display: its declared name without ``prefix``, in lower
+    case, or its number when it has none. Entry enums are open (a retraction's reason
+    and an opinion's verdict need only be non-zero, §1), so a verified entry may carry a
+    value this build does not know, and reading it must not fail."""
+    try:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+    except ValueError:
+        return str(value)
 
 
 def _require(ok: object, message: str) -> None:

@@ -136,6 +136,31 @@ def test_retraction_withdraws_pending_queue_items(taskforce: TaskForce, tmp_path
     assert len(bob.queue.items()) == 1
 
 
+def test_a_retraction_with_an_undeclared_reason_does_not_stop_members_syncing(
+    taskforce: TaskForce, tmp_path: Path
+) -> None:
+    """The attack: a member publishes a retraction whose reason is a number the enum does
+    not declare (entry enums are open; PROTOCOL.md §1 asks only for a non-zero reason).
+    The exchange accepts it, so every member's sync must take it: a member that failed
+    on it would fail on the same page at every retry, for good. The fuzz campaign found
+    one that did."""
+    img = _image(tmp_path / "upload.png", seed=11)
+    alice = taskforce.client("alice")
+    accepted(alice.publish([alice.signal("md5", hash_file(img).md5, groups=[GROUP_ALL], signal_id="odd-reason")]))
+    bob = taskforce.client("bob", state=True, policy=ENQUEUE_ALL)
+    assert bob.queue is not None
+    bob.sync()
+    bob.match_files([img])
+    (item,) = bob.queue.items()
+    odd = alice.retraction("odd-reason")
+    odd.reason = 2**31 - 1  # type: ignore[assignment]
+    accepted(alice.publish([odd, alice.signal("md5", MD5_C, groups=[GROUP_ALL], signal_id="after-it")]))
+    report = bob.sync()
+    assert (report.retractions, report.withdrawn, report.signals) == (1, 1, 1)  # and the page went on
+    gone = bob.queue.get(item.id)
+    assert gone.state is State.WITHDRAWN and gone.reason == "retracted: 2147483647"
+    assert bob.match_files([img])[0].matches == []
+
 def test_signal_arriving_after_hashing_is_queued_on_sync(taskforce: TaskForce, tmp_path: Path) -> None:
     img = _image(tmp_path / "old-upload.png", seed=11)
     bob = taskforce.client("bob", state=True, policy=ENQUEUE_ALL)
