@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from clients.transport import connect
 from exchange.core.dsse import sign_envelope
@@ -86,6 +88,36 @@ def stubs(taskforce: TaskForce) -> Iterator[Stubs]:
         yield s
     finally:
         s.close()
+
+
+class Reflected:
+    """What a grpcurl-style client learns from server reflection: the service names, and the
+    file descriptors (with their dependencies) that define the symbols asked about."""
+
+    def __init__(self, channel: grpc.Channel, symbols: Sequence[str]) -> None:
+        requests = [reflection_pb2.ServerReflectionRequest(list_services="")]
+        requests += [reflection_pb2.ServerReflectionRequest(file_containing_symbol=s) for s in symbols]
+        # A finite request stream: the call ends when the answers are in, leaving no thread or
+        # stream behind (and no descriptor pool fed from Python callbacks).
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = list(stub.ServerReflectionInfo(iter(requests), timeout=RPC_TIMEOUT_S))
+        assert len(replies) == len(requests), replies
+        for reply in replies:
+            assert not reply.HasField("error_response"), reply.error_response
+        self.services = {s.name for s in replies[0].list_services_response.service}
+        self.files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+        for reply in replies[1:]:
+            for raw in reply.file_descriptor_response.file_descriptor_proto:
+                fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                self.files[fd.name] = fd
+
+    def service(self, full_name: str) -> descriptor_pb2.ServiceDescriptorProto:
+        (found,) = [s for f in self.files.values() for s in f.service if f"{f.package}.{s.name}" == full_name]
+        return found
+
+    def message(self, full_name: str) -> descriptor_pb2.DescriptorProto:
+        (found,) = [m for f in self.files.values() for m in f.message_type if f"{f.package}.{m.name}" == full_name]
+        return found
 
 
 def publish_raw(stub: xgrpc.ExchangeServiceStub, envelopes: Sequence[bytes], **kwargs: object) -> list[xpb.PublishResult]:

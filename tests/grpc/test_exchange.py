@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from clients.member import MemberClient
 from exchange.core.dsse import Envelope
@@ -20,7 +19,7 @@ from exchange.core.verify import VerifiedEntry
 from exchange.pb.trustwire.v1 import entries_pb2 as pb
 from exchange.pb.trustwire.v1 import exchange_pb2 as xpb
 from tests.conftest import GROUP_ALL, GROUP_NCII, MEMBERS, TaskForce, wait_until
-from tests.grpc.conftest import MD5_A, MD5_B, MD5_C, RPC_TIMEOUT_S, SERVICE, Stubs, publish_raw
+from tests.grpc.conftest import MD5_A, MD5_B, MD5_C, RPC_TIMEOUT_S, SERVICE, Reflected, Stubs, publish_raw
 
 N_KEY_EVENTS = 2 + 2 * len(MEMBERS)  # two groups, then enrolment + key per member
 
@@ -301,12 +300,9 @@ def test_health_check_reports_serving(taskforce: TaskForce, stubs: Stubs) -> Non
 
 
 def test_reflection_lists_exchange_service(taskforce: TaskForce, stubs: Stubs) -> None:
-    db = ProtoReflectionDescriptorDatabase(stubs.channel())
-    services = set(db.get_services())
-    assert {SERVICE, "grpc.health.v1.Health"} <= services
-    fd = db.FindFileContainingSymbol(SERVICE)
-    (svc,) = [s for s in fd.service if f"{fd.package}.{s.name}" == SERVICE]
-    assert {m.name for m in svc.method} == {"Publish", "Subscribe", "GetEntries", "GetKeyDirectory"}
+    reflected = Reflected(stubs.channel(), [SERVICE])
+    assert {SERVICE, "grpc.health.v1.Health"} <= reflected.services
+    assert {m.name for m in reflected.service(SERVICE).method} == {"Publish", "Subscribe", "GetEntries", "GetKeyDirectory"}
 
 
 def test_large_batches_are_verified_by_worker_processes(tmp_path: Path) -> None:

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.transport import connect
@@ -39,6 +37,7 @@ from tests.grpc.conftest import (
     MD5_C,
     PUBLISH,
     RPC_TIMEOUT_S,
+    Reflected,
     Stubs,
     assert_entry_error,
     assert_rpc_error,
@@ -404,21 +403,20 @@ def test_reflection_lists_and_describes_services(taskforce: TaskForce, stubs: St
     """`grpcurl -plaintext HOST:PORT list` and `describe trustwire.v1.ExchangeService`,
     done with grpc's own reflection client (no credentials, like grpcurl)."""
     channel = stubs.channel()
-    db = ProtoReflectionDescriptorDatabase(channel)
-    assert set(db.get_services()) == {
-        "trustwire.v1.ExchangeService", "trustwire.v1.AuditService", "trustwire.v1.OperatorService",
+    exchange_name, operator_name = "trustwire.v1.ExchangeService", "trustwire.v1.OperatorService"
+    reflected = Reflected(channel, [exchange_name, operator_name])
+    assert reflected.services == {
+        exchange_name, "trustwire.v1.AuditService", operator_name,
         "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
     }
-    pool = DescriptorPool(db)
-    exchange = pool.FindServiceByName("trustwire.v1.ExchangeService")
-    methods = {m.name: (m.input_type.full_name, m.output_type.full_name, m.server_streaming) for m in exchange.methods}
-    assert methods["Publish"] == ("trustwire.v1.PublishRequest", "trustwire.v1.PublishResponse", False)
-    assert methods["Subscribe"] == ("trustwire.v1.SubscribeRequest", "trustwire.v1.SubscribeResponse", True)
+    exchange = reflected.service(exchange_name)
+    methods = {m.name: (m.input_type, m.output_type, m.server_streaming) for m in exchange.method}
+    assert methods["Publish"] == (".trustwire.v1.PublishRequest", ".trustwire.v1.PublishResponse", False)
+    assert methods["Subscribe"] == (".trustwire.v1.SubscribeRequest", ".trustwire.v1.SubscribeResponse", True)
     assert set(methods) == {"Publish", "Subscribe", "GetEntries", "GetKeyDirectory"}
-    record = pool.FindMessageTypeByName("trustwire.v1.PublishResult")
-    assert {f.name for f in record.fields} == {"receipt", "error"}
-    operator = pool.FindServiceByName("trustwire.v1.OperatorService")
-    assert {m.name for m in operator.methods} == {"GetStatus", "ListRejections"}
+    record = reflected.message("trustwire.v1.PublishResult")
+    assert {f.name for f in record.field} == {"receipt", "error"}
+    assert {m.name for m in reflected.service(operator_name).method} == {"GetStatus", "ListRejections"}
 
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "trustwire.v1.ExchangeService", "trustwire.v1.AuditService", "trustwire.v1.OperatorService"):
