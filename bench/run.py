@@ -244,6 +244,8 @@ def _follow(spec: FollowerSpec, head: int, total: int, out: Any, ready: Any) -> 
                           log_key=log_key)
     got: list[tuple[str, float]] = []
     seen = 0
+    client.exchange.verify_pool.wait_started(120)  # a long-running member's workers are up (their start
+    # is a second of CPU on the machine the exchange runs on)
     try:
         stream = client.subscribe(from_index=head, follow=True)
         ready.set()

@@ -3,10 +3,16 @@
 A member's sync and an audit both spend most of their time on Ed25519 checks and
 entry validation, which need no state but the key directory's keys. :class:`VerifyPool`
 runs :func:`exchange.core.verify.signed_verdicts` on pages split across worker
-processes (started on the first page big enough to be worth it, kept until
-:meth:`close`) and hands back one byte per record and the compact facts of the
+processes and hands back one byte per record and the compact facts of the
 member entries shown passing (so the caller does not parse them again); the in-order half of the rule
 (key validity at the index, sharing, key events) stays with the caller's verifier.
+
+The workers start on the first page big enough to be worth it and are kept until
+:meth:`close`. Starting one (a new interpreter importing the verifier) takes a good
+part of a second, so pages are checked in the caller's process until every worker has
+answered a first, empty task: a follower that falls a page behind for the first time
+never waits for processes to start (issue 18: that wait was an 0.8 s stall in the
+publish → subscriber latency at 5k entries/s).
 
 Workers are spawned (never forked from a process holding gRPC threads), and a spawned
 worker imports the program's main script again: a script whose entry point is not
@@ -22,7 +28,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MIN_PAGE = 256  # pages with fewer records are checked in the caller's process
 MIN_SHARE = 64  # records per worker, at least
+_START_TIMEOUT_S = 120.0  # a worker not started by then: the pool is broken, pages stay in-process
 
 
 def process_pool(
@@ -67,11 +74,13 @@ class VerifyPool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: list[Future[None]] = []  # each worker's first task: done once it runs
         self._lock = threading.Lock()
         self._closed = False
 
     def submit(self, operator_key: bytes, keys: dict[str, tuple[str, bytes]], raws: Sequence[bytes]) -> Passes | None:
-        """Start checking ``raws`` on the workers (None: too few to be worth it, or no workers)."""
+        """Start checking ``raws`` on the workers (None: too few to be worth it, no
+        workers, or workers still starting: the caller checks them itself)."""
         if self.workers < 2 or len(raws) < MIN_PAGE:
             return None
         pool = self._started()
@@ -101,6 +110,7 @@ class VerifyPool:
         return pending() if pending is not None else None
 
     def _started(self) -> ProcessPoolExecutor | None:
+        """The pool once every worker runs; on the first call, start them (and None)."""
         with self._lock:
             if self._closed:
                 return None
@@ -110,8 +120,33 @@ class VerifyPool:
                              " `if __name__ == \"__main__\":` to check them on every core")
                     self._closed = True
                     return None
-                self._pool = process_pool(self.workers)
+                # each worker waits at the barrier for the others, so the first tasks are
+                # done only once every worker runs (one task per worker: a spawn-context
+                # pool starts a process for each)
+                barrier = multiprocessing.get_context("spawn").Barrier(self.workers)
+                self._pool = process_pool(self.workers, _meet, (barrier, _START_TIMEOUT_S))
+                self._starting = [self._pool.submit(_ready) for _ in range(self.workers)]
+            if not all(f.done() for f in self._starting):
+                return None
+            if any(f.exception() is not None for f in self._starting):
+                log.warning("the verification workers did not start; checking pages in this process")
+                self._closed = True
+                return None
             return self._pool
+
+    def wait_started(self, timeout: float) -> bool:
+        """Start the workers if needed and wait until they run (False: not in ``timeout``)."""
+        self._started()
+        with self._lock:
+            starting = list(self._starting)
+        if not starting:
+            return False
+        try:
+            for f in starting:
+                f.result(timeout=timeout)
+        except (TimeoutError, BrokenProcessPool):
+            return False
+        return self._started() is not None
 
     def close(self) -> None:
         with self._lock:
@@ -119,3 +154,12 @@ class VerifyPool:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _meet(barrier: Any, timeout: float) -> None:
+    """A worker's initializer: wait until every worker of the pool has started."""
+    barrier.wait(timeout)
+
+
+def _ready() -> None:
+    """A worker's first task: nothing (done once every worker runs)."""

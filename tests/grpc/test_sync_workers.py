@@ -57,6 +57,8 @@ def test_worker_catch_up_banks_what_one_process_banks(taskforce: TaskForce, tmp_
     reports, banks = [], []
     for workers in (1, 2):
         reader = _reader(taskforce, tmp_path / f"bob-{workers}.db", workers)
+        if workers == 2:  # started before the sync: pages go to them from the first one
+            assert reader.exchange.verify_pool.wait_started(120)
         try:
             reports.append(reader.sync())
             if workers == 2:

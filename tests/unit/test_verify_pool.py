@@ -53,6 +53,7 @@ def _forged(records: list[bytes], victim: int) -> list[bytes]:
 @pytest.fixture(scope="module")
 def pool() -> VerifyPool:
     p = VerifyPool(2)
+    assert p.wait_started(120)
     yield p  # type: ignore[misc]
     p.close()
 
@@ -92,6 +93,22 @@ def test_small_pages_stay_in_process(records: list[bytes]) -> None:
     try:
         assert fresh.passes(OPERATOR_KEY.public_key, {}, records[: verify_pool.MIN_PAGE - 1]) is None
         assert fresh._pool is None
+    finally:
+        fresh.close()
+
+
+def test_a_big_page_does_not_wait_for_the_workers_to_start(records: list[bytes]) -> None:
+    """The first page big enough for the workers starts them and is checked in the
+    caller's process meanwhile (a follower never stalls on process start-up); once every
+    worker runs, pages go to them."""
+    fresh = VerifyPool(2)
+    try:
+        page = records[: verify_pool.MIN_PAGE]
+        assert fresh.passes(OPERATOR_KEY.public_key, {}, page) is None  # not waited for: checked here
+        assert fresh._pool is not None  # white-box: the workers are starting
+        assert fresh.wait_started(120)
+        there = fresh.passes(OPERATOR_KEY.public_key, {}, page)
+        assert there is not None and len(there.flags) == len(page)
     finally:
         fresh.close()
 
